@@ -1,0 +1,525 @@
+"""Recurrent cells as records of pure functions.
+
+A cell is a :class:`Cell`: a small immutable record of pure functions, like
+optax's ``GradientTransformation``::
+
+  cell = seqmask.cells.lstm(hidden_size=256)
+  params = cell.init(key, input_size)            # a pytree of arrays
+  carry = cell.initial_carry(params, batch_shape)
+  carry, y = cell.apply(params, carry, x)        # one step, any batch dims
+
+Cells carry no state and no framework: the parameters are a plain dict, the
+carry a plain pytree. Built-in cells also split their step into an input
+projection that does not depend on the carry (``project_inputs``, which
+layers run once over the whole sequence as one large matmul) and the
+recurrent part (``apply_projected``). Gate orders and parameter layouts
+follow PyTorch's ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` (kernels transposed to
+``x @ W`` form, gates concatenated along the last axis), so weights convert
+both ways with :mod:`seqmask.interop`.
+
+Dtypes: parameters and carry are stored in ``param_dtype`` (float32 by
+default). Without an explicit ``dtype`` a step computes in the promotion of
+the input and parameter dtypes, as Flax does (bfloat16 inputs with float32
+parameters compute in float32). With ``dtype=jnp.bfloat16`` the matmul
+operands are bfloat16 and accumulate in the parameter dtype; the gates and
+the state update always run in the accumulation dtype, and the carry keeps
+``param_dtype``. Outputs ``y`` have the compute dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+__all__ = [
+    "Cell",
+    "LSTMCarry",
+    "simple_rnn",
+    "gru",
+    "lstm",
+    "learnable_initial_state",
+]
+
+Params = Any
+Carry = Any
+Initializer = Callable[..., jax.Array]
+
+
+class Cell(NamedTuple):
+    """A recurrent cell: pure functions over explicit parameters and carry.
+
+    Attributes:
+      init: ``(key, input_size) -> params``.
+      initial_carry: ``(params, batch_shape) -> carry``; leaves are
+        ``[*batch_shape, ...]``.
+      apply: ``(params, carry, x) -> (carry, y)`` for one step; ``x`` is
+        ``[*batch, input_size]`` with any (possibly empty) batch shape.
+      project_inputs: optional ``(params, xs) -> projected``: the part of the
+        step that does not depend on the carry, for any leading axes.
+        Layers apply it to the whole sequence at once.
+      apply_projected: optional ``(params, carry, projected_x) -> (carry, y)``
+        with ``apply(p, c, x) == apply_projected(p, c, project_inputs(p, x))``.
+      name: a readable name (``"lstm"``, ``"learnable_initial_state(gru)"``).
+      hidden_size: the size of the hidden state, when it has one.
+    """
+
+    init: Callable[[jax.Array, int], Params]
+    initial_carry: Callable[[Params, tuple[int, ...]], Carry]
+    apply: Callable[[Params, Carry, jax.Array], tuple[Carry, jax.Array]]
+    project_inputs: Callable[[Params, jax.Array], Any] | None = None
+    apply_projected: Callable[[Params, Carry, Any], tuple[Carry, jax.Array]] | None = (
+        None
+    )
+    name: str = "cell"
+    hidden_size: int | None = None
+
+
+class LSTMCarry(NamedTuple):
+    """The LSTM carry: hidden state ``h`` and cell state ``c``, each ``[*batch, H]``."""
+
+    h: jax.Array
+    c: jax.Array
+
+
+def _check_size(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int; got {value!r}.")
+    return value
+
+
+def _orthogonal_blocks(key, hidden_size: int, blocks: int, dtype) -> jax.Array:
+    """``[H, blocks * H]``: one orthogonal ``[H, H]`` matrix per gate."""
+    keys = jax.random.split(key, blocks)
+    init = jax.nn.initializers.orthogonal()
+    return jnp.concatenate([init(k, (hidden_size, hidden_size), dtype) for k in keys], 1)
+
+
+def _dtypes(dtype, x_dtype, param_dtype):
+    """The compute dtype of the matmuls and the dtype they accumulate in.
+
+    Like Flax: without an explicit ``dtype`` the computation runs in the
+    promotion of the input and parameter dtypes (bfloat16 inputs with float32
+    parameters compute in float32); with ``dtype=jnp.bfloat16`` the matmuls
+    take bfloat16 operands and still accumulate in the parameter dtype.
+    """
+    x_dtype = jnp.dtype(x_dtype)
+    if not jnp.issubdtype(x_dtype, jnp.floating):
+        raise TypeError(
+            f"cell inputs must be floating point; got {x_dtype}. Embed integer "
+            "tokens first."
+        )
+    compute = jnp.dtype(dtype) if dtype is not None else _wider(x_dtype, param_dtype)
+    return compute, _wider(compute, param_dtype)
+
+
+def _wider(a, b):
+    """The wider of two float dtypes, independent of the promotion mode.
+
+    ``jnp.promote_types`` follows ``jax_numpy_dtype_promotion`` and refuses
+    bfloat16 with float32 in strict mode; the choice here is deliberate, not
+    an implicit promotion.
+    """
+    a, b = jnp.dtype(a), jnp.dtype(b)
+    if a == b:
+        return a
+    if a.itemsize != b.itemsize:
+        return a if a.itemsize > b.itemsize else b
+    return jnp.dtype(jnp.float32)  # bfloat16 vs float16
+
+
+def _check_input(x, input_size: int, name: str) -> None:
+    if jnp.ndim(x) < 1 or jnp.shape(x)[-1] != input_size:
+        raise ValueError(
+            f"{name}: inputs must be [..., {input_size}] (the input_size the "
+            f"parameters were made for); got shape {tuple(jnp.shape(x))}."
+        )
+
+
+def _dense(x, kernel, bias, dtype, acc_dtype):
+    """``x @ kernel + bias`` with operands in ``dtype``, accumulating in ``acc_dtype``."""
+    y = jnp.matmul(
+        x.astype(dtype), kernel.astype(dtype), preferred_element_type=acc_dtype
+    )
+    if bias is None:
+        return y
+    return y + jnp.broadcast_to(bias.astype(acc_dtype), y.shape)
+
+
+def _make_cell(
+    *,
+    name: str,
+    hidden_size: int,
+    init: Callable[[jax.Array, int], Params],
+    initial_carry: Callable[[Params, tuple[int, ...]], Carry],
+    step: Callable[[Params, Carry, jax.Array, Any], tuple[Carry, jax.Array]],
+    dtype,
+) -> Cell:
+    """Assemble a dense cell whose input projection is ``x @ input_kernel + b``.
+
+    ``step(params, carry, projected_x, compute_dtype)`` is the recurrent part.
+    The projection is held in the accumulation dtype (rounding it to bfloat16
+    before adding the recurrent term would throw away precision the carry
+    keeps), so ``step`` accumulates in ``projected_x.dtype``.
+    """
+
+    def project_inputs(params, xs):
+        _check_input(xs, params["input_kernel"].shape[0], name)
+        param_dtype = params["recurrent_kernel"].dtype
+        compute, acc = _dtypes(dtype, jnp.result_type(xs), param_dtype)
+        bias = params["bias"] if "bias" in params else params["input_bias"]
+        return _dense(xs, params["input_kernel"], bias, compute, acc)
+
+    def apply_projected(params, carry, projected):
+        param_dtype = params["recurrent_kernel"].dtype
+        compute, _ = _dtypes(dtype, jnp.result_type(projected), param_dtype)
+        return step(params, carry, projected, compute)
+
+    def apply(params, carry, x):
+        return apply_projected(params, carry, project_inputs(params, x))
+
+    return Cell(
+        init=init,
+        initial_carry=initial_carry,
+        apply=apply,
+        project_inputs=project_inputs,
+        apply_projected=apply_projected,
+        name=name,
+        hidden_size=hidden_size,
+    )
+
+
+def _recurrent(h, kernel, compute, acc):
+    """``h @ kernel`` with operands in ``compute``, accumulating in ``acc``."""
+    return _dense(h, kernel, None, compute, acc)
+
+
+def simple_rnn(
+    hidden_size: int,
+    *,
+    activation: Callable[[jax.Array], jax.Array] = jnp.tanh,
+    dtype=None,
+    param_dtype=jnp.float32,
+    kernel_init: Initializer = jax.nn.initializers.lecun_normal(),
+    recurrent_init: Initializer | None = None,
+    bias_init: Initializer = jax.nn.initializers.zeros,
+) -> Cell:
+    r"""Elman RNN cell (PyTorch ``nn.RNN``).
+
+    .. math::
+
+      h_t = \mathrm{activation}(x_t W_x + h_{t-1} W_h + b)
+
+    The output is :math:`h_t`; the carry is :math:`h` of shape ``[*batch, H]``.
+
+    Parameters: ``input_kernel`` ``[I, H]``, ``recurrent_kernel`` ``[H, H]``
+    (orthogonal by default), ``bias`` ``[H]`` (PyTorch's
+    ``bias_ih + bias_hh``).
+
+    Args:
+      hidden_size: ``H``.
+      activation: ``tanh`` (default) or e.g. ``jax.nn.relu``.
+      dtype: compute dtype of the matmuls; default: the input's dtype.
+      param_dtype: dtype of parameters and carry.
+      kernel_init, recurrent_init, bias_init: initialisers.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from seqmask.cells import simple_rnn
+      >>> cell = simple_rnn(4)
+      >>> params = cell.init(jax.random.key(0), 3)
+      >>> h = cell.initial_carry(params, (2,))
+      >>> h, y = cell.apply(params, h, jnp.ones((2, 3)))
+      >>> y.shape
+      (2, 4)
+    """
+    hidden_size = _check_size(hidden_size, "simple_rnn: hidden_size")
+
+    def init(key, input_size):
+        input_size = _check_size(input_size, "simple_rnn.init: input_size")
+        k_in, k_rec, k_b = jax.random.split(key, 3)
+        recurrent = (
+            _orthogonal_blocks(k_rec, hidden_size, 1, param_dtype)
+            if recurrent_init is None
+            else recurrent_init(k_rec, (hidden_size, hidden_size), param_dtype)
+        )
+        return {
+            "input_kernel": kernel_init(k_in, (input_size, hidden_size), param_dtype),
+            "recurrent_kernel": recurrent,
+            "bias": bias_init(k_b, (hidden_size,), param_dtype),
+        }
+
+    def initial_carry(params, batch_shape=()):
+        return jnp.zeros((*batch_shape, hidden_size), params["recurrent_kernel"].dtype)
+
+    def step(params, h, projected, compute):
+        acc = projected.dtype
+        z = projected + _recurrent(h, params["recurrent_kernel"], compute, acc)
+        new_h = activation(z)
+        return new_h.astype(h.dtype), new_h.astype(compute)
+
+    return _make_cell(
+        name="simple_rnn",
+        hidden_size=hidden_size,
+        init=init,
+        initial_carry=initial_carry,
+        step=step,
+        dtype=dtype,
+    )
+
+
+def lstm(
+    hidden_size: int,
+    *,
+    forget_bias: float = 1.0,
+    dtype=None,
+    param_dtype=jnp.float32,
+    kernel_init: Initializer = jax.nn.initializers.lecun_normal(),
+    recurrent_init: Initializer | None = None,
+    bias_init: Initializer = jax.nn.initializers.zeros,
+) -> Cell:
+    r"""Long short-term memory cell (PyTorch ``nn.LSTM`` equations and gate order).
+
+    .. math::
+
+      z &= x_t W_x + h_{t-1} W_h + b \\
+      i &= \sigma(z_i), \quad f = \sigma(z_f), \quad g = \tanh(z_g),
+        \quad o = \sigma(z_o) \\
+      c_t &= f \odot c_{t-1} + i \odot g \\
+      h_t &= o \odot \tanh(c_t)
+
+    The carry is :class:`LSTMCarry` ``(h, c)``, each ``[*batch, H]``; the
+    output is :math:`h_t`.
+
+    Parameters (gate blocks of width ``H`` in the order ``i, f, g, o``, as
+    PyTorch): ``input_kernel`` ``[I, 4H]``, ``recurrent_kernel`` ``[H, 4H]``
+    (one orthogonal block per gate by default), ``bias`` ``[4H]`` (PyTorch's
+    ``bias_ih + bias_hh``).
+
+    Args:
+      hidden_size: ``H``.
+      forget_bias: initial value of the forget-gate bias block (1.0 helps
+        gradients flow early in training; 0.0 gives PyTorch's init).
+      dtype: compute dtype of the matmuls; default: the input's dtype.
+      param_dtype: dtype of parameters and carry.
+      kernel_init, recurrent_init, bias_init: initialisers (``bias_init`` for
+        all blocks, then ``forget_bias`` is added to the forget block).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from seqmask.cells import lstm
+      >>> cell = lstm(8)
+      >>> params = cell.init(jax.random.key(0), 5)
+      >>> {name: p.shape for name, p in params.items()}
+      {'bias': (32,), 'input_kernel': (5, 32), 'recurrent_kernel': (8, 32)}
+      >>> carry = cell.initial_carry(params, (2,))
+      >>> carry, y = cell.apply(params, carry, jnp.ones((2, 5)))
+      >>> bool(jnp.all(y == carry.h))
+      True
+    """
+    hidden_size = _check_size(hidden_size, "lstm: hidden_size")
+
+    def init(key, input_size):
+        input_size = _check_size(input_size, "lstm.init: input_size")
+        k_in, k_rec, k_b = jax.random.split(key, 3)
+        recurrent = (
+            _orthogonal_blocks(k_rec, hidden_size, 4, param_dtype)
+            if recurrent_init is None
+            else recurrent_init(k_rec, (hidden_size, 4 * hidden_size), param_dtype)
+        )
+        bias = bias_init(k_b, (4 * hidden_size,), param_dtype)
+        bias = bias.at[hidden_size : 2 * hidden_size].add(
+            jnp.asarray(forget_bias, param_dtype)
+        )
+        return {
+            "input_kernel": kernel_init(
+                k_in, (input_size, 4 * hidden_size), param_dtype
+            ),
+            "recurrent_kernel": recurrent,
+            "bias": bias,
+        }
+
+    def initial_carry(params, batch_shape=()):
+        zeros = jnp.zeros((*batch_shape, hidden_size), params["recurrent_kernel"].dtype)
+        return LSTMCarry(h=zeros, c=zeros)
+
+    def step(params, carry, projected, compute):
+        acc = projected.dtype
+        h, c = carry
+        z = projected + _recurrent(h, params["recurrent_kernel"], compute, acc)
+        i, f, g, o = jnp.split(z, 4, axis=-1)
+        new_c = jax.nn.sigmoid(f) * c.astype(acc) + jax.nn.sigmoid(i) * jnp.tanh(g)
+        new_h = jax.nn.sigmoid(o) * jnp.tanh(new_c)
+        new_carry = LSTMCarry(h=new_h.astype(h.dtype), c=new_c.astype(c.dtype))
+        return new_carry, new_h.astype(compute)
+
+    return _make_cell(
+        name="lstm",
+        hidden_size=hidden_size,
+        init=init,
+        initial_carry=initial_carry,
+        step=step,
+        dtype=dtype,
+    )
+
+
+def gru(
+    hidden_size: int,
+    *,
+    dtype=None,
+    param_dtype=jnp.float32,
+    kernel_init: Initializer = jax.nn.initializers.lecun_normal(),
+    recurrent_init: Initializer | None = None,
+    bias_init: Initializer = jax.nn.initializers.zeros,
+) -> Cell:
+    r"""Gated recurrent unit, in the variant PyTorch and cuDNN use.
+
+    The reset gate multiplies the recurrent term *after* the recurrent matmul
+    (so the three recurrent matmuls fuse into one):
+
+    .. math::
+
+      r &= \sigma(x_t W_{xr} + b_{xr} + h_{t-1} W_{hr} + b_{hr}) \\
+      z &= \sigma(x_t W_{xz} + b_{xz} + h_{t-1} W_{hz} + b_{hz}) \\
+      n &= \tanh(x_t W_{xn} + b_{xn} + r \odot (h_{t-1} W_{hn} + b_{hn})) \\
+      h_t &= (1 - z) \odot n + z \odot h_{t-1}
+
+    The carry is ``h`` ``[*batch, H]``; the output is :math:`h_t`.
+
+    Parameters (gate blocks in the order ``r, z, n``, as PyTorch):
+    ``input_kernel`` ``[I, 3H]``, ``recurrent_kernel`` ``[H, 3H]``,
+    ``input_bias`` ``[3H]``, ``recurrent_bias`` ``[3H]`` (two biases, because
+    ``b_{hn}`` sits inside the reset gate's product).
+
+    Args:
+      hidden_size: ``H``.
+      dtype: compute dtype of the matmuls; default: the input's dtype.
+      param_dtype: dtype of parameters and carry.
+      kernel_init, recurrent_init, bias_init: initialisers.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from seqmask.cells import gru
+      >>> cell = gru(4)
+      >>> params = cell.init(jax.random.key(0), 3)
+      >>> h, y = cell.apply(params, cell.initial_carry(params, ()), jnp.ones(3))
+      >>> y.shape
+      (4,)
+    """
+    hidden_size = _check_size(hidden_size, "gru: hidden_size")
+
+    def init(key, input_size):
+        input_size = _check_size(input_size, "gru.init: input_size")
+        k_in, k_rec, k_bi, k_bh = jax.random.split(key, 4)
+        recurrent = (
+            _orthogonal_blocks(k_rec, hidden_size, 3, param_dtype)
+            if recurrent_init is None
+            else recurrent_init(k_rec, (hidden_size, 3 * hidden_size), param_dtype)
+        )
+        return {
+            "input_kernel": kernel_init(
+                k_in, (input_size, 3 * hidden_size), param_dtype
+            ),
+            "recurrent_kernel": recurrent,
+            "input_bias": bias_init(k_bi, (3 * hidden_size,), param_dtype),
+            "recurrent_bias": bias_init(k_bh, (3 * hidden_size,), param_dtype),
+        }
+
+    def initial_carry(params, batch_shape=()):
+        return jnp.zeros((*batch_shape, hidden_size), params["recurrent_kernel"].dtype)
+
+    def step(params, h, projected, compute):
+        acc = projected.dtype
+        recurrent = _recurrent(h, params["recurrent_kernel"], compute, acc)
+        recurrent = recurrent + jnp.broadcast_to(
+            params["recurrent_bias"].astype(acc), recurrent.shape
+        )
+        x_r, x_z, x_n = jnp.split(projected, 3, axis=-1)
+        h_r, h_z, h_n = jnp.split(recurrent, 3, axis=-1)
+        r = jax.nn.sigmoid(x_r + h_r)
+        z = jax.nn.sigmoid(x_z + h_z)
+        n = jnp.tanh(x_n + r * h_n)
+        new_h = (1 - z) * n + z * h.astype(acc)
+        return new_h.astype(h.dtype), new_h.astype(compute)
+
+    return _make_cell(
+        name="gru",
+        hidden_size=hidden_size,
+        init=init,
+        initial_carry=initial_carry,
+        step=step,
+        dtype=dtype,
+    )
+
+
+def learnable_initial_state(
+    cell: Cell, *, carry_init: Initializer = jax.nn.initializers.zeros
+) -> Cell:
+    """Wrap ``cell`` so that its initial carry is a trained parameter.
+
+    The wrapped cell's parameters are ``{"cell": <cell params>,
+    "initial_carry": <one unbatched carry>}``; ``initial_carry(params,
+    batch_shape)`` broadcasts the learned carry over ``batch_shape``, so every
+    row that starts (or is reset, see ``seqmask.rnn``'s ``resets``) from it
+    sends gradient to it. ``apply`` is the inner cell's.
+
+    Args:
+      cell: any :class:`Cell`.
+      carry_init: initialiser for the learned carry (zeros by default, so the
+        wrapped cell starts out identical to the inner one).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from seqmask.cells import learnable_initial_state, lstm
+      >>> cell = learnable_initial_state(lstm(3))
+      >>> params = cell.init(jax.random.key(0), 2)
+      >>> params["initial_carry"].h.shape
+      (3,)
+      >>> cell.initial_carry(params, (5,)).c.shape
+      (5, 3)
+    """
+    if not isinstance(cell, Cell):
+        raise TypeError(
+            f"learnable_initial_state: cell must be a seqmask Cell; got "
+            f"{type(cell).__name__}."
+        )
+
+    def init(key, input_size):
+        k_cell, k_carry = jax.random.split(key)
+        params = cell.init(k_cell, input_size)
+        template = cell.initial_carry(params, ())
+        leaves, treedef = jax.tree.flatten(template)
+        keys = jax.random.split(k_carry, max(len(leaves), 1))
+        learned = [carry_init(k, x.shape, x.dtype) for k, x in zip(keys, leaves)]
+        return {"cell": params, "initial_carry": jax.tree.unflatten(treedef, learned)}
+
+    def initial_carry(params, batch_shape=()):
+        return jax.tree.map(
+            lambda x: jnp.broadcast_to(x, (*batch_shape, *x.shape)),
+            params["initial_carry"],
+        )
+
+    def apply(params, carry, x):
+        return cell.apply(params["cell"], carry, x)
+
+    project_inputs = apply_projected = None
+    if cell.project_inputs is not None and cell.apply_projected is not None:
+        inner_project, inner_apply = cell.project_inputs, cell.apply_projected
+
+        def project_inputs(params, xs):
+            return inner_project(params["cell"], xs)
+
+        def apply_projected(params, carry, projected):
+            return inner_apply(params["cell"], carry, projected)
+
+    return Cell(
+        init=init,
+        initial_carry=initial_carry,
+        apply=apply,
+        project_inputs=project_inputs,
+        apply_projected=apply_projected,
+        name=f"learnable_initial_state({cell.name})",
+        hidden_size=cell.hidden_size,
+    )
