@@ -48,6 +48,9 @@ Carry = Any
 Initializer = Callable[..., jax.Array]
 
 
+_LECUN_NORMAL = jax.nn.initializers.lecun_normal()
+
+
 class Cell(NamedTuple):
     """A recurrent cell: pure functions over explicit parameters and carry.
 
@@ -94,7 +97,9 @@ def _orthogonal_blocks(key, hidden_size: int, blocks: int, dtype) -> jax.Array:
     """``[H, blocks * H]``: one orthogonal ``[H, H]`` matrix per gate."""
     keys = jax.random.split(key, blocks)
     init = jax.nn.initializers.orthogonal()
-    return jnp.concatenate([init(k, (hidden_size, hidden_size), dtype) for k in keys], 1)
+    return jnp.concatenate(
+        [init(k, (hidden_size, hidden_size), dtype) for k in keys], 1
+    )
 
 
 def _dtypes(dtype, x_dtype, param_dtype):
@@ -139,7 +144,7 @@ def _check_input(x, input_size: int, name: str) -> None:
 
 
 def _dense(x, kernel, bias, dtype, acc_dtype):
-    """``x @ kernel + bias`` with operands in ``dtype``, accumulating in ``acc_dtype``."""
+    """``x @ kernel + bias``: operands in ``dtype``, accumulated in ``acc_dtype``."""
     y = jnp.matmul(
         x.astype(dtype), kernel.astype(dtype), preferred_element_type=acc_dtype
     )
@@ -202,7 +207,7 @@ def simple_rnn(
     activation: Callable[[jax.Array], jax.Array] = jnp.tanh,
     dtype=None,
     param_dtype=jnp.float32,
-    kernel_init: Initializer = jax.nn.initializers.lecun_normal(),
+    kernel_init: Initializer = _LECUN_NORMAL,
     recurrent_init: Initializer | None = None,
     bias_init: Initializer = jax.nn.initializers.zeros,
 ) -> Cell:
@@ -276,7 +281,7 @@ def lstm(
     forget_bias: float = 1.0,
     dtype=None,
     param_dtype=jnp.float32,
-    kernel_init: Initializer = jax.nn.initializers.lecun_normal(),
+    kernel_init: Initializer = _LECUN_NORMAL,
     recurrent_init: Initializer | None = None,
     bias_init: Initializer = jax.nn.initializers.zeros,
 ) -> Cell:
@@ -370,7 +375,7 @@ def gru(
     *,
     dtype=None,
     param_dtype=jnp.float32,
-    kernel_init: Initializer = jax.nn.initializers.lecun_normal(),
+    kernel_init: Initializer = _LECUN_NORMAL,
     recurrent_init: Initializer | None = None,
     bias_init: Initializer = jax.nn.initializers.zeros,
 ) -> Cell:
@@ -492,7 +497,9 @@ def learnable_initial_state(
         template = cell.initial_carry(params, ())
         leaves, treedef = jax.tree.flatten(template)
         keys = jax.random.split(k_carry, max(len(leaves), 1))
-        learned = [carry_init(k, x.shape, x.dtype) for k, x in zip(keys, leaves)]
+        learned = [
+            carry_init(k, x.shape, x.dtype) for k, x in zip(keys, leaves, strict=True)
+        ]
         return {"cell": params, "initial_carry": jax.tree.unflatten(treedef, learned)}
 
     def initial_carry(params, batch_shape=()):
@@ -504,22 +511,23 @@ def learnable_initial_state(
     def apply(params, carry, x):
         return cell.apply(params["cell"], carry, x)
 
-    project_inputs = apply_projected = None
-    if cell.project_inputs is not None and cell.apply_projected is not None:
-        inner_project, inner_apply = cell.project_inputs, cell.apply_projected
+    inner_project, inner_apply = cell.project_inputs, cell.apply_projected
+    split = inner_project is not None and inner_apply is not None
 
-        def project_inputs(params, xs):
-            return inner_project(params["cell"], xs)
+    def project_inputs(params, xs):
+        assert inner_project is not None
+        return inner_project(params["cell"], xs)
 
-        def apply_projected(params, carry, projected):
-            return inner_apply(params["cell"], carry, projected)
+    def apply_projected(params, carry, projected):
+        assert inner_apply is not None
+        return inner_apply(params["cell"], carry, projected)
 
     return Cell(
         init=init,
         initial_carry=initial_carry,
         apply=apply,
-        project_inputs=project_inputs,
-        apply_projected=apply_projected,
+        project_inputs=project_inputs if split else None,
+        apply_projected=apply_projected if split else None,
         name=f"learnable_initial_state({cell.name})",
         hidden_size=cell.hidden_size,
     )

@@ -35,7 +35,9 @@ _KINDS = {"lstm": 4, "gru": 3, "simple_rnn": 1}
 
 def _kind(cell: Cell, name: str) -> str:
     if not isinstance(cell, Cell):
-        raise TypeError(f"{name}: cell must be a seqmask Cell; got {type(cell).__name__}.")
+        raise TypeError(
+            f"{name}: cell must be a seqmask Cell; got {type(cell).__name__}."
+        )
     if cell.name not in _KINDS:
         hint = ""
         if cell.name.startswith("learnable_initial_state("):
@@ -63,8 +65,10 @@ def _to_numpy(value) -> np.ndarray:
         value = value.detach()
     if hasattr(value, "cpu"):
         value = value.cpu()
-    if hasattr(value, "float") and hasattr(value, "dtype") and "bfloat16" in str(
-        value.dtype
+    if (
+        hasattr(value, "float")
+        and hasattr(value, "dtype")
+        and "bfloat16" in str(value.dtype)
     ):
         value = value.float()
     return np.asarray(value)
@@ -73,7 +77,7 @@ def _to_numpy(value) -> np.ndarray:
 def from_torch(
     cell: Cell, state_dict: Mapping[str, Any], layer: int = 0, reverse: bool = False
 ) -> dict[str, jax.Array]:
-    """Parameters for ``cell`` from a PyTorch ``nn.LSTM``/``nn.GRU``/``nn.RNN`` state dict.
+    """Parameters for ``cell`` from a PyTorch LSTM / GRU / RNN state dict.
 
     Args:
       cell: a seqmask ``lstm``, ``gru`` or ``simple_rnn`` cell with the
@@ -138,7 +142,9 @@ def from_torch(
             f"from_torch: {names['w_ih']} must be 2-D [G*H, I]; got {w_ih.shape}."
         )
     input_size = int(w_ih.shape[1])
-    expected = jax.eval_shape(cell.init, jax.random.key(0), input_size)
+    # input_size must stay a Python int (eval_shape would trace it, and
+    # cell.init needs it static), so close over it.
+    expected = jax.eval_shape(lambda key: cell.init(key, input_size), jax.random.key(0))
     if kind == "gru":
         arrays = {
             "input_kernel": w_ih.T,

@@ -220,7 +220,9 @@ def bidirectional(
     backward_cell = cell if backward_cell is None else backward_cell
     _check_cell(backward_cell, "bidirectional (backward_cell)")
     if merge not in _MERGES:
-        raise ValueError(f"bidirectional: merge must be one of {_MERGES}; got {merge!r}.")
+        raise ValueError(
+            f"bidirectional: merge must be one of {_MERGES}; got {merge!r}."
+        )
     if not isinstance(params, dict) or set(params) != {"forward", "backward"}:
         got = sorted(params) if isinstance(params, dict) else type(params).__name__
         raise ValueError(
@@ -237,17 +239,24 @@ def bidirectional(
             f"backward_carry) or None; got {type(initial_carry).__name__}."
         )
     mask = resolve_mask(xs, mask=mask, lengths=lengths, time_major=time_major)
-    common = dict(mask=mask, time_major=time_major, unroll=unroll)
     forward_carry, forward_ys = rnn(
-        cell, params["forward"], xs, initial_carry=forward_init, **common
+        cell,
+        params["forward"],
+        xs,
+        mask=mask,
+        initial_carry=forward_init,
+        time_major=time_major,
+        unroll=unroll,
     )
     backward_carry, backward_ys = rnn(
         backward_cell,
         params["backward"],
         xs,
+        mask=mask,
         initial_carry=backward_init,
         reverse=True,
-        **common,
+        time_major=time_major,
+        unroll=unroll,
     )
     return (forward_carry, backward_carry), _merge(forward_ys, backward_ys, merge)
 
@@ -306,17 +315,19 @@ def stacked(
       >>> len(carries), ys.shape
       (2, (4, 7, 6))
     """
-    params = list(params) if isinstance(params, (list, tuple)) else None
-    if not params:
+    if not isinstance(params, (list, tuple)) or not params:
         raise ValueError(
             "stacked: params must be a non-empty list with one entry a layer (see "
             "seqmask.init_stacked)."
         )
+    params = list(params)
     layer_cells = _layer_cells(cells, len(params), "stacked")
     if merge not in ("concat", "sum"):
         raise ValueError(f"stacked: merge must be 'concat' or 'sum'; got {merge!r}.")
     if not 0.0 <= dropout_rate < 1.0:
-        raise ValueError(f"stacked: dropout_rate must be in [0, 1); got {dropout_rate}.")
+        raise ValueError(
+            f"stacked: dropout_rate must be in [0, 1); got {dropout_rate}."
+        )
     if initial_carries is None:
         initial_carries = [None] * len(params)
     elif len(initial_carries) != len(params):
@@ -378,7 +389,11 @@ def stacked(
                 )
             out = out + hidden.astype(out.dtype)
         if keys is not None and index < len(params) - 1:
-            keep = jax.random.bernoulli(keys[index], 1.0 - dropout_rate, out.shape)
+            # Drawn batch-major, so the same key drops the same units whatever
+            # the layout the caller uses.
+            batch_major = (*out.shape[1:-1], out.shape[0], out.shape[-1])
+            keep = jax.random.bernoulli(keys[index], 1.0 - dropout_rate, batch_major)
+            keep = jnp.moveaxis(keep, -2, 0)
             scale = jnp.asarray(1.0 / (1.0 - dropout_rate), out.dtype)
             out = jnp.where(keep, out * scale, jnp.zeros((), out.dtype))
         carries.append(carry)
@@ -497,8 +512,8 @@ def _merge(forward_ys, backward_ys, merge: str):
 def _check_cell(cell, name: str) -> None:
     if not isinstance(cell, Cell):
         raise TypeError(
-            f"{name}: cell must be a seqmask.cells.Cell (e.g. seqmask.cells.lstm(128)); "
-            f"got {type(cell).__name__}."
+            f"{name}: cell must be a seqmask.cells.Cell (e.g. "
+            f"seqmask.cells.lstm(128)); got {type(cell).__name__}."
         )
 
 

@@ -29,7 +29,7 @@ __all__ = [
 
 
 def _is_traced(x) -> bool:
-    return isinstance(x, jax.core.Tracer)
+    return isinstance(x, jax.core.Tracer)  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def lengths_to_mask(
@@ -63,11 +63,14 @@ def lengths_to_mask(
     lengths = jnp.asarray(lengths)
     if not jnp.issubdtype(lengths.dtype, jnp.integer):
         raise TypeError(
-            "lengths_to_mask: lengths must have an integer dtype; got "
-            f"{lengths.dtype}."
+            f"lengths_to_mask: lengths must have an integer dtype; got {lengths.dtype}."
         )
     if check:
         check_lengths(lengths, max_len)
+    if max_len > 0 and jnp.iinfo(lengths.dtype).max < max_len - 1:
+        # The step indices must fit the comparison dtype: with uint8 lengths
+        # and max_len > 256 they would wrap around.
+        lengths = lengths.astype(jnp.int32)
     steps = jnp.arange(int(max_len), dtype=lengths.dtype)
     steps = steps.reshape((1,) * lengths.ndim + (int(max_len),))
     mask = steps < lengths[..., None]
@@ -136,7 +139,11 @@ def reverse_valid_steps(
     """
     xs = jnp.asarray(xs)
     mask = resolve_mask(
-        xs, mask=mask, lengths=lengths, time_major=time_major, name="reverse_valid_steps"
+        xs,
+        mask=mask,
+        lengths=lengths,
+        time_major=time_major,
+        name="reverse_valid_steps",
     )
     if mask is None:
         raise ValueError("reverse_valid_steps: give mask or lengths; got neither.")
@@ -191,7 +198,10 @@ def check_lengths(lengths, max_len: int) -> None:
     bad = (values < 0) | (values > max_len)
     if np.any(bad):
         rows = np.argwhere(bad)
-        rows_text = [tuple(int(i) for i in r) if r.size > 1 else int(r[0]) for r in rows]
+        # Scalar lengths give empty index rows: report them as ().
+        rows_text = [
+            tuple(int(i) for i in r) if r.size != 1 else int(r[0]) for r in rows
+        ]
         raise ValueError(
             f"lengths must lie in [0, max_len={max_len}]; rows {rows_text[:8]} "
             f"have lengths {values[bad][:8].tolist()}."

@@ -1,0 +1,239 @@
+"""Cells against NumPy loops of their documented equations; dtypes; gradients."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpy_reference as ref
+import pytest
+from jax.test_util import check_grads
+
+import seqmask
+from seqmask import cells
+
+B, T, IN, H = 6, 7, 3, 5
+MAKERS = {"simple_rnn": cells.simple_rnn, "lstm": cells.lstm, "gru": cells.gru}
+
+
+def random_params(cell, key, dtype=np.float32):
+    """The cell's parameters with every entry random (biases included)."""
+    params = cell.init(key, IN)
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.fold_in(key, 1), len(leaves))
+    leaves = [
+        (0.5 * jax.random.normal(k, x.shape, jnp.float32)).astype(dtype)
+        for k, x in zip(keys, leaves, strict=True)
+    ]
+    return jax.tree.unflatten(treedef, leaves)
+
+
+def carry_tuple(name, carry):
+    return (carry.h, carry.c) if name == "lstm" else (carry,)
+
+
+def make_carry(name, parts):
+    return cells.LSTMCarry(*parts) if name == "lstm" else parts[0]
+
+
+def inputs(seed, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    xs = rng.normal(size=(B, T, IN)).astype(dtype)
+    mask = ref.mask_patterns(rng, (B, T))
+    resets = rng.random((B, T)) < 0.2
+    return xs, mask, resets
+
+
+SETTINGS = [  # (reverse, unroll, jit)
+    (False, 1, True),
+    (True, 2, False),
+    (False, T, False),
+    (True, 1, True),
+]
+
+
+@pytest.mark.parametrize("name", sorted(MAKERS))
+@pytest.mark.parametrize("reverse,unroll,use_jit", SETTINGS)
+def test_rnn_matches_numpy(name, reverse, unroll, use_jit):
+    cell = MAKERS[name](H)
+    params = random_params(cell, jax.random.key(0))
+    xs, mask, resets = inputs(1)
+    rng = np.random.default_rng(2)
+    initial = tuple(
+        rng.normal(size=(B, H)).astype(np.float32)
+        for _ in carry_tuple(name, cell.initial_carry(params, (B,)))
+    )
+
+    def run(params, xs, mask, resets, initial):
+        return seqmask.rnn(
+            cell,
+            params,
+            xs,
+            mask=mask,
+            resets=resets,
+            initial_carry=make_carry(name, initial),
+            reverse=reverse,
+            unroll=unroll,
+        )
+
+    run = jax.jit(run) if use_jit else run
+    carry, ys = run(params, xs, mask, resets, initial)
+    zeros = tuple(np.zeros((B, H)) for _ in initial)
+    want_carry, want_ys = ref.rnn(
+        name, params, xs, mask, initial, reverse=reverse, resets=resets, reset_to=zeros
+    )
+    for got, want in zip(carry_tuple(name, carry), want_carry, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ys, want_ys, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(MAKERS))
+def test_float64_matches_numpy_and_check_grads(name, x64):
+    cell = MAKERS[name](H, param_dtype=jnp.float64)
+    params = random_params(cell, jax.random.key(3), np.float64)
+    xs, mask, _ = inputs(4, np.float64)
+    initial = cell.initial_carry(params, (B,))
+    carry, ys = seqmask.rnn(cell, params, xs, mask=mask)
+    zeros = tuple(np.zeros((B, H)) for _ in carry_tuple(name, initial))
+    want_carry, want_ys = ref.rnn(name, params, xs, mask, zeros)
+    np.testing.assert_allclose(ys, want_ys, rtol=1e-12, atol=1e-12)
+    for got, want in zip(carry_tuple(name, carry), want_carry, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+    @jax.jit
+    def loss(params, xs, initial):
+        carry, ys = seqmask.rnn(cell, params, xs, mask=mask, initial_carry=initial)
+        return jnp.sum(jnp.sin(ys)) + sum(jnp.sum(c**2) for c in jax.tree.leaves(carry))
+
+    initial = jax.tree.map(lambda c: c + 0.3, initial)
+    check_grads(loss, (params, xs, initial), order=1, modes=("fwd", "rev"))
+
+
+@pytest.mark.parametrize("name", sorted(MAKERS))
+def test_one_step_any_batch_dims(name):
+    cell = MAKERS[name](H)
+    params = random_params(cell, jax.random.key(5))
+    x = np.random.default_rng(6).normal(size=(2, 3, IN)).astype(np.float32)
+    carry = jax.tree.map(lambda c: c + 0.1, cell.initial_carry(params, (2, 3)))
+    new, y = cell.apply(params, carry, x)
+    flat_carry = jax.tree.map(lambda c: c.reshape(6, H), carry)
+    flat_new, flat_y = cell.apply(params, flat_carry, x.reshape(6, IN))
+    np.testing.assert_allclose(y.reshape(6, H), flat_y, rtol=1e-6)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a.reshape(6, H), b, rtol=1e-6),
+        new,
+        flat_new,
+    )
+    # unbatched: a single vector
+    single_new, single_y = cell.apply(
+        params, jax.tree.map(lambda c: c[1, 2], carry), x[1, 2]
+    )
+    np.testing.assert_allclose(single_y, y[1, 2], rtol=1e-6, atol=1e-7)
+    # the split form is the same step
+    proj = cell.project_inputs(params, x)
+    split_new, split_y = cell.apply_projected(params, carry, proj)
+    np.testing.assert_array_equal(split_y, y)
+
+
+@pytest.mark.parametrize("name", sorted(MAKERS))
+def test_bfloat16(name):
+    xs, mask, _ = inputs(7)
+    xs_bf16 = xs.astype(jnp.bfloat16)
+    cell = MAKERS[name](H)
+    params = random_params(cell, jax.random.key(8))
+    f32_carry, f32_ys = seqmask.rnn(
+        cell, params, np.asarray(xs_bf16, np.float32), mask=mask
+    )
+    # bfloat16 inputs with float32 parameters compute in float32 (as Flax).
+    carry, ys = seqmask.rnn(cell, params, xs_bf16, mask=mask)
+    assert ys.dtype == jnp.float32
+    np.testing.assert_allclose(ys, f32_ys, rtol=1e-6, atol=1e-6)
+    # An explicit bfloat16 compute dtype: bfloat16 outputs, float32 carry.
+    cell16 = MAKERS[name](H, dtype=jnp.bfloat16)
+    carry16, ys16 = seqmask.rnn(cell16, params, xs_bf16, mask=mask)
+    assert ys16.dtype == jnp.bfloat16
+    assert all(c.dtype == jnp.float32 for c in jax.tree.leaves(carry16))
+    np.testing.assert_allclose(np.asarray(ys16, np.float32), f32_ys, atol=3e-2)
+    for got, want in zip(
+        jax.tree.leaves(carry16), jax.tree.leaves(f32_carry), strict=True
+    ):
+        np.testing.assert_allclose(got, want, atol=3e-2)
+
+
+def test_lstm_forget_bias_and_layout():
+    params = cells.lstm(H, forget_bias=1.5).init(jax.random.key(0), IN)
+    np.testing.assert_array_equal(params["bias"][H : 2 * H], 1.5)
+    np.testing.assert_array_equal(np.delete(params["bias"], np.s_[H : 2 * H]), 0.0)
+    # one orthogonal block per gate
+    for gate in range(4):
+        block = np.asarray(params["recurrent_kernel"][:, gate * H : (gate + 1) * H])
+        np.testing.assert_allclose(block.T @ block, np.eye(H), atol=1e-5)
+
+
+def test_learnable_initial_state():
+    inner = cells.lstm(H)
+    cell = cells.learnable_initial_state(inner, carry_init=jax.nn.initializers.normal())
+    params = cell.init(jax.random.key(0), IN)
+    carry = cell.initial_carry(params, (2, 3))
+    np.testing.assert_array_equal(carry.h[1, 2], params["initial_carry"].h)
+    np.testing.assert_array_equal(carry.c[0, 0], params["initial_carry"].c)
+    x = np.ones((2, 3, IN), np.float32)
+    got = cell.apply(params, carry, x)
+    want = inner.apply(params["cell"], carry, x)
+    jax.tree.map(np.testing.assert_array_equal, got, want)
+    # default zeros: the wrapped cell starts identical to the inner one
+    zero_params = cells.learnable_initial_state(inner).init(jax.random.key(0), IN)
+    assert all(
+        np.all(leaf == 0) for leaf in jax.tree.leaves(zero_params["initial_carry"])
+    )
+
+
+def test_learned_state_gets_gradient_only_from_rows_that_start_from_it():
+    cell = cells.learnable_initial_state(cells.gru(H))
+    params = cell.init(jax.random.key(1), IN)
+    xs, _, _ = inputs(9)
+    xs = xs[:3]
+    given = np.random.default_rng(3).normal(size=(3, H)).astype(np.float32)
+    resets = np.zeros((3, T), bool)
+    resets[0, 2] = True  # row 0 resets to the learned state at step 2
+
+    def loss(params, xs, initial_carry, resets):
+        _, ys = seqmask.rnn(
+            cell, params, xs, initial_carry=initial_carry, resets=resets
+        )
+        return jnp.sum(ys**2)
+
+    grad = jax.jit(jax.grad(loss))
+    # Rows given their own carry and never reset: no gradient to the state.
+    no_reset = grad(params, xs, given, np.zeros_like(resets))
+    np.testing.assert_array_equal(no_reset["initial_carry"], 0.0)
+    # With the reset, exactly row 0's contribution reaches it.
+    with_reset = grad(params, xs, given, resets)
+    row0 = grad(params, xs[:1], given[:1], resets[:1])
+    np.testing.assert_allclose(
+        with_reset["initial_carry"], row0["initial_carry"], rtol=1e-5, atol=1e-6
+    )
+    assert np.any(np.asarray(row0["initial_carry"]) != 0)
+    # Starting from the learned state (no initial carry), every row counts.
+    starts = grad(params, xs, None, np.zeros_like(resets))
+    rows = sum(
+        np.asarray(
+            grad(params, xs[b : b + 1], None, resets[b : b + 1] & False)[
+                "initial_carry"
+            ]
+        )
+        for b in range(3)
+    )
+    np.testing.assert_allclose(starts["initial_carry"], rows, rtol=1e-5, atol=1e-6)
+
+
+def test_cell_errors():
+    cell = cells.lstm(H)
+    params = cell.init(jax.random.key(0), IN)
+    carry = cell.initial_carry(params, (2,))
+    with pytest.raises(ValueError, match=r"inputs must be \[\.\.\., 3\]"):
+        cell.apply(params, carry, np.ones((2, 4), np.float32))
+    with pytest.raises(TypeError, match="floating point"):
+        cell.apply(params, carry, np.ones((2, IN), np.int32))
+    with pytest.raises(ValueError, match="hidden_size must be a positive int"):
+        cells.gru(0)
+    with pytest.raises(TypeError, match="must be a seqmask Cell"):
+        cells.learnable_initial_state(lambda x: x)

@@ -1,0 +1,300 @@
+"""Layers: padding invariance, bidirectional and stacked against compositions."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpy_reference as ref
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import seqmask
+from seqmask import cells
+
+B, T, IN, H = 3, 6, 3, 4
+
+
+def random_params(cell, key):
+    params = cell.init(key, IN)
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.fold_in(key, 7), len(leaves))
+    return jax.tree.unflatten(
+        treedef,
+        [
+            0.5 * jax.random.normal(k, x.shape)
+            for k, x in zip(keys, leaves, strict=True)
+        ],
+    )
+
+
+def row_loss(carry, ys, weights):
+    """A loss that touches every output and the final carry."""
+    return jnp.sum(jnp.sin(ys) * weights) + sum(
+        jnp.sum(leaf**2) for leaf in jax.tree.leaves(carry)
+    )
+
+
+CELLS = {"lstm": cells.lstm(H), "gru": cells.gru(H)}
+PARAMS = {name: random_params(cell, jax.random.key(0)) for name, cell in CELLS.items()}
+
+
+def _batched(name):
+    cell = CELLS[name]
+
+    def loss(params, xs, mask, weights):
+        carry, ys = seqmask.rnn(cell, params, xs, mask=mask)
+        return row_loss(carry, ys, weights), (carry, ys)
+
+    return jax.jit(jax.value_and_grad(loss, has_aux=True))
+
+
+def _alone(name):
+    cell = CELLS[name]
+
+    def loss(params, xs, weights):
+        carry, ys = seqmask.rnn(cell, params, xs)
+        return row_loss(carry, ys, weights), (carry, ys)
+
+    return jax.jit(jax.value_and_grad(loss, has_aux=True))
+
+
+BATCHED = {name: _batched(name) for name in CELLS}
+ALONE = {name: _alone(name) for name in CELLS}
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    name=st.sampled_from(sorted(CELLS)),
+    mask=hnp.arrays(np.bool_, (B, T)),
+    seed=st.integers(0, 2**16),
+)
+def test_padding_invariance(name, mask, seed):
+    """Each row of a padded batch gives what it gives alone, unpadded: outputs
+    at valid steps, final carry and parameter gradients (summed over rows)."""
+    rng = np.random.default_rng(seed)
+    xs = rng.normal(size=(B, T, IN)).astype(np.float32)
+    xs_garbage = np.where(mask[..., None], xs, 1e6).astype(np.float32)
+    weights = rng.normal(size=(B, T, H)).astype(np.float32)
+    params = PARAMS[name]
+    (_, (carry, ys)), grads = BATCHED[name](params, xs_garbage, mask, weights)
+    grad_sum = jax.tree.map(jnp.zeros_like, grads)
+    for b in range(B):
+        valid = mask[b]
+        (_, (row_carry, row_ys)), row_grads = ALONE[name](
+            params, xs[b : b + 1, valid], weights[b : b + 1, valid]
+        )
+        np.testing.assert_allclose(ys[b, valid], row_ys[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(ys[b, ~valid], 0.0)
+        for got, want in zip(
+            jax.tree.leaves(carry), jax.tree.leaves(row_carry), strict=True
+        ):
+            np.testing.assert_allclose(got[b], want[0], rtol=1e-5, atol=1e-6)
+        grad_sum = jax.tree.map(jnp.add, grad_sum, row_grads)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+        grads,
+        grad_sum,
+    )
+
+
+def test_lengths_mask_layouts_and_batch_dims():
+    cell = CELLS["lstm"]
+    params = PARAMS["lstm"]
+    rng = np.random.default_rng(1)
+    xs = rng.normal(size=(2, 3, T, IN)).astype(np.float32)
+    lengths = rng.integers(0, T + 1, size=(2, 3))
+    mask = np.arange(T) < lengths[..., None]
+    by_lengths = seqmask.rnn(cell, params, xs, lengths=lengths)
+    by_mask = seqmask.rnn(cell, params, xs, mask=mask)
+    jax.tree.map(np.testing.assert_array_equal, by_lengths, by_mask)
+    flat = seqmask.rnn(cell, params, xs.reshape(6, T, IN), mask=mask.reshape(6, T))
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(
+            np.reshape(a, np.shape(b)), b, rtol=1e-6, atol=1e-7
+        ),
+        by_mask,
+        flat,
+    )
+    carry_tm, ys_tm = seqmask.rnn(
+        cell,
+        params,
+        np.moveaxis(xs, 2, 0),
+        mask=np.moveaxis(mask, 2, 0),
+        time_major=True,
+    )
+    np.testing.assert_allclose(np.moveaxis(ys_tm, 0, 2), by_mask[1], rtol=1e-6)
+    # no batch axes at all: one sequence [T, IN]
+    carry_one, ys_one = seqmask.rnn(cell, params, xs[1, 2], mask=mask[1, 2])
+    np.testing.assert_allclose(ys_one, by_mask[1][1, 2], rtol=1e-6, atol=1e-7)
+
+
+def test_zero_length_rows_return_initial_carry_exactly():
+    cell = CELLS["lstm"]
+    params = PARAMS["lstm"]
+    rng = np.random.default_rng(2)
+    initial = cells.LSTMCarry(
+        *(rng.normal(size=(B, H)).astype(np.float32) for _ in range(2))
+    )
+    xs = rng.normal(size=(B, T, IN)).astype(np.float32)
+    lengths = np.array([0, 3, 0])
+    for reverse in (False, True):
+        carry, ys = seqmask.rnn(
+            cell, params, xs, lengths=lengths, initial_carry=initial, reverse=reverse
+        )
+        for got, want in zip(carry, initial, strict=True):
+            np.testing.assert_array_equal(got[0], want[0])
+            np.testing.assert_array_equal(got[2], want[2])
+            assert not np.array_equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+@pytest.mark.parametrize("merge", ["concat", "sum"])
+def test_bidirectional_equals_compacted_rows(name, merge):
+    """Over left padding and holes, each row equals a forward run and a
+    backward (flipped) run over that row's compacted valid steps."""
+    cell = CELLS[name]
+    params = {
+        "forward": PARAMS[name],
+        "backward": random_params(cell, jax.random.key(9)),
+    }
+    rng = np.random.default_rng(3)
+    mask = np.array(
+        [
+            [False, False, True, True, True, True],  # left padding
+            [True, False, True, False, False, True],  # holes
+            [False, False, False, False, False, False],  # empty
+        ]
+    )
+    xs = rng.normal(size=(B, T, IN)).astype(np.float32)
+    (fwd_carry, bwd_carry), ys = jax.jit(
+        lambda p, x, m: seqmask.bidirectional(cell, p, x, mask=m, merge=merge)
+    )(params, xs, mask)
+    for b in range(B):
+        valid = xs[b : b + 1, mask[b]]
+        f_carry, f_ys = seqmask.rnn(cell, params["forward"], valid)
+        b_carry, b_ys = seqmask.rnn(cell, params["backward"], valid[:, ::-1])
+        b_ys = b_ys[:, ::-1]
+        want = np.concatenate([f_ys, b_ys], -1) if merge == "concat" else f_ys + b_ys
+        np.testing.assert_allclose(ys[b, mask[b]], want[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(ys[b, ~mask[b]], 0.0)
+        for got, want_leaf in zip(
+            jax.tree.leaves(fwd_carry), jax.tree.leaves(f_carry), strict=True
+        ):
+            np.testing.assert_allclose(got[b], want_leaf[0], rtol=1e-5, atol=1e-6)
+        for got, want_leaf in zip(
+            jax.tree.leaves(bwd_carry), jax.tree.leaves(b_carry), strict=True
+        ):
+            np.testing.assert_allclose(got[b], want_leaf[0], rtol=1e-5, atol=1e-6)
+
+
+def test_stacked_equals_composition_with_residual_and_dropout():
+    cell = cells.gru(H)
+    params = seqmask.init_stacked(jax.random.key(4), cell, IN, num_layers=3)
+    rng = np.random.default_rng(5)
+    xs = rng.normal(size=(B, T, IN)).astype(np.float32)
+    lengths = np.array([6, 2, 0])
+    key = jax.random.key(6)
+    rate = 0.3
+    carries, ys = seqmask.stacked(
+        cell,
+        params,
+        xs,
+        lengths=lengths,
+        residual=True,
+        dropout_rate=rate,
+        dropout_key=key,
+    )
+    keys = jax.random.split(key, 3)
+    hidden = xs
+    for index, layer in enumerate(params):
+        carry, out = seqmask.rnn(cell, layer, hidden, lengths=lengths)
+        np.testing.assert_allclose(carries[index], carry, rtol=1e-5, atol=1e-6)
+        if index > 0:
+            out = out + hidden
+        if index < 2:
+            keep = np.asarray(jax.random.bernoulli(keys[index], 1 - rate, out.shape))
+            out = np.where(keep, np.asarray(out) / (1 - rate), 0.0).astype(np.float32)
+        hidden = out
+    np.testing.assert_allclose(ys, hidden, rtol=1e-5, atol=1e-6)
+    # without a key there is no dropout
+    _, eval_ys = seqmask.stacked(cell, params, xs, lengths=lengths, dropout_rate=rate)
+    _, plain_ys = seqmask.stacked(cell, params, xs, lengths=lengths)
+    np.testing.assert_array_equal(eval_ys, plain_ys)
+
+
+def test_stacked_bidirectional_threads_carries():
+    cell = cells.lstm(H)
+    params = seqmask.init_stacked(
+        jax.random.key(7), cell, IN, num_layers=2, bidirectional=True
+    )
+    rng = np.random.default_rng(8)
+    xs = rng.normal(size=(B, T, IN)).astype(np.float32)
+    mask = ref.mask_patterns(rng, (B + 3, T))[:B]
+    carries, ys = seqmask.stacked(cell, params, xs, mask=mask, bidirectional=True)
+    (f0, b0), out0 = seqmask.bidirectional(cell, params[0], xs, mask=mask)
+    (f1, b1), out1 = seqmask.bidirectional(cell, params[1], out0, mask=mask)
+    np.testing.assert_allclose(ys, out1, rtol=1e-5, atol=1e-6)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+        carries,
+        [(f0, b0), (f1, b1)],
+    )
+    # passing the carries back in continues from them
+    again, _ = seqmask.stacked(
+        cell, params, xs, mask=mask, bidirectional=True, initial_carries=carries
+    )
+    (f0_again, _), _ = seqmask.bidirectional(
+        cell, params[0], xs, mask=mask, initial_carry=carries[0]
+    )
+    np.testing.assert_allclose(again[0][0].h, f0_again.h, rtol=1e-6)
+
+
+def test_initial_carry_errors_name_the_leaf():
+    cell = CELLS["lstm"]
+    params = PARAMS["lstm"]
+    xs = np.zeros((B, T, IN), np.float32)
+    bad = cells.LSTMCarry(
+        h=np.zeros((B, H), np.float32), c=np.zeros((B, H + 1), np.float32)
+    )
+    with pytest.raises(ValueError, match=r"initial_carry\.c: got float32\[3, 5\]"):
+        seqmask.rnn(cell, params, xs, initial_carry=bad)
+    with pytest.raises(ValueError, match="structure of the cell's carry"):
+        seqmask.rnn(cell, params, xs, initial_carry=np.zeros((B, H), np.float32))
+    with pytest.raises(ValueError, match="give mask or lengths, not both"):
+        seqmask.rnn(
+            cell, params, xs, mask=np.ones((B, T), bool), lengths=np.ones(B, int)
+        )
+    with pytest.raises(ValueError, match=r"mask must have shape \(3, 6\)"):
+        seqmask.rnn(cell, params, xs, mask=np.ones((B, T + 1), bool))
+    with pytest.raises(ValueError, match="resets must be a boolean array"):
+        seqmask.rnn(cell, params, xs, resets=np.ones((B, T), np.int32))
+    with pytest.raises(TypeError, match="must be a seqmask.cells.Cell"):
+        seqmask.rnn(object(), params, xs)
+    with pytest.raises(ValueError, match="dict with keys 'forward' and 'backward'"):
+        seqmask.bidirectional(cell, params, xs)
+    # a learned [H] state broadcasts over the batch
+    carry, _ = seqmask.rnn(
+        cell,
+        params,
+        xs,
+        lengths=np.zeros(B, int),
+        initial_carry=cells.LSTMCarry(h=jnp.ones(H), c=jnp.zeros(H)),
+    )
+    np.testing.assert_array_equal(carry.h, np.ones((B, H)))
+
+
+def test_compile_size_does_not_grow_with_time():
+    cell = CELLS["lstm"]
+
+    def lines(steps):
+        xs = jax.ShapeDtypeStruct((4, steps, IN), jnp.float32)
+        lengths = jax.ShapeDtypeStruct((4,), jnp.int32)
+
+        def fn(params, xs, lengths):
+            return seqmask.rnn(cell, params, xs, lengths=lengths)
+
+        text = jax.jit(fn).lower(PARAMS["lstm"], xs, lengths).as_text()
+        return len(text.splitlines())
+
+    assert lines(16) == lines(1024)
