@@ -65,6 +65,12 @@ class Cell(NamedTuple):
         Layers apply it to the whole sequence at once.
       apply_projected: optional ``(params, carry, projected_x) -> (carry, y)``
         with ``apply(p, c, x) == apply_projected(p, c, project_inputs(p, x))``.
+      apply_sequence: optional ``(params, carry, xs, *, mask, resets, reset_to,
+        reverse) -> (final_carry, ys)`` over a whole time-major sequence
+        (``xs`` ``[time, *batch, input]``, ``mask``/``resets`` ``[time,
+        *batch]`` or None), with exactly the results of
+        :func:`seqmask.masked_scan` over ``apply``. :func:`seqmask.rnn` uses
+        it when present (e.g. a parallel scan for a linear recurrence).
       name: a readable name (``"lstm"``, ``"learnable_initial_state(gru)"``).
       hidden_size: the size of the hidden state, when it has one.
     """
@@ -76,6 +82,7 @@ class Cell(NamedTuple):
     apply_projected: Callable[[Params, Carry, Any], tuple[Carry, jax.Array]] | None = (
         None
     )
+    apply_sequence: Callable[..., tuple[Carry, jax.Array]] | None = None
     name: str = "cell"
     hidden_size: int | None = None
 
@@ -317,7 +324,7 @@ def lstm(
       >>> from seqmask.cells import lstm
       >>> cell = lstm(8)
       >>> params = cell.init(jax.random.key(0), 5)
-      >>> {name: p.shape for name, p in params.items()}
+      >>> {name: params[name].shape for name in sorted(params)}
       {'bias': (32,), 'input_kernel': (5, 32), 'recurrent_kernel': (8, 32)}
       >>> carry = cell.initial_carry(params, (2,))
       >>> carry, y = cell.apply(params, carry, jnp.ones((2, 5)))
@@ -522,12 +529,19 @@ def learnable_initial_state(
         assert inner_apply is not None
         return inner_apply(params["cell"], carry, projected)
 
+    inner_sequence = cell.apply_sequence
+
+    def apply_sequence(params, carry, xs, **options):
+        assert inner_sequence is not None
+        return inner_sequence(params["cell"], carry, xs, **options)
+
     return Cell(
         init=init,
         initial_carry=initial_carry,
         apply=apply,
         project_inputs=project_inputs if split else None,
         apply_projected=apply_projected if split else None,
+        apply_sequence=apply_sequence if inner_sequence is not None else None,
         name=f"learnable_initial_state({cell.name})",
         hidden_size=cell.hidden_size,
     )

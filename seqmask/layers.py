@@ -143,6 +143,20 @@ def rnn(
             else _fit_carry(reset_to, default_carry, "reset_to")
         )
 
+    if cell.apply_sequence is not None:
+        final_carry, ys = cell.apply_sequence(
+            params,
+            carry,
+            xs_tm,
+            mask=mask_tm,
+            resets=resets_tm,
+            reset_to=reset_to,
+            reverse=reverse,
+        )
+        if not time_major:
+            ys = jax.tree.map(lambda y: jnp.moveaxis(y, 0, n_batch), ys)
+        return final_carry, ys
+
     if cell.project_inputs is not None and cell.apply_projected is not None:
         inputs = cell.project_inputs(params, xs_tm)
         apply_projected = cell.apply_projected
