@@ -1,0 +1,231 @@
+"""Tests of seqmask.weights against NumPy references and properties."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from seqmask import losses
+from seqmask import weights as seq_weights
+
+B, T, F = 3, 4, 5
+
+
+def test_from_lengths_matches_a_loop():
+    lengths = np.array([[0, 3, 6], [1, -2, 4]])  # any batch shape; out of range
+    max_len = 4
+    expected = np.zeros(lengths.shape + (max_len,))
+    for index in np.ndindex(lengths.shape):
+        for step in range(max_len):
+            expected[index + (step,)] = float(step < lengths[index])
+    got = seq_weights.from_lengths(lengths, max_len)
+    assert got.dtype == jnp.float32
+    np.testing.assert_array_equal(got, expected)
+    got = seq_weights.from_lengths(
+        jnp.asarray(lengths[0], jnp.int8), 4, dtype=jnp.bfloat16
+    )
+    assert got.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(got.astype(np.float32), expected[0])
+
+
+def test_from_lengths_rejects_bad_arguments():
+    with pytest.raises(TypeError, match="lengths must have an integer dtype"):
+        seq_weights.from_lengths(jnp.array([1.0, 2.0]), 3)
+    with pytest.raises(TypeError, match="max_len must be a Python int"):
+        seq_weights.from_lengths(jnp.array([1, 2]), 3.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_len must be >= 0"):
+        seq_weights.from_lengths(jnp.array([1, 2]), -1)
+
+
+def test_from_mask_and_nonzero_match_numpy():
+    rng = np.random.default_rng(0)
+    mask = rng.random((B, T)) < 0.5
+    np.testing.assert_array_equal(seq_weights.from_mask(mask), mask.astype(np.float64))
+    counts = rng.integers(0, 3, size=(B, T))
+    np.testing.assert_array_equal(seq_weights.from_mask(counts), counts != 0)
+    sparse = rng.uniform(size=(B, T, F)) * (rng.random((B, T, F)) < 0.3)
+    sparse[0, 0, 0] = np.nan  # NaN is not zero: it counts, and the loss sees it
+    got = seq_weights.nonzero(sparse.astype(np.float32))
+    assert got.dtype == jnp.float32
+    np.testing.assert_array_equal(got, (sparse != 0).astype(np.float64))
+
+
+def test_from_targets_handles_any_padding_position():
+    pad_id = -100
+    targets = np.array(
+        [
+            [4, 2, 7, pad_id, pad_id],  # right padding
+            [pad_id, pad_id, 1, 5, 6],  # left padding
+            [3, pad_id, 8, pad_id, 0],  # holes; 0 is a real class here
+        ]
+    )
+    expected = np.array([[float(t != pad_id) for t in row] for row in targets])
+    np.testing.assert_array_equal(seq_weights.from_targets(targets, pad_id), expected)
+    np.testing.assert_array_equal(
+        seq_weights.from_targets(jnp.asarray(targets, jnp.int16), pad_id), expected
+    )
+    with pytest.raises(ValueError, match="pad_id must be a scalar"):
+        seq_weights.from_targets(targets, jnp.array([0, 1]))  # type: ignore[arg-type]
+
+
+def test_class_weights_match_a_loop():
+    rng = np.random.default_rng(1)
+    table = np.array([0.5, 1.0, 2.0, 4.0], np.float32)
+    labels = rng.integers(-2, 6, size=(B, T))  # some outside [0, 4)
+    labels[0, 0] = -100
+    expected = np.zeros((B, T))
+    for index in np.ndindex(labels.shape):
+        label = labels[index]
+        expected[index] = table[label] if 0 <= label < len(table) else 0.0
+    got = seq_weights.class_weights(labels, table)
+    assert got.dtype == jnp.float32
+    np.testing.assert_array_equal(got, expected)
+    with pytest.raises(TypeError, match="labels must have an integer dtype"):
+        seq_weights.class_weights(labels.astype(np.float32), table)
+    with pytest.raises(ValueError, match=r"table must have shape \[num_classes\]"):
+        seq_weights.class_weights(labels, table[None])
+
+
+# ---------------------------------------------------------------------------
+# combine
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    use_sequence=st.booleans(),
+    use_step=st.booleans(),
+    feature_rank=st.sampled_from([None, 1, 3]),
+    seed=st.integers(0, 2**16),
+)
+def test_combine_is_the_explicit_broadcast_product(
+    use_sequence, use_step, feature_rank, seed
+):
+    rng = np.random.default_rng(seed)
+    per_sequence = rng.uniform(size=(B,)) if use_sequence else None
+    per_step = rng.uniform(size=(B, T)) if use_step else None
+    per_feature = (
+        None
+        if feature_rank is None
+        else rng.uniform(size=(F,) if feature_rank == 1 else (B, T, F))
+    )
+    factors = [per_sequence, per_step, per_feature]
+    if all(factor is None for factor in factors):
+        with pytest.raises(ValueError, match="at least one"):
+            seq_weights.combine()
+        return
+    got = seq_weights.combine(
+        per_sequence=per_sequence, per_step=per_step, per_feature=per_feature
+    )
+    expected = np.ones((B, T, F))
+    if per_sequence is not None:
+        expected = expected * per_sequence[:, None, None]
+    if per_step is not None:
+        expected = expected * per_step[:, :, None]
+    if per_feature is not None:
+        expected = expected * (
+            per_feature if per_feature.ndim == 3 else per_feature[None, None, :]
+        )
+    assert got.dtype == jnp.float32
+    # Fewer axes (or size-1 axes) where no factor varies; same values once
+    # broadcast the way the losses broadcast weights (leading alignment).
+    deepest = 3 if per_feature is not None else 2 if per_step is not None else 1
+    assert got.ndim == deepest
+    aligned = np.asarray(got).reshape(got.shape + (1,) * (3 - got.ndim))
+    np.testing.assert_allclose(np.broadcast_to(aligned, (B, T, F)), expected, rtol=1e-6)
+
+
+def test_combine_weights_a_loss_like_the_product():
+    rng = np.random.default_rng(2)
+    predictions = rng.normal(size=(B, T, F)).astype(np.float32)
+    targets = rng.normal(size=(B, T, F)).astype(np.float32)
+    per_sequence = np.array([1.0, 0.0, 2.0], np.float32)
+    lengths = np.array([4, 2, 1])
+    per_feature = rng.uniform(size=(F,)).astype(np.float32)
+    combined = seq_weights.combine(
+        per_sequence=per_sequence,
+        per_step=seq_weights.from_lengths(lengths, T),
+        per_feature=per_feature,
+    )
+    got = jax.jit(losses.squared_error)(predictions, targets, combined)
+    full = (
+        per_sequence[:, None, None]
+        * (np.arange(T)[None, :] < lengths[:, None])[:, :, None]
+        * per_feature[None, None, :]
+    )
+    expected = ((predictions - targets) ** 2 * full).sum() / full.sum()
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_combine_names_disagreeing_shapes():
+    with pytest.raises(ValueError, match=r"per_sequence \(3,\).*per_step \(2, 4\)"):
+        seq_weights.combine(per_sequence=np.ones(3), per_step=np.ones((2, 4)))
+    with pytest.raises(ValueError, match=r"per_step \(3, 4\).*per_feature \(3, 5, 2\)"):
+        seq_weights.combine(per_step=np.ones((3, 4)), per_feature=np.ones((3, 5, 2)))
+    with pytest.raises(ValueError, match=r"per_step must have shape \[B, T\]"):
+        seq_weights.combine(per_step=np.ones(3))
+    with pytest.raises(ValueError, match=r"per_sequence must have shape \[B\]"):
+        seq_weights.combine(per_sequence=np.ones((3, 1)))
+    with pytest.raises(ValueError, match=r"per_feature must have shape \[F\] or"):
+        seq_weights.combine(per_feature=np.ones((4, 5)))
+
+
+# ---------------------------------------------------------------------------
+# normalize_per_sequence
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    zero_rows=st.lists(st.booleans(), min_size=B, max_size=B),
+    seed=st.integers(0, 2**16),
+)
+def test_normalized_rows_sum_to_one_or_zero(zero_rows, seed):
+    rng = np.random.default_rng(seed)
+    weights = rng.uniform(size=(B, T, F)) * (rng.random((B, T, F)) < 0.7)
+    weights[np.asarray(zero_rows)] = 0.0
+    got = np.asarray(seq_weights.normalize_per_sequence(weights.astype(np.float32)))
+    totals = weights.sum(axis=(1, 2))
+    expected = np.zeros_like(weights)
+    for row in range(B):
+        if totals[row] != 0:
+            expected[row] = weights[row] / totals[row]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        got.sum(axis=(1, 2)), (totals != 0).astype(np.float64), rtol=1e-5
+    )
+
+
+def test_normalize_per_sequence_gradient_is_finite_for_zero_rows():
+    weights = jnp.asarray([[0.0, 0.0], [1.0, 3.0]])
+    grad = jax.jit(
+        jax.grad(lambda w: jnp.sum(seq_weights.normalize_per_sequence(w) * 2.0))
+    )(weights)
+    assert np.all(np.isfinite(grad))
+    np.testing.assert_array_equal(grad[0], [0.0, 0.0])
+    with pytest.raises(TypeError, match="floating dtype"):
+        seq_weights.normalize_per_sequence(jnp.array([[1, 2]]))
+    with pytest.raises(ValueError, match="batch axis"):
+        seq_weights.normalize_per_sequence(jnp.array(1.0))
+
+
+def test_normalized_weights_sum_equals_sequence_mean():
+    # Cross-check of two routes to "every sequence counts equally".
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(B, T, F)).astype(np.float32)
+    labels = rng.integers(0, F, size=(B, T))
+    step_weights = seq_weights.from_lengths(np.array([4, 0, 2]), T)
+
+    @jax.jit
+    def both(logits):
+        normalized = seq_weights.normalize_per_sequence(step_weights)
+        summed = losses.softmax_cross_entropy_with_integer_labels(
+            logits, labels, normalized, reduction="sum"
+        )
+        sequence_mean = losses.softmax_cross_entropy_with_integer_labels(
+            logits, labels, step_weights, reduction="sequence_mean"
+        )
+        return summed, sequence_mean
+
+    summed, sequence_mean = both(logits)
+    np.testing.assert_allclose(summed / 2.0, sequence_mean, rtol=1e-6)  # 2 rows count
