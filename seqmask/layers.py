@@ -43,6 +43,7 @@ def rnn(
     reverse: bool = False,
     time_major: bool = False,
     unroll: int | bool = 1,
+    remat: bool | int = False,
 ) -> tuple[Carry, jax.Array]:
     """Run ``cell`` over a padded batch of sequences.
 
@@ -72,6 +73,12 @@ def rnn(
       time_major: whether time is the leading axis of ``xs``, ``mask`` and
         ``resets`` (and of the outputs).
       unroll: passed to :func:`jax.lax.scan`.
+      remat: trade compute for memory in the backward pass. ``True``
+        checkpoints each step (only the carries are kept; gate activations
+        are recomputed). An int ``K`` splits time into chunks of ``K`` steps
+        and checkpoints each chunk: only the carries at chunk boundaries are
+        kept, so activation memory is about ``T / K`` carries plus one chunk
+        of steps. Values and gradients are unchanged.
 
     Returns:
       ``(final_carry, ys)``: the carry after each row's last valid step
@@ -170,16 +177,32 @@ def rnn(
         def step(c, x):
             return cell.apply(params, c, x)
 
-    final_carry, ys = masked_scan(
-        step,
-        carry,
-        inputs,
-        mask_tm,
-        resets=resets_tm,
-        reset_to=reset_to,
-        reverse=reverse,
-        unroll=unroll,
-    )
+    if isinstance(remat, bool):
+        if remat:
+            step = jax.checkpoint(step)
+        final_carry, ys = masked_scan(
+            step,
+            carry,
+            inputs,
+            mask_tm,
+            resets=resets_tm,
+            reset_to=reset_to,
+            reverse=reverse,
+            unroll=unroll,
+        )
+    else:
+        final_carry, ys = _chunked_scan(
+            step,
+            carry,
+            inputs,
+            mask_tm,
+            resets_tm,
+            reset_to,
+            batch_shape=batch_shape,
+            reverse=reverse,
+            unroll=unroll,
+            chunk=_check_chunk(remat),
+        )
     if not time_major:
         ys = jax.tree.map(lambda y: jnp.moveaxis(y, 0, n_batch), ys)
     return final_carry, ys
@@ -197,6 +220,7 @@ def bidirectional(
     backward_cell: Cell | None = None,
     time_major: bool = False,
     unroll: int | bool = 1,
+    remat: bool | int = False,
 ) -> tuple[tuple[Carry, Carry], Any]:
     """A forward and a backward :func:`rnn` over the same masked sequences.
 
@@ -209,7 +233,7 @@ def bidirectional(
       cell: the forward cell (and the backward one unless ``backward_cell``).
       params: ``{"forward": ..., "backward": ...}`` (see
         :func:`init_bidirectional`).
-      xs, mask, lengths, time_major, unroll: as :func:`rnn`.
+      xs, mask, lengths, time_major, unroll, remat: as :func:`rnn`.
       initial_carry: ``(forward_carry, backward_carry)`` or None.
       merge: ``"concat"`` (features ``[fwd, bwd]``), ``"sum"``, or ``"none"``
         (return the pair ``(ys_forward, ys_backward)``).
@@ -261,6 +285,7 @@ def bidirectional(
         initial_carry=forward_init,
         time_major=time_major,
         unroll=unroll,
+        remat=remat,
     )
     backward_carry, backward_ys = rnn(
         backward_cell,
@@ -271,6 +296,7 @@ def bidirectional(
         reverse=True,
         time_major=time_major,
         unroll=unroll,
+        remat=remat,
     )
     return (forward_carry, backward_carry), _merge(forward_ys, backward_ys, merge)
 
@@ -295,6 +321,7 @@ def stacked(
     residual: bool = False,
     time_major: bool = False,
     unroll: int | bool = 1,
+    remat: bool | int = False,
 ) -> tuple[list[Carry], jax.Array]:
     """Several recurrent layers, each reading the previous layer's outputs.
 
@@ -302,7 +329,7 @@ def stacked(
       cells: one cell for every layer, or a sequence with one cell a layer.
       params: a sequence of per-layer parameters (see :func:`init_stacked`);
         its length is the number of layers.
-      xs, mask, lengths, time_major, unroll: as :func:`rnn`.
+      xs, mask, lengths, time_major, unroll, remat: as :func:`rnn`.
       initial_carries: one carry (or None) a layer; for bidirectional layers
         a ``(forward, backward)`` pair.
       resets: as :func:`rnn`, applied in every layer (unidirectional only).
@@ -382,6 +409,7 @@ def stacked(
                 merge=merge,
                 time_major=True,
                 unroll=unroll,
+                remat=remat,
             )
         else:
             carry, out = rnn(
@@ -393,6 +421,7 @@ def stacked(
                 resets=resets,
                 time_major=True,
                 unroll=unroll,
+                remat=remat,
             )
         if residual and index > 0:
             if out.shape != hidden.shape:
@@ -490,6 +519,46 @@ def init_stacked(
             size = _output_size(cell, layer, size)
         params.append(layer)
     return params
+
+
+def _check_chunk(remat) -> int:
+    if isinstance(remat, (int, np.integer)) and remat > 0:
+        return int(remat)
+    raise ValueError(
+        f"rnn: remat must be a bool or a positive int chunk length; got {remat!r}."
+    )
+
+
+def _chunked_scan(
+    step, carry, inputs, mask, resets, reset_to, *, batch_shape, reverse, unroll, chunk
+):
+    """``masked_scan`` over chunks of ``chunk`` steps, each chunk checkpointed.
+
+    The time axis is padded to a multiple of ``chunk`` with masked-out steps:
+    padded steps carry the state through, so the padding changes nothing.
+    """
+    steps = jax.tree.leaves(inputs)[0].shape[0]
+    if mask is None:
+        mask = jnp.ones((steps, *batch_shape), jnp.bool_)
+    chunks = -(-steps // chunk)
+    pad = chunks * chunk - steps
+
+    def split(x):
+        x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
+        return x.reshape(chunks, chunk, *x.shape[1:])
+
+    chunked = jax.tree.map(split, (inputs, mask, resets))
+
+    @jax.checkpoint
+    def run_chunk(c, chunk_inputs):
+        x, m, r = chunk_inputs
+        return masked_scan(
+            step, c, x, m, resets=r, reset_to=reset_to, reverse=reverse, unroll=unroll
+        )
+
+    final_carry, ys = jax.lax.scan(run_chunk, carry, chunked, reverse=reverse)
+    ys = jax.tree.map(lambda y: y.reshape(chunks * chunk, *y.shape[2:])[:steps], ys)
+    return final_carry, ys
 
 
 def _output_size(cell: Cell, params, input_size: int) -> int:
