@@ -1,0 +1,399 @@
+"""Carry threading: per-row resets, detaching, per-step carries and truncated BPTT.
+
+In seqmask the recurrent carry is a value the user threads: ``seqmask.rnn``
+takes ``initial_carry`` and returns the new carry, so stateful training is a
+loop that passes the carry of one chunk into the next. This module holds what
+makes that loop short and exactly right: :func:`reset` sends chosen rows back
+to a given carry (zeros or a learned initial state), :func:`detach` cuts the
+gradient between chunks, :func:`rnn_with_carries` also returns the carry after
+every step (to read the final carry of sequences packed into one row), and
+:func:`truncated_value_and_grad` / :func:`truncated_bptt_step` turn a chunk
+loss into a step that is compiled once and differentiates only through its
+own chunk (truncated backpropagation through time). The chunks themselves come
+from :func:`seqmask.data.chunks` or :func:`seqmask.data.stateful_batches`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from seqmask.cells import Cell
+from seqmask.layers import rnn
+
+__all__ = [
+    "reset",
+    "detach",
+    "zeros_like",
+    "rnn_with_carries",
+    "truncated_value_and_grad",
+    "truncated_bptt_step",
+]
+
+Carry = Any
+Params = Any
+PyTree = Any
+
+
+def reset(carry: Carry, where, to: Carry | None = None) -> Carry:
+    """Replace the carry of the rows where ``where`` is true by ``to``.
+
+    Pytree-aware: every leaf of ``carry`` is ``[*batch, ...]`` with the batch
+    shape of ``where``; ``to`` has the structure of ``carry`` and leaves that
+    broadcast to the carry's leaves (numpy rules, right-aligned), so an
+    unbatched learned state (e.g. ``[H]``) resets every chosen row to it. The
+    reset is a select, not a blend: a reset row's new carry does not depend
+    on its old one (zero gradient to it), and ``to`` receives gradient only
+    from the rows that were reset.
+
+    Args:
+      carry: pytree with leaves ``[*batch, ...]``.
+      where: boolean ``[*batch]``; true for the rows to reset.
+      to: the carry to reset to, leaves broadcastable to the carry's leaves
+        and of the same dtype; None resets to zeros.
+
+    Returns:
+      A carry like ``carry``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from seqmask.carry import reset
+      >>> h = jnp.ones((3, 2))
+      >>> reset(h, jnp.array([True, False, True]), jnp.array([5.0, 6.0]))
+      Array([[5., 6.],
+             [1., 1.],
+             [5., 6.]], dtype=float32)
+      >>> reset(h, jnp.array([False, True, False]))
+      Array([[1., 1.],
+             [0., 0.],
+             [1., 1.]], dtype=float32)
+    """
+    where = jnp.asarray(where)
+    if where.dtype != jnp.bool_:
+        raise TypeError(
+            f"reset: where must be a boolean array [*batch]; got dtype {where.dtype}. "
+            "Use `where != 0` to convert."
+        )
+    batch = tuple(where.shape)
+    leaves_with_path = jax.tree_util.tree_leaves_with_path(carry)
+    for path, leaf in leaves_with_path:
+        shape = tuple(np.shape(leaf))
+        if shape[: len(batch)] != batch:
+            raise ValueError(
+                f"reset: carry{jax.tree_util.keystr(path)} has shape {shape}; its "
+                f"leading axes must be the batch shape {batch} of where."
+            )
+    if to is None:
+        to = zeros_like(carry)
+    carry_def, to_def = jax.tree.structure(carry), jax.tree.structure(to)
+    if carry_def != to_def:
+        raise ValueError(
+            f"reset: to must have the structure of carry {carry_def}; got {to_def}."
+        )
+    problems = []
+    for (path, leaf), target in zip(leaves_with_path, jax.tree.leaves(to), strict=True):
+        shape, dtype = tuple(np.shape(leaf)), jnp.result_type(leaf)
+        target_shape = tuple(np.shape(target))
+        try:
+            fits = np.broadcast_shapes(target_shape, shape) == shape
+        except ValueError:
+            fits = False
+        weak = isinstance(target, (int, float)) and not isinstance(target, bool)
+        if not fits or (jnp.result_type(target) != dtype and not weak):
+            problems.append(
+                f"  to{jax.tree_util.keystr(path)}: got "
+                f"{jnp.result_type(target)}{list(target_shape)}, expected "
+                f"{dtype}{list(shape)} or a shape that broadcasts to it"
+            )
+    if problems:
+        raise ValueError(
+            "reset: to does not fit the carry:\n" + "\n".join(problems) + "\n"
+            "Give to leaves of the carry's dtype, batched or unbatched."
+        )
+
+    def select(leaf, target):
+        leaf = jnp.asarray(leaf)
+        target = jnp.broadcast_to(jnp.asarray(target, leaf.dtype), leaf.shape)
+        rows = where.reshape(batch + (1,) * (leaf.ndim - len(batch)))
+        return jnp.where(jnp.broadcast_to(rows, leaf.shape), target, leaf)
+
+    return jax.tree.map(select, carry, to)
+
+
+def detach(carry: Carry) -> Carry:
+    """Stop the gradient through every leaf of ``carry`` (between TBPTT chunks).
+
+    The values are unchanged; the gradient of anything computed from the
+    result with respect to whatever produced ``carry`` is zero, so a chunk's
+    backward pass stops at the chunk's start.
+
+    Args:
+      carry: any pytree of arrays.
+
+    Returns:
+      The same values, with gradients stopped.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from seqmask.carry import detach
+      >>> jax.grad(lambda h: jnp.sum(detach(h) * h))(jnp.array([1.0, 2.0]))
+      Array([1., 2.], dtype=float32)
+    """
+    return jax.tree.map(jax.lax.stop_gradient, carry)
+
+
+def zeros_like(carry: Carry) -> Carry:
+    """A carry of zeros with the structure, shapes and dtypes of ``carry``.
+
+    Args:
+      carry: any pytree of arrays.
+
+    Returns:
+      A pytree like ``carry`` whose leaves are zeros.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from seqmask.carry import zeros_like
+      >>> from seqmask.cells import LSTMCarry
+      >>> zeros_like(LSTMCarry(h=jnp.ones(2), c=jnp.ones(2)))
+      LSTMCarry(h=Array([0., 0.], dtype=float32), c=Array([0., 0.], dtype=float32))
+    """
+    return jax.tree.map(jnp.zeros_like, carry)
+
+
+def rnn_with_carries(
+    cell: Cell,
+    params: Params,
+    xs,
+    *,
+    mask=None,
+    lengths=None,
+    initial_carry: Carry | None = None,
+    resets=None,
+    reset_to: Carry | None = None,
+    time_major: bool = False,
+    unroll: int | bool = 1,
+) -> tuple[Carry, jax.Array, Carry]:
+    """:func:`seqmask.rnn` that also returns the carry after every step.
+
+    Needed to read the final carry of each sequence when several sequences
+    share a row (packing, stateful lanes): a sequence ending mid-row leaves
+    its final carry only at its last step. The carry is emitted as a second
+    output of the scan, so this costs ``O(time)`` memory for the carries;
+    prefer :func:`seqmask.rnn` when only the row's final carry is needed. A
+    cell's whole-sequence path (``Cell.apply_sequence``) is not used, since
+    it returns no per-step carries; the step-by-step scan gives the same
+    values.
+
+    Args:
+      cell, params, xs, mask, lengths, initial_carry, resets, reset_to,
+        time_major, unroll: as :func:`seqmask.rnn`.
+
+    Returns:
+      ``(final_carry, ys, carries)``: as :func:`seqmask.rnn`, plus the carry
+      after each step, leaves ``[*batch, time, ...]`` (``[time, *batch, ...]``
+      if ``time_major``), zero at padded steps (no step ran there).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import seqmask
+      >>> from seqmask.carry import rnn_with_carries
+      >>> cell = seqmask.cells.lstm(3)
+      >>> params = cell.init(jax.random.key(0), 2)
+      >>> final, ys, carries = rnn_with_carries(cell, params, jnp.ones((4, 5, 2)))
+      >>> carries.c.shape
+      (4, 5, 3)
+      >>> bool(jnp.all(carries.c[:, -1] == final.c))
+      True
+    """
+    if not isinstance(cell, Cell):
+        raise TypeError(
+            "rnn_with_carries: cell must be a seqmask.cells.Cell (e.g. "
+            f"seqmask.cells.lstm(128)); got {type(cell).__name__}."
+        )
+    final_carry, (ys, carries) = rnn(
+        _emitting_carries(cell),
+        params,
+        xs,
+        mask=mask,
+        lengths=lengths,
+        initial_carry=initial_carry,
+        resets=resets,
+        reset_to=reset_to,
+        time_major=time_major,
+        unroll=unroll,
+    )
+    return final_carry, ys, carries
+
+
+def _emitting_carries(cell: Cell) -> Cell:
+    """``cell`` with outputs ``(y, new_carry)``, so a scan stacks the carries."""
+
+    def apply(params, carry, x):
+        new_carry, y = cell.apply(params, carry, x)
+        return new_carry, (y, new_carry)
+
+    inner_projected = cell.apply_projected
+    if inner_projected is None or cell.project_inputs is None:
+        return cell._replace(apply=apply, apply_sequence=None)
+
+    def apply_projected(params, carry, projected):
+        new_carry, y = inner_projected(params, carry, projected)
+        return new_carry, (y, new_carry)
+
+    return cell._replace(
+        apply=apply, apply_projected=apply_projected, apply_sequence=None
+    )
+
+
+def truncated_value_and_grad(
+    loss_fn: Callable[..., tuple[jax.Array, Any]], *, has_aux: bool = False
+) -> Callable[..., tuple[tuple[jax.Array, Any], Params]]:
+    """Value and parameter gradient of one chunk, truncated at the chunk start.
+
+    ``loss_fn(params, carry, chunk) -> (loss, new_carry)`` (or ``(loss,
+    (new_carry, aux))`` with ``has_aux``) computes a chunk's loss from the
+    carry the previous chunk left. The returned function detaches the
+    incoming carry, so its gradient is that of full backpropagation through
+    time truncated at the chunk boundary, and returns the new carry for the
+    next chunk. Rows that start a new sequence inside the chunk should be
+    marked by ``resets`` that ``loss_fn`` passes to :func:`seqmask.rnn`: the
+    reset to the cell's initial carry happens inside the differentiated
+    function, so a learned initial state receives its gradient from exactly
+    those rows.
+
+    Args:
+      loss_fn: ``(params, carry, chunk) -> (loss, new_carry)``; ``loss`` a
+        scalar, ``chunk`` anything (e.g. a :class:`seqmask.data.Chunk`).
+      has_aux: whether ``loss_fn`` returns ``(loss, (new_carry, aux))``.
+
+    Returns:
+      ``f(params, carry, chunk) -> ((loss, new_carry), grads)`` (``((loss,
+      (new_carry, aux)), grads)`` with ``has_aux``), the layout of
+      ``jax.value_and_grad(..., has_aux=True)``; ``grads`` is like
+      ``params``. Not jitted: wrap it in ``jax.jit`` (or see
+      :func:`truncated_bptt_step`).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from seqmask.carry import truncated_value_and_grad
+      >>> def loss_fn(w, h, x):             # h_t = w * h_{t-1} + x_t
+      ...     h = w * h + x
+      ...     return jnp.sum(h), h
+      >>> f = truncated_value_and_grad(loss_fn)
+      >>> (loss, h), grad = f(2.0, jnp.array(3.0), jnp.array(1.0))
+      >>> float(loss), float(grad)             # d/dw (w * 3 + 1), 3 held fixed
+      (7.0, 3.0)
+    """
+    if not callable(loss_fn):
+        raise TypeError(
+            "truncated_value_and_grad: loss_fn must be callable (params, carry, "
+            f"chunk) -> (loss, new_carry); got {type(loss_fn).__name__}."
+        )
+
+    def chunk_loss(params, carry, chunk):
+        loss, rest = loss_fn(params, carry, chunk)
+        if jnp.ndim(loss) != 0:
+            raise ValueError(
+                "truncated_value_and_grad: loss_fn must return a scalar loss first; "
+                f"got shape {tuple(jnp.shape(loss))}."
+            )
+        return loss, rest
+
+    grad_fn = jax.value_and_grad(chunk_loss, has_aux=True)
+
+    def value_and_grad(params, carry, chunk):
+        (loss, rest), grads = grad_fn(params, detach(carry), chunk)
+        if has_aux:
+            if not (isinstance(rest, tuple) and len(rest) == 2):
+                raise ValueError(
+                    "truncated_value_and_grad: with has_aux=True, loss_fn must "
+                    "return (loss, (new_carry, aux)); got (loss, "
+                    f"{type(rest).__name__})."
+                )
+            new_carry, aux = rest
+            return (loss, (detach(new_carry), aux)), grads
+        return (loss, detach(rest)), grads
+
+    return value_and_grad
+
+
+def truncated_bptt_step(
+    loss_fn: Callable[..., tuple[jax.Array, Any]],
+    optimizer: Any,
+    *,
+    has_aux: bool = False,
+    jit: bool = True,
+) -> Callable[..., tuple[Any, ...]]:
+    """A jitted training step over one chunk: truncated gradient, then update.
+
+    The step computes :func:`truncated_value_and_grad` of ``loss_fn``,
+    applies ``optimizer`` (anything with optax's ``update(grads, state,
+    params) -> (updates, state)``, e.g. ``optax.adam(1e-3)``) as
+    ``optax.apply_updates`` does, and returns the detached carry for the
+    next chunk. Built once and called on every chunk, it compiles once as
+    long as the chunks keep their shapes: :func:`seqmask.data.chunks` pads
+    the last chunk to the full length with a false mask (padded steps carry
+    the state through, so the carry stays exact). A typical loop::
+
+      step = truncated_bptt_step(loss_fn, optax.adam(1e-3))
+      for chunk in seqmask.data.chunks(batch, 64, mask=mask, resets=resets):
+          params, opt_state, carry, loss = step(params, opt_state, carry, chunk)
+
+    Args:
+      loss_fn: ``(params, carry, chunk) -> (loss, new_carry)`` (or ``(loss,
+        (new_carry, aux))`` with ``has_aux``), see
+        :func:`truncated_value_and_grad`.
+      optimizer: an optax ``GradientTransformation`` or lookalike.
+      has_aux: whether ``loss_fn`` returns auxiliary outputs.
+      jit: whether to wrap the step in ``jax.jit``.
+
+    Returns:
+      ``step(params, opt_state, carry, chunk) -> (params, opt_state, carry,
+      loss)``, with ``aux`` appended when ``has_aux``.
+
+    Examples:
+      >>> import jax.numpy as jnp, optax
+      >>> from seqmask.carry import truncated_bptt_step
+      >>> def loss_fn(w, h, x):
+      ...     h = w * h + x
+      ...     return jnp.sum(h**2), h
+      >>> step = truncated_bptt_step(loss_fn, optax.sgd(0.1))
+      >>> w, state, h, loss = step(jnp.array(1.0), optax.sgd(0.1).init(1.0),
+      ...                          jnp.array(1.0), jnp.array(0.0))
+      >>> float(w), float(h), float(loss)      # w - 0.1 * 2 * w * h * h
+      (0.8, 1.0, 1.0)
+    """
+    if not (hasattr(optimizer, "update") and callable(optimizer.update)):
+        raise TypeError(
+            "truncated_bptt_step: optimizer must have optax's update(grads, state, "
+            f"params) method (e.g. optax.adam(1e-3)); got {type(optimizer).__name__}."
+        )
+    value_and_grad = truncated_value_and_grad(loss_fn, has_aux=has_aux)
+
+    def step(params, opt_state, carry, chunk):
+        (loss, rest), grads = value_and_grad(params, carry, chunk)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = _apply_updates(params, updates)
+        if has_aux:
+            new_carry, aux = rest
+            return params, opt_state, new_carry, loss, aux
+        return params, opt_state, rest, loss
+
+    return jax.jit(step) if jit else step
+
+
+def _apply_updates(params, updates):
+    """``optax.apply_updates``, without importing optax into the core."""
+    return jax.tree.map(
+        lambda p, u: (
+            None if p is None else jnp.asarray(p + u).astype(jnp.asarray(p).dtype)
+        ),
+        params,
+        updates,
+        is_leaf=lambda x: x is None,
+    )
