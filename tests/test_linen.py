@@ -1,0 +1,356 @@
+"""Linen modules: ``model.apply`` equals the pure core with the same parameters.
+
+The references take the pure cell from its factory and assemble the
+parameter pytree by hand from the Linen variables by name, so these tests
+also pin the names. Module and reference run in one jitted program each time
+(one compilation instead of two: the machine is shared).
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import pytest
+from flax import traverse_util
+
+import seqmask
+import seqmask.linen as slinen
+from seqmask import cells
+
+B, T, IN, H = 3, 5, 3, 4
+# Left padding, a row with holes, an empty row.
+MASK = np.array(
+    [
+        [False, False, True, True, True],
+        [True, False, True, False, True],
+        [False, False, False, False, False],
+    ]
+)
+XS = np.random.default_rng(0).normal(size=(B, T, IN)).astype(np.float32)
+FACTORIES = {"lstm": cells.lstm, "gru": cells.gru, "simple_rnn": cells.simple_rnn}
+NORMAL = jax.nn.initializers.normal(1.0)
+KEY = jax.random.key(0)
+
+
+def reference(params, cell_name):
+    """The pure cell and parameters for one RNN's Linen params, by name."""
+    cell = FACTORIES[cell_name](H)
+    cell_params = dict(params["cell"])
+    if "initial_carry" not in params:
+        assert set(params) == {"cell"}
+        return cell, cell_params
+    assert set(params) == {"cell", "initial_carry"}
+    learned = params["initial_carry"]
+    if cell_name == "lstm":
+        assert set(learned) == {"h", "c"}
+        carry = cells.LSTMCarry(h=learned["h"], c=learned["c"])
+    else:
+        assert set(learned) == {"h"}
+        carry = learned["h"]
+    params = {"cell": cell_params, "initial_carry": carry}
+    return cells.learnable_initial_state(cell), params
+
+
+def assert_trees_equal(actual, expected, atol=0.0):
+    assert jax.tree.structure(actual) == jax.tree.structure(expected)
+    for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(a, e, rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize(
+    "cell_name, learnable, reverse", [("lstm", True, False), ("gru", False, True)]
+)
+def test_rnn_equals_pure_core(cell_name, learnable, reverse):
+    model = slinen.RNN(
+        H, cell=cell_name, learnable_initial_state=learnable, carry_init=NORMAL
+    )
+    variables = model.init(KEY, IN, method="pure_params")
+    cell, params = reference(variables["params"], cell_name)
+
+    @jax.jit
+    def run(variables, params):
+        got = model.apply(variables, XS, mask=MASK, reverse=reverse)
+        return got, seqmask.rnn(cell, params, XS, mask=MASK, reverse=reverse)
+
+    (carry, ys), want = run(variables, params)
+    assert_trees_equal((carry, ys), want, atol=1e-6)
+    start = params["initial_carry"] if learnable else cell.initial_carry(params, ())
+    assert_trees_equal(jax.tree.map(lambda leaf: leaf[2], carry), start)
+    assert np.all(np.asarray(ys)[~MASK] == 0)
+
+
+def test_parameter_names_in_linen_variables():
+    model = slinen.Stacked(H, 2, bidirectional=True, learnable_initial_state=True)
+    # Names and shapes only: nothing is computed.
+    variables = jax.eval_shape(model.init, KEY, XS)
+    paths = set(traverse_util.flatten_dict(variables["params"]))
+    expected = {
+        (layer, direction, *rest)
+        for layer in ("layers_0", "layers_1")
+        for direction in ("forward", "backward")
+        for rest in [
+            ("cell", "input_kernel"),
+            ("cell", "recurrent_kernel"),
+            ("cell", "bias"),
+            ("initial_carry", "h"),
+            ("initial_carry", "c"),
+        ]
+    }
+    assert paths == expected
+    second = variables["params"]["layers_1"]["forward"]["cell"]["input_kernel"]
+    assert second.shape == (2 * H, 4 * H)
+
+
+@pytest.mark.parametrize("cell_name", ["lstm", "gru"])
+def test_learnable_initial_state_broadcasts_the_learned_carry(cell_name):
+    cell = FACTORIES[cell_name](H)
+    module = slinen.LearnableInitialState(cell, carry_init=NORMAL)
+    batched, variables = module.init_with_output(KEY, (2, 3))
+    learned = variables["params"]
+    unbatched = (
+        cells.LSTMCarry(h=learned["h"], c=learned["c"])
+        if cell_name == "lstm"
+        else learned["h"]
+    )
+    wrapped = cells.learnable_initial_state(cell)
+    expected = wrapped.initial_carry({"initial_carry": unbatched}, (2, 3))
+    assert_trees_equal(batched, expected)
+    assert_trees_equal(module.apply(variables, ()), unbatched)
+    assert float(jnp.abs(jax.tree.leaves(unbatched)[0]).sum()) > 0
+
+
+def test_bidirectional_equals_pure_core():
+    model = slinen.Bidirectional(H, learnable_initial_state=True, carry_init=NORMAL)
+    variables = model.init(KEY, IN, method="pure_params")
+    forward_cell, forward_params = reference(variables["params"]["forward"], "lstm")
+    _, backward_params = reference(variables["params"]["backward"], "lstm")
+    params = {"forward": forward_params, "backward": backward_params}
+
+    @jax.jit
+    def run(variables, params):
+        got = model.apply(variables, XS, mask=MASK)
+        return got, seqmask.bidirectional(forward_cell, params, XS, mask=MASK)
+
+    got, want = run(variables, params)
+    assert_trees_equal(got, want, atol=1e-6)
+    assert got[1].shape == (B, T, 2 * H)
+
+
+class _DropoutKey(nn.Module):
+    """Draws the key a root module's first ``make_rng("dropout")`` gets."""
+
+    @nn.compact
+    def __call__(self):
+        return self.make_rng("dropout")
+
+
+def test_stacked_equals_pure_core_and_dropout_uses_make_rng():
+    model = slinen.Stacked(
+        H,
+        2,
+        cell="gru",
+        bidirectional=True,
+        residual=True,
+        dropout_rate=0.5,
+        learnable_initial_state=True,
+        carry_init=NORMAL,
+    )
+    variables = model.init(KEY, IN, method="pure_params")
+    ref_params = [
+        {
+            direction: reference(variables["params"][f"layers_{k}"][direction], "gru")[
+                1
+            ]
+            for direction in ("forward", "backward")
+        }
+        for k in range(2)
+    ]
+    ref_cell = cells.learnable_initial_state(cells.gru(H))
+    options = {"mask": MASK, "bidirectional": True, "residual": True}
+
+    @jax.jit
+    def run(variables, params, rng):
+        got = model.apply(
+            variables, XS, mask=MASK, deterministic=False, rngs={"dropout": rng}
+        )
+        key = _DropoutKey().apply({}, rngs={"dropout": rng})
+        want = seqmask.stacked(
+            ref_cell, params, XS, dropout_rate=0.5, dropout_key=key, **options
+        )
+        evaluated = model.apply(variables, XS, mask=MASK, deterministic=True)
+        plain = seqmask.stacked(ref_cell, params, XS, **options)
+        return got, want, evaluated, plain
+
+    got, want, evaluated, plain = run(variables, ref_params, jax.random.key(1))
+    assert_trees_equal(got, want, atol=1e-6)
+    assert_trees_equal(evaluated, plain, atol=1e-6)
+    assert got[1].shape == (B, T, 2 * H)
+    assert not np.allclose(got[1], evaluated[1])
+    other, *_ = run(variables, ref_params, jax.random.key(2))
+    assert not np.allclose(got[1], other[1])
+
+
+def test_resets_and_gradient_reach_the_learned_state_only_where_used():
+    model = slinen.RNN(H, learnable_initial_state=True, carry_init=NORMAL)
+    variables = model.init(KEY, IN, method="pure_params")
+    cell, params = reference(variables["params"], "lstm")
+    rng = np.random.default_rng(2)
+    explicit = cells.LSTMCarry(
+        *(rng.normal(size=(B, H)).astype(np.float32) for _ in range(2))
+    )
+    weights = rng.normal(size=(B, T, H)).astype(np.float32)
+    resets = np.zeros((B, T), bool)
+    resets[0, 3] = True  # at a valid step
+    resets[1, 1] = True  # at a padded step: takes effect all the same
+
+    def loss(carry, ys, row_weights):
+        per_row = jnp.sum(jnp.sin(ys) * weights, axis=(1, 2)) + sum(
+            jnp.sum(leaf**2, axis=-1) for leaf in jax.tree.leaves(carry)
+        )
+        return jnp.sum(per_row * row_weights)
+
+    def start_from(learned, starts):
+        """Rows in ``starts`` begin from the learned carry, others from theirs."""
+        return jax.tree.map(
+            lambda learned, given: jnp.where(starts[:, None], learned, given),
+            learned,
+            explicit,
+        )
+
+    @jax.jit
+    def run(variables, params, starts, resets, row_weights):
+        def module_loss(variables):
+            learned = variables["params"]["initial_carry"]
+            learned = cells.LSTMCarry(
+                *(jnp.broadcast_to(learned[n], (B, H)) for n in ("h", "c"))
+            )
+            carry, ys = model.apply(
+                variables,
+                XS,
+                mask=MASK,
+                initial_carry=start_from(learned, starts),
+                resets=resets,
+            )
+            return loss(carry, ys, row_weights), (carry, ys)
+
+        def pure_loss(params):
+            start = start_from(cell.initial_carry(params, (B,)), starts)
+            carry, ys = seqmask.rnn(
+                cell, params, XS, mask=MASK, initial_carry=start, resets=resets
+            )
+            return loss(carry, ys, row_weights), (carry, ys)
+
+        module = jax.grad(module_loss, has_aux=True)(variables)
+        pure = jax.grad(pure_loss, has_aux=True)(params)
+        # Row 0's steps from its reset on, run alone from the learned state.
+        _, alone = seqmask.rnn(cell, params, XS[:1, 3:], mask=MASK[:1, 3:])
+        return module, pure, alone
+
+    def learned_grad(starts, resets, rows):
+        row_weights = np.isin(np.arange(B), rows).astype(np.float32)
+        (grads, _), *_ = run(variables, params, starts, resets, row_weights)
+        return [np.asarray(grads["params"]["initial_carry"][n]) for n in ("h", "c")]
+
+    no_starts = np.zeros(B, bool)
+    everything = np.ones(B, np.float32)
+    (grads, outputs), (want_grads, want_outputs), alone = run(
+        variables, params, no_starts, resets, everything
+    )
+    assert_trees_equal(outputs, want_outputs, atol=1e-6)
+    assert_trees_equal(
+        (grads["params"]["cell"], grads["params"]["initial_carry"]),
+        (want_grads["cell"], dict(want_grads["initial_carry"]._asdict())),
+        atol=1e-6,
+    )
+    # A reset row continues from the learned carry: its outputs from the reset
+    # on are those of the same steps run alone from the learned state.
+    _, ys = outputs
+    np.testing.assert_allclose(ys[0, 3:], alone[0], atol=1e-6)
+
+    # Rows 0 and 1 are reset to the learned carry; row 2 never touches it.
+    assert all(np.all(g == 0) for g in learned_grad(no_starts, resets, [2]))
+    assert all(np.abs(g).sum() > 0 for g in learned_grad(no_starts, resets, [0]))
+    no_resets = np.zeros((B, T), bool)
+    assert all(np.all(g == 0) for g in learned_grad(no_starts, no_resets, [0, 1, 2]))
+    # Row 2 starts from it: it alone sends gradient (through its final carry,
+    # as the row is empty).
+    starts = np.array([False, False, True])
+    assert all(np.all(g == 0) for g in learned_grad(starts, no_resets, [0, 1]))
+    assert all(np.abs(g).sum() > 0 for g in learned_grad(starts, no_resets, [2]))
+
+
+def test_jit_and_orbax_round_trip(tmp_path):
+    model = slinen.RNN(H, cell="gru", learnable_initial_state=True, carry_init=NORMAL)
+    variables = model.init(KEY, XS, mask=MASK)
+    # Parameters alone, without running the layer: the same variables.
+    assert_trees_equal(model.init(KEY, IN, method="pure_params"), variables)
+    apply = jax.jit(lambda variables: model.apply(variables, XS, mask=MASK))
+    expected = apply(variables)
+
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(tmp_path / "rnn", variables["params"])
+    checkpointer.wait_until_finished()
+    abstract = jax.eval_shape(model.init, jax.random.key(1), XS, mask=MASK)
+    restored = checkpointer.restore(tmp_path / "rnn", abstract["params"])
+    assert_trees_equal(restored, variables["params"])
+    assert_trees_equal(apply({"params": restored}), expected)
+
+
+def test_optax_training_learns_the_initial_state():
+    """Zero inputs; the target is a fixed vector at each row's first valid step
+    and zero after it, which a GRU started from zeros cannot fit."""
+    lengths = np.array([5, 3, 1, 4])
+    mask = np.arange(T) >= T - lengths[:, None]  # left padding
+    first = mask & ~np.pad(mask, ((0, 0), (1, 0)))[:, :-1]
+    vector = np.array([0.5, -0.5, 0.25, -0.25], np.float32)
+    targets = np.where(first[..., None], vector, 0).astype(np.float32)
+    xs = np.zeros((len(lengths), T, IN), np.float32)
+
+    model = slinen.RNN(H, cell="gru", learnable_initial_state=True)
+    params = model.init(KEY, IN, method="pure_params")["params"]
+    optimizer = optax.adam(0.05)
+
+    @jax.jit
+    def step(params, opt_state):
+        def loss_fn(params):
+            _, ys = model.apply({"params": params}, xs, mask=mask)
+            error = jnp.where(mask[..., None], (ys - targets) ** 2, 0.0)
+            return jnp.sum(error) / np.float32(mask.sum())
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        # optax's Adam mixes its int32 step count with floats, which the
+        # suite's strict promotion refuses; our code runs strict above.
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = optimizer.update(grads, opt_state)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    opt_state = optimizer.init(params)
+    losses = []
+    for _ in range(120):
+        params, opt_state, loss = step(params, opt_state)
+        losses.append(float(loss))
+    assert losses[-1] < 1e-3 < losses[0]
+    assert float(jnp.linalg.norm(params["initial_carry"]["h"])) > 0.5
+
+
+def test_bad_input_is_reported():
+    with pytest.raises(ValueError, match=r"unknown cell 'lsmt'.*'gru', 'lstm'"):
+        slinen.RNN(H, cell="lsmt").init(KEY, XS)
+    with pytest.raises(ValueError, match="hidden_size=4 but the cell 'gru'.*=5"):
+        slinen.RNN(H, cell=cells.gru(5)).init(KEY, XS)
+    with pytest.raises(TypeError, match="cell_kwargs apply to a cell given by name"):
+        slinen.RNN(H, cell=cells.gru(H), cell_kwargs={"dtype": None}).init(KEY, XS)
+    with pytest.raises(ValueError, match="merge must be one of"):
+        slinen.Bidirectional(H, merge="mean").init(KEY, XS)
+    with pytest.raises(ValueError, match=r"dropout_rate must be in \[0, 1\); got 1.0"):
+        slinen.Stacked(H, 2, dropout_rate=1.0).init(KEY, XS)
+    with pytest.raises(ValueError, match="num_layers must be a positive int"):
+        slinen.Stacked(H, 0).init(KEY, XS)
+    with pytest.raises(ValueError, match="needs deterministic=False"):
+        slinen.Stacked(H, 2, dropout_rate=0.5).init(KEY, XS)
+    with pytest.raises(ValueError, match=r"xs must be \[\*batch, time, features\]"):
+        slinen.RNN(H).init(KEY, XS[0, 0])
+    with pytest.raises(TypeError, match="batch_shape must be an int or a sequence"):
+        slinen.LearnableInitialState(cells.gru(H)).init(KEY, (2.0,))
