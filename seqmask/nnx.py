@@ -35,9 +35,10 @@ from seqmask._modules import (
     _resolve_cell,
     _with_learned_carry,
 )
+from seqmask._nnx_seq2seq import Seq2Seq as Seq2Seq
 from seqmask.cells import Cell
 
-__all__ = ["LearnableInitialState", "RNN", "Bidirectional", "Stacked"]
+__all__ = ["LearnableInitialState", "RNN", "Bidirectional", "Stacked", "Seq2Seq"]
 
 Carry = Any
 Params = Any
