@@ -251,10 +251,10 @@ def beam_search(
     :func:`length_penalty`). After ``max_length`` steps the beams are the
     hypotheses in decreasing order of score. With ``beam_width == 1`` the
     result is :func:`greedy`'s (barring two next-token log-probabilities that
-    tie after adding the prefix's in float32); with ``beam_width`` at least the number of
-    all possible hypotheses, it is the exact ranking of all sequences up to
-    ``max_length``. Ties are broken towards the earlier beam, then the lower
-    token id.
+    tie after adding the prefix's in float32); with ``beam_width`` at least
+    the number of all possible hypotheses, it is the exact ranking of all
+    sequences up to ``max_length``. Ties are broken towards the earlier beam,
+    then the lower token id.
 
     Args:
       step_fn, params, state, start_tokens, max_length, eos_id, pad_id: as
