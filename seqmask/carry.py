@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from seqmask import _sharding
 from seqmask.cells import Cell
 from seqmask.layers import rnn
 
@@ -118,6 +119,7 @@ def reset(carry: Carry, where, to: Carry | None = None) -> Carry:
     def select(leaf, target):
         leaf = jnp.asarray(leaf)
         target = jnp.broadcast_to(jnp.asarray(target, leaf.dtype), leaf.shape)
+        target = _sharding.shard_like(target, leaf)
         rows = where.reshape(batch + (1,) * (leaf.ndim - len(batch)))
         return jnp.where(jnp.broadcast_to(rows, leaf.shape), target, leaf)
 

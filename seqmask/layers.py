@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from seqmask import _sharding
 from seqmask.cells import Cell
 from seqmask.masks import resolve_mask
 from seqmask.scan import masked_scan
@@ -149,6 +150,13 @@ def rnn(
             if reset_to is None
             else _fit_carry(reset_to, default_carry, "reset_to")
         )
+    # Under explicit mesh axes a carry built here (zeros, a broadcast learned
+    # state) is replicated, and a replicated scan carry all-gathers the
+    # batch at every step: lay carries out like the batch of the inputs.
+    batch_axes = tuple(range(1, 1 + n_batch))
+    carry = _sharding.shard_like_batch(carry, xs_tm, batch_axes)
+    if resets_tm is not None:
+        reset_to = _sharding.shard_like_batch(reset_to, xs_tm, batch_axes)
 
     if cell.apply_sequence is not None:
         final_carry, ys = cell.apply_sequence(

@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from seqmask import _sharding
+
 __all__ = ["masked_scan", "linear_scan"]
 
 Carry = Any
@@ -164,11 +166,10 @@ def _where(step_mask, on_true, on_false):
     """``jnp.where`` with the ``[*batch]`` mask broadcast over trailing axes."""
     shape = jnp.broadcast_shapes(jnp.shape(on_true), jnp.shape(on_false))
     selector = step_mask.reshape(step_mask.shape + (1,) * (len(shape) - step_mask.ndim))
-    return jnp.where(
-        jnp.broadcast_to(selector, shape),
-        jnp.broadcast_to(on_true, shape),
-        jnp.broadcast_to(on_false, shape),
+    on_true, on_false = _sharding.unify(
+        jnp.broadcast_to(on_true, shape), jnp.broadcast_to(on_false, shape)
     )
+    return jnp.where(jnp.broadcast_to(selector, shape), on_true, on_false)
 
 
 def _select(step_mask, on_true, on_false):
@@ -241,7 +242,9 @@ def _check_batch_prefix(tree, batch_shape, name: str, *, skip: int) -> None:
 def _broadcast_like(tree, like):
     try:
         return jax.tree.map(
-            lambda a, b: jnp.broadcast_to(jnp.asarray(a, jnp.result_type(b)), b.shape),
+            lambda a, b: _sharding.shard_like(
+                jnp.broadcast_to(jnp.asarray(a, jnp.result_type(b)), b.shape), b
+            ),
             tree,
             like,
         )
@@ -669,11 +672,10 @@ def _where_steps(flags, on_true, on_false):
     shape = jnp.broadcast_shapes(
         selector.shape, jnp.shape(on_true), jnp.shape(on_false)
     )
-    return jnp.where(
-        jnp.broadcast_to(selector, shape),
-        jnp.broadcast_to(on_true, shape),
-        jnp.broadcast_to(on_false, shape),
+    on_true, on_false = _sharding.unify(
+        jnp.broadcast_to(on_true, shape), jnp.broadcast_to(on_false, shape)
     )
+    return jnp.where(jnp.broadcast_to(selector, shape), on_true, on_false)
 
 
 def _flag_broadcast_shape(flags, shape) -> tuple[int, ...]:

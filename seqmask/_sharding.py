@@ -1,0 +1,91 @@
+"""Explicit sharding: give the values seqmask creates the layout of the batch.
+
+Under a mesh whose axes are *explicit* (what ``jax.make_mesh`` builds by
+default in recent JAX), a sharding is part of an array's type:
+``jnp.where`` refuses cases laid out differently, and a scan carry keeps the
+layout it starts with, so a replicated zero carry makes every step all-gather
+the batch-sharded state. The values seqmask makes itself (zero or learned
+initial carries broadcast over the batch, carries to reset to) start out
+replicated; these helpers lay them out like the arrays they meet. Without
+explicit mesh axes (auto meshes, a single device, JAX without explicit
+sharding) they return their input unchanged, and sharding is left to XLA's
+propagation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+from jax.sharding import NamedSharding, PartitionSpec
+
+
+def explicit_sharding(x) -> Any:
+    """The sharding in ``x``'s type when its mesh has explicit axes, else None."""
+    typeof = getattr(jax, "typeof", None)
+    if typeof is None or not hasattr(jax.sharding, "reshard"):
+        return None
+    sharding = getattr(typeof(x), "sharding", None)
+    mesh = getattr(sharding, "mesh", None)
+    if mesh is None or mesh.empty or not mesh.explicit_axes:
+        return None
+    return sharding
+
+
+def _padded_spec(sharding, ndim: int) -> tuple:
+    spec = tuple(sharding.spec)
+    return spec + (None,) * (ndim - len(spec))
+
+
+def _reshard(x, sharding):
+    current = explicit_sharding(x)
+    if current is not None and _padded_spec(current, x.ndim) == _padded_spec(
+        sharding, x.ndim
+    ):
+        return x
+    return jax.sharding.reshard(x, sharding)
+
+
+def shard_like(value, like):
+    """``value`` (an array of ``like``'s shape) laid out like ``like``."""
+    sharding = explicit_sharding(like)
+    return value if sharding is None else _reshard(value, sharding)
+
+
+def unify(a, b):
+    """``a`` and ``b`` (of one shape) laid out alike, for ``jnp.where``.
+
+    The one split over more mesh axes keeps its layout (a batch-sharded
+    carry against a replicated constant: the constant is split).
+    """
+    sharding_a, sharding_b = explicit_sharding(a), explicit_sharding(b)
+    if sharding_a is None and sharding_b is None:
+        return a, b
+
+    def sharded_axes(sharding):
+        return -1 if sharding is None else sum(s is not None for s in sharding.spec)
+
+    if sharded_axes(sharding_a) >= sharded_axes(sharding_b):
+        return a, _reshard(b, sharding_a)
+    return _reshard(a, sharding_b), b
+
+
+def shard_like_batch(tree, reference, batch_axes: tuple[int, ...]):
+    """Every leaf ``[*batch, ...]`` of ``tree`` laid out like ``reference``'s batch.
+
+    ``batch_axes`` are the batch axes of ``reference`` (``(1, ..., n)`` for
+    time-major inputs ``[time, *batch, features]``); the leaves are split
+    like them over their leading axes and replicated over the rest.
+    """
+    sharding = explicit_sharding(reference)
+    if sharding is None:
+        return tree
+    spec = _padded_spec(sharding, reference.ndim)
+    batch_spec = tuple(spec[axis] for axis in batch_axes)
+
+    def place(leaf):
+        rest = (None,) * (leaf.ndim - len(batch_spec))
+        target = NamedSharding(sharding.mesh, PartitionSpec(*batch_spec, *rest))
+        return _reshard(leaf, target)
+
+    return jax.tree.map(place, tree)
