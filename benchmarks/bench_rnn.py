@@ -3,9 +3,10 @@
 For an LSTM and a GRU layer over a right-padded batch, under ``jax.jit``,
 forward and forward+backward, in one run:
 
-* ``seqmask`` - ``seqmask.rnn`` with lengths (input projection hoisted);
+* ``seqmask`` - ``seqmask.rnn`` with lengths, default settings;
 * ``seqmask-unmasked`` - the same without a mask (masking overhead);
-* ``seqmask-step`` - projection inside the scan (what hoisting gives);
+* ``seqmask-hoisted`` / ``seqmask-step`` - the input projection forced out
+  of the scan (one large matmul) / inside every step (``hoist=``);
 * ``flax`` - Flax ``nn.RNN`` with ``seq_lengths`` (``OptimizedLSTMCell`` /
   ``GRUCell``);
 * ``lax.scan`` - a plain hand-written scan of the same math, the mask applied
@@ -107,7 +108,6 @@ def jax_variants(kind, batch, steps, inputs, hidden):
 
     cell = (seqmask.cells.lstm if kind == "lstm" else seqmask.cells.gru)(hidden)
     params = cell.init(jax.random.key(0), inputs)
-    step_only = cell._replace(project_inputs=None, apply_projected=None)
     flax_cell = nn.OptimizedLSTMCell(hidden) if kind == "lstm" else nn.GRUCell(hidden)
     flax_rnn = nn.RNN(flax_cell, return_carry=True)
     flax_params = flax_rnn.init(
@@ -119,8 +119,12 @@ def jax_variants(kind, batch, steps, inputs, hidden):
             params,
         ),
         "seqmask-unmasked": (lambda p, x, n: seqmask.rnn(cell, p, x), params),
+        "seqmask-hoisted": (
+            lambda p, x, n: seqmask.rnn(cell, p, x, lengths=n, hoist=True),
+            params,
+        ),
         "seqmask-step": (
-            lambda p, x, n: seqmask.rnn(step_only, p, x, lengths=n),
+            lambda p, x, n: seqmask.rnn(cell, p, x, lengths=n, hoist=False),
             params,
         ),
         "flax": (

@@ -330,3 +330,31 @@ def test_remat_changes_neither_values_nor_gradients(reverse):
         )
     with pytest.raises(ValueError, match="remat must be a bool or a positive int"):
         seqmask.rnn(cell, params, xs, remat=0)
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_hoisted_projection_gives_the_same_values_and_gradients(name):
+    """The input projection run once before the scan or inside every step:
+    the same outputs, carries and gradients (up to float rounding)."""
+    cell = CELLS[name]
+    rng = np.random.default_rng(13)
+    xs = rng.normal(size=(B, T, IN)).astype(np.float32)
+    mask = ref.mask_patterns(rng, (B + 3, T))[:B]
+    xs[~mask] = np.nan
+
+    def loss(params, hoist):
+        carry, ys = seqmask.rnn(cell, params, xs, mask=mask, hoist=hoist)
+        return row_loss(carry, ys, 1.0), (carry, ys)
+
+    results = {
+        hoist: jax.jit(jax.value_and_grad(loss, has_aux=True), static_argnums=1)(
+            PARAMS[name], hoist
+        )
+        for hoist in (False, True)
+    }
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+        results[False],
+        results[True],
+    )
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(results[True]))
