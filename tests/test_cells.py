@@ -214,12 +214,9 @@ def test_learned_state_gets_gradient_only_from_rows_that_start_from_it():
     assert np.any(np.asarray(row0["initial_carry"]) != 0)
     # Starting from the learned state (no initial carry), every row counts.
     starts = grad(params, xs, None, np.zeros_like(resets))
+    no_resets = np.zeros((1, T), bool)
     rows = sum(
-        np.asarray(
-            grad(params, xs[b : b + 1], None, resets[b : b + 1] & False)[
-                "initial_carry"
-            ]
-        )
+        np.asarray(grad(params, xs[b : b + 1], None, no_resets)["initial_carry"])
         for b in range(3)
     )
     np.testing.assert_allclose(starts["initial_carry"], rows, rtol=1e-5, atol=1e-6)
