@@ -84,12 +84,15 @@ def rnn(
         of steps. Values and gradients are unchanged.
       hoist: run the cell's input projection once over the whole sequence
         (one large matmul before the scan) instead of inside every step.
-        None chooses per backend: per step on CPU, where
-        ``benchmarks/bench_rnn.py`` measured it 1.6x faster forward+backward
-        for an LSTM at B=64 T=128 I=128 H=256 (the hoisted ``[T, B, 4H]``
-        projection and its cotangent are memory traffic a 2-core CPU pays
-        for), hoisted on accelerators (cuDNN's strategy;
-        ``benchmarks/gpu.sh`` measures both). Values are the same either way.
+        None chooses: per step on a single CPU device, where
+        ``benchmarks/bench_rnn.py`` measured it up to 1.6x faster
+        forward+backward for an LSTM at B=64 T=128 I=128 H=256 (the hoisted
+        ``[T, B, 4H]`` projection and its cotangent are memory traffic a
+        2-core CPU pays for); hoisted on accelerators (cuDNN's strategy;
+        ``benchmarks/gpu.sh`` measures both) and whenever there are several
+        devices, so that with a sharded batch the kernel gradient is one
+        matmul after the loop and the loop body needs no collective. Values
+        are the same either way.
 
     Returns:
       ``(final_carry, ys)``: the carry after each row's last valid step
@@ -183,7 +186,10 @@ def rnn(
         return final_carry, ys
 
     if hoist is None:
-        hoist = jax.default_backend() != "cpu"
+        # Per step only on a single CPU device: with several devices the
+        # per-step projection accumulates the kernel gradient inside the loop,
+        # where XLA gathers the sharded batch at every step.
+        hoist = jax.default_backend() != "cpu" or jax.device_count() > 1
     if hoist and cell.project_inputs is not None and cell.apply_projected is not None:
         inputs = cell.project_inputs(params, xs_tm)
         apply_projected = cell.apply_projected
