@@ -92,15 +92,17 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="small shapes for a smoke run"
     )
-    parser.add_argument("--output", default=None, help="JSON record path")
+    parser.add_argument(
+        "--out",
+        default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
+        help="directory for the JSON record",
+    )
     args = parser.parse_args()
     if args.quick:
         args.batch, args.time, args.vocab = 4, 32, 1000
         args.repeats = max(args.repeats, 10)
-    output = args.output or os.path.join(
-        os.path.dirname(os.path.abspath(__file__)),
-        "results",
-        "losses-quick.json" if args.quick else "losses.json",
+    output = os.path.join(
+        args.out, "losses-quick.json" if args.quick else "losses.json"
     )
 
     inputs = make_inputs(args.batch, args.time, args.vocab)

@@ -11,20 +11,29 @@ forward and forward+backward, in one run:
   ``GRUCell``);
 * ``lax.scan`` - a plain hand-written scan of the same math, the mask applied
   with ``jnp.where`` after the step;
+* ``matmuls-only`` - the same per-step matmuls in the same scan with no gate
+  arithmetic and no mask: a bound no scan-based implementation can beat;
 * ``torch`` - PyTorch ``nn.LSTM`` / ``nn.GRU`` over packed sequences, when
   torch is installed (``pip install torch==2.13.0``; skipped otherwise).
+
+Before timing, the seqmask variants and the hand-written scan are checked to
+give the same outputs. Steady-state times are medians of ``--repeats``
+rounds in which every variant runs once (round-robin), so load that comes
+and goes hits all of them alike.
 
 The floor is the FLOPs of the dense cell math (the input and recurrent
 matmuls; forward+backward counts three times the forward) divided by the best
 matmul rate measured in the same run; every time is also given as a ratio to
-it. Compile time and steady-state time (median of ``--repeats``) are reported
-apart. ``--sweep`` adds sweeps over T and H; ``--memory`` reports the
+it. Compile time (trace, lower and compile, no execution) and steady-state
+time are reported apart. ``--sweep`` adds sweeps over T and H; ``--memory`` reports the
 compiled temporary memory of forward+backward at long T with and without
-``remat``. Prints Markdown tables, writes ``benchmarks/results/rnn.json`` and,
-when matplotlib is installed, ``rnn.png``.
+``remat`` and its time cost at the standard shape. Prints Markdown tables,
+writes ``benchmarks/results/rnn.json`` (``rnn-sweep.json`` with ``--sweep``)
+and, when matplotlib is installed, a PNG next to it.
 
   python benchmarks/bench_rnn.py                 # B=64 T=128 I=128 H=256
   python benchmarks/bench_rnn.py --sweep --memory
+  python benchmarks/bench_rnn.py --sweep --sweep-time 32,512 --sweep-hidden 64,512
   python benchmarks/bench_rnn.py --quick         # small smoke run
 """
 
@@ -55,6 +64,23 @@ def timed(fn, *args, repeats: int):
         jax.block_until_ready(fn(*args))
         times.append(time.perf_counter() - start)
     return compile_s, statistics.median(times)
+
+
+def round_robin(cases, repeats: int):
+    """``{name: median seconds}`` of zero-argument callables, timed in turn.
+
+    Each round calls every case once, so load that comes and goes on a shared
+    machine hits all of them alike and their ratios stay meaningful.
+    """
+    for call in cases.values():  # warm up (compiled already)
+        call()
+    times = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, call in cases.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def best_matmul_flops(shapes, repeats: int) -> float:
@@ -102,6 +128,27 @@ def plain_scan(kind, params, xs, lengths):
     return carry, jnp.swapaxes(ys, 0, 1)
 
 
+def matmul_bound(params, xs):
+    """The per-step matmuls alone: the same dots as the cell, no gates, no mask.
+
+    ``z = x_t W_x + h W_h`` and ``h = z[:, :H]`` (a linear step), so forward
+    and backward run exactly the cell's matmuls at the cell's shapes and
+    almost nothing else. No scan-based implementation of the cell can be
+    faster under XLA; the ratio to it says how much of a layer's time is the
+    gate arithmetic, the masking and the loop, and how much is XLA's rate on
+    ``[B, H] x [H, gates*H]`` matmuls.
+    """
+    hidden = params["recurrent_kernel"].shape[0]
+    xs_tm = jnp.swapaxes(xs, 0, 1)
+
+    def step(h, x):
+        z = x @ params["input_kernel"] + h @ params["recurrent_kernel"]
+        return z[:, :hidden], z[:, :hidden]
+
+    h, ys = jax.lax.scan(step, jnp.zeros((xs.shape[0], hidden), xs.dtype), xs_tm)
+    return (h,), jnp.swapaxes(ys, 0, 1)
+
+
 def jax_variants(kind, batch, steps, inputs, hidden):
     """{name: (forward_fn, params)} with forward_fn(params, xs, lengths)."""
     import flax.linen as nn
@@ -132,11 +179,13 @@ def jax_variants(kind, batch, steps, inputs, hidden):
             flax_params,
         ),
         "lax.scan": (lambda p, x, n: plain_scan(kind, p, x, n), params),
+        "matmuls-only": (lambda p, x, n: matmul_bound(p, x), params),
     }
 
 
-def torch_times(kind, xs, lengths, hidden, repeats):
-    """PyTorch with packed sequences, or None without torch."""
+def torch_calls(kind, xs, lengths, hidden):
+    """PyTorch with packed sequences: ``(forward, forward_backward)``
+    zero-argument callables that wait for the device, or None without torch."""
     try:
         import torch
     except ImportError:
@@ -148,8 +197,8 @@ def torch_times(kind, xs, lengths, hidden, repeats):
     module = (torch.nn.LSTM if kind == "lstm" else torch.nn.GRU)(
         xs.shape[-1], hidden, batch_first=True
     ).to(device)
-    x = torch.from_numpy(np.asarray(xs)).to(device)
-    n = torch.from_numpy(np.asarray(lengths)).to(torch.int64)  # lengths stay on CPU
+    x = torch.from_numpy(np.array(xs)).to(device)  # a writable copy
+    n = torch.from_numpy(np.array(lengths)).to(torch.int64)  # stays on the CPU
 
     def forward():
         packed = torch.nn.utils.rnn.pack_padded_sequence(
@@ -162,19 +211,16 @@ def torch_times(kind, xs, lengths, hidden, repeats):
         module.zero_grad()
         (forward() ** 2).sum().backward()
 
-    results = []
-    for fn in (forward, backward):
-        with torch.set_grad_enabled(fn is backward):
-            fn()
-            sync()
-            times = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                fn()
-                sync()
-                times.append(time.perf_counter() - start)
-        results.append(statistics.median(times))
-    return results
+    def forward_call():
+        with torch.no_grad():
+            forward()
+        sync()
+
+    def backward_call():
+        backward()
+        sync()
+
+    return forward_call, backward_call
 
 
 def cell_flops(kind, batch, steps, inputs, hidden):
@@ -183,23 +229,53 @@ def cell_flops(kind, batch, steps, inputs, hidden):
     return 2.0 * batch * steps * (inputs + hidden) * gates * hidden
 
 
+def check_same_outputs(jax_fns, xs, lengths):
+    """The seqmask variants and the hand-written scan compute the same layer
+    (same parameters), so their times compare like with like."""
+    reference = None
+    for name in ("seqmask", "seqmask-hoisted", "seqmask-step", "lax.scan"):
+        fn, params = jax_fns[name]
+        _, ys = jax.jit(fn)(params, xs, lengths)
+        if reference is None:
+            reference = ys
+        elif not np.allclose(ys, reference, rtol=1e-4, atol=1e-5):
+            error = float(jnp.max(jnp.abs(ys - reference)))
+            raise AssertionError(f"{name} differs from seqmask by {error:.2e}")
+
+
 def measure(kind, batch, steps, inputs, hidden, repeats, rate, with_torch=True):
+    """Rows for every variant at one shape; steady-state times round-robin."""
     rng = np.random.default_rng(0)
     xs = jnp.asarray(rng.normal(size=(batch, steps, inputs)), jnp.float32)
     lengths = jnp.asarray(rng.integers(steps // 2, steps + 1, size=batch), jnp.int32)
     flops = cell_flops(kind, batch, steps, inputs, hidden)
     floor_fwd, floor_bwd = flops / rate, 3 * flops / rate
-    rows = []
-    for name, (fn, params) in jax_variants(kind, batch, steps, inputs, hidden).items():
+    jax_fns = jax_variants(kind, batch, steps, inputs, hidden)
+    check_same_outputs(jax_fns, xs, lengths)
+    cases, compile_s = {}, {}
+    for name, (fn, params) in jax_fns.items():
 
         def loss(p, x, n, fn=fn):
             carry, ys = fn(p, x, n)
             return jnp.sum(ys**2) + jnp.sum(jax.tree.leaves(carry)[0])
 
-        fwd_compile, fwd = timed(jax.jit(fn), params, xs, lengths, repeats=repeats)
-        bwd_compile, bwd = timed(
-            jax.jit(jax.grad(loss)), params, xs, lengths, repeats=repeats
-        )
+        for mode, jitted in (("fwd", jax.jit(fn)), ("bwd", jax.jit(jax.grad(loss)))):
+            # Tracing, lowering and compiling only; no execution.
+            start = time.perf_counter()
+            compiled = jitted.lower(params, xs, lengths).compile()
+            compile_s[name, mode] = time.perf_counter() - start
+            cases[name, mode] = lambda f=compiled, p=params: jax.block_until_ready(
+                f(p, xs, lengths)
+            )
+    if with_torch:
+        calls = torch_calls(kind, xs, lengths, hidden)
+        if calls is not None:
+            cases["torch", "fwd"], cases["torch", "bwd"] = calls
+            compile_s["torch", "fwd"] = compile_s["torch", "bwd"] = 0.0
+    medians = round_robin(cases, repeats)
+    rows = []
+    for name in dict.fromkeys(name for name, _ in cases):
+        fwd, bwd = medians[name, "fwd"], medians[name, "bwd"]
         rows.append(
             dict(
                 kind=kind,
@@ -210,32 +286,12 @@ def measure(kind, batch, steps, inputs, hidden, repeats, rate, with_torch=True):
                 hidden=hidden,
                 forward_ms=fwd * 1e3,
                 forward_backward_ms=bwd * 1e3,
-                compile_forward_s=fwd_compile,
-                compile_forward_backward_s=bwd_compile,
+                compile_forward_s=compile_s[name, "fwd"],
+                compile_forward_backward_s=compile_s[name, "bwd"],
                 forward_vs_floor=fwd / floor_fwd,
                 forward_backward_vs_floor=bwd / floor_bwd,
             )
         )
-    if with_torch:
-        torch_result = torch_times(kind, xs, lengths, hidden, repeats)
-        if torch_result is not None:
-            fwd, bwd = torch_result
-            rows.append(
-                dict(
-                    kind=kind,
-                    variant="torch",
-                    batch=batch,
-                    time=steps,
-                    input=inputs,
-                    hidden=hidden,
-                    forward_ms=fwd * 1e3,
-                    forward_backward_ms=bwd * 1e3,
-                    compile_forward_s=0.0,
-                    compile_forward_backward_s=0.0,
-                    forward_vs_floor=fwd / floor_fwd,
-                    forward_backward_vs_floor=bwd / floor_bwd,
-                )
-            )
     return rows
 
 
@@ -257,6 +313,30 @@ def memory_rows(batch, steps, inputs, hidden, chunk):
         temp = getattr(analysis, "temp_size_in_bytes", float("nan"))
         rows.append(dict(remat=str(remat), time=steps, temp_mib=temp / 2**20))
     return rows
+
+
+def remat_times(batch, steps, inputs, hidden, chunk, repeats):
+    """LSTM forward+backward time per remat setting (what the memory costs)."""
+    cell = seqmask.cells.lstm(hidden)
+    params = cell.init(jax.random.key(0), inputs)
+    rng = np.random.default_rng(0)
+    xs = jnp.asarray(rng.normal(size=(batch, steps, inputs)), jnp.float32)
+    lengths = jnp.asarray(rng.integers(steps // 2, steps + 1, size=batch), jnp.int32)
+    cases = {}
+    for remat in (False, True, chunk):
+
+        def loss(p, x, n, remat=remat):
+            _, ys = seqmask.rnn(cell, p, x, lengths=n, remat=remat)
+            return jnp.sum(ys**2)
+
+        grad = jax.jit(jax.grad(loss))
+        cases[str(remat)] = lambda g=grad: jax.block_until_ready(g(params, xs, lengths))
+    medians = round_robin(cases, repeats)
+    base = medians["False"]
+    return [
+        dict(remat=k, time=steps, forward_backward_ms=v * 1e3, vs_plain=v / base)
+        for k, v in medians.items()
+    ]
 
 
 def table(rows, title):
@@ -295,6 +375,8 @@ def ratios(rows):
                 masking_overhead=sm / group["seqmask-unmasked"]["forward_backward_ms"]
                 - 1,
                 seqmask_vs_floor=group["seqmask"]["forward_backward_vs_floor"],
+                seqmask_vs_matmuls_only=sm
+                / group["matmuls-only"]["forward_backward_ms"],
             )
         )
     return out
@@ -349,6 +431,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--cells", default="lstm,gru")
     parser.add_argument("--sweep", action="store_true", help="sweep T and H")
+    parser.add_argument(
+        "--sweep-time", default="32,512", help="the T values of --sweep (comma list)"
+    )
+    parser.add_argument(
+        "--sweep-hidden", default="64,1024", help="the H values of --sweep"
+    )
     parser.add_argument("--memory", action="store_true", help="remat memory table")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch")
     parser.add_argument("--quick", action="store_true", help="small smoke run")
@@ -373,8 +461,10 @@ def main() -> None:
     )
     shapes = [(args.time, args.hidden)]
     if args.sweep:
-        shapes += [(t, args.hidden) for t in (32, 512) if t != args.time]
-        shapes += [(args.time, h) for h in (64, 1024) if h != args.hidden]
+        sweep_time = [int(t) for t in args.sweep_time.split(",")]
+        sweep_hidden = [int(h) for h in args.sweep_hidden.split(",")]
+        shapes += [(t, args.hidden) for t in sweep_time if t != args.time]
+        shapes += [(args.time, h) for h in sweep_hidden if h != args.hidden]
     rows = []
     for kind in kinds:
         for steps, hidden in shapes:
@@ -390,15 +480,18 @@ def main() -> None:
             )
     table(rows, f"Masked layers, B={args.batch} I={args.input}")
     summary = ratios(rows)
-    print("\n| cell | T | H | Flax / seqmask (fwd+bwd) | masking overhead | x floor |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "\n| cell | T | H | Flax / seqmask (fwd+bwd) | masking overhead "
+        "| seqmask x floor | seqmask x matmuls-only |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for s in summary:
         print(
             f"| {s['kind']} | {s['time']} | {s['hidden']} "
             f"| {s['flax_over_seqmask']:.2f}x | {s['masking_overhead']:+.1%} "
-            f"| {s['seqmask_vs_floor']:.2f} |"
+            f"| {s['seqmask_vs_floor']:.2f} | {s['seqmask_vs_matmuls_only']:.2f} |"
         )
-    memory = []
+    memory, remat = [], []
     if args.memory:
         long_t = 256 if args.quick else 4096
         memory = memory_rows(args.batch, long_t, args.input, args.hidden, chunk=64)
@@ -407,9 +500,19 @@ def main() -> None:
         print("|---|---:|")
         for m in memory:
             print(f"| {m['remat']} | {m['temp_mib']:.1f} |")
+        remat = remat_times(
+            args.batch, args.time, args.input, args.hidden, 16, args.repeats
+        )
+        print(f"\nLSTM fwd+bwd time per remat setting, T={args.time}\n")
+        print("| remat | fwd+bwd ms | x remat=False |")
+        print("|---|---:|---:|")
+        for m in remat:
+            ms, ratio = m["forward_backward_ms"], m["vs_plain"]
+            print(f"| {m['remat']} | {ms:.1f} | {ratio:.2f} |")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = "rnn-quick" if args.quick else "rnn"
+    stem = "rnn-sweep" if args.sweep else "rnn"
+    stem = f"{stem}-quick" if args.quick else stem
     record = dict(
         benchmark="rnn",
         jax=jax.__version__,
@@ -420,6 +523,7 @@ def main() -> None:
         rows=rows,
         summary=summary,
         memory=memory,
+        remat_times=remat,
     )
     (out / f"{stem}.json").write_text(json.dumps(record, indent=2))
     plot(rows, out / f"{stem}.png")
