@@ -6,10 +6,18 @@ experiments behind seqmask's defaults, so that each claim in
 variant applies), forward+backward under ``jax.jit``, every variant timed
 round-robin with the default ``seqmask.rnn`` in the same run:
 
+* ``no mask`` - the default without a mask: the masking overhead;
 * ``hoisted`` / ``per-step`` - the input projection as one large matmul
   before the scan vs inside every step (``rnn(hoist=...)``);
 * ``unroll=2/4/8`` - ``jax.lax.scan`` unrolling;
 * ``time-major`` - inputs given time-major, so ``rnn`` does no transposes;
+* ``one matmul per step`` - the LSTM step as one ``[x, h] @ [[W_x], [W_h]]``
+  matmul instead of an input and a recurrent matmul (with
+  :func:`seqmask.masked_scan`);
+* ``remat=True`` / ``remat=16`` / ``remat=True, matmul outputs saved`` -
+  checkpointing each step, each chunk of 16 steps, or each step with
+  ``jax.checkpoint_policies.dots_saveable`` (only the gate arithmetic is
+  recomputed); the table gives the compiled temporary memory next to the time;
 * ``custom-vjp`` - an LSTM layer with a hand-written backward pass (cuDNN's
   structure): the backward loop computes only the gate cotangents and the
   recurrent matmul, and the weight gradients and input cotangents are three
@@ -142,6 +150,44 @@ def custom_vjp_layer(params, xs, mask):
     return carry, jnp.swapaxes(ys, 0, 1)
 
 
+# --- one matmul per step ------------------------------------------------------
+
+
+def one_matmul_lstm(params, xs, mask):
+    """LSTM whose step is one ``[x, h] @ [[W_x], [W_h]]`` matmul instead of two."""
+    kernel = jnp.concatenate([params["input_kernel"], params["recurrent_kernel"]], 0)
+    hidden = params["recurrent_kernel"].shape[0]
+    zeros = jnp.zeros((xs.shape[0], hidden), xs.dtype)
+
+    def step(carry, x):
+        h, c = carry
+        z = jnp.concatenate([x, h], -1) @ kernel + params["bias"]
+        i, f, g, o = _gates(z, hidden)
+        new_c = f * c + i * g
+        new_h = o * jnp.tanh(new_c)
+        return (new_h, new_c), new_h
+
+    carry, ys = seqmask.masked_scan(
+        step, (zeros, zeros), jnp.swapaxes(xs, 0, 1), mask.T
+    )
+    return carry, jnp.swapaxes(ys, 0, 1)
+
+
+# --- a remat policy -------------------------------------------------------------
+
+
+def remat_saving_dots(cell, params, xs, mask):
+    """Per-step checkpointing that keeps the matmul outputs and recomputes only
+    the elementwise gate arithmetic (``jax.checkpoint_policies.dots_saveable``)."""
+    step = jax.checkpoint(
+        lambda c, x: cell.apply(params, c, x),
+        policy=jax.checkpoint_policies.dots_saveable,
+    )
+    carry = cell.initial_carry(params, (xs.shape[0],))
+    final, ys = seqmask.masked_scan(step, carry, jnp.swapaxes(xs, 0, 1), mask.T)
+    return final, jnp.swapaxes(ys, 0, 1)
+
+
 # --- the variants ------------------------------------------------------------
 
 
@@ -164,14 +210,23 @@ def variants(kind, params, bi_params, cell):
 
     out = {
         "default": (rnn(), params, False),
+        "no mask": (lambda p, x, m: seqmask.rnn(cell, p, x), params, False),
         "hoisted": (rnn(hoist=True), params, False),
         "per-step": (rnn(hoist=False), params, False),
         "unroll=2": (rnn(unroll=2), params, False),
         "unroll=4": (rnn(unroll=4), params, False),
         "unroll=8": (rnn(unroll=8), params, False),
         "time-major": (rnn(time_major=True), params, True),
+        "remat=True": (rnn(remat=True), params, False),
+        "remat=True, matmul outputs saved": (
+            lambda p, x, m: remat_saving_dots(cell, p, x, m),
+            params,
+            False,
+        ),
+        "remat=16": (rnn(remat=16), params, False),
     }
     if kind == "lstm":
+        out["one matmul per step"] = (one_matmul_lstm, params, False)
         out["custom-vjp"] = (custom_vjp_layer, params, False)
     out["bidirectional (two scans)"] = (
         lambda p, x, m: seqmask.bidirectional(cell, p, x, mask=m),
@@ -196,19 +251,23 @@ def measure(kind, batch, steps, inputs, hidden, repeats):
     mask = jnp.asarray(np.arange(steps)[None, :] < lengths[:, None])
     xs_tm, mask_tm = jnp.swapaxes(xs, 0, 1), mask.T
 
-    cases, grads = {}, {}
+    cases, grads, memory = {}, {}, {}
     for name, (fn, p, time_major) in variants(kind, params, bi_params, cell).items():
 
         def loss(p, x, m, fn=fn):
             _, ys = fn(p, x, m)
             return jnp.sum(ys**2)
 
-        grad = jax.jit(jax.grad(loss))
         x, m = (xs_tm, mask_tm) if time_major else (xs, mask)
+        grad = jax.jit(jax.grad(loss)).lower(p, x, m).compile()
+        analysis = grad.memory_analysis()
+        memory[name] = getattr(analysis, "temp_size_in_bytes", float("nan")) / 2**20
         grads[name] = grad(p, x, m)
         cases[name] = lambda g=grad, p=p, x=x, m=m: jax.block_until_ready(g(p, x, m))
     # Every variant computes the same gradient as its baseline.
     for name, g in grads.items():
+        if name == "no mask":
+            continue
         base = grads["bidirectional (two scans)" if "bidir" in name else "default"]
         error = max(
             float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(b)) + 1e-12))
@@ -226,6 +285,7 @@ def measure(kind, batch, steps, inputs, hidden, repeats):
                 variant=name,
                 forward_backward_ms=seconds * 1e3,
                 vs_baseline=seconds / medians[base],
+                temp_mib=memory[name],
                 baseline=base,
             )
         )
@@ -255,12 +315,12 @@ def main() -> None:
         rows += measure(
             kind, args.batch, args.time, args.input, args.hidden, args.repeats
         )
-    print("| cell | variant | fwd+bwd ms | x baseline | baseline |")
-    print("|---|---|---:|---:|---|")
+    print("| cell | variant | fwd+bwd ms | x baseline | temp MiB | baseline |")
+    print("|---|---|---:|---:|---:|---|")
     for r in rows:
         print(
             f"| {r['kind']} | {r['variant']} | {r['forward_backward_ms']:.1f} "
-            f"| {r['vs_baseline']:.2f} | {r['baseline']} |"
+            f"| {r['vs_baseline']:.2f} | {r['temp_mib']:.1f} | {r['baseline']} |"
         )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
