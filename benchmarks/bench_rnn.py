@@ -23,13 +23,14 @@ and goes hits all of them alike.
 
 The floor is the FLOPs of the dense cell math (the input and recurrent
 matmuls; forward+backward counts three times the forward) divided by the best
-matmul rate measured in the same run; every time is also given as a ratio to
-it. Compile time (trace, lower and compile, no execution) and steady-state
-time are reported apart. ``--sweep`` adds sweeps over T and H; ``--memory`` reports the
-compiled temporary memory of forward+backward at long T with and without
-``remat`` and its time cost at the standard shape. Prints Markdown tables,
-writes ``benchmarks/results/rnn.json`` (``rnn-sweep.json`` with ``--sweep``)
-and, when matplotlib is installed, a PNG next to it.
+matmul rate measured in the same run (the fastest of repeated calls); every
+time is also given as a ratio to it. Compile time (trace, lower and compile,
+no execution) and steady-state time are reported apart. ``--sweep`` adds
+sweeps over T and H; ``--memory`` reports the compiled temporary memory of
+forward+backward at long T with and without ``remat`` and its time cost at
+the standard shape. Prints Markdown tables, writes
+``benchmarks/results/rnn.json`` (``rnn-sweep.json`` with ``--sweep``) and,
+when matplotlib is installed, a PNG next to it.
 
   python benchmarks/bench_rnn.py                 # B=64 T=128 I=128 H=256
   python benchmarks/bench_rnn.py --sweep --memory
@@ -42,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import random
 import statistics
 import time
 from pathlib import Path
@@ -53,44 +55,44 @@ import numpy as np
 import seqmask
 
 
-def timed(fn, *args, repeats: int):
-    """(compile seconds, median steady-state seconds)."""
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    compile_s = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return compile_s, statistics.median(times)
-
-
 def round_robin(cases, repeats: int):
     """``{name: median seconds}`` of zero-argument callables, timed in turn.
 
-    Each round calls every case once, so load that comes and goes on a shared
-    machine hits all of them alike and their ratios stay meaningful.
+    Each round calls every case once, in a fresh random order, so load that
+    comes and goes on a shared machine hits all of them alike, and no case
+    always pays for following the same one (a large free before it, say).
     """
     for call in cases.values():  # warm up (compiled already)
         call()
     times = {name: [] for name in cases}
+    order = list(cases)
+    rng = random.Random(0)
     for _ in range(repeats):
-        for name, call in cases.items():
+        rng.shuffle(order)  # no variant always runs first, or after the same one
+        for name in order:
             start = time.perf_counter()
-            call()
+            cases[name]()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
 def best_matmul_flops(shapes, repeats: int) -> float:
-    """The best FLOP/s of jitted float32 matmuls over the given (m, k, n)."""
+    """The best FLOP/s of jitted float32 matmuls over the given (m, k, n).
+
+    The fastest of ``repeats`` calls per shape: the floor is what the
+    hardware has shown it can do, so a call slowed by other load must not
+    lower it.
+    """
     best = 0.0
     for m, k, n in shapes:
         a = jnp.ones((m, k), jnp.float32)
         b = jnp.ones((k, n), jnp.float32)
-        _, seconds = timed(jax.jit(jnp.matmul), a, b, repeats=repeats)
-        best = max(best, 2.0 * m * k * n / seconds)
+        matmul = jax.jit(jnp.matmul).lower(a, b).compile()
+        jax.block_until_ready(matmul(a, b))
+        for _ in range(repeats):
+            start = time.perf_counter()
+            jax.block_until_ready(matmul(a, b))
+            best = max(best, 2.0 * m * k * n / (time.perf_counter() - start))
     return best
 
 
@@ -451,7 +453,7 @@ def main() -> None:
             (args.batch * args.time, args.input, 4 * args.hidden),
             (args.batch, args.hidden, 4 * args.hidden),
         ],
-        repeats=max(args.repeats, 5),
+        repeats=max(args.repeats, 20),
     )
     print(
         f"jax {jax.__version__} on {jax.devices()[0].platform} "

@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import random
 import statistics
 import time
 from pathlib import Path
@@ -48,14 +49,18 @@ import seqmask
 
 
 def round_robin(cases, repeats: int):
-    """``{name: median seconds}`` of zero-argument callables, timed in turn."""
+    """``{name: median seconds}`` of zero-argument callables: every round calls
+    each once, in a fresh random order (see ``bench_rnn.round_robin``)."""
     for call in cases.values():
         call()
     times = {name: [] for name in cases}
+    order = list(cases)
+    rng = random.Random(0)
     for _ in range(repeats):
-        for name, call in cases.items():
+        rng.shuffle(order)  # no variant always runs first, or after the same one
+        for name in order:
             start = time.perf_counter()
-            call()
+            cases[name]()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}
 

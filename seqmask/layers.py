@@ -22,7 +22,7 @@ import numpy as np
 from seqmask import _sharding
 from seqmask.cells import Cell
 from seqmask.masks import resolve_mask
-from seqmask.scan import masked_scan
+from seqmask.scan import _masked_scan
 
 __all__ = ["rnn", "bidirectional", "stacked", "init_bidirectional", "init_stacked"]
 
@@ -144,7 +144,8 @@ def rnn(
         resets_tm = None if resets is None else jnp.moveaxis(resets, -1, 0)
     if mask_tm is not None:
         # Select before the input projection: NaN at a padded step would
-        # otherwise reach the kernel's gradient as NaN * 0.
+        # otherwise reach the kernel's gradient as NaN * 0. One select over
+        # the sequence, so the scan skips its per-step input select.
         xs_tm = jnp.where(
             jnp.broadcast_to(mask_tm[..., None], xs_tm.shape),
             xs_tm,
@@ -206,7 +207,7 @@ def rnn(
     if isinstance(remat, bool):
         if remat:
             step = jax.checkpoint(step)
-        final_carry, ys = masked_scan(
+        final_carry, ys = _masked_scan(
             step,
             carry,
             inputs,
@@ -215,6 +216,7 @@ def rnn(
             reset_to=reset_to,
             reverse=reverse,
             unroll=unroll,
+            select_inputs=False,  # xs_tm is zeroed at padded steps above
         )
     else:
         final_carry, ys = _chunked_scan(
@@ -584,8 +586,16 @@ def _chunked_scan(
     @jax.checkpoint
     def run_chunk(c, chunk_inputs):
         x, m, r = chunk_inputs
-        return masked_scan(
-            step, c, x, m, resets=r, reset_to=reset_to, reverse=reverse, unroll=unroll
+        return _masked_scan(
+            step,
+            c,
+            x,
+            m,
+            resets=r,
+            reset_to=reset_to,
+            reverse=reverse,
+            unroll=unroll,
+            select_inputs=False,  # rnn zeroed the inputs at padded steps
         )
 
     final_carry, ys = jax.lax.scan(run_chunk, carry, chunked, reverse=reverse)

@@ -111,6 +111,37 @@ def masked_scan(
              [ 3.,  6.],
              [ 0., 13.]], dtype=float32)
     """
+    return _masked_scan(
+        f,
+        init,
+        xs,
+        mask,
+        resets=resets,
+        reset_to=reset_to,
+        reverse=reverse,
+        unroll=unroll,
+        pad_value=pad_value,
+        length=length,
+    )
+
+
+def _masked_scan(
+    f,
+    init,
+    xs,
+    mask=None,
+    *,
+    resets=None,
+    reset_to=None,
+    reverse: bool = False,
+    unroll: int | bool = 1,
+    pad_value=0,
+    length: int | None = None,
+    select_inputs: bool = True,
+):
+    """:func:`masked_scan`; ``select_inputs=False`` skips the per-step select
+    of the inputs, for callers that already zeroed ``xs`` at padded steps
+    (one select over the whole sequence instead of one kernel per step)."""
     if not callable(f):
         raise TypeError(f"masked_scan: f must be callable; got {type(f).__name__}.")
     time = _time_steps(xs, mask, resets, length)
@@ -139,7 +170,7 @@ def masked_scan(
         x, step_mask, step_reset = inputs
         if step_reset is not None:
             carry = _select(step_reset, reset_to, carry)
-        if step_mask is not None:
+        if step_mask is not None and select_inputs:
             x = jax.tree.map(lambda v: _where(step_mask, v, jnp.zeros_like(v)), x)
         new_carry, y = f(carry, x)
         _check_carry(new_carry, carry)
@@ -162,14 +193,27 @@ def masked_scan(
     )
 
 
-def _where(step_mask, on_true, on_false):
-    """``jnp.where`` with the ``[*batch]`` mask broadcast over trailing axes."""
+def _where_impl(step_mask, on_true, on_false):
     shape = jnp.broadcast_shapes(jnp.shape(on_true), jnp.shape(on_false))
     selector = step_mask.reshape(step_mask.shape + (1,) * (len(shape) - step_mask.ndim))
     on_true, on_false = _sharding.unify(
         jnp.broadcast_to(on_true, shape), jnp.broadcast_to(on_false, shape)
     )
     return jnp.where(jnp.broadcast_to(selector, shape), on_true, on_false)
+
+
+# Differentiating a select keeps its predicate for the backward pass. Inside
+# a scan that predicate is the [*batch] step mask broadcast to the full
+# shape of the value, stacked over time: one [T, *batch, features] boolean
+# residual, and one more kernel per step, for every selected leaf.
+# Checkpointing the select keeps the [*batch] mask instead and broadcasts
+# it again in the backward pass, where the broadcast fuses into the select.
+_where_checkpointed = jax.checkpoint(_where_impl, prevent_cse=False)
+
+
+def _where(step_mask, on_true, on_false):
+    """``jnp.where`` with the ``[*batch]`` mask broadcast over trailing axes."""
+    return _where_checkpointed(step_mask, on_true, on_false)
 
 
 def _select(step_mask, on_true, on_false):

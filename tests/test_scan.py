@@ -227,3 +227,22 @@ def test_compile_size_does_not_grow_with_time():
         return len(jax.jit(fn).lower(init, xs, mask).as_text().splitlines())
 
     assert lowered_lines(16) == lowered_lines(1024)
+
+
+def test_backward_keeps_the_step_mask_not_its_broadcast():
+    """Differentiating a select keeps its predicate. The scan must keep the
+    ``[time, batch]`` mask for the backward pass, not the mask broadcast to
+    every selected value (a ``[time, batch, features]`` boolean per carry
+    leaf and output, and one more kernel per step to write it)."""
+    steps, batch, features = 32, 4, 24
+    init = jnp.zeros((batch, features))
+    xs = jnp.ones((steps, batch, features))
+    mask = jnp.asarray(np.random.default_rng(0).random((steps, batch)) < 0.7)
+
+    def loss(init, xs):
+        carry, ys = masked_scan(lambda c, x: (jnp.tanh(c + x), c * x), init, xs, mask)
+        return jnp.sum(ys**2) + jnp.sum(carry)
+
+    text = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(init, xs).compile().as_text()
+    assert f"pred[{steps},{batch},{features}]" not in text
+    assert f"pred[{steps},{batch}]" in text  # the mask itself is still used
