@@ -84,11 +84,12 @@ def rnn(
         of steps. Values and gradients are unchanged.
       hoist: run the cell's input projection once over the whole sequence
         (one large matmul before the scan) instead of inside every step.
-        None chooses: per step on a single CPU device, where
-        ``benchmarks/bench_rnn.py`` measured it up to 1.6x faster
-        forward+backward for an LSTM at B=64 T=128 I=128 H=256 (the hoisted
-        ``[T, B, 4H]`` projection and its cotangent are memory traffic a
-        2-core CPU pays for); hoisted on accelerators (cuDNN's strategy;
+        None chooses. On a single CPU device it projects per step: the
+        benchmarks (``bench_rnn.py``, ``bench_rnn_variants.py``) measured
+        that 1.2-1.85x faster forward+backward than hoisting, for LSTM and
+        GRU layers at every shape they cover (the hoisted ``[T, B, 4H]``
+        projection and its cotangent are large buffers; per step, the loop
+        reuses small ones). It hoists on accelerators (cuDNN's strategy;
         ``benchmarks/gpu.sh`` measures both) and whenever there are several
         devices, so that with a sharded batch the kernel gradient is one
         matmul after the loop and the loop body needs no collective. Values
