@@ -22,7 +22,7 @@ import numpy as np
 from seqmask import _sharding
 from seqmask.cells import Cell
 from seqmask.masks import resolve_mask
-from seqmask.scan import _masked_scan
+from seqmask.scan._masked import _masked_scan
 
 __all__ = ["rnn", "bidirectional", "stacked", "init_bidirectional", "init_stacked"]
 

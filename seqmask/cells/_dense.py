@@ -1,0 +1,277 @@
+"""The dense gated cells: ``simple_rnn``, ``lstm``, ``gru``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from seqmask.cells._base import (
+    _LECUN_NORMAL,
+    Cell,
+    Initializer,
+    LSTMCarry,
+    _check_size,
+    _make_cell,
+    _orthogonal_blocks,
+    _recurrent,
+)
+
+
+def simple_rnn(
+    hidden_size: int,
+    *,
+    activation: Callable[[jax.Array], jax.Array] = jnp.tanh,
+    dtype=None,
+    param_dtype=jnp.float32,
+    kernel_init: Initializer = _LECUN_NORMAL,
+    recurrent_init: Initializer | None = None,
+    bias_init: Initializer = jax.nn.initializers.zeros,
+) -> Cell:
+    r"""Elman RNN cell (PyTorch ``nn.RNN``).
+
+    .. math::
+
+      h_t = \mathrm{activation}(x_t W_x + h_{t-1} W_h + b)
+
+    The output is :math:`h_t`; the carry is :math:`h` of shape ``[*batch, H]``.
+
+    Parameters: ``input_kernel`` ``[I, H]``, ``recurrent_kernel`` ``[H, H]``
+    (orthogonal by default), ``bias`` ``[H]`` (PyTorch's
+    ``bias_ih + bias_hh``).
+
+    Args:
+      hidden_size: ``H``.
+      activation: ``tanh`` (default) or e.g. ``jax.nn.relu``.
+      dtype: compute dtype of the matmuls; default: the input's dtype.
+      param_dtype: dtype of parameters and carry.
+      kernel_init, recurrent_init, bias_init: initialisers.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from seqmask.cells import simple_rnn
+      >>> cell = simple_rnn(4)
+      >>> params = cell.init(jax.random.key(0), 3)
+      >>> h = cell.initial_carry(params, (2,))
+      >>> h, y = cell.apply(params, h, jnp.ones((2, 3)))
+      >>> y.shape
+      (2, 4)
+    """
+    hidden_size = _check_size(hidden_size, "simple_rnn: hidden_size")
+
+    def init(key, input_size):
+        input_size = _check_size(input_size, "simple_rnn.init: input_size")
+        k_in, k_rec, k_b = jax.random.split(key, 3)
+        recurrent = (
+            _orthogonal_blocks(k_rec, hidden_size, 1, param_dtype)
+            if recurrent_init is None
+            else recurrent_init(k_rec, (hidden_size, hidden_size), param_dtype)
+        )
+        return {
+            "input_kernel": kernel_init(k_in, (input_size, hidden_size), param_dtype),
+            "recurrent_kernel": recurrent,
+            "bias": bias_init(k_b, (hidden_size,), param_dtype),
+        }
+
+    def initial_carry(params, batch_shape=()):
+        return jnp.zeros((*batch_shape, hidden_size), params["recurrent_kernel"].dtype)
+
+    def step(params, h, projected, compute):
+        acc = projected.dtype
+        z = projected + _recurrent(h, params["recurrent_kernel"], compute, acc)
+        new_h = activation(z)
+        return new_h.astype(h.dtype), new_h.astype(compute)
+
+    return _make_cell(
+        name="simple_rnn",
+        hidden_size=hidden_size,
+        init=init,
+        initial_carry=initial_carry,
+        step=step,
+        dtype=dtype,
+    )
+
+
+def lstm(
+    hidden_size: int,
+    *,
+    forget_bias: float = 1.0,
+    dtype=None,
+    param_dtype=jnp.float32,
+    kernel_init: Initializer = _LECUN_NORMAL,
+    recurrent_init: Initializer | None = None,
+    bias_init: Initializer = jax.nn.initializers.zeros,
+) -> Cell:
+    r"""Long short-term memory cell (PyTorch ``nn.LSTM`` equations and gate order).
+
+    .. math::
+
+      z &= x_t W_x + h_{t-1} W_h + b \\
+      i &= \sigma(z_i), \quad f = \sigma(z_f), \quad g = \tanh(z_g),
+        \quad o = \sigma(z_o) \\
+      c_t &= f \odot c_{t-1} + i \odot g \\
+      h_t &= o \odot \tanh(c_t)
+
+    The carry is :class:`LSTMCarry` ``(h, c)``, each ``[*batch, H]``; the
+    output is :math:`h_t`.
+
+    Parameters (gate blocks of width ``H`` in the order ``i, f, g, o``, as
+    PyTorch): ``input_kernel`` ``[I, 4H]``, ``recurrent_kernel`` ``[H, 4H]``
+    (one orthogonal block per gate by default), ``bias`` ``[4H]`` (PyTorch's
+    ``bias_ih + bias_hh``).
+
+    Args:
+      hidden_size: ``H``.
+      forget_bias: initial value of the forget-gate bias block (1.0 helps
+        gradients flow early in training; 0.0 gives PyTorch's init).
+      dtype: compute dtype of the matmuls; default: the input's dtype.
+      param_dtype: dtype of parameters and carry.
+      kernel_init, recurrent_init, bias_init: initialisers (``bias_init`` for
+        all blocks, then ``forget_bias`` is added to the forget block).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from seqmask.cells import lstm
+      >>> cell = lstm(8)
+      >>> params = cell.init(jax.random.key(0), 5)
+      >>> {name: params[name].shape for name in sorted(params)}
+      {'bias': (32,), 'input_kernel': (5, 32), 'recurrent_kernel': (8, 32)}
+      >>> carry = cell.initial_carry(params, (2,))
+      >>> carry, y = cell.apply(params, carry, jnp.ones((2, 5)))
+      >>> bool(jnp.all(y == carry.h))
+      True
+    """
+    hidden_size = _check_size(hidden_size, "lstm: hidden_size")
+
+    def init(key, input_size):
+        input_size = _check_size(input_size, "lstm.init: input_size")
+        k_in, k_rec, k_b = jax.random.split(key, 3)
+        recurrent = (
+            _orthogonal_blocks(k_rec, hidden_size, 4, param_dtype)
+            if recurrent_init is None
+            else recurrent_init(k_rec, (hidden_size, 4 * hidden_size), param_dtype)
+        )
+        bias = bias_init(k_b, (4 * hidden_size,), param_dtype)
+        bias = bias.at[hidden_size : 2 * hidden_size].add(
+            jnp.asarray(forget_bias, param_dtype)
+        )
+        return {
+            "input_kernel": kernel_init(
+                k_in, (input_size, 4 * hidden_size), param_dtype
+            ),
+            "recurrent_kernel": recurrent,
+            "bias": bias,
+        }
+
+    def initial_carry(params, batch_shape=()):
+        zeros = jnp.zeros((*batch_shape, hidden_size), params["recurrent_kernel"].dtype)
+        return LSTMCarry(h=zeros, c=zeros)
+
+    def step(params, carry, projected, compute):
+        acc = projected.dtype
+        h, c = carry
+        z = projected + _recurrent(h, params["recurrent_kernel"], compute, acc)
+        i, f, g, o = jnp.split(z, 4, axis=-1)
+        new_c = jax.nn.sigmoid(f) * c.astype(acc) + jax.nn.sigmoid(i) * jnp.tanh(g)
+        new_h = jax.nn.sigmoid(o) * jnp.tanh(new_c)
+        new_carry = LSTMCarry(h=new_h.astype(h.dtype), c=new_c.astype(c.dtype))
+        return new_carry, new_h.astype(compute)
+
+    return _make_cell(
+        name="lstm",
+        hidden_size=hidden_size,
+        init=init,
+        initial_carry=initial_carry,
+        step=step,
+        dtype=dtype,
+    )
+
+
+def gru(
+    hidden_size: int,
+    *,
+    dtype=None,
+    param_dtype=jnp.float32,
+    kernel_init: Initializer = _LECUN_NORMAL,
+    recurrent_init: Initializer | None = None,
+    bias_init: Initializer = jax.nn.initializers.zeros,
+) -> Cell:
+    r"""Gated recurrent unit, in the variant PyTorch and cuDNN use.
+
+    The reset gate multiplies the recurrent term *after* the recurrent matmul
+    (so the three recurrent matmuls fuse into one):
+
+    .. math::
+
+      r &= \sigma(x_t W_{xr} + b_{xr} + h_{t-1} W_{hr} + b_{hr}) \\
+      z &= \sigma(x_t W_{xz} + b_{xz} + h_{t-1} W_{hz} + b_{hz}) \\
+      n &= \tanh(x_t W_{xn} + b_{xn} + r \odot (h_{t-1} W_{hn} + b_{hn})) \\
+      h_t &= (1 - z) \odot n + z \odot h_{t-1}
+
+    The carry is ``h`` ``[*batch, H]``; the output is :math:`h_t`.
+
+    Parameters (gate blocks in the order ``r, z, n``, as PyTorch):
+    ``input_kernel`` ``[I, 3H]``, ``recurrent_kernel`` ``[H, 3H]``,
+    ``input_bias`` ``[3H]``, ``recurrent_bias`` ``[3H]`` (two biases, because
+    ``b_{hn}`` sits inside the reset gate's product).
+
+    Args:
+      hidden_size: ``H``.
+      dtype: compute dtype of the matmuls; default: the input's dtype.
+      param_dtype: dtype of parameters and carry.
+      kernel_init, recurrent_init, bias_init: initialisers.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from seqmask.cells import gru
+      >>> cell = gru(4)
+      >>> params = cell.init(jax.random.key(0), 3)
+      >>> h, y = cell.apply(params, cell.initial_carry(params, ()), jnp.ones(3))
+      >>> y.shape
+      (4,)
+    """
+    hidden_size = _check_size(hidden_size, "gru: hidden_size")
+
+    def init(key, input_size):
+        input_size = _check_size(input_size, "gru.init: input_size")
+        k_in, k_rec, k_bi, k_bh = jax.random.split(key, 4)
+        recurrent = (
+            _orthogonal_blocks(k_rec, hidden_size, 3, param_dtype)
+            if recurrent_init is None
+            else recurrent_init(k_rec, (hidden_size, 3 * hidden_size), param_dtype)
+        )
+        return {
+            "input_kernel": kernel_init(
+                k_in, (input_size, 3 * hidden_size), param_dtype
+            ),
+            "recurrent_kernel": recurrent,
+            "input_bias": bias_init(k_bi, (3 * hidden_size,), param_dtype),
+            "recurrent_bias": bias_init(k_bh, (3 * hidden_size,), param_dtype),
+        }
+
+    def initial_carry(params, batch_shape=()):
+        return jnp.zeros((*batch_shape, hidden_size), params["recurrent_kernel"].dtype)
+
+    def step(params, h, projected, compute):
+        acc = projected.dtype
+        recurrent = _recurrent(h, params["recurrent_kernel"], compute, acc)
+        recurrent = recurrent + jnp.broadcast_to(
+            params["recurrent_bias"].astype(acc), recurrent.shape
+        )
+        x_r, x_z, x_n = jnp.split(projected, 3, axis=-1)
+        h_r, h_z, h_n = jnp.split(recurrent, 3, axis=-1)
+        r = jax.nn.sigmoid(x_r + h_r)
+        z = jax.nn.sigmoid(x_z + h_z)
+        n = jnp.tanh(x_n + r * h_n)
+        new_h = (1 - z) * n + z * h.astype(acc)
+        return new_h.astype(h.dtype), new_h.astype(compute)
+
+    return _make_cell(
+        name="gru",
+        hidden_size=hidden_size,
+        init=init,
+        initial_carry=initial_carry,
+        step=step,
+        dtype=dtype,
+    )
