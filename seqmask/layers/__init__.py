@@ -1,0 +1,19 @@
+"""Recurrent layers: one cell over a sequence, both directions, a stack.
+
+These functions turn a :class:`seqmask.cells.Cell` and its parameters into a
+layer over a padded batch. They take sequences batch-major by default
+(``[*batch, time, features]``), a boolean ``mask`` ``[*batch, time]`` or integer
+``lengths`` ``[*batch]``, and an explicit carry in and out, so that stateful
+training is a matter of passing the returned carry back in. Under the hood
+every layer is one :func:`seqmask.masked_scan` over time; on accelerators
+the input projection of built-in cells is hoisted out of the scan as one
+large matmul (``hoist``).
+"""
+
+from seqmask.layers._compose import bidirectional as bidirectional
+from seqmask.layers._compose import init_bidirectional as init_bidirectional
+from seqmask.layers._compose import init_stacked as init_stacked
+from seqmask.layers._compose import stacked as stacked
+from seqmask.layers._rnn import rnn as rnn
+
+__all__ = ["rnn", "bidirectional", "stacked", "init_bidirectional", "init_stacked"]
