@@ -36,34 +36,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import random
-import statistics
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from bench_rnn import round_robin  # this directory is on sys.path
 
 import seqmask
-
-
-def round_robin(cases, repeats: int):
-    """``{name: median seconds}`` of zero-argument callables: every round calls
-    each once, in a fresh random order (see ``bench_rnn.round_robin``)."""
-    for call in cases.values():
-        call()
-    times = {name: [] for name in cases}
-    order = list(cases)
-    rng = random.Random(0)
-    for _ in range(repeats):
-        rng.shuffle(order)  # no variant always runs first, or after the same one
-        for name in order:
-            start = time.perf_counter()
-            cases[name]()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
-
 
 # --- the hand-written-VJP LSTM (float32, mask, zero initial state) ----------
 
