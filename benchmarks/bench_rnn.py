@@ -12,7 +12,8 @@ forward and forward+backward, in one run:
 * ``lax.scan`` - a plain hand-written scan of the same math, the mask applied
   with ``jnp.where`` after the step;
 * ``matmuls-only`` - the same per-step matmuls in the same scan with no gate
-  arithmetic and no mask: a bound no scan-based implementation can beat;
+  arithmetic and no mask: a bound for any layer that runs its matmuls step
+  by step;
 * ``torch`` - PyTorch ``nn.LSTM`` / ``nn.GRU`` over packed sequences, when
   torch is installed (``pip install torch==2.13.0``; skipped otherwise).
 
@@ -135,8 +136,8 @@ def matmul_bound(params, xs):
 
     ``z = x_t W_x + h W_h`` and ``h = z[:, :H]`` (a linear step), so forward
     and backward run exactly the cell's matmuls at the cell's shapes and
-    almost nothing else. No scan-based implementation of the cell can be
-    faster under XLA; the ratio to it says how much of a layer's time is the
+    almost nothing else. No implementation that runs these matmuls step by
+    step can be faster under XLA; the ratio to it says how much of a layer's time is the
     gate arithmetic, the masking and the loop, and how much is XLA's rate on
     ``[B, H] x [H, gates*H]`` matmuls.
     """
