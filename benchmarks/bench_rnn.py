@@ -137,9 +137,9 @@ def matmul_bound(params, xs):
     ``z = x_t W_x + h W_h`` and ``h = z[:, :H]`` (a linear step), so forward
     and backward run exactly the cell's matmuls at the cell's shapes and
     almost nothing else. No implementation that runs these matmuls step by
-    step can be faster under XLA; the ratio to it says how much of a layer's time is the
-    gate arithmetic, the masking and the loop, and how much is XLA's rate on
-    ``[B, H] x [H, gates*H]`` matmuls.
+    step can be faster under XLA; the ratio to it says how much of a layer's
+    time is the gate arithmetic, the masking and the loop, and how much is
+    XLA's rate on ``[B, H] x [H, gates*H]`` matmuls.
     """
     hidden = params["recurrent_kernel"].shape[0]
     xs_tm = jnp.swapaxes(xs, 0, 1)
