@@ -1,0 +1,537 @@
+"""Every argument check of seqmask, in one place.
+
+Each public function checks its arguments with these helpers, so that one
+mistake gets one exception type and one kind of message everywhere:
+``TypeError`` for a wrong type or dtype, ``ValueError`` for a wrong shape or
+value. A message starts with the public function's name (``where``), names
+the argument, says what was expected and what was given, and ends with the
+fix when there is an obvious one.
+
+*Value* checks (lengths within the time axis, token ids within the
+vocabulary, hyperparameters in range) need the values. When the values are
+concrete (NumPy arrays, Python numbers, JAX arrays outside ``jit``) they
+raise ``ValueError`` at once, naming the offending rows. When they are traced
+(under ``jax.jit``, ``vmap``, ``scan``) they are registered with
+:func:`jax.experimental.checkify.debug_check`: a no-op under plain ``jit``
+(XLA removes the dead predicate), reported by ``checkify.checkify(f)``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NoReturn
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.core import Tracer
+from jax.experimental import checkify
+
+PyTree = Any
+
+# How many offending rows or values a message lists before it says "...".
+_SHOWN = 8
+
+
+# --------------------------------------------------------------------------
+# Messages
+
+
+def fail(where: str, message: str, error: type[Exception] = ValueError) -> NoReturn:
+    """Raise ``error(f"{where}: {message}")``."""
+    raise error(f"{where}: {message}")
+
+
+def describe(value) -> str:
+    """A short description of ``value`` for 'got ...' (type, dtype and shape)."""
+    if value is None:
+        return "None"
+    if isinstance(value, (bool, numbers.Number, str)):
+        return f"{type(value).__name__} {value!r}"
+    shape = getattr(value, "shape", None)
+    dtype = getattr(value, "dtype", None)
+    if shape is not None and dtype is not None:
+        return f"{dtype}{list(shape)}"
+    if isinstance(value, (list, tuple)):
+        return f"{type(value).__name__} of length {len(value)}"
+    return type(value).__name__
+
+
+def _listing(values: Sequence, limit: int = _SHOWN) -> str:
+    shown = ", ".join(str(v) for v in list(values)[:limit])
+    return f"[{shown}{', ...' if len(values) > limit else ''}]"
+
+
+# --------------------------------------------------------------------------
+# Concreteness
+
+
+def is_traced(x) -> bool:
+    """Whether any leaf of ``x`` is a JAX tracer (its value unknown now)."""
+    return any(isinstance(leaf, Tracer) for leaf in jax.tree.leaves(x))
+
+
+def concrete(x) -> np.ndarray | None:
+    """``x`` as a NumPy array when its value is known now, else None."""
+    if isinstance(x, Tracer):
+        return None
+    try:
+        return np.asarray(x)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
+
+
+def traced_check(predicate, message: str, *values) -> None:
+    """Register ``predicate`` with checkify (a no-op unless functionalized).
+
+    ``message`` is a plain string (its braces are escaped), followed by
+    ``values`` formatted as ``"; got {...}"`` parts when given.
+    """
+    text = message.replace("{", "{{").replace("}", "}}")
+    if values:
+        text += "; got " + ", ".join("{}" for _ in values)
+    checkify.debug_check(jnp.all(jnp.asarray(predicate)), text, *values)
+
+
+# --------------------------------------------------------------------------
+# Python values: sizes, options, flags, callables
+
+
+def _is_int(value) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (int, np.integer)):
+        return True
+    # A 0-d integer array (numpy or concrete JAX) counts as an int.
+    return (
+        getattr(value, "shape", None) == ()
+        and np.issubdtype(getattr(value, "dtype", np.float64), np.integer)
+        and not isinstance(value, Tracer)
+    )
+
+
+def integer(value, name: str, where: str, *, minimum: int | None = None) -> int:
+    """``value`` as a Python int; ``TypeError`` unless integral, ``ValueError``
+    below ``minimum``. Any integer type is accepted (numpy's included), never
+    a bool or a float."""
+    if not _is_int(value):
+        hint = ""
+        if isinstance(value, float) and value.is_integer():
+            hint = f" Pass {int(value)}."
+        fail(
+            where,
+            f"{name} must be an int; got {describe(value)}.{hint}",
+            TypeError,
+        )
+    result = int(value)
+    if minimum is not None and result < minimum:
+        kind = {0: "a non-negative int", 1: "a positive int"}.get(
+            minimum, f"an int >= {minimum}"
+        )
+        fail(where, f"{name} must be {kind}; got {result}.")
+    return result
+
+
+def positive_int(value, name: str, where: str) -> int:
+    """A size: an int ``>= 1`` of any integer type."""
+    return integer(value, name, where, minimum=1)
+
+
+def non_negative_int(value, name: str, where: str) -> int:
+    """A count: an int ``>= 0`` of any integer type."""
+    return integer(value, name, where, minimum=0)
+
+
+def optional_positive_int(value, name: str, where: str) -> int | None:
+    return None if value is None else positive_int(value, name, where)
+
+
+def one_of(value, options: Iterable, name: str, where: str):
+    """``value`` if it is one of ``options``, else ``ValueError`` listing them."""
+    options = tuple(options)
+    try:
+        known = any(
+            value == option and type(value) is type(option) for option in options
+        )
+    except (TypeError, ValueError):  # an array compares element-wise
+        known = False
+    if not known:
+        valid = ", ".join(repr(o) for o in options)
+        fail(where, f"{name} must be one of {valid}; got {value!r}.")
+    return value
+
+
+def flag(value, name: str, where: str) -> bool:
+    """A Python bool (numpy's accepted); ``TypeError`` otherwise."""
+    if not isinstance(value, (bool, np.bool_)):
+        fail(where, f"{name} must be True or False; got {describe(value)}.", TypeError)
+    return bool(value)
+
+
+def function(value, name: str, where: str, signature: str = "") -> Callable:
+    """A callable; ``TypeError`` naming the expected signature otherwise."""
+    if not callable(value):
+        expected = f" {signature}" if signature else ""
+        fail(
+            where,
+            f"{name} must be a function{expected}; got {describe(value)}.",
+            TypeError,
+        )
+    return value
+
+
+def number(value, name: str, where: str) -> Any:
+    """A real number: a Python/NumPy scalar or a scalar array (may be traced)."""
+    if isinstance(value, (bool, np.bool_)) or isinstance(value, str):
+        fail(where, f"{name} must be a real number; got {describe(value)}.", TypeError)
+    if isinstance(value, numbers.Real):
+        return value
+    shape = getattr(value, "shape", None)
+    dtype = getattr(value, "dtype", None)
+    if shape is None or dtype is None:
+        fail(where, f"{name} must be a real number; got {describe(value)}.", TypeError)
+    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+        fail(
+            where,
+            f"{name} must be a real number; got an array of dtype {dtype}.",
+            TypeError,
+        )
+    return value
+
+
+# --------------------------------------------------------------------------
+# Value ranges, eager or through checkify
+
+
+def _interval(low, high, low_open: bool, high_open: bool) -> str:
+    left = "(" if low_open or low is None else "["
+    right = ")" if high_open or high is None else "]"
+    low_text = "-inf" if low is None else f"{low}"
+    high_text = "inf" if high is None else f"{high}"
+    return f"{left}{low_text}, {high_text}{right}"
+
+
+def in_range(
+    value,
+    name: str,
+    where: str,
+    *,
+    low=None,
+    high=None,
+    low_open: bool = False,
+    high_open: bool = False,
+    finite: bool = True,
+    valid=None,
+    hint: str = "",
+) -> None:
+    """Every entry of ``value`` lies in the interval ``low .. high``.
+
+    Concrete values raise ``ValueError`` naming the offending entries;
+    traced ones register a checkify check. ``valid`` (a boolean array that
+    broadcasts to ``value``) restricts the check to the entries that count.
+    NaN is never in range (and with ``finite``, neither is an infinity).
+    """
+    interval = _interval(low, high, low_open, high_open)
+    text = f"{name} must lie in {interval}{hint}"
+
+    def ok(x, xp):
+        good = xp.isfinite(x) if finite else ~xp.isnan(x)
+        if low is not None:
+            good = good & ((x > low) if low_open else (x >= low))
+        if high is not None:
+            good = good & ((x < high) if high_open else (x <= high))
+        return good
+
+    array = concrete(value)
+    mask = None if valid is None else concrete(valid)
+    if array is None or (valid is not None and mask is None):
+        x = jnp.asarray(value)
+        good = ok(x, jnp) if _is_float(x) else ok(x.astype(jnp.float32), jnp)
+        if valid is not None:
+            good = good | ~jnp.asarray(valid, jnp.bool_)
+        traced_check(good, f"{where}: {text}", x)
+        return
+    numeric = array.astype(np.float64) if array.dtype.kind in "biu" else array
+    good = ok(numeric, np) if array.dtype.kind != "b" else np.ones(array.shape, bool)
+    if mask is not None:
+        good = good | ~np.broadcast_to(mask.astype(bool), good.shape)
+    if np.all(good):
+        return
+    if array.ndim == 0:
+        fail(where, f"{text}; got {array.item()!r}.")
+    positions = np.argwhere(~good)
+    rows = [tuple(int(i) for i in p) if p.size > 1 else int(p[0]) for p in positions]
+    fail(
+        where,
+        f"{text}; entries {_listing(rows)} are {_listing(array[~good].tolist())}.",
+    )
+
+
+def _is_float(x) -> bool:
+    return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+
+
+def lengths(
+    value,
+    max_length: int,
+    name: str,
+    where: str,
+) -> None:
+    """Lengths lie in ``[0, max_length]`` (the size of the time axis).
+
+    Concrete lengths raise ``ValueError`` naming the offending rows and the
+    bound; traced ones register a checkify check.
+    """
+    array = concrete(value)
+    if array is None:
+        x = jnp.asarray(value)
+        traced_check(
+            (x >= 0) & (x <= max_length),
+            f"{where}: {name} must lie in [0, {max_length}] (the size of the time "
+            "axis)",
+            x,
+        )
+        return
+    bad = (array < 0) | (array > max_length)
+    if not np.any(bad):
+        return
+    if array.ndim == 0:
+        fail(
+            where,
+            f"{name} must lie in [0, {max_length}] (the size of the time axis); "
+            f"got {int(array)}.",
+        )
+    rows = [
+        tuple(int(i) for i in r) if r.size > 1 else int(r[0]) for r in np.argwhere(bad)
+    ]
+    fail(
+        where,
+        f"{name} must lie in [0, {max_length}] (the size of the time axis); rows "
+        f"{_listing(rows)} have lengths {_listing(array[bad].tolist())}.",
+    )
+
+
+def token_ids(value, vocab_size: int, name: str, where: str, *, valid=None) -> None:
+    """Integer ids lie in ``[0, vocab_size)`` wherever ``valid`` is true."""
+    in_range(
+        value,
+        name,
+        where,
+        low=0,
+        high=vocab_size,
+        high_open=True,
+        valid=valid,
+        hint=f" (the vocabulary has {vocab_size} ids)",
+    )
+
+
+def all_finite(value, name: str, where: str, *, hint: str = "") -> None:
+    """No NaN or infinity: eager ``ValueError`` or a checkify check."""
+    array = concrete(value)
+    if array is None:
+        x = jnp.asarray(value)
+        traced_check(jnp.isfinite(x), f"{where}: {name} must be finite{hint}")
+        return
+    if np.all(np.isfinite(array)):
+        return
+    count = int(np.sum(~np.isfinite(array)))
+    fail(where, f"{name} must be finite; got NaN or Inf at {count} entries.{hint}")
+
+
+# --------------------------------------------------------------------------
+# Arrays: dtypes and shapes
+
+
+def array(value, name: str, where: str) -> jax.Array:
+    """``jnp.asarray(value)``, with a ``TypeError`` naming the argument when
+    ``value`` is not array-like (None, a string, an object array, ...)."""
+    if value is None or isinstance(value, (str, bytes, dict)):
+        fail(where, f"{name} must be an array; got {describe(value)}.", TypeError)
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        fail(
+            where,
+            f"{name} must be a numeric array; got a NumPy array of dtype object "
+            "(ragged nested lists?). Pad the rows to one length first.",
+            TypeError,
+        )
+    try:
+        return jnp.asarray(value)
+    except (TypeError, ValueError) as error:
+        fail(
+            where,
+            f"{name} must be an array; got {describe(value)} ({error}).",
+            TypeError,
+        )
+
+
+def bool_array(
+    value,
+    name: str,
+    where: str,
+    *,
+    shape: Sequence[int] | None = None,
+    layout: str = "",
+) -> jax.Array:
+    """A boolean array (``TypeError`` otherwise, with the fix), optionally of
+    exactly ``shape`` (``ValueError``, naming ``layout`` such as
+    ``"[*batch, time]"``)."""
+    x = array(value, name, where)
+    if x.dtype != jnp.bool_:
+        fail(
+            where,
+            f"{name} must be a boolean array; got dtype {x.dtype}. Use "
+            f"`{name} != 0` (or seqmask.masks.lengths_to_mask) to build one.",
+            TypeError,
+        )
+    if shape is not None and tuple(x.shape) != tuple(shape):
+        described = f" {layout}" if layout else ""
+        fail(
+            where,
+            f"{name} must have shape{described} = {tuple(shape)}; got "
+            f"{tuple(x.shape)}.",
+        )
+    return x
+
+
+def integer_array(value, name: str, where: str, *, hint: str = "") -> jax.Array:
+    """An array of an integer dtype (``TypeError`` otherwise)."""
+    x = array(value, name, where)
+    if not jnp.issubdtype(x.dtype, jnp.integer):
+        fail(
+            where,
+            f"{name} must have an integer dtype; got {x.dtype}.{hint}",
+            TypeError,
+        )
+    return x
+
+
+def floating_array(value, name: str, where: str, *, hint: str = "") -> jax.Array:
+    """An array of a floating dtype (``TypeError`` otherwise)."""
+    x = array(value, name, where)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        fail(
+            where,
+            f"{name} must have a floating dtype; got {x.dtype}."
+            f"{hint or f' Cast it first, e.g. {name}.astype(jnp.float32).'}",
+            TypeError,
+        )
+    return x
+
+
+def min_rank(x, rank: int, name: str, where: str, layout: str = "") -> None:
+    """``x`` has at least ``rank`` axes (``ValueError`` otherwise)."""
+    if jnp.ndim(x) < rank:
+        described = f" ({layout})" if layout else ""
+        fail(
+            where,
+            f"{name} must have at least {rank} axes{described}; got shape "
+            f"{tuple(jnp.shape(x))}.",
+        )
+
+
+def same_shape(
+    expected_name: str, expected, name: str, value, where: str, hint: str = ""
+) -> None:
+    """``value`` has the shape of ``expected`` (``ValueError`` otherwise)."""
+    want, got = tuple(jnp.shape(expected)), tuple(jnp.shape(value))
+    if want != got:
+        fail(
+            where,
+            f"{name} must have the shape of {expected_name} {want}; got {got}.{hint}",
+        )
+
+
+# --------------------------------------------------------------------------
+# Pytrees: structure, shapes and dtypes against a template
+
+
+def _spec(leaf) -> tuple[tuple[int, ...], np.dtype]:
+    return tuple(np.shape(leaf)), np.dtype(jnp.result_type(leaf))
+
+
+def tree_like(
+    given: PyTree,
+    expected: PyTree,
+    name: str,
+    where: str,
+    *,
+    broadcast: bool = False,
+    expected_from: str = "",
+    hint: str = "",
+    error: type[Exception] = ValueError,
+) -> None:
+    """``given`` has the structure of ``expected``, and each leaf its shape
+    and dtype (with ``broadcast``, a shape that broadcasts to it).
+
+    ``expected`` may hold arrays or ``jax.ShapeDtypeStruct``. A structure
+    mismatch is reported as both structures; leaf mismatches are listed one
+    line a leaf, by pytree path (``jax.tree_util.keystr``).
+    """
+    source = f" ({expected_from})" if expected_from else ""
+    given_def = jax.tree.structure(given)
+    expected_def = jax.tree.structure(expected)
+    if given_def != expected_def:
+        fail(
+            where,
+            f"{name} must have the structure of {expected_def}{source}; got "
+            f"{given_def}.{hint}",
+            error,
+        )
+    problems = []
+    for (path, leaf), want in zip(
+        jax.tree_util.tree_leaves_with_path(given),
+        jax.tree.leaves(expected),
+        strict=True,
+    ):
+        shape, dtype = _spec(leaf)
+        want_shape, want_dtype = _spec(want)
+        if broadcast:
+            try:
+                fits = np.broadcast_shapes(shape, want_shape) == want_shape
+            except ValueError:
+                fits = False
+        else:
+            fits = shape == want_shape
+        if not fits or dtype != want_dtype:
+            problems.append(
+                f"  {name}{jax.tree_util.keystr(path)}: got {dtype}{list(shape)}, "
+                f"expected {want_dtype}{list(want_shape)}"
+                + (" (or a shape that broadcasts to it)" if broadcast else "")
+            )
+    if problems:
+        fail(
+            where,
+            f"{name} does not match{source}:\n"
+            + "\n".join(problems)
+            + (f"\n{hint.strip()}" if hint else ""),
+            error,
+        )
+
+
+def broadcast_tree_like(given: PyTree, expected: PyTree, name: str, where: str, **kw):
+    """:func:`tree_like` with ``broadcast``, then ``given`` broadcast to the
+    shapes of ``expected`` (leaves of ``expected`` must be arrays)."""
+    tree_like(given, expected, name, where, broadcast=True, **kw)
+    return jax.tree.map(
+        lambda leaf, want: jnp.broadcast_to(jnp.asarray(leaf, want.dtype), want.shape),
+        given,
+        expected,
+    )
+
+
+def leading_axes(
+    tree: PyTree, batch_shape: Sequence[int], name: str, where: str, *, skip: int = 0
+) -> None:
+    """Every leaf of ``tree`` is ``[*skipped, *batch_shape, ...]``."""
+    batch_shape = tuple(batch_shape)
+    n = len(batch_shape)
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        shape = tuple(jnp.shape(leaf))
+        if shape[skip : skip + n] != batch_shape:
+            after = "after the time axis " if skip else ""
+            fail(
+                where,
+                f"{name}{jax.tree_util.keystr(path)} has shape {shape}; its leading "
+                f"axes {after}must be the batch shape {batch_shape}.",
+            )
