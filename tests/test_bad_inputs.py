@@ -17,9 +17,8 @@ import re
 
 import jax
 import pytest
-from jax.experimental import checkify
-
 from bad_inputs_common import Case, collect
+from jax.experimental import checkify
 
 CASES: list[Case] = collect()
 
