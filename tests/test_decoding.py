@@ -115,29 +115,38 @@ def all_hypotheses(start, alpha, min_length=0, prefix=()):
 
 def reference_beam(start, width, n, alpha, min_length=0, prefix=()):
     """The documented algorithm with lists, ties by (beam, token) order."""
-    live = [(0.0, [])]  # (log-probability, tokens)
-    pool = []  # (score, tokens), best first
     P = len(prefix)
+    beams = [(0.0, [], False, 0)]  # (log-probability, tokens, finished, length)
     for t in range(MAX_LEN):
-        if t < P:
-            live = [(live[0][0], live[0][1] + [int(prefix[t])])]
-            continue
         candidates = []
-        for i, (total, tokens) in enumerate(live):
+        for i, (total, tokens, finished, length) in enumerate(beams):
+            if finished:
+                score = total / penalty(length - P, alpha)
+                candidates.append((score, i * V, total, tokens + [PAD], True, length))
+                continue
+            if t < P:
+                v = int(prefix[t])
+                candidates.append((total, i * V + v, total, tokens + [v], False, t + 1))
+                continue
             previous = tokens[-1] if tokens else start
             for v, lp in enumerate(log_probs(previous, t, min_length)):
-                candidates.append((total + lp, i * V + v, tokens + [v]))
-        ended = [
-            ((c[0]) / penalty(t + 1 - P, alpha), c[2])
-            for c in candidates
-            if c[2][-1] == EOS and c[0] > -np.inf
-        ]
-        pool = sorted(pool + ended, key=lambda c: -c[0])[:n]
-        going = [c for c in candidates if c[2][-1] != EOS and c[0] > -np.inf]
-        going.sort(key=lambda c: (-c[0], c[1]))
-        live = [(c[0], c[2]) for c in going[:width]]
-    last = [(total / penalty(MAX_LEN - P, alpha), tokens) for total, tokens in live]
-    return sorted(pool + last, key=lambda c: -c[0])[:n]
+                score = (total + lp) / penalty(t + 1 - P, alpha)
+                candidate = (
+                    score,
+                    i * V + v,
+                    total + lp,
+                    tokens + [v],
+                    v == EOS,
+                    t + 1,
+                )
+                candidates.append(candidate)
+        candidates = [c for c in candidates if c[2] > -np.inf]
+        candidates.sort(key=lambda c: (-c[0], c[1]))
+        beams = [c[2:] for c in candidates[:width]]
+    return [
+        (total / penalty(length - P, alpha), tokens[:length])
+        for total, tokens, _, length in beams[:n]
+    ]
 
 
 def _padded(tokens):
@@ -298,12 +307,12 @@ def test_beam_search_with_all_hypotheses_is_brute_force(alpha, min_length):
             assert out.lengths[row, beam] == len(tokens)
 
 
-NBEST_PREFIX = _beam(27, 6, prefix=PREFIX, prefix_lengths=PREFIX_LENGTHS)
+NBEST_PREFIX = _beam(_ALL, 6, prefix=PREFIX, prefix_lengths=PREFIX_LENGTHS)
 
 
 @pytest.mark.parametrize("alpha, min_length", [(0.0, 0), (0.7, 3)])
 def test_n_best_with_prefixes_is_brute_force(alpha, min_length):
-    """27 live beams hold every live prefix: the 6 best are exact."""
+    """A beam that holds every hypothesis: its 6 best are the exact ones."""
     out = NBEST_PREFIX(PARAMS, START, jnp.float32(alpha), min_length)
     assert out.tokens.shape == (2, 3, 6, MAX_LEN)
     for index in np.ndindex(START.shape):
@@ -325,7 +334,10 @@ def test_n_best_with_prefixes_is_brute_force(alpha, min_length):
             )
 
 
-_LIST = {(w, n): _beam(w, n) for w, n in ((2, 2), (3, 2))}
+_LIST = {
+    (2, 2): _beam(2, 2),
+    (3, 2): _beam(3, 2, prefix=PREFIX, prefix_lengths=PREFIX_LENGTHS),
+}
 
 
 @pytest.mark.parametrize("width, n", [(2, 2), (3, 2)])
@@ -334,7 +346,8 @@ def test_beam_search_matches_list_reference(width, n, alpha, min_length):
     out = _LIST[width, n](PARAMS, START, jnp.float32(alpha), min_length)
     assert out.tokens.shape == (2, 3, n, MAX_LEN)
     for index in np.ndindex(START.shape):
-        want = reference_beam(int(START[index]), width, n, alpha, min_length)
+        prefix = _prefix_of(index) if width == 3 else ()
+        want = reference_beam(int(START[index]), width, n, alpha, min_length, prefix)
         scores = np.asarray(out.scores[index])
         assert np.all(np.diff(scores) <= 0)  # best first
         np.testing.assert_allclose(scores, [s for s, _ in want], rtol=2e-5)

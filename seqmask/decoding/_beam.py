@@ -43,14 +43,13 @@ def beam_search(
 
     The state (every leaf, the encoder memory included) is tiled across the
     beams here, so ``step_fn`` and ``logits_fn`` see one batch axis of
-    ``prod(batch) * beam_width`` rows. The search keeps ``beam_width``
-    *live* hypotheses a row and a pool of the ``num_decodes`` best
-    *finished* ones. Every step extends each live hypothesis by every token;
-    the extensions by EOS compete for the pool with the hypotheses already
-    there, the others for the ``beam_width`` live slots (by log-probability).
-    After ``max_length`` steps the live hypotheses (``max_length`` tokens
-    without EOS) compete for the pool too. A hypothesis of :math:`n`
-    generated tokens (EOS included, the forced prefix not) has the score
+    ``prod(batch) * beam_width`` rows. Every step extends each unfinished
+    hypothesis by every token, extends each finished one by ``pad_id`` only
+    (its log-probability, length and state frozen), and keeps the
+    ``beam_width`` candidates with the highest score; a finished hypothesis
+    keeps its slot as long as it ranks among them. A hypothesis of
+    :math:`n` generated tokens (EOS included, the forced prefix not) has the
+    score
 
     .. math::
 
@@ -59,29 +58,34 @@ def beam_search(
 
     with :math:`\alpha` = ``length_penalty`` (see :func:`length_penalty`)
     and the log-probabilities taken after ``logits_fn`` and the
-    ``min_length`` rule. With ``beam_width`` and ``num_decodes`` at least
-    the number of all possible hypotheses, the result is the exact ranking
-    of all sequences up to ``max_length``. Ties are broken towards the
-    earlier beam, then the lower token id, and a hypothesis already in the
-    pool beats a new one of the same score.
+    ``min_length`` rule. After ``max_length`` steps the first
+    ``num_decodes`` beams, in decreasing order of score, are returned. With
+    ``beam_width == 1`` the result is :func:`greedy`'s (barring two
+    next-token log-probabilities that tie after adding the prefix's in
+    float32); with ``beam_width`` at least the number of all possible
+    hypotheses, it is the exact ranking of all sequences up to
+    ``max_length``. Ties are broken towards the earlier beam, then the lower
+    token id.
 
-    Early stopping (T5X's rule): a row is done once its pool is full and
-    its worst finished score beats the best score any live hypothesis could
-    still reach, :math:`\max \log p_{\mathrm{live}} / \mathrm{lp}(n_{\max})`
-    (log-probabilities only fall, and the penalty only grows, up to the
-    longest possible output); the loop skips its remaining steps once every
-    row is done. This never changes the result, only the work.
+    Early stopping (T5X's rule, for the hypotheses returned): a row is done
+    once its ``num_decodes`` best beams have all finished and no unfinished
+    beam can still beat the last of them: its best reachable score is at
+    most :math:`\log p / \mathrm{lp}(n_{\max})`, since log-probabilities
+    only fall and the penalty only grows up to the longest possible output.
+    The loop skips its remaining steps once every row is done. This never
+    changes the result, only the work (with ``num_decodes == beam_width``,
+    a row is done when all its beams have finished).
 
-    A live hypothesis whose logits hold a NaN or ``+inf``, or no entry above
-    ``-inf``, is dropped (reported as an error under
-    ``jax.experimental.checkify.checkify``); a row that loses every
-    hypothesis keeps what its pool holds, ``-inf`` scores in empty slots.
+    An unfinished hypothesis whose logits hold a NaN or ``+inf``, or no
+    entry above ``-inf``, is dropped (reported as an error under
+    ``jax.experimental.checkify.checkify``); slots left without a hypothesis
+    have the score ``-inf``.
 
     Args:
       step_fn, params, state, start_tokens, max_length, eos_id, pad_id,
         min_length, prefix, prefix_lengths, logits_fn: as
         :func:`greedy` (``logits_fn`` sees ``[rows * beam_width, ...]``).
-      beam_width: the number of live hypotheses kept (static).
+      beam_width: the number of hypotheses kept (static).
       length_penalty: :math:`\alpha \ge 0` (may be traced).
       num_decodes: how many hypotheses to return, ``1 <= num_decodes <=
         beam_width`` (static; default ``beam_width``).
@@ -165,24 +169,27 @@ def beam_search(
     )
 
 
-class _Live(NamedTuple):
-    """The live hypotheses; arrays ``[rows, beams, ...]``, state flat."""
+class _Beams(NamedTuple):
+    """The hypotheses; arrays ``[rows, beams, ...]``, the state flat."""
 
     state: State  # leaves [rows * beams, ...]
-    token: jax.Array  # [rows, beams], the last token
-    log_prob: jax.Array  # [rows, beams], -inf for an empty slot
+    token: jax.Array  # the last input token
+    log_prob: jax.Array  # of the generated tokens; -inf for an empty slot
+    finished: jax.Array
+    length: jax.Array  # output tokens, the prefix included
     tokens: jax.Array  # [rows, beams, max_length]
     log_probs: jax.Array  # [rows, beams, max_length]
 
 
-class _Pool(NamedTuple):
-    """The best finished hypotheses, sorted; arrays ``[rows, n, ...]``."""
-
-    state: State
-    score: jax.Array  # -inf for an empty slot
-    length: jax.Array
-    tokens: jax.Array
-    log_probs: jax.Array
+class _Context(NamedTuple):
+    params: Params
+    step_fn: StepFn
+    logits_fn: LogitsFn | None
+    min_length: jax.Array
+    eos_id: int
+    pad_id: int
+    prefix: jax.Array  # [rows, P]
+    prefix_lengths: jax.Array  # [rows]
 
 
 @functools.partial(
@@ -222,168 +229,155 @@ def _beam_search(
         lambda x: jnp.repeat(x, beams, axis=0, total_repeat_length=rows * beams),
         flat,
     )
-    prefix = inputs.prefix.reshape((rows, -1))
     prefix_lengths = inputs.prefix_lengths.reshape((rows,))
     pad = jnp.asarray(pad_id, start.dtype)
-    minus_inf = jnp.float32(-jnp.inf)
     # Only the first beam is alive at the start, so that the first step
     # does not rank beam_width copies of each continuation.
-    first = jnp.where(jnp.arange(beams) == 0, jnp.float32(0.0), minus_inf)
-    live = _Live(
+    first = jnp.where(jnp.arange(beams) == 0, jnp.float32(0.0), -jnp.inf)
+    init = _Beams(
         state=tiled,
         token=jnp.broadcast_to(start.reshape((rows, 1)), (rows, beams)),
         log_prob=jnp.broadcast_to(first, (rows, beams)),
+        finished=jnp.zeros((rows, beams), jnp.bool_),
+        length=jnp.zeros((rows, beams), jnp.int32),
         tokens=jnp.full((rows, beams, max_length), pad),
         log_probs=jnp.zeros((rows, beams, max_length), jnp.float32),
     )
-    pool = _Pool(
-        state=jax.tree.map(lambda x: _split(x, rows)[:, :num_decodes], tiled),
-        score=jnp.full((rows, num_decodes), minus_inf),
-        length=jnp.zeros((rows, num_decodes), jnp.int32),
-        tokens=jnp.full((rows, num_decodes, max_length), pad),
-        log_probs=jnp.zeros((rows, num_decodes, max_length), jnp.float32),
+    context = _Context(
+        params,
+        step_fn,
+        logits_fn,
+        inputs.min_length,
+        eos_id,
+        pad_id,
+        inputs.prefix.reshape((rows, -1)),
+        prefix_lengths,
     )
     # The most tokens a hypothesis of each row can generate.
     longest = max_length - prefix_lengths
-    context = _Context(
-        params, step_fn, logits_fn, inputs.min_length, eos_id, prefix, prefix_lengths
-    )
 
     def body(carry, t):
-        live, pool, done = carry
-        live, pool = _step(context, alpha, live, pool, t)
-        bound = jnp.max(live.log_prob, axis=1) / penalty(longest, alpha)
-        worst = pool.score[:, -1]
-        can_change = (bound >= worst) | jnp.isneginf(worst)
-        return (live, pool, done | ~can_change | _all_dead(live)), None
+        beams_, done = carry
+        beams_ = _step(context, alpha, beams_, t)
+        settled = _settled(beams_, context, alpha, longest, num_decodes)
+        return (beams_, done | settled), None
 
     def maybe(carry, t):
-        return jax.lax.cond(jnp.all(carry[2]), lambda c, t: (c, None), body, carry, t)
+        return jax.lax.cond(jnp.all(carry[1]), lambda c, t: (c, None), body, carry, t)
 
     steps = jnp.arange(max_length, dtype=jnp.int32)
-    carry = (live, pool, jnp.zeros((rows,), jnp.bool_))
-    (live, pool, done), _ = jax.lax.scan(
-        maybe if early_stopping else body, carry, steps
-    )
-    # The live hypotheses of the rows that ran to the end have max_length
-    # tokens; a done row's cannot enter the pool.
-    score = live.log_prob / penalty(longest, alpha)[:, None]
-    score = jnp.where(done[:, None], minus_inf, score)
-    length = jnp.full((rows, beams), max_length, jnp.int32)
-    pool = _merge(pool, score, length, live.tokens, live.log_probs, live.state)
-    empty = jnp.isneginf(pool.score)
+    carry = (init, jnp.zeros((rows,), jnp.bool_))
+    (final, _), _ = jax.lax.scan(maybe if early_stopping else body, carry, steps)
+    generated = jnp.maximum(final.length - prefix_lengths[:, None], 0)
+    scores = final.log_prob / penalty(generated, alpha)
+    keep = slice(0, num_decodes)
+    scores = scores[:, keep]
+    empty = jnp.isneginf(scores)
+    tokens = jnp.where(empty[..., None], pad, final.tokens[:, keep])
+    log_probs = jnp.where(empty[..., None], 0.0, final.log_probs[:, keep])
+
+    def unflatten(x):
+        return x.reshape((*batch_shape, *x.shape[1:]))
+
     return BeamDecoded(
-        tokens=_unflatten(jnp.where(empty[..., None], pad, pool.tokens), batch_shape),
-        lengths=_unflatten(jnp.where(empty, 0, pool.length), batch_shape),
-        scores=_unflatten(pool.score, batch_shape),
-        state=jax.tree.map(lambda x: _unflatten(x, batch_shape), pool.state),
-        log_probs=_unflatten(
-            jnp.where(empty[..., None], jnp.float32(0.0), pool.log_probs), batch_shape
-        ),
+        tokens=unflatten(tokens),
+        lengths=unflatten(jnp.where(empty, 0, final.length[:, keep])),
+        scores=unflatten(scores),
+        state=jax.tree.map(lambda x: unflatten(_split(x, rows)[:, keep]), final.state),
+        log_probs=unflatten(log_probs),
     )
 
 
-class _Context(NamedTuple):
-    params: Params
-    step_fn: StepFn
-    logits_fn: LogitsFn | None
-    min_length: jax.Array
-    eos_id: int
-    prefix: jax.Array  # [rows, P]
-    prefix_lengths: jax.Array  # [rows]
+def _settled(beams: _Beams, context: _Context, alpha, longest, n):
+    """Per row: the ``n`` best have finished and no unfinished beam can beat
+    the last of them (T5X's rule)."""
+    scores = beams.log_prob / penalty(_generated(beams.length, context), alpha)
+    going = jnp.where(beams.finished, -jnp.inf, beams.log_prob)
+    bound = jnp.max(going, axis=1) / penalty(longest, alpha)
+    return jnp.all(beams.finished[:, :n], axis=1) & (bound < scores[:, n - 1])
 
 
-def _step(context: _Context, alpha, live: _Live, pool: _Pool, t):
-    """One step: extend the live hypotheses, refill the live slots and pool."""
-    rows, beams, max_length = live.tokens.shape
+def _step(context: _Context, alpha, beams: _Beams, t) -> _Beams:
+    """One step: every candidate extension, then the best ``beams``."""
+    rows, width, max_length = beams.tokens.shape
     new_state, logits = context.step_fn(
-        context.params, live.state, live.token.reshape(rows * beams)
+        context.params, beams.state, beams.token.reshape(rows * width)
     )
-    history = live.tokens.reshape((rows * beams, max_length))
     logits = _common.process_logits(
         context.logits_fn,
         t,
         logits,
         new_state,
-        history,
+        beams.tokens.reshape((rows * width, max_length)),
         context.min_length,
         context.eos_id,
     )
-    alive = ~jnp.isneginf(live.log_prob).reshape(rows * beams)
+    finished = beams.finished.reshape(rows * width)
+    alive = ~finished & ~jnp.isneginf(beams.log_prob).reshape(rows * width)
     usable = _common.usable(logits)
     _common.report_unusable("beam_search", usable | ~alive)
     safe = _masking.where_rows(usable, logits, jnp.zeros((), logits.dtype))
     vocab = logits.shape[-1]
-    log_probs = _common.log_softmax(safe).astype(jnp.float32)
     minus_inf = jnp.float32(-jnp.inf)
+    log_probs = _common.log_softmax(safe).astype(jnp.float32)
     log_probs = _masking.where_rows(usable, log_probs, minus_inf)
-    log_probs = log_probs.reshape((rows, beams, vocab))
+    log_probs = log_probs.reshape((rows, width, vocab))
 
-    forced = (t < context.prefix_lengths)[:, None, None]
     ids = jnp.arange(vocab).reshape((1, 1, vocab))
-    prefix_token = _common.prefix_at(context.prefix, t)[:, None, None]
-    previous = live.log_prob[..., None]
+    forced = (t < context.prefix_lengths)[:, None, None]
+    previous = beams.log_prob[..., None]
     # A forced step adds nothing to the log-probability: the score counts
     # the generated tokens only.
-    forced_candidates = jnp.where(ids == prefix_token, previous, minus_inf)
-    forced_candidates = _masking.where_rows(
-        usable.reshape((rows, beams)), forced_candidates, minus_inf
+    prefix_token = _common.prefix_at(context.prefix, t)[:, None, None]
+    forced_step = jnp.where(
+        (ids == prefix_token) & usable.reshape((rows, width, 1)), 0.0, minus_inf
     )
-    candidates = jnp.where(forced, forced_candidates, previous + log_probs)
-    step_log_probs = jnp.where(forced, jnp.float32(0.0), log_probs)
+    step_log_probs = jnp.where(forced, forced_step, log_probs)
+    # A finished hypothesis has one continuation (slot 0, emitted as pad)
+    # that keeps its log-probability and length.
+    frozen = jnp.where(ids == 0, previous, minus_inf)
+    done = beams.finished[..., None]
+    candidates = jnp.where(done, frozen, previous + step_log_probs)
+    generated = jnp.maximum(t + 1 - context.prefix_lengths, 0)[:, None]
+    lengths = jnp.where(beams.finished, beams.length, t + 1)
+    scored = jnp.where(
+        done,
+        frozen / penalty(_generated(beams.length, context), alpha)[..., None],
+        candidates / penalty(generated, alpha)[..., None],
+    )
+    _, index = jax.lax.top_k(scored.reshape((rows, width * vocab)), width)
+    parent, token = index // vocab, index % vocab
 
-    # The live slots: the best extensions by anything but a generated EOS.
-    ends = (ids == context.eos_id) & ~forced
-    flat = jnp.where(ends, minus_inf, candidates).reshape((rows, beams * vocab))
-    log_prob, index = jax.lax.top_k(flat, beams)
-    parent, token = index // vocab, (index % vocab).astype(live.token.dtype)
+    def pick(x):
+        return jnp.take_along_axis(x, parent, axis=1)
+
+    parent_finished = pick(beams.finished)
+    token = token.astype(beams.tokens.dtype)
+    pad = jnp.asarray(context.pad_id, token.dtype)
+    emitted = jnp.where(parent_finished, pad, token)
     picked = jnp.take_along_axis(
-        step_log_probs.reshape((rows, beams * vocab)), index, axis=1
+        step_log_probs.reshape((rows, width * vocab)), index, axis=1
     )
-    new_live = _Live(
-        state=jax.tree.map(lambda x: _gather(x, parent), new_state),
-        token=token,
-        log_prob=log_prob,
-        tokens=_take(live.tokens, parent).at[:, :, t].set(token),
-        log_probs=_take(live.log_probs, parent).at[:, :, t].set(picked),
-    )
-
-    # The pool: the extensions by EOS against the finished hypotheses.
-    # At least 1: the penalty of a forced step's (discarded) EOS stays finite.
-    generated = jnp.maximum(t + 1 - context.prefix_lengths, 1)
-    eos_log_prob = jnp.where(forced[..., 0], minus_inf, candidates[..., context.eos_id])
-    eos_score = eos_log_prob / penalty(generated, alpha)[:, None]
-    eos = jnp.asarray(context.eos_id, live.tokens.dtype)
-    pool = _merge(
-        pool,
-        eos_score,
-        jnp.full((rows, beams), t + 1, jnp.int32),
-        live.tokens.at[:, :, t].set(eos),
-        live.log_probs.at[:, :, t].set(log_probs[..., context.eos_id]),
-        new_state,
-    )
-    return new_live, pool
-
-
-def _merge(pool: _Pool, score, length, tokens, log_probs, state) -> _Pool:
-    """The best ``n`` of the pool and ``beams`` new finished hypotheses."""
-    rows, n = pool.score.shape
-    best, index = jax.lax.top_k(jnp.concatenate([pool.score, score], axis=1), n)
-
-    def pick(old, new):
-        return _take(jnp.concatenate([old, new], axis=1), index)
-
-    return _Pool(
-        state=jax.tree.map(lambda o, s: pick(o, _split(s, rows)), pool.state, state),
-        score=best,
-        length=pick(pool.length, length),
-        tokens=pick(pool.tokens, tokens),
-        log_probs=pick(pool.log_probs, log_probs),
+    ended = (token == context.eos_id) & ~(t < context.prefix_lengths)[:, None]
+    # Freeze the finished hypotheses' states before reordering the beams.
+    kept = _masking.where_rows_tree(finished, beams.state, new_state, in_scan=True)
+    return _Beams(
+        state=jax.tree.map(lambda x: _gather(x, parent), kept),
+        token=jnp.where(parent_finished, pick(beams.token), emitted),
+        log_prob=jnp.take_along_axis(
+            candidates.reshape((rows, width * vocab)), index, axis=1
+        ),
+        finished=parent_finished | ended,
+        length=pick(lengths),
+        tokens=_take(beams.tokens, parent).at[:, :, t].set(emitted),
+        log_probs=_take(beams.log_probs, parent)
+        .at[:, :, t]
+        .set(jnp.where(parent_finished, 0.0, picked)),
     )
 
 
-def _all_dead(live: _Live):
-    return jnp.all(jnp.isneginf(live.log_prob), axis=1)
+def _generated(length, context: _Context):
+    return jnp.maximum(length - context.prefix_lengths[:, None], 0)
 
 
 def _split(leaf, rows):
@@ -400,7 +394,3 @@ def _gather(leaf, parent):
     """``leaf[r * beams + parent[r, j]]`` for a flat ``[rows * beams, ...]``."""
     rows = parent.shape[0]
     return _take(_split(leaf, rows), parent).reshape(leaf.shape)
-
-
-def _unflatten(x, batch_shape):
-    return x.reshape((*batch_shape, *x.shape[1:]))
