@@ -181,7 +181,9 @@ def test_word_and_character_error_rates():
     assert metrics.word_error_rate(hypotheses, references) == edits / (6 + 3)
     as_words = [h.split() for h in hypotheses]
     assert metrics.word_error_rate(as_words, references) == edits / 9
-    chars = sum(reference_distance(h, r) for h, r in zip(hypotheses, references))
+    chars = sum(
+        reference_distance(h, r) for h, r in zip(hypotheses, references, strict=True)
+    )
     want = chars / sum(len(r) for r in references)
     assert metrics.character_error_rate(hypotheses, references) == want
     # Several references: the closest counts, with its own length.

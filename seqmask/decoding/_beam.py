@@ -140,19 +140,9 @@ def beam_search(
         prefix_lengths=prefix_lengths,
         logits_fn=logits_fn,
     )
-    beam_width = _checks.integer(beam_width, "beam_width", where, minimum=1)
-    if num_decodes is None:
-        num_decodes = beam_width
-    num_decodes = _checks.integer(num_decodes, "num_decodes", where, minimum=1)
-    if num_decodes > beam_width:
-        _checks.fail(
-            where,
-            f"num_decodes must be at most beam_width = {beam_width}; got "
-            f"{num_decodes}. Widen the beam to return more hypotheses.",
-        )
-    _checks.flag(early_stopping, "early_stopping", where)
-    _checks.number(length_penalty, "length_penalty", where)
-    _checks.in_range(length_penalty, "length_penalty", where, low=0)
+    beam_width, num_decodes = _check_options(
+        where, beam_width, num_decodes, early_stopping, length_penalty
+    )
     return _beam_search(
         params,
         state,
@@ -167,6 +157,23 @@ def beam_search(
         pad_id=int(pad_id),
         early_stopping=bool(early_stopping),
     )
+
+
+def _check_options(where, beam_width, num_decodes, early_stopping, alpha):
+    beam_width = _checks.integer(beam_width, "beam_width", where, minimum=1)
+    if num_decodes is None:
+        num_decodes = beam_width
+    num_decodes = _checks.integer(num_decodes, "num_decodes", where, minimum=1)
+    if num_decodes > beam_width:
+        _checks.fail(
+            where,
+            f"num_decodes must be at most beam_width = {beam_width}; got "
+            f"{num_decodes}. Widen the beam to return more hypotheses.",
+        )
+    _checks.flag(early_stopping, "early_stopping", where)
+    _checks.number(alpha, "length_penalty", where)
+    _checks.in_range(alpha, "length_penalty", where, low=0)
+    return beam_width, num_decodes
 
 
 class _Beams(NamedTuple):

@@ -209,6 +209,26 @@ def sample(
     )
     _checks.flag(return_logits, "return_logits", where)
     _checks.prng_key(key, "key", where)
+    sampling, top_k = _sampling_options(where, inputs, temperature, top_k, top_p, min_p)
+    return _decode(
+        params,
+        state,
+        inputs,
+        key,
+        sampling,
+        step_fn=step_fn,
+        logits_fn=logits_fn,
+        max_length=int(max_length),
+        eos_id=int(eos_id),
+        pad_id=int(pad_id),
+        top_k=top_k,
+        return_logits=bool(return_logits),
+        where=where,
+    )
+
+
+def _sampling_options(where, inputs, temperature, top_k, top_p, min_p):
+    """The checked sampling options: ``(_Sampling, top_k)``."""
     batch_shape = inputs.start.shape
     temperature = _common.row_parameter(
         temperature, "temperature", where, batch_shape, low=0
@@ -227,21 +247,7 @@ def sample(
         )
     if min_p is not None:
         min_p = _common.row_parameter(min_p, "min_p", where, batch_shape, low=0, high=1)
-    return _decode(
-        params,
-        state,
-        inputs,
-        key,
-        _Sampling(temperature, top_p, min_p),
-        step_fn=step_fn,
-        logits_fn=logits_fn,
-        max_length=int(max_length),
-        eos_id=int(eos_id),
-        pad_id=int(pad_id),
-        top_k=top_k,
-        return_logits=bool(return_logits),
-        where=where,
-    )
+    return _Sampling(temperature, top_p, min_p), top_k
 
 
 class _Sampling(tuple):
