@@ -1,4 +1,4 @@
-r"""Beam search: live hypotheses and a pool of finished ones, as T5X keeps."""
+r"""Beam search: the best hypotheses a row, finished ones keeping their slots."""
 
 from __future__ import annotations
 
