@@ -145,12 +145,20 @@ CASES: list[Case] = [
         r"\[0, 6\)",
     ),
     build_case(
-        "pad-out-of-vocab",
-        {"pad_id": 100},
+        "pad-beyond-int32",
+        {"pad_id": 2**40},
         ValueError,
         "encoder_decoder",
         "pad_id",
-        r"\[0, 6\)",
+    ),
+    build_case(
+        "pad-equals-eos",
+        {"pad_id": 2},
+        ValueError,
+        "encoder_decoder",
+        "pad_id",
+        "eos_id",
+        "drop every EOS",
     ),
     build_case(
         "pad-bool", {"pad_id": False}, TypeError, "encoder_decoder", "pad_id", "int"

@@ -24,7 +24,7 @@ import numpy_reference as ref
 import pytest
 from flax import nnx
 
-from seqmask import decoding, losses, seq2seq
+from seqmask import cells, decoding, losses, seq2seq
 from seqmask._nnx_seq2seq import Seq2Seq
 
 fast_jit = functools.partial(
@@ -300,6 +300,27 @@ def test_teacher_forcing_equals_reference_and_stepping_with_any_source_mask():
         )
 
 
+def test_any_cell_record_works_through_its_three_functions():
+    """A Cell that is only init / initial_carry / apply (no hidden size, no
+    hoisted projection: what an adapted Flax cell gives) builds the same
+    model as the built-in LSTM."""
+    lstm = cells.lstm(H)
+    bare = cells.Cell(lstm.init, lstm.initial_carry, lstm.apply, name="bare")
+    model = seq2seq.encoder_decoder(
+        VS, VT, embed_size=E, hidden_size=H, encoder_cell=bare, decoder_cell=bare
+    )
+    source, source_lengths, targets, target_lengths = batch(garbage=True)
+    loss = fast_jit(model.loss)(
+        PARAMS,
+        source,
+        targets,
+        source_lengths=source_lengths,
+        target_lengths=target_lengths,
+    )
+    want, _ = loss_and_grad(PARAMS, source, source_lengths, targets, target_lengths)
+    np.testing.assert_allclose(loss, want, rtol=1e-6)
+
+
 def test_decoder_inputs_match_a_loop_for_any_mask():
     rng = np.random.default_rng(5)
     mask = ref.mask_patterns(rng)
@@ -317,7 +338,8 @@ def test_decoder_inputs_match_a_loop_for_any_mask():
 
 @fast_jit
 def losses_and_logits(params, source, source_lengths, targets, target_mask, weights):
-    kwargs = dict(source_lengths=source_lengths, target_mask=target_mask)
+    kwargs_source = dict(source_lengths=source_lengths)
+    kwargs = dict(target_mask=target_mask, **kwargs_source)
     logits = MODEL.apply(params, source, targets, **kwargs)
     results = {
         (name, smoothing, reduction): MODEL.loss(
@@ -333,13 +355,20 @@ def losses_and_logits(params, source, source_lengths, targets, target_mask, weig
         for smoothing in (0.0, 0.2)
         for reduction in ("weighted_mean", "sequence_mean", "none")
     }
+    # A padding id outside the vocabulary, read by the default target mask.
+    outside = seq2seq.from_config(MODEL.config._replace(pad_id=-100))
+    padded = jnp.where(target_mask, targets, -100)
+    results[("pad -100", 0.0, "")] = outside.loss(
+        params, source, padded, **kwargs_source
+    )
     return logits, results
 
 
 def test_loss_options_equal_seqmask_losses_on_apply_logits():
     """weights ([B] or [B, T]), label smoothing and reductions are those of
     seqmask.losses on apply's logits, with the weights kept inside the target
-    mask: NaN weights at padded positions change nothing."""
+    mask: NaN weights at padded positions change nothing. A padding id
+    outside the vocabulary (-100) works through the default mask."""
     source, source_lengths, targets, target_lengths = batch(garbage=False, seed=4)
     mask = np.arange(T_MAX) < target_lengths[:, None]
     rng = np.random.default_rng(6)
@@ -349,6 +378,9 @@ def test_loss_options_equal_seqmask_losses_on_apply_logits():
     finite = FINITE_PARAMS
     logits, results = losses_and_logits(
         finite, source, source_lengths, targets, mask, weights
+    )
+    np.testing.assert_array_equal(
+        results.pop(("pad -100", 0.0, "")), results[("none", 0.0, "weighted_mean")]
     )
     for (name, smoothing, reduction), value in results.items():
         if name == "none":
@@ -751,8 +783,6 @@ def test_nnx_module_takes_the_pure_model_and_equals_it():
     is another configuration: GRU encoder, dot attention, no bridge and
     learned initial states; the decoder then starts from its learned carry,
     which gets gradient."""
-    from seqmask import cells
-
     # Dot attention needs the decoder output to match the memory (2H).
     module = Seq2Seq.build(
         VS,

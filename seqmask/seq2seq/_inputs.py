@@ -78,17 +78,5 @@ def same_batch(tokens, batch_shape, name: str, other: str, where: str) -> None:
 
 
 def prng_key(key, name: str, where: str) -> jax.Array | None:
-    """A PRNG key (typed, or a legacy ``uint32[2]``) or None."""
-    if key is None:
-        return None
-    dtype = getattr(key, "dtype", None)
-    typed = dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key)
-    legacy = dtype == jnp.uint32 and tuple(getattr(key, "shape", ())) == (2,)
-    if not (typed and getattr(key, "shape", None) == ()) and not legacy:
-        _checks.fail(
-            where,
-            f"{name} must be a single PRNG key (jax.random.key(seed)); got "
-            f"{_checks.describe(key)}.",
-            TypeError,
-        )
-    return key
+    """A PRNG key (see ``_checks.prng_key``), or None."""
+    return None if key is None else _checks.prng_key(key, name, where)

@@ -158,8 +158,10 @@ def encoder_decoder(
         kernel (the output layer then reads ``E`` features).
       bos_id: the decoder's first input, in ``[0, Vt)``.
       eos_id: the token that ends a target, in ``[0, Vt)``.
-      pad_id: the target padding id, in ``[0, Vt)`` (default weights:
-        ``targets != pad_id``); emitted after EOS by decoding.
+      pad_id: the target padding id (default target mask: ``targets !=
+        pad_id``), emitted after EOS by decoding; never embedded nor
+        predicted, so it may lie outside the vocabulary (e.g. -100), but not
+        equal ``eos_id``.
 
     Returns:
       An :class:`EncoderDecoder`. Dropout applies only where a function is
@@ -249,7 +251,8 @@ def _validated(**options) -> Config:
         for name in ("embedding_dropout", "layer_dropout", "output_dropout")
     }
     vocab = sizes["target_vocab_size"]
-    ids = {name: _token_id(options[name], name, vocab) for name in _IDS}
+    ids = {name: _token_id(options[name], name, vocab) for name in ("bos_id", "eos_id")}
+    ids["pad_id"] = _pad_id(options["pad_id"], ids["eos_id"])
     return Config(
         source_vocab_size=sizes["source_vocab_size"],
         target_vocab_size=vocab,
@@ -265,9 +268,6 @@ def _validated(**options) -> Config:
         **rates,
         **ids,
     )
-
-
-_IDS = ("bos_id", "eos_id", "pad_id")
 
 
 def _cell(cell, hidden_size: int, name: str) -> Cell:
@@ -335,6 +335,23 @@ def _rate(value, name: str) -> float:
         )
     _checks.in_range(value, name, "encoder_decoder", low=0, high=1, high_open=True)
     return float(value)
+
+
+def _pad_id(value, eos_id: int) -> int:
+    # Never embedded nor predicted, so it may lie outside the vocabulary
+    # (-100, say); it must fit the int32 tokens and differ from EOS, which
+    # the default target mask (targets != pad_id) would otherwise drop.
+    value = _checks.integer(value, "pad_id", "encoder_decoder")
+    _checks.in_range(
+        value, "pad_id", "encoder_decoder", low=-(2**31), high=2**31, high_open=True
+    )
+    if value == eos_id:
+        _checks.fail(
+            "encoder_decoder",
+            f"pad_id must differ from eos_id (both {value}): the default target "
+            "mask, targets != pad_id, would drop every EOS.",
+        )
+    return value
 
 
 def _token_id(value, name: str, vocab_size: int) -> int:
