@@ -449,6 +449,45 @@ CASES: list[Case] = [
         TypeError,
         ("apply", "dropout_key", "PRNG key"),
     ),
+    # the pieces alone
+    Case(
+        "seq2seq-teacher-forcing-inputs-float",
+        lambda: seq2seq.teacher_forcing(
+            MODEL.config,
+            PARAMS,
+            MODEL.encode(PARAMS, SOURCE),
+            TARGETS * 1.0,
+            TARGETS != 0,
+        ),
+        TypeError,
+        ("teacher_forcing", "inputs", "integer"),
+    ),
+    Case(
+        "seq2seq-teacher-forcing-mask-shape",
+        lambda: seq2seq.teacher_forcing(
+            MODEL.config,
+            PARAMS,
+            MODEL.encode(PARAMS, SOURCE),
+            TARGETS,
+            np.ones((2, 2), bool),
+        ),
+        ValueError,
+        ("teacher_forcing", "inputs_mask", r"\(2, 3\)"),
+    ),
+    Case(
+        "seq2seq-own-predictions-sample-without-key",
+        lambda: seq2seq.own_predictions(
+            MODEL.config,
+            PARAMS,
+            MODEL.encode(PARAMS, SOURCE),
+            TARGETS,
+            TARGETS != 0,
+            sampling_probability=1.0,
+            sampling="sample",
+        ),
+        ValueError,
+        ("own_predictions", "sampling_key", "argmax"),
+    ),
     # step and the decoding conveniences
     Case(
         "seq2seq-step-token-out-of-vocab",

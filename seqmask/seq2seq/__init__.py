@@ -44,10 +44,11 @@ with tied embeddings :math:`W_o = e^\top`.
 Dropout keys: a function given ``dropout_key`` splits it with
 ``jax.random.split(dropout_key, 5)`` into the keys of the source embedding,
 the encoder layers (passed to :func:`seqmask.stacked`), the target
-embedding, the decoder layers and the output layer; each mask is
-``jax.random.bernoulli(key, 1 - rate, shape)``, time-major ``[target,
-*batch, features]`` in the decoder, and kept values are scaled by
-``1 / (1 - rate)``.
+embedding, the decoder layers (split again, one key a gap between layers)
+and the output layer; each mask is ``jax.random.bernoulli(key, 1 - rate,
+shape)``, batch-major ``[*batch, source, E]`` for the source embedding and
+time-major ``[target, *batch, features]`` in the decoder, and kept values
+are scaled by ``1 / (1 - rate)``.
 
 Parameters are a plain dict (see :func:`init`); the pure core imports no
 flax (``seqmask.nnx.Seq2Seq`` wraps a model for Flax NNX).

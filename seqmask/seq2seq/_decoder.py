@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from seqmask import _checks, _masking
 from seqmask._numerics import dense
 from seqmask.scan import masked_scan
-from seqmask.seq2seq import _config, _init
+from seqmask.seq2seq import _config, _init, _inputs
 from seqmask.seq2seq._config import Config, DecoderState, Memory, Params, layers
 
 
@@ -168,6 +168,8 @@ def dropout_keeps(config: Config, params: Params, dropout_key, lead):
     of the decoder layers split again, one a gap between layers).
     ``lead`` is ``(time, *batch)``.
     """
+    if dropout_key is None:
+        return None, None, None
     lead = tuple(lead)
     sizes = _init.layer_output_sizes(
         config.decoder_cells, params["decoder"], _config.decoder_input_size(config)
@@ -225,6 +227,17 @@ def teacher_forcing(
     Returns:
       Logits ``[*batch, target, Vt]``.
     """
+    where = "teacher_forcing"
+    inputs, mask = _inputs.tokens_and_mask(
+        inputs,
+        mask,
+        None,
+        name="inputs",
+        prefix="inputs",
+        vocab_size=config.target_vocab_size,
+        where=where,
+    )
+    dropout_key = _inputs.prng_key(dropout_key, "dropout_key", where)
     lead = (inputs.shape[-1], *inputs.shape[:-1])
     embedding, between, output = dropout_keeps(config, params, dropout_key, lead)
     safe = jnp.where(mask, inputs, jnp.asarray(config.bos_id, inputs.dtype))

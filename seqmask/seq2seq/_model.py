@@ -82,10 +82,13 @@ class EncoderDecoder(NamedTuple):
 def from_config(config: Config) -> EncoderDecoder:
     """The :class:`EncoderDecoder` whose functions are bound to ``config``."""
     return EncoderDecoder(
-        *(
-            Bound(function, config)
-            for function in (init, encode, step, apply, loss, greedy, beam_search)
-        ),
+        init=Bound(init, config),
+        encode=Bound(encode, config),
+        step=Bound(step, config),
+        apply=Bound(apply, config),
+        loss=Bound(loss, config),
+        greedy=Bound(greedy, config),
+        beam_search=Bound(beam_search, config),
         sample=Bound(sample, config),
         config=config,
     )
@@ -209,17 +212,11 @@ def _validated(**options) -> Config:
     encoder = _cell(options["encoder_cell"], hidden, "encoder_cell")
     decoder = _cell(options["decoder_cell"], hidden, "decoder_cell")
     bridge = _bridge(options["bridge"])
+    decoder_base = decoder
     if flags["learnable_initial_state"]:
         encoder = _cells_module.learnable_initial_state(encoder)
-        if bridge == "none":
-            decoder_base, decoder = (
-                decoder,
-                _cells_module.learnable_initial_state(decoder),
-            )
-        else:
-            decoder_base = decoder
-    else:
-        decoder_base = decoder
+        if bridge == "none":  # otherwise the bridge gives the decoder's carry
+            decoder = _cells_module.learnable_initial_state(decoder)
     attention_size = _checks.optional_positive_int(
         options["attention_size"], "attention_size", where
     )

@@ -249,13 +249,11 @@ def forward(
     _inputs.same_batch(targets, jnp.shape(source)[:-1], "targets", "source", where)
     dropout_key = _inputs.prng_key(dropout_key, "dropout_key", where)
     sampling_key = _inputs.prng_key(sampling_key, "sampling_key", where)
-    _checks.one_of(sampling, SAMPLINGS, "sampling", where)
-    _checks.number(sampling_probability, "sampling_probability", where)
-    _checks.in_range(sampling_probability, "sampling_probability", where, low=0, high=1)
-    probability = _checks.concrete(sampling_probability)
-    teacher = probability is not None and float(probability) == 0.0
-    always = probability is not None and float(probability) == 1.0
+    _check_sampling(sampling_probability, sampling, where)
+    teacher = _is(sampling_probability, 0.0)
+    always = _is(sampling_probability, 1.0)
     if not teacher and sampling_key is None and not (always and sampling == "argmax"):
+        probability = _checks.concrete(sampling_probability)
         given = "a traced value" if probability is None else f"{float(probability)!r}"
         _checks.fail(
             where,
@@ -332,6 +330,27 @@ def own_predictions(
       ``(logits [*batch, target, Vt], fed)``: the logits and the token fed at
       each position (``bos_id`` where padded), integer ``[*batch, target]``.
     """
+    where = "own_predictions"
+    inputs, mask = _inputs.tokens_and_mask(
+        inputs,
+        mask,
+        None,
+        name="inputs",
+        prefix="inputs",
+        vocab_size=config.target_vocab_size,
+        where=where,
+    )
+    _check_sampling(sampling_probability, sampling, where)
+    sampling_key = _inputs.prng_key(sampling_key, "sampling_key", where)
+    dropout_key = _inputs.prng_key(dropout_key, "dropout_key", where)
+    if sampling_key is None and not (
+        _is(sampling_probability, 1.0) and sampling == "argmax"
+    ):
+        _checks.fail(
+            where,
+            "sampling_key may be None only with sampling_probability=1.0 and "
+            "sampling='argmax'.",
+        )
     batch_shape, time = tuple(inputs.shape[:-1]), int(inputs.shape[-1])
     lead = (time, *batch_shape)
     embedding, between, output = _decoder.dropout_keeps(
@@ -373,6 +392,18 @@ def own_predictions(
     )
     fed = jnp.where(jnp.moveaxis(mask, -1, 0), fed, config.bos_id)
     return jnp.moveaxis(logits, 0, -2), jnp.moveaxis(fed, 0, -1)
+
+
+def _check_sampling(probability, sampling: str, where: str) -> None:
+    _checks.one_of(sampling, SAMPLINGS, "sampling", where)
+    _checks.number(probability, "sampling_probability", where)
+    _checks.in_range(probability, "sampling_probability", where, low=0, high=1)
+
+
+def _is(value, number: float) -> bool:
+    """Whether ``value`` is known now to equal ``number``."""
+    concrete = _checks.concrete(value)
+    return concrete is not None and concrete.size == 1 and float(concrete) == number
 
 
 def _choose(logits, uniform, sampling: str) -> jax.Array:
