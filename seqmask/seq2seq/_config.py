@@ -172,3 +172,6 @@ class Bound(functools.partial):
 
     def __hash__(self) -> int:
         return hash((self.func, self.args))
+
+    def __repr__(self) -> str:
+        return f"<seqmask.seq2seq.{self.func.__name__} bound to a Config>"
