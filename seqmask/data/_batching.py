@@ -1,0 +1,358 @@
+"""Batches with few shapes and little padding: bucketing and packing a corpus.
+
+:func:`bucket_batches` groups sequences of similar length and pads each batch
+to its bucket's boundary, so a compiled step sees at most one shape per
+boundary; :func:`packed_batches` packs several sequences into each row of
+fixed ``[batch_size, row_len]`` batches, so it sees one shape. Both read the
+whole corpus first (errors come at the call), plan the batches, and then
+build each batch on the host with NumPy when it is asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from seqmask import _checks
+from seqmask.data._common import Batches, Reader, item_lengths, pad_leaf, read_all
+from seqmask.data._packing import Packing, first_fit, lay_out
+
+PyTree = Any
+
+
+class Batch(NamedTuple):
+    """One batch of :func:`bucket_batches`.
+
+    Each field is shaped like one item of the data (an array, or a pytree of
+    arrays such as ``{"source": ..., "target": ...}``); every leaf is padded
+    on its own, with its own lengths and mask.
+
+    Attributes:
+      inputs: leaves ``[rows, length, ...]``, ``length`` the bucket's boundary,
+        ``pad_value`` after each sequence.
+      lengths: leaves int32 ``[rows]``, the length of each row's sequence (0
+        for a filler row).
+      mask: leaves boolean ``[rows, length]``, true at the valid steps.
+      indices: int64 ``[rows]``, the position of each row's item in
+        ``sequences``; -1 for a filler row (one that completes the last batch
+        of a bucket).
+    """
+
+    inputs: PyTree
+    lengths: PyTree
+    mask: PyTree
+    indices: np.ndarray
+
+
+def bucket_boundaries(lengths, *, num_buckets: int = 8) -> tuple[int, ...]:
+    """Bucket boundaries at the quantiles of ``lengths``.
+
+    The boundaries are the lengths below which ``1/num_buckets``,
+    ``2/num_buckets``, ... of the sequences fall (rounded up to a length that
+    occurs), so the buckets hold about equally many sequences; the last is
+    the longest length. Equal quantiles merge, so there may be fewer than
+    ``num_buckets``.
+
+    Args:
+      lengths: non-negative integer lengths, shape ``[num_sequences]``.
+      num_buckets: the most boundaries to return.
+
+    Returns:
+      Increasing positive ints.
+
+    Examples:
+      >>> from seqmask.data import bucket_boundaries
+      >>> bucket_boundaries([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5], num_buckets=3)
+      (3, 5, 9)
+    """
+    where = "bucket_boundaries"
+    num_buckets = _checks.positive_int(num_buckets, "num_buckets", where)
+    lengths = _checks.host_array(lengths, "lengths", where)
+    if lengths.ndim != 1 or lengths.size == 0 or lengths.dtype.kind not in "iu":
+        _checks.fail(
+            where,
+            "lengths must be a non-empty 1-D array of integers; got "
+            f"{_checks.describe(lengths)}.",
+        )
+    _checks.in_range(lengths, "lengths", where, low=0)
+    fractions = np.arange(1, num_buckets + 1) / num_buckets
+    quantiles = np.quantile(lengths, fractions, method="higher")
+    return tuple(sorted({max(int(q), 1) for q in quantiles}))
+
+
+def _checked_boundaries(boundaries, where: str) -> np.ndarray:
+    array = _checks.host_array(boundaries, "boundaries", where)
+    if array.ndim != 1 or array.size == 0 or array.dtype.kind not in "iu":
+        _checks.fail(
+            where,
+            "boundaries must be a non-empty sequence of ints; got "
+            f"{_checks.describe(boundaries)}.",
+            TypeError if array.dtype.kind not in "iu" else ValueError,
+        )
+    if array[0] < 1 or np.any(np.diff(array) <= 0):
+        _checks.fail(
+            where,
+            "boundaries must be positive and strictly increasing; got "
+            f"{array.tolist()}.",
+        )
+    return array.astype(np.int64)
+
+
+def _bucket_plan(order, buckets, rows_per_bucket, drop_remainder):
+    """``(bucket, positions)`` of every batch: buckets fill in ``order`` and a
+    full bucket is emitted at once; partial ones follow (or are dropped)."""
+    waiting: list[list[int]] = [[] for _ in rows_per_bucket]
+    plan = []
+    for position in order:
+        bucket = buckets[position]
+        waiting[bucket].append(int(position))
+        if len(waiting[bucket]) == rows_per_bucket[bucket]:
+            plan.append((bucket, waiting[bucket]))
+            waiting[bucket] = []
+    if not drop_remainder:
+        plan.extend((bucket, rest) for bucket, rest in enumerate(waiting) if rest)
+    return plan
+
+
+def _rows_per_bucket(boundaries, batch_size, max_tokens, used, lengths, where):
+    """Rows in a batch of each bucket: ``batch_size``, or as many rows of the
+    boundary's length as ``max_tokens`` allows (the smaller of the two)."""
+    rows = []
+    for bucket, boundary in enumerate(boundaries):
+        count = batch_size if batch_size is not None else None
+        if max_tokens is not None:
+            fitting = max_tokens // int(boundary)
+            if fitting == 0 and bucket in used:
+                example = int(np.flatnonzero(used[bucket])[0])
+                _checks.fail(
+                    where,
+                    f"max_tokens={max_tokens} is smaller than one row of the bucket "
+                    f"of length {boundary} (sequences[{example}] has length "
+                    f"{lengths[example]}); raise max_tokens to at least {boundary}.",
+                )
+            count = fitting if count is None else min(count, fitting)
+        rows.append(max(count or 1, 1))
+    return rows
+
+
+def bucket_batches(
+    sequences: Iterable[Any],
+    *,
+    batch_size: int | None = None,
+    max_tokens: int | None = None,
+    boundaries=None,
+    shuffle: bool = False,
+    seed: int = 0,
+    drop_remainder: bool = False,
+    pad_value=0,
+    dtype=None,
+) -> Iterator[Batch]:
+    """Batches of sequences of similar length, each padded to its bucket.
+
+    An item's length is the length of its longest leaf; it goes to the
+    bucket of the smallest boundary at least that long, and every leaf of a
+    batch is padded to that boundary, so at most ``len(boundaries)`` shapes
+    ever reach a compiled step. A batch has ``batch_size`` rows, or as many
+    rows of the boundary's length as fit in ``max_tokens`` padded tokens (the
+    smaller when both are given). The last batch of a bucket is completed
+    with filler rows (length 0, index -1) so that its shape is the bucket's,
+    or dropped with ``drop_remainder``. Every sequence appears exactly once
+    per pass (except in dropped remainders).
+
+    Without ``shuffle`` the sequences fill their buckets in the order given
+    and a batch comes out when its bucket is full (the partial ones last);
+    with ``shuffle`` they fill in a random order and the batches come out in
+    a random order, both drawn from ``seed``: the same seed gives the same
+    batches. For a new order each epoch, call again with ``seed=epoch``.
+
+    Args:
+      sequences: items, each an array ``[length, ...]`` (NumPy, JAX, or a
+        (nested) list of numbers) or a pytree of them (tuples, dicts), e.g.
+        ``{"source": s, "target": t}`` for seq2seq. Read once, at the call.
+      batch_size: rows a batch.
+      max_tokens: the most padded tokens (``rows * boundary``) a batch.
+      boundaries: increasing ints; default: :func:`bucket_boundaries` of the
+        data's lengths (up to 8, at their quantiles).
+      shuffle: draw the order from ``seed``.
+      seed: the seed of the order (a non-negative int).
+      drop_remainder: drop the partial last batch of each bucket.
+      pad_value: the value at padded steps (one, or a pytree like the items).
+      dtype: the dtype of the inputs (one, or a pytree like the items);
+        default: each leaf's first non-empty sequence's, as JAX canonicalises
+        it. Values that do not fit it raise.
+
+    Returns:
+      An iterator of :class:`Batch` (NumPy arrays), with ``len()`` the number
+      of batches in the pass.
+
+    Raises:
+      ValueError: no sequence, a sequence longer than the largest boundary,
+        a ``max_tokens`` smaller than one row of a bucket, neither
+        ``batch_size`` nor ``max_tokens``, items of different pytree
+        structure, or values (or ``pad_value``) that do not fit the dtype.
+      TypeError: items that are not numeric arrays.
+
+    Examples:
+      >>> from seqmask.data import bucket_batches
+      >>> data = [[1, 2, 3], [4], [5, 6], [7, 8, 9, 10], [11]]
+      >>> for batch in bucket_batches(data, batch_size=2, boundaries=[2, 4]):
+      ...     print(batch.inputs.tolist(), batch.indices.tolist())
+      [[4, 0], [5, 6]] [1, 2]
+      [[1, 2, 3, 0], [7, 8, 9, 10]] [0, 3]
+      [[11, 0], [0, 0]] [4, -1]
+    """
+    where = "bucket_batches"
+    batch_size = _checks.optional_positive_int(batch_size, "batch_size", where)
+    max_tokens = _checks.optional_positive_int(max_tokens, "max_tokens", where)
+    if batch_size is None and max_tokens is None:
+        _checks.fail(where, "give batch_size or max_tokens (or both).")
+    order_rng = _order(shuffle, seed, where)
+    drop_remainder = _checks.flag(drop_remainder, "drop_remainder", where)
+    reader = Reader(where, dtype, pad_value)
+    items = read_all(sequences, reader)
+    lengths = item_lengths(items, where)
+    bounds = (
+        np.asarray(bucket_boundaries(lengths))
+        if boundaries is None
+        else _checked_boundaries(boundaries, where)
+    )
+    buckets = np.searchsorted(bounds, lengths, side="left")
+    if np.any(buckets == len(bounds)):
+        index = int(np.flatnonzero(buckets == len(bounds))[0])
+        _checks.fail(
+            where,
+            f"sequences[{index}] has length {lengths[index]}, longer than the "
+            f"largest boundary {int(bounds[-1])}; add a boundary of at least "
+            f"{lengths[index]}.",
+        )
+    used = {int(b): buckets == b for b in np.unique(buckets)}
+    rows = _rows_per_bucket(bounds, batch_size, max_tokens, used, lengths, where)
+    order = (
+        np.arange(len(items))
+        if order_rng is None
+        else order_rng.permutation(len(items))
+    )
+    plan = _bucket_plan(order, buckets, rows, drop_remainder)
+    if order_rng is not None:
+        plan = [plan[i] for i in order_rng.permutation(len(plan))]
+
+    def build(bucket: int, positions: list[int]) -> Batch:
+        padded = [
+            pad_leaf(
+                [items[p][1][leaf] for p in positions],
+                rows[bucket],
+                int(bounds[bucket]),
+                reader.leaf_trailing(leaf),
+                reader.leaf_dtype(leaf),
+                reader.pad_values[leaf],
+            )
+            for leaf in range(reader.treedef.num_leaves)
+        ]
+        indices = np.full(rows[bucket], -1, np.int64)
+        indices[: len(positions)] = positions
+
+        def tree(field):
+            return jax.tree.unflatten(
+                reader.treedef, [getattr(p, field) for p in padded]
+            )
+
+        return Batch(tree("values"), tree("lengths"), tree("mask"), indices)
+
+    return Batches((build(*entry) for entry in plan), len(plan))
+
+
+def _order(shuffle, seed, where) -> np.random.Generator | None:
+    """The random generator of the order, or None without ``shuffle``."""
+    shuffle = _checks.flag(shuffle, "shuffle", where)
+    seed = _checks.non_negative_int(seed, "seed", where)
+    return np.random.default_rng(seed) if shuffle else None
+
+
+def packed_batches(
+    sequences: Iterable[Any],
+    *,
+    batch_size: int,
+    row_len: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    pad_value=0,
+    dtype=None,
+) -> Iterator[Packing]:
+    """Fixed-shape batches of packed rows: one compiled shape for the epoch.
+
+    The sequences (in the order given, or shuffled from ``seed``) are packed
+    by :func:`seqmask.data.pack`'s first fit into ``batch_size`` rows of
+    ``row_len`` steps; a batch is complete when the next sequence fits in
+    none of its rows, and the next batch starts with it. Every batch is
+    ``[batch_size, row_len]`` (rows left empty are padding), and every
+    sequence appears exactly once per pass. Each :class:`Packing` has the
+    resets, segment ids and positions a layer and a loss need
+    (``segment_ids=`` of :mod:`seqmask.losses`), and ``indices``: where each
+    of its sequences sits in ``sequences``. For a new order each epoch, call
+    again with ``seed=epoch``.
+
+    Args:
+      sequences: items, each an array ``[length, ...]`` or a pytree of arrays
+        that share their length (e.g. ``{"inputs": x, "targets": y}``).
+      batch_size: rows a batch.
+      row_len: steps a row; no sequence may be longer.
+      shuffle: draw the order from ``seed``.
+      seed: the seed of the order (a non-negative int).
+      pad_value: the value at padded steps (one, or a pytree like the items).
+      dtype: the dtype of the inputs (one, or a pytree like the items).
+
+    Returns:
+      An iterator of :class:`Packing` (NumPy arrays), with ``len()`` the
+      number of batches in the pass.
+
+    Raises:
+      ValueError: no sequence, a sequence longer than ``row_len``, items of
+        different structure or with leaves of different lengths, or values
+        that do not fit the dtype.
+      TypeError: items that are not numeric arrays.
+
+    Examples:
+      >>> from seqmask.data import packed_batches
+      >>> data = [[1, 2, 3], [4, 5], [6], [7, 8, 9], [10, 11]]
+      >>> for packing in packed_batches(data, batch_size=2, row_len=4):
+      ...     print(packing.inputs.tolist(), packing.indices.tolist())
+      [[1, 2, 3, 6], [4, 5, 0, 0]] [0, 1, 2]
+      [[7, 8, 9, 0], [10, 11, 0, 0]] [3, 4]
+    """
+    where = "packed_batches"
+    batch_size = _checks.positive_int(batch_size, "batch_size", where)
+    row_len = _checks.positive_int(row_len, "row_len", where)
+    order_rng = _order(shuffle, seed, where)
+    reader = Reader(where, dtype, pad_value)
+    items = read_all(sequences, reader)
+    lengths = item_lengths(items, where, same=True)
+    if np.any(lengths > row_len):
+        index = int(np.flatnonzero(lengths > row_len)[0])
+        _checks.fail(
+            where,
+            f"sequences[{index}] has length {lengths[index]}, longer than "
+            f"row_len={row_len}; raise row_len or split the sequence.",
+        )
+    order = (
+        np.arange(len(items))
+        if order_rng is None
+        else order_rng.permutation(len(items))
+    )
+    ordered = lengths[order]
+    plan, start = [], 0
+    while start < len(order):
+        rows, starts, _ = first_fit(ordered[start:], row_len, max_rows=batch_size)
+        count = int(np.sum(rows >= 0))
+        plan.append((order[start : start + count], rows[:count], starts[:count]))
+        start += count
+
+    def build(positions, rows, starts) -> Packing:
+        members = [items[p] for p in positions]
+        return lay_out(
+            members, reader, rows, starts, lengths[positions], row_len, batch_size
+        )
+
+    return Batches((build(*entry) for entry in plan), len(plan))
