@@ -381,7 +381,7 @@ def bool_array(
     shape: Sequence[int] | None = None,
     layout: str = "",
     host: bool = False,
-) -> jax.Array:
+) -> Any:
     """A boolean array (``TypeError`` otherwise, with the fix), optionally of
     exactly ``shape`` (``ValueError``, naming ``layout`` such as
     ``"[*batch, time]"``). With ``host``, NumPy data stays a NumPy array
@@ -631,7 +631,9 @@ def distribution(
         return
     rows = [tuple(int(i) for i in p) for p in np.argwhere(~good)]
     with np.errstate(all="ignore"):
-        totals = np.sum(np.exp(array) if log else array, axis=-1, dtype=np.float64)
+        totals = np.asarray(
+            np.sum(np.exp(array) if log else array, axis=-1, dtype=np.float64)
+        )
     shown = [round(float(t), 6) for t in totals[~good]]
     fail(
         where,

@@ -249,14 +249,14 @@ def bucket_batches(
                 reader.leaf_dtype(leaf),
                 reader.pad_values[leaf],
             )
-            for leaf in range(reader.treedef.num_leaves)
+            for leaf in range(reader.structure.num_leaves)
         ]
         indices = np.full(rows[bucket], -1, np.int64)
         indices[: len(positions)] = positions
 
         def tree(field):
             return jax.tree.unflatten(
-                reader.treedef, [getattr(p, field) for p in padded]
+                reader.structure, [getattr(p, field) for p in padded]
             )
 
         return Batch(tree("values"), tree("lengths"), tree("mask"), indices)

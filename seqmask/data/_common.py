@@ -183,6 +183,12 @@ class Reader:
             )
         return array.astype(target, copy=False)
 
+    @property
+    def structure(self):
+        """The items' pytree structure (known once an item has been read)."""
+        assert self.treedef is not None, "no item read yet"
+        return self.treedef
+
     def leaf_dtype(self, leaf: int) -> np.dtype:
         """The dtype of a leaf; int32 when every sequence of it was empty."""
         return self.dtypes[leaf] or np.dtype(np.int32)

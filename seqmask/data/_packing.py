@@ -170,7 +170,7 @@ def lay_out(items, reader, rows, starts, lengths, row_len, num_rows) -> Packing:
             reader.pad_values[leaf],
             place,
         )
-        for leaf in range(reader.treedef.num_leaves)
+        for leaf in range(reader.structure.num_leaves)
     ]
     resets = np.zeros((num_rows, row_len), np.bool_)
     segment_ids = np.full((num_rows, row_len), -1, np.int32)
@@ -183,7 +183,7 @@ def lay_out(items, reader, rows, starts, lengths, row_len, num_rows) -> Packing:
             segment_ids[row, start : start + length] = position
             positions[row, start : start + length] = np.arange(length)
     return Packing(
-        inputs=jax.tree.unflatten(reader.treedef, [p.values for p in padded]),
+        inputs=jax.tree.unflatten(reader.structure, [p.values for p in padded]),
         mask=padded[0].mask,
         resets=resets,
         segment_ids=segment_ids,
