@@ -572,7 +572,7 @@ def leading_axes(
 
 
 def _distribution_tolerance(dtype) -> float:
-    if not np.issubdtype(dtype, np.inexact):
+    if not jnp.issubdtype(dtype, jnp.inexact):  # numpy's misses bfloat16
         return 1e-4
     return max(float(np.sqrt(jnp.finfo(dtype).eps)), 1e-4)
 
@@ -664,7 +664,7 @@ def host_array(value, name: str, where: str, *, hint: str = "") -> np.ndarray:
             f"NumPy cannot read as one ({error}).{hint}",
             TypeError,
         )
-    if array.dtype.kind not in _NUMERIC_KINDS:
+    if array.dtype.kind not in _NUMERIC_KINDS and not _is_float(array):
         what = (
             "ragged nested lists or mixed objects?"
             if array.dtype == object
@@ -688,7 +688,7 @@ def representable(value, dtype, name: str, where: str, *, hint: str = "") -> Non
         fail(where, f"{name} must be a number; got {describe(value)}.", TypeError)
     array = host_array(value, name, where)
     dtype = np.dtype(dtype)
-    if array.size == 0 or dtype.kind == "f" and array.dtype.kind in "biu":
+    if array.size == 0 or _is_float(dtype) and array.dtype.kind in "biu":
         return
     with np.errstate(all="ignore"):
         values = array.astype(np.float64) if array.dtype.kind != "b" else array
@@ -704,7 +704,7 @@ def representable(value, dtype, name: str, where: str, *, hint: str = "") -> Non
             low, high = 0, 1
             bad = (values != 0) & (values != 1)
         else:
-            high = float(np.finfo(dtype).max)
+            high = float(jnp.finfo(dtype).max)
             low = -high
             bad = np.isfinite(values) & (np.abs(values) > high)
     if not np.any(bad):

@@ -50,11 +50,10 @@ class Batch(NamedTuple):
 def bucket_boundaries(lengths, *, num_buckets: int = 8) -> tuple[int, ...]:
     """Bucket boundaries at the quantiles of ``lengths``.
 
-    The boundaries are the lengths below which ``1/num_buckets``,
-    ``2/num_buckets``, ... of the sequences fall (rounded up to a length that
-    occurs), so the buckets hold about equally many sequences; the last is
-    the longest length. Equal quantiles merge, so there may be fewer than
-    ``num_buckets``.
+    Boundary ``j`` is the smallest length such that at least ``j /
+    num_buckets`` of the sequences are no longer, so the buckets hold about
+    equally many sequences; the last is the longest length (at least 1).
+    Equal quantiles merge, so there may be fewer than ``num_buckets``.
 
     Args:
       lengths: non-negative integer lengths, shape ``[num_sequences]``.
@@ -78,9 +77,11 @@ def bucket_boundaries(lengths, *, num_buckets: int = 8) -> tuple[int, ...]:
             f"{_checks.describe(lengths)}.",
         )
     _checks.in_range(lengths, "lengths", where, low=0)
-    fractions = np.arange(1, num_buckets + 1) / num_buckets
-    quantiles = np.quantile(lengths, fractions, method="higher")
-    return tuple(sorted({max(int(q), 1) for q in quantiles}))
+    ordered = np.sort(lengths)
+    # The smallest length with at least j / num_buckets of the data at or
+    # below it, for j = 1 .. num_buckets.
+    counts = -(-np.arange(1, num_buckets + 1) * len(ordered) // num_buckets)
+    return tuple(sorted({max(int(ordered[c - 1]), 1) for c in counts}))
 
 
 def _checked_boundaries(boundaries, where: str) -> np.ndarray:
