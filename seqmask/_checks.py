@@ -664,7 +664,11 @@ def host_array(value, name: str, where: str, *, hint: str = "") -> np.ndarray:
             f"NumPy cannot read as one ({error}).{hint}",
             TypeError,
         )
-    if array.dtype.kind not in _NUMERIC_KINDS and not _is_float(array):
+    # bfloat16 and the other ml_dtypes floats have NumPy kind "V".
+    extended_float = array.dtype.kind == "V" and jnp.issubdtype(
+        array.dtype, jnp.floating
+    )
+    if array.dtype.kind not in _NUMERIC_KINDS and not extended_float:
         what = (
             "ragged nested lists or mixed objects?"
             if array.dtype == object
