@@ -407,46 +407,30 @@ def bool_array(
     return x
 
 
+def _array_of(value, name: str, where: str, kinds, expected: str, hint: str):
+    x = array(value, name, where)
+    if not any(jnp.issubdtype(x.dtype, kind) for kind in kinds):
+        fail(where, f"{name} must have {expected}; got {x.dtype}.{hint}", TypeError)
+    return x
+
+
 def integer_array(value, name: str, where: str, *, hint: str = "") -> jax.Array:
     """An array of an integer dtype (``TypeError`` otherwise)."""
-    x = array(value, name, where)
-    if not jnp.issubdtype(x.dtype, jnp.integer):
-        fail(
-            where,
-            f"{name} must have an integer dtype; got {x.dtype}.{hint}",
-            TypeError,
-        )
-    return x
+    return _array_of(value, name, where, (jnp.integer,), "an integer dtype", hint)
 
 
 def floating_array(value, name: str, where: str, *, hint: str = "") -> jax.Array:
     """An array of a floating dtype (``TypeError`` otherwise)."""
-    x = array(value, name, where)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        fail(
-            where,
-            f"{name} must have a floating dtype; got {x.dtype}."
-            f"{hint or f' Cast it first, e.g. {name}.astype(jnp.float32).'}",
-            TypeError,
-        )
-    return x
+    hint = hint or f" Cast it first, e.g. {name}.astype(jnp.float32)."
+    return _array_of(value, name, where, (jnp.floating,), "a floating dtype", hint)
 
 
 def numeric_array(value, name: str, where: str) -> jax.Array:
     """An array of a boolean, integer or floating dtype (``TypeError``
     otherwise)."""
-    x = array(value, name, where)
-    if not (
-        jnp.issubdtype(x.dtype, jnp.floating)
-        or jnp.issubdtype(x.dtype, jnp.integer)
-        or x.dtype == jnp.bool_
-    ):
-        fail(
-            where,
-            f"{name} must have a boolean, integer or floating dtype; got {x.dtype}.",
-            TypeError,
-        )
-    return x
+    kinds = (jnp.bool_, jnp.integer, jnp.floating)
+    expected = "a boolean, integer or floating dtype"
+    return _array_of(value, name, where, kinds, expected, "")
 
 
 def min_rank(x, rank: int, name: str, where: str, layout: str = "") -> None:

@@ -75,10 +75,10 @@ def from_mask(
 
     Args:
       mask: boolean (or numeric) mask of any shape, e.g. ``[B, T]``.
-      dtype: dtype of the result.
+      dtype: the dtype of the weights.
 
     Returns:
-      Weights of the shape of ``mask``.
+      ``[*mask.shape]`` weights, 1 at the true entries.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -163,15 +163,14 @@ def nonzero(
 
     Args:
       targets: targets of any shape, e.g. ``[N, F]`` or ``[B, T, F]``.
-      dtype: dtype of the result.
+      dtype: the weights' dtype (float32 by default).
 
     Returns:
-      Weights of the shape of ``targets``.
+      0/1 weights shaped like ``targets`` (NaN counts as non-zero).
 
     Examples:
-      >>> import jax.numpy as jnp
       >>> from seqmask import weights
-      >>> print(weights.nonzero(jnp.array([[0.0, 0.3, 0.0], [1.0, 0.0, 0.5]])))
+      >>> print(weights.nonzero([[0.0, 0.3, 0.0], [1.0, 0.0, 0.5]]))
       [[0. 1. 0.]
        [1. 0. 1.]]
     """

@@ -69,13 +69,7 @@ def bucket_boundaries(lengths, *, num_buckets: int = 8) -> tuple[int, ...]:
     """
     where = "bucket_boundaries"
     num_buckets = _checks.positive_int(num_buckets, "num_buckets", where)
-    lengths = _checks.host_array(lengths, "lengths", where)
-    if lengths.ndim != 1 or lengths.size == 0 or lengths.dtype.kind not in "iu":
-        _checks.fail(
-            where,
-            "lengths must be a non-empty 1-D array of integers; got "
-            f"{_checks.describe(lengths)}.",
-        )
+    lengths = _int_vector(lengths, "lengths", where)
     _checks.in_range(lengths, "lengths", where, low=0)
     ordered = np.sort(lengths)
     # The smallest length with at least j / num_buckets of the data at or
@@ -84,15 +78,21 @@ def bucket_boundaries(lengths, *, num_buckets: int = 8) -> tuple[int, ...]:
     return tuple(sorted({max(int(ordered[c - 1]), 1) for c in counts}))
 
 
-def _checked_boundaries(boundaries, where: str) -> np.ndarray:
-    array = _checks.host_array(boundaries, "boundaries", where)
+def _int_vector(value, name: str, where: str) -> np.ndarray:
+    """A non-empty 1-D NumPy array of ints."""
+    array = _checks.host_array(value, name, where)
     if array.ndim != 1 or array.size == 0 or array.dtype.kind not in "iu":
         _checks.fail(
             where,
-            "boundaries must be a non-empty sequence of ints; got "
-            f"{_checks.describe(boundaries)}.",
+            f"{name} must be a non-empty sequence of ints; got "
+            f"{_checks.describe(value)}.",
             TypeError if array.dtype.kind not in "iu" else ValueError,
         )
+    return array
+
+
+def _checked_boundaries(boundaries, where: str) -> np.ndarray:
+    array = _int_vector(boundaries, "boundaries", where)
     if array[0] < 1 or np.any(np.diff(array) <= 0):
         _checks.fail(
             where,
