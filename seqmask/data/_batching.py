@@ -18,7 +18,7 @@ import numpy as np
 
 from seqmask import _checks
 from seqmask.data._common import Batches, Reader, item_lengths, pad_leaf, read_all
-from seqmask.data._packing import Packing, first_fit, lay_out
+from seqmask.data._packing import Packing, lay_out, packed_groups
 
 PyTree = Any
 
@@ -91,7 +91,7 @@ def _int_vector(value, name: str, where: str) -> np.ndarray:
     return array
 
 
-def _checked_boundaries(boundaries, where: str) -> np.ndarray:
+def checked_boundaries(boundaries, where: str) -> np.ndarray:
     array = _int_vector(boundaries, "boundaries", where)
     if array[0] < 1 or np.any(np.diff(array) <= 0):
         _checks.fail(
@@ -102,41 +102,87 @@ def _checked_boundaries(boundaries, where: str) -> np.ndarray:
     return array.astype(np.int64)
 
 
-def _bucket_plan(order, buckets, rows_per_bucket, drop_remainder):
-    """``(bucket, positions)`` of every batch: buckets fill in ``order`` and a
-    full bucket is emitted at once; partial ones follow (or are dropped)."""
-    waiting: list[list[int]] = [[] for _ in rows_per_bucket]
-    plan = []
-    for position in order:
-        bucket = buckets[position]
-        waiting[bucket].append(int(position))
+def bucket_groups(entries, rows_per_bucket, drop_remainder: bool):
+    """``(bucket, items)`` of every batch, from the entries ``(item, bucket)``
+    in order: a bucket's batch comes out as soon as it is full, the partial
+    ones at the end (in bucket order), unless ``drop_remainder``."""
+    waiting: list[list] = [[] for _ in rows_per_bucket]
+    for item, bucket in entries:
+        waiting[bucket].append(item)
         if len(waiting[bucket]) == rows_per_bucket[bucket]:
-            plan.append((bucket, waiting[bucket]))
+            yield bucket, waiting[bucket]
             waiting[bucket] = []
     if not drop_remainder:
-        plan.extend((bucket, rest) for bucket, rest in enumerate(waiting) if rest)
-    return plan
+        yield from ((bucket, rest) for bucket, rest in enumerate(waiting) if rest)
 
 
-def _rows_per_bucket(boundaries, batch_size, max_tokens, used, lengths, where):
+def batch_of(members, reader, rows: int, length: int) -> Batch:
+    """The :class:`Batch` of ``members`` ``(index, leaves)``, in ``rows`` rows
+    of ``length`` steps (filler rows after them)."""
+    padded = [
+        pad_leaf(
+            [leaves[leaf] for _, leaves in members],
+            rows,
+            length,
+            reader.leaf_trailing(leaf),
+            reader.leaf_dtype(leaf),
+            reader.pad_values[leaf],
+        )
+        for leaf in range(reader.structure.num_leaves)
+    ]
+    indices = np.full(rows, -1, np.int64)
+    indices[: len(members)] = [index for index, _ in members]
+
+    def tree(field):
+        return jax.tree.unflatten(reader.structure, [getattr(p, field) for p in padded])
+
+    return Batch(tree("values"), tree("lengths"), tree("mask"), indices)
+
+
+def bucket_options(batch_size, max_tokens, drop_remainder, where: str):
+    """Checked ``batch_size``, ``max_tokens`` (at least one) and
+    ``drop_remainder``."""
+    batch_size = _checks.optional_positive_int(batch_size, "batch_size", where)
+    max_tokens = _checks.optional_positive_int(max_tokens, "max_tokens", where)
+    if batch_size is None and max_tokens is None:
+        _checks.fail(where, "give batch_size or max_tokens (or both).")
+    drop_remainder = _checks.flag(drop_remainder, "drop_remainder", where)
+    return batch_size, max_tokens, drop_remainder
+
+
+def rows_per_bucket(boundaries, batch_size, max_tokens) -> list[int]:
     """Rows in a batch of each bucket: ``batch_size``, or as many rows of the
-    boundary's length as ``max_tokens`` allows (the smaller of the two)."""
+    boundary's length as ``max_tokens`` allows (the smaller of the two); 0
+    where not even one row fits the budget."""
     rows = []
-    for bucket, boundary in enumerate(boundaries):
-        count = batch_size if batch_size is not None else None
-        if max_tokens is not None:
-            fitting = max_tokens // int(boundary)
-            if fitting == 0 and bucket in used:
-                example = int(np.flatnonzero(used[bucket])[0])
-                _checks.fail(
-                    where,
-                    f"max_tokens={max_tokens} is smaller than one row of the bucket "
-                    f"of length {boundary} (sequences[{example}] has length "
-                    f"{lengths[example]}); raise max_tokens to at least {boundary}.",
-                )
-            count = fitting if count is None else min(count, fitting)
-        rows.append(max(count or 1, 1))
+    for boundary in boundaries:
+        fitting = None if max_tokens is None else max_tokens // int(boundary)
+        if batch_size is None or (fitting is not None and fitting < batch_size):
+            rows.append(fitting)
+        else:
+            rows.append(batch_size)
     return rows
+
+
+def bucket_of(index: int, length: int, bounds, rows, max_tokens, where: str) -> int:
+    """The bucket of ``sequences[index]``; ``ValueError`` when it is longer
+    than every boundary, or its bucket's row does not fit ``max_tokens``."""
+    bucket = int(np.searchsorted(bounds, length, side="left"))
+    if bucket == len(bounds):
+        _checks.fail(
+            where,
+            f"sequences[{index}] has length {length}, longer than the largest "
+            f"boundary {int(bounds[-1])}; add a boundary of at least {length}.",
+        )
+    if rows[bucket] == 0:
+        boundary = int(bounds[bucket])
+        _checks.fail(
+            where,
+            f"max_tokens={max_tokens} is smaller than one row of the bucket of "
+            f"length {boundary} (sequences[{index}] has length {length}); raise "
+            f"max_tokens to at least {boundary}.",
+        )
+    return bucket
 
 
 def bucket_batches(
@@ -206,63 +252,38 @@ def bucket_batches(
       [[11, 0], [0, 0]] [4, -1]
     """
     where = "bucket_batches"
-    batch_size = _checks.optional_positive_int(batch_size, "batch_size", where)
-    max_tokens = _checks.optional_positive_int(max_tokens, "max_tokens", where)
-    if batch_size is None and max_tokens is None:
-        _checks.fail(where, "give batch_size or max_tokens (or both).")
+    batch_size, max_tokens, drop_remainder = bucket_options(
+        batch_size, max_tokens, drop_remainder, where
+    )
     order_rng = _order(shuffle, seed, where)
-    drop_remainder = _checks.flag(drop_remainder, "drop_remainder", where)
     reader = Reader(where, dtype, pad_value)
     items = read_all(sequences, reader)
     lengths = item_lengths(items, where)
     bounds = (
         np.asarray(bucket_boundaries(lengths))
         if boundaries is None
-        else _checked_boundaries(boundaries, where)
+        else checked_boundaries(boundaries, where)
     )
-    buckets = np.searchsorted(bounds, lengths, side="left")
-    if np.any(buckets == len(bounds)):
-        index = int(np.flatnonzero(buckets == len(bounds))[0])
-        _checks.fail(
-            where,
-            f"sequences[{index}] has length {lengths[index]}, longer than the "
-            f"largest boundary {int(bounds[-1])}; add a boundary of at least "
-            f"{lengths[index]}.",
-        )
-    used = {int(b): buckets == b for b in np.unique(buckets)}
-    rows = _rows_per_bucket(bounds, batch_size, max_tokens, used, lengths, where)
+    rows = rows_per_bucket(bounds, batch_size, max_tokens)
+    buckets = [
+        bucket_of(i, int(n), bounds, rows, max_tokens, where)
+        for i, n in enumerate(lengths)
+    ]
     order = (
         np.arange(len(items))
         if order_rng is None
         else order_rng.permutation(len(items))
     )
-    plan = _bucket_plan(order, buckets, rows, drop_remainder)
+    plan = list(bucket_groups(((p, buckets[p]) for p in order), rows, drop_remainder))
     if order_rng is not None:
         plan = [plan[i] for i in order_rng.permutation(len(plan))]
-
-    def build(bucket: int, positions: list[int]) -> Batch:
-        padded = [
-            pad_leaf(
-                [items[p][1][leaf] for p in positions],
-                rows[bucket],
-                int(bounds[bucket]),
-                reader.leaf_trailing(leaf),
-                reader.leaf_dtype(leaf),
-                reader.pad_values[leaf],
-            )
-            for leaf in range(reader.structure.num_leaves)
-        ]
-        indices = np.full(rows[bucket], -1, np.int64)
-        indices[: len(positions)] = positions
-
-        def tree(field):
-            return jax.tree.unflatten(
-                reader.structure, [getattr(p, field) for p in padded]
-            )
-
-        return Batch(tree("values"), tree("lengths"), tree("mask"), indices)
-
-    return Batches((build(*entry) for entry in plan), len(plan))
+    return Batches(
+        (
+            batch_of([items[p] for p in positions], reader, rows[b], int(bounds[b]))
+            for b, positions in plan
+        ),
+        len(plan),
+    )
 
 
 def _order(shuffle, seed, where) -> np.random.Generator | None:
@@ -342,18 +363,20 @@ def packed_batches(
         if order_rng is None
         else order_rng.permutation(len(items))
     )
-    ordered = lengths[order]
-    plan, start = [], 0
-    while start < len(order):
-        rows, starts, _ = first_fit(ordered[start:], row_len, max_rows=batch_size)
-        count = int(np.sum(rows >= 0))
-        plan.append((order[start : start + count], rows[:count], starts[:count]))
-        start += count
+    groups = list(
+        packed_groups(((items[p], lengths[p]) for p in order), row_len, batch_size)
+    )
+    return Batches(
+        (packing_of(group, reader, row_len, batch_size) for group in groups),
+        len(groups),
+    )
 
-    def build(positions, rows, starts) -> Packing:
-        members = [items[p] for p in positions]
-        return lay_out(
-            members, reader, rows, starts, lengths[positions], row_len, batch_size
-        )
 
-    return Batches((build(*entry) for entry in plan), len(plan))
+def packing_of(group, reader, row_len: int, batch_size: int) -> Packing:
+    """The :class:`Packing` of one group of :func:`packed_groups`, whose items
+    are ``(index, leaves)``."""
+    members = [item for item, _, _ in group]
+    lengths = np.array([len(leaves[0]) for _, leaves in members], np.int64)
+    rows = np.array([row for _, row, _ in group], np.int64)
+    starts = np.array([start for _, _, start in group], np.int64)
+    return lay_out(members, reader, rows, starts, lengths, row_len, batch_size)

@@ -123,7 +123,9 @@ def pack(
             f"sequences[{index}] has length {lengths[too_long[0]]}, longer than "
             f"row_len={row_len}; raise row_len or split the sequence.",
         )
-    rows, starts, filled = first_fit(lengths, row_len)
+    fit = FirstFit(row_len)
+    spots = np.array([fit.place(int(n)) for n in lengths], np.int64).reshape(-1, 2)
+    rows, starts, filled = spots[:, 0], spots[:, 1], max(fit.filled.size, 1)
     if num_rows is not None and filled > num_rows:
         _checks.fail(
             where,
@@ -133,25 +135,46 @@ def pack(
     return lay_out(items, reader, rows, starts, lengths, row_len, num_rows or filled)
 
 
-def first_fit(lengths: np.ndarray, row_len: int, max_rows: int | None = None):
-    """Rows and starts of first fit, and the rows used. With ``max_rows``,
-    stops before the first sequence that fits none of them (``rows[i] = -1``
-    from there on)."""
-    rows = np.full(len(lengths), -1, np.int64)
-    starts = np.zeros(len(lengths), np.int64)
-    filled = np.zeros(0, np.int64)  # steps used in each row so far
-    for index, length in enumerate(lengths):
-        room = np.flatnonzero(filled + length <= row_len)
+class FirstFit:
+    """Greedy first fit into rows of ``row_len`` steps, one sequence at a time.
+
+    :meth:`place` puts a sequence into the first row with room for all of it,
+    opening a row when none has, and returns ``(row, start)``; with
+    ``max_rows`` it returns None when every row is open and none has room.
+    """
+
+    def __init__(self, row_len: int, max_rows: int | None = None):
+        self.row_len, self.max_rows = row_len, max_rows
+        self.filled = np.zeros(0, np.int64)  # steps used in each row so far
+
+    def place(self, length: int) -> tuple[int, int] | None:
+        room = np.flatnonzero(self.filled + length <= self.row_len)
         if room.size:
             row = int(room[0])
-        elif max_rows is not None and filled.size == max_rows:
-            break
+        elif self.max_rows is not None and self.filled.size == self.max_rows:
+            return None
         else:
-            row = filled.size
-            filled = np.append(filled, 0)
-        rows[index], starts[index] = row, filled[row]
-        filled[row] += length
-    return rows, starts, max(filled.size, 1)
+            row = self.filled.size
+            self.filled = np.append(self.filled, 0)
+        start = int(self.filled[row])
+        self.filled[row] += length
+        return row, start
+
+
+def packed_groups(entries, row_len: int, max_rows: int):
+    """Lists of ``(item, row, start)``, one a batch of ``max_rows`` rows: the
+    entries ``(item, length)`` in order, a new batch when one fits nowhere."""
+    fit, group = FirstFit(row_len, max_rows), []
+    for item, length in entries:
+        spot = fit.place(length)
+        if spot is None:
+            yield group
+            fit, group = FirstFit(row_len, max_rows), []
+            spot = fit.place(length)
+            assert spot is not None
+        group.append((item, *spot))
+    if group:
+        yield group
 
 
 def lay_out(items, reader, rows, starts, lengths, row_len, num_rows) -> Packing:
