@@ -10,7 +10,8 @@ the previous one; :func:`pack` puts several short sequences into each row of a
 batch, and :func:`unpack` and :func:`segment_final_carries` read each
 sequence's outputs and final carry back. :func:`bucket_batches` (few shapes,
 little padding) and :func:`packed_batches` (one shape, several sequences a
-row) turn a whole corpus into batches for an epoch. The layouts are built on the host
+row) turn a whole corpus into batches for an epoch; :mod:`seqmask.data.grain`
+offers both as grain transformations (``pip install seqmask[grain]``). The layouts are built on the host
 with NumPy (they depend on data, not on traced values); the arrays they
 produce have static shapes, so a step compiled for one chunk serves them all.
 """
