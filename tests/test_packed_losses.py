@@ -89,7 +89,7 @@ def one_per_row(items, pads):
     return batch, segment_ids.astype(np.int32)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def all_reductions(loss, options):
     def run(predictions, targets, weights, segment_ids):
         return {

@@ -11,9 +11,10 @@ batch, and :func:`unpack` and :func:`segment_final_carries` read each
 sequence's outputs and final carry back. :func:`bucket_batches` (few shapes,
 little padding) and :func:`packed_batches` (one shape, several sequences a
 row) turn a whole corpus into batches for an epoch; :mod:`seqmask.data.grain`
-offers both as grain transformations (``pip install seqmask[grain]``). The layouts are built on the host
-with NumPy (they depend on data, not on traced values); the arrays they
-produce have static shapes, so a step compiled for one chunk serves them all.
+offers both as grain transformations (``pip install seqmask[grain]``). The
+layouts are built on the host with NumPy (they depend on data, not on traced
+values); the arrays they produce have static shapes, so a step compiled for
+one chunk serves them all.
 """
 
 from seqmask.data._batching import Batch as Batch
