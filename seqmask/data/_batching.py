@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from seqmask import _checks
-from seqmask.data._common import Batches, Reader, item_lengths, pad_leaf, read_all
+from seqmask.data._common import Batches, Reader, item_lengths, pad_items, read_all
 from seqmask.data._packing import Packing, lay_out, packed_groups
 
 PyTree = Any
@@ -119,17 +119,7 @@ def bucket_groups(entries, rows_per_bucket, drop_remainder: bool):
 def batch_of(members, reader, rows: int, length: int) -> Batch:
     """The :class:`Batch` of ``members`` ``(index, leaves)``, in ``rows`` rows
     of ``length`` steps (filler rows after them)."""
-    padded = [
-        pad_leaf(
-            [leaves[leaf] for _, leaves in members],
-            rows,
-            length,
-            reader.leaf_trailing(leaf),
-            reader.leaf_dtype(leaf),
-            reader.pad_values[leaf],
-        )
-        for leaf in range(reader.structure.num_leaves)
-    ]
+    padded = pad_items(members, reader, rows, length)
     indices = np.full(rows, -1, np.int64)
     indices[: len(members)] = [index for index, _ in members]
 

@@ -263,7 +263,7 @@ def pad_leaf(
     trailing: tuple[int, ...],
     dtype,
     pad_value,
-    place: Callable[[int], tuple[int, int]] = lambda i: (i, 0),
+    place: Callable[[int], tuple[int, int]] | None = None,
 ) -> Padded:
     """Lay ``arrays`` into ``[rows, length, ...]``: array ``i`` at the row and
     start ``place(i)`` (default: row ``i``, step 0)."""
@@ -273,8 +273,24 @@ def pad_leaf(
     for i, array in enumerate(arrays):
         if len(array) == 0:
             continue
-        row, start = place(i)
+        row, start = (i, 0) if place is None else place(i)
         values[row, start : start + len(array)] = array
         mask[row, start : start + len(array)] = True
         lengths[row] += len(array)
     return Padded(values, lengths, mask)
+
+
+def pad_items(items, reader: Reader, rows: int, length: int, place=None) -> list:
+    """:func:`pad_leaf` for every leaf of ``items`` (``(index, leaves)``)."""
+    return [
+        pad_leaf(
+            [leaves[leaf] for _, leaves in items],
+            rows,
+            length,
+            reader.leaf_trailing(leaf),
+            reader.leaf_dtype(leaf),
+            reader.pad_values[leaf],
+            place,
+        )
+        for leaf in range(reader.structure.num_leaves)
+    ]

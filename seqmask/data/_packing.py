@@ -14,7 +14,7 @@ from seqmask.data._common import (
     Reader,
     flatten,
     item_lengths,
-    pad_leaf,
+    pad_items,
     paths,
     read_all,
 )
@@ -183,18 +183,7 @@ def lay_out(items, reader, rows, starts, lengths, row_len, num_rows) -> Packing:
     def place(i):
         return rows[i], starts[i]
 
-    padded = [
-        pad_leaf(
-            [leaves[leaf] for _, leaves in items],
-            num_rows,
-            row_len,
-            reader.leaf_trailing(leaf),
-            reader.leaf_dtype(leaf),
-            reader.pad_values[leaf],
-            place,
-        )
-        for leaf in range(reader.structure.num_leaves)
-    ]
+    padded = pad_items(items, reader, num_rows, row_len, place)
     resets = np.zeros((num_rows, row_len), np.bool_)
     segment_ids = np.full((num_rows, row_len), -1, np.int32)
     positions = np.zeros((num_rows, row_len), np.int32)
