@@ -704,3 +704,21 @@ def representable(value, dtype, name: str, where: str, *, hint: str = "") -> Non
         f"{name} does not fit dtype {dtype} ({kind} in [{low}, {high}]); got "
         f"{shown}.{hint}",
     )
+
+
+def prng_key(value, name: str, where: str):
+    """A single PRNG key: a typed key array (``jax.random.key``) or a legacy
+    ``uint32[2]`` (``jax.random.PRNGKey``); ``TypeError`` otherwise."""
+    dtype = getattr(value, "dtype", None)
+    shape = getattr(value, "shape", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if shape != ():
+            fail(where, f"{name} must be a single PRNG key; got shape {shape}.")
+        return value
+    if dtype == jnp.uint32 and shape == (2,):
+        return value
+    fail(
+        where,
+        f"{name} must be a PRNG key, e.g. jax.random.key(0); got {describe(value)}.",
+        TypeError,
+    )
