@@ -25,7 +25,7 @@ import pytest
 from flax import nnx
 
 from seqmask import cells, decoding, losses, seq2seq
-from seqmask._nnx_seq2seq import Seq2Seq
+from seqmask.nnx import Seq2Seq
 
 fast_jit = functools.partial(
     jax.jit, compiler_options={"xla_backend_optimization_level": 0}
