@@ -17,13 +17,15 @@ from seqmask import _checks, decoding, seq2seq
 from seqmask.demo._batches import Batch, decode_text, encode, exact_match
 from seqmask.demo._tasks import BOS, EOS, PAD, TASKS, Task, make_examples
 
-# The defaults of a full run, and those that --quick changes (only defaults:
-# a value given explicitly always wins). ``steps=None`` means the task's own.
 DEFAULTS: dict[str, Any] = dict(
     steps=None, batch_size=64, hidden=32, beam_width=4, eval_size=1000
 )
+"""The defaults of a full run; ``steps=None`` means the task's own."""
 QUICK_DEFAULTS: dict[str, Any] = dict(steps=30, hidden=8, beam_width=2, eval_size=64)
+"""The defaults that ``quick`` changes (only defaults: a value given
+explicitly always wins)."""
 SEED_LIMIT = 2**32 - 1
+"""The largest seed."""
 # Held-out examples are decoded this many at a time (one compiled program).
 _EVAL_CHUNK = 200
 

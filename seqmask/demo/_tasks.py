@@ -16,9 +16,16 @@ from typing import NamedTuple
 
 import numpy as np
 
-PAD, BOS, EOS = 0, 1, 2
+PAD = 0
+"""The padding id, in both vocabularies."""
+BOS = 1
+"""The id that starts decoding (beginning of sequence)."""
+EOS = 2
+"""The id that ends every target (end of sequence)."""
 SPECIALS = ("<pad>", "<bos>", "<eos>")
+"""The names of the ids ``PAD``, ``BOS`` and ``EOS``, in id order."""
 HELD_OUT_PERCENT = 5
+"""About this percentage of a task's targets is held out of training."""
 
 Pair = tuple[str, tuple[str, ...]]
 
@@ -251,6 +258,7 @@ TASKS: dict[str, Task] = {
         steps=1000,
     ),
 }
+"""The demo's tasks by name: ``"dates"`` and ``"numbers"``."""
 
 
 def is_held_out(target: tuple[str, ...], seed: int) -> bool:
