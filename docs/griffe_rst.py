@@ -183,9 +183,7 @@ def to_markdown(text: str, context: str) -> str:
     text = _math_blocks(text)
     text = _literal_blocks(text)
     text = MATH.sub(lambda m: f"${m.group(1)}$", text)
-    return ROLE.sub(
-        lambda m: reference(m.group(2), bool(m.group(1)), context), text
-    )
+    return ROLE.sub(lambda m: reference(m.group(2), bool(m.group(1)), context), text)
 
 
 class RstToMarkdown(griffe.Extension):

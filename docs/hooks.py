@@ -200,7 +200,8 @@ def missing_names(site_dir: str | Path) -> list[str]:
         text = html.read_text() if html.exists() else ""
         anchors |= {
             path
-            for path in [module] + [f"{module}.{n}" for n in public_api.documented(module)]
+            for path in [module]
+            + [f"{module}.{n}" for n in public_api.documented(module)]
             if f'id="{path}"' in text
         }
     expected = set(public_api.homes().values())
