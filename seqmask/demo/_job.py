@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from seqmask import _checks, decoding, seq2seq
 from seqmask.demo._batches import Batch, decode_text, encode, exact_match
