@@ -44,7 +44,7 @@ import numpy as np
 import optax
 
 import seqmask
-from seqmask import decoding, demo, seq2seq
+from seqmask import decoding, demo, metrics, seq2seq
 
 QUICK = os.environ.get("SEQMASK_QUICK") == "1"
 
@@ -181,8 +181,19 @@ test_rng = np.random.default_rng([SEED, 1])
 test_pairs = demo.make_examples(task, test_rng, EVAL_SIZE, held_out=True, seed=SEED)
 test = demo.encode(test_pairs, task, test_rng, shift_sources=True)
 greedy, beam, beam1_tokens = decode(params, test.source, test.source_mask)
-greedy_ok = demo.exact_match(greedy.tokens, greedy.lengths, test)
-beam_ok = demo.exact_match(beam.tokens[:, 0], beam.lengths[:, 0], test)
+# Exact match: same length and same tokens, EOS included (padding never counts).
+greedy_ok = metrics.exact_match(
+    greedy.tokens,
+    test.targets,
+    hypothesis_lengths=greedy.lengths,
+    reference_lengths=test.target_lengths,
+)
+beam_ok = metrics.exact_match(
+    beam.tokens[:, 0],
+    test.targets,
+    hypothesis_lengths=beam.lengths[:, 0],
+    reference_lengths=test.target_lengths,
+)
 print(
     f"held-out exact match ({EVAL_SIZE} dates, sources at random offsets): "
     f"greedy {greedy_ok.mean():.1%}, beam (width {BEAM_WIDTH}) {beam_ok.mean():.1%}"

@@ -535,3 +535,21 @@ def leading_axes(
                 f"{name}{jax.tree_util.keystr(path)} has shape {shape}; its leading "
                 f"axes {after}must be the batch shape {batch_shape}.",
             )
+
+
+def prng_key(value, name: str, where: str):
+    """A single PRNG key: a typed key array (``jax.random.key``) or a legacy
+    ``uint32[2]`` (``jax.random.PRNGKey``); ``TypeError`` otherwise."""
+    dtype = getattr(value, "dtype", None)
+    shape = getattr(value, "shape", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if shape != ():
+            fail(where, f"{name} must be a single PRNG key; got shape {shape}.")
+        return value
+    if dtype == jnp.uint32 and shape == (2,):
+        return value
+    fail(
+        where,
+        f"{name} must be a PRNG key, e.g. jax.random.key(0); got {describe(value)}.",
+        TypeError,
+    )

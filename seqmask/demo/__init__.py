@@ -8,8 +8,8 @@ user can reuse it piece by piece:
   English words), made in code: :func:`date_example`, :func:`number_example`,
   and the held-out split (:func:`is_held_out`, :func:`make_examples`);
 * token arrays with random ids at padded positions (:func:`encode`,
-  :class:`Batch`), exact match (:func:`exact_match`) and decoded text
-  (:func:`decode_text`);
+  :class:`Batch`) and decoded text (:func:`decode_text`); exact match is
+  :func:`seqmask.metrics.exact_match` against a batch's targets;
 * the model (:func:`make_model`, an attention encoder-decoder from
   :mod:`seqmask.seq2seq`), the optimiser (:func:`make_optimizer`) and the
   job (:func:`make_config`, :func:`run`).
@@ -27,7 +27,6 @@ Examples:
 from seqmask.demo._batches import Batch as Batch
 from seqmask.demo._batches import decode_text as decode_text
 from seqmask.demo._batches import encode as encode
-from seqmask.demo._batches import exact_match as exact_match
 from seqmask.demo._job import DEFAULTS as DEFAULTS
 from seqmask.demo._job import QUICK_DEFAULTS as QUICK_DEFAULTS
 from seqmask.demo._job import SEED_LIMIT as SEED_LIMIT
@@ -65,7 +64,6 @@ __all__ = [
     "make_examples",
     "Batch",
     "encode",
-    "exact_match",
     "decode_text",
     "DEFAULTS",
     "QUICK_DEFAULTS",

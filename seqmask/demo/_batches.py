@@ -1,4 +1,8 @@
-"""Token arrays for the demo's pairs, and reading decoded tokens back."""
+"""Token arrays for the demo's pairs, and reading decoded tokens back.
+
+Exact match is :func:`seqmask.metrics.exact_match` over a batch's
+``targets`` and ``target_lengths`` (EOS included on both sides).
+"""
 
 from __future__ import annotations
 
@@ -82,36 +86,6 @@ def encode(
     return Batch(
         source.astype(np.int32), source_mask, targets.astype(np.int32), target_lengths
     )
-
-
-def exact_match(tokens, lengths, batch: Batch) -> np.ndarray:
-    """Per row: the decoded tokens equal the target, EOS included.
-
-    Args:
-      tokens: ``[B, T]`` decoded ids (``T = task.max_target_len + 1``).
-      lengths: ``[B]`` decoded lengths, EOS included.
-      batch: the batch whose targets to compare with.
-
-    Returns:
-      ``[B]`` bool.
-
-    Examples:
-      >>> import numpy as np
-      >>> from seqmask.demo import TASKS, encode, exact_match
-      >>> batch = encode(
-      ...     [("1", ("one",)), ("2", ("two",))],
-      ...     TASKS["numbers"],
-      ...     np.random.default_rng(0),
-      ... )
-      >>> tokens = batch.targets.copy()
-      >>> tokens[1, 0] = tokens[0, 0]  # row 1 decodes "one"
-      >>> exact_match(tokens, batch.target_lengths, batch)
-      array([ True, False])
-    """
-    tokens, lengths = np.asarray(tokens), np.asarray(lengths)
-    valid = np.arange(tokens.shape[-1]) < batch.target_lengths[:, None]
-    same = np.all((tokens == batch.targets) | ~valid, axis=-1)
-    return same & (lengths == batch.target_lengths)
 
 
 def decode_text(tokens, length: int, task: Task) -> str:

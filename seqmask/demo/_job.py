@@ -13,8 +13,8 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from seqmask import _checks, decoding, seq2seq
-from seqmask.demo._batches import Batch, decode_text, encode, exact_match
+from seqmask import _checks, decoding, metrics, seq2seq
+from seqmask.demo._batches import Batch, decode_text, encode
 from seqmask.demo._tasks import BOS, EOS, PAD, TASKS, Task, make_examples
 
 DEFAULTS: dict[str, Any] = dict(
@@ -386,6 +386,18 @@ def run(config: DemoConfig) -> DemoResult:
     return result
 
 
+def _exact_match(tokens, lengths, batch: Batch) -> np.ndarray:
+    """Per row: the decoded tokens equal the target, EOS included."""
+    return np.asarray(
+        metrics.exact_match(
+            tokens,
+            batch.targets,
+            hypothesis_lengths=lengths,
+            reference_lengths=batch.target_lengths,
+        )
+    )
+
+
 def _evaluate(config: DemoConfig, model, params) -> DemoResult:
     """Decode the held-out examples, run the checks, print the report."""
     task = TASKS[config.task]
@@ -407,8 +419,8 @@ def _evaluate(config: DemoConfig, model, params) -> DemoResult:
         _decode_all, evaluate, params, size=size, progress=config.progress
     )
     out = decode(batch, desc="decoding held-out examples")
-    greedy_match = exact_match(out["tokens"], out["lengths"], batch)
-    beam_match = exact_match(out["beam_tokens"], out["beam_lengths"], batch)
+    greedy_match = _exact_match(out["tokens"], out["lengths"], batch)
+    beam_match = _exact_match(out["beam_tokens"], out["beam_lengths"], batch)
     print(
         f"held-out exact match on {config.eval_size} examples whose targets never "
         f"occur in training: greedy {greedy_match.mean():.1%}, beam search (width "
