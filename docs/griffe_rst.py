@@ -67,7 +67,11 @@ def home(path: str) -> str | None:
             return found
     parent, _, member = path.rpartition(".")
     parent_home = home(parent) if parent else None
-    return f"{parent_home}.{member}" if parent_home else None
+    if parent_home is None:
+        return None
+    if member in getattr(_lookup(parent), "_fields", ()):
+        return parent_home  # a NamedTuple field: its class documents it
+    return f"{parent_home}.{member}"
 
 
 def reference(target: str, short: bool, context: str) -> str:

@@ -83,12 +83,15 @@ def homes() -> dict[str, str]:
 
 
 def documented(module: str) -> list[str]:
-    """The names whose documented home is ``module``, in ``__all__`` order."""
+    """The names whose documented home is ``module``, in ``__all__`` order
+    (submodules have pages of their own)."""
     table = homes()
+    value = importlib.import_module(module)
     return [
         name
         for name in exported(module)
         if table[f"{module}.{name}"] == f"{module}.{name}"
+        and not isinstance(getattr(value, name), ModuleType)
     ]
 
 
@@ -96,10 +99,11 @@ def linked(module: str) -> list[tuple[str, str]]:
     """``(name, home)`` for the names ``module`` exports but documents
     elsewhere (re-exports and submodules)."""
     table = homes()
+    shown = set(documented(module))
     return [
         (name, table[f"{module}.{name}"])
         for name in exported(module)
-        if table[f"{module}.{name}"] != f"{module}.{name}"
+        if name not in shown
     ]
 
 

@@ -4,8 +4,10 @@ code runs. (``mkdocs build --strict`` itself runs in ``.ci/run``.)"""
 
 from __future__ import annotations
 
+import importlib
 import sys
 import textwrap
+import types
 from pathlib import Path
 
 import pytest
@@ -44,24 +46,27 @@ def test_every_public_module_has_a_page():
 
 @pytest.mark.parametrize("module", public_api.public_modules())
 def test_every_exported_name_has_one_documented_home(module):
-    import importlib
-
     page = public_api.api_page(module)
     homes = public_api.homes()
     value = importlib.import_module(module)
     names = getattr(value, "__all__", None) or public_api.exported(module)
     for name in names:
-        home = homes[f"{module}.{name}"]
-        if home == f"{module}.{name}":
-            assert f"::: {module}.{name}\n" in page, name
-        else:  # documented where it lives; this page links there
-            assert f"[`{home}`][{home}]" in page or home in homes.values()
-            assert home.rsplit(".", 1)[0] in public_api.public_modules() or (
-                home in public_api.public_modules()
+        member = getattr(value, name)
+        if isinstance(member, types.ModuleType):  # a page of its own, linked
+            assert member.__name__ in public_api.public_modules(), name
+            assert f"[`{member.__name__}`][{member.__name__}]" in page, name
+            continue
+        path, home = f"{module}.{name}", homes[f"{module}.{name}"]
+        if home == path:
+            assert f"::: {path}\n" in page, name
+        else:  # documented where users meet it; this page links there
+            assert f"[`{home}`][{home}]" in page, name
+            home_module = home.rsplit(".", 1)[0]
+            assert f"::: {home}\n" in public_api.api_page(home_module), name
+            assert (
+                getattr(importlib.import_module(home_module), home.rsplit(".")[-1])
+                is member
             )
-            home_module, home_name = home.rsplit(".", 1)
-            if home_module in public_api.public_modules():
-                assert f"::: {home}\n" in public_api.api_page(home_module)
 
 
 def test_completeness_check_finds_a_missing_name(tmp_path):
@@ -90,7 +95,8 @@ def test_docstring_markup_becomes_markdown():
         """\
     Runs :func:`seqmask.layers.rnn` like :func:`jax.lax.scan`.
 
-    See :class:`~seqmask.cells.Cell` and :func:`greedy`; :math:`x^2`.
+    See :class:`~seqmask.cells.Cell` and :func:`greedy`; :math:`x^2`;
+    :attr:`seqmask.decoding.Decoded.tokens`.
 
     .. math::
       y = a x + b
@@ -111,6 +117,8 @@ def test_docstring_markup_becomes_markdown():
     assert "[`Cell`][seqmask.cells.Cell]" in out
     assert "[`greedy`][seqmask.decoding.greedy]" in out  # relative to the module
     assert "$x^2$" in out
+    # A NamedTuple field has no anchor of its own: its class documents it.
+    assert "[`seqmask.decoding.Decoded.tokens`][seqmask.decoding.Decoded]" in out
     assert "$$\ny = a x + b\n$$" in out
     assert "  xs: as [`rnn`][seqmask.rnn].\n  mask: as [`rnn`][seqmask.rnn]." in out
     # A full seqmask path that resolves to nothing stays a reference, which

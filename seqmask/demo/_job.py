@@ -288,8 +288,15 @@ def _evaluation(model, beam_width: int, max_length: int):
     def evaluate(params, batch: Batch):
         state = model.encode(params, batch.source, source_mask=batch.source_mask)
         bos = jnp.full(batch.source.shape[:1], BOS, jnp.int32)
-        options = dict(max_length=max_length, eos_id=EOS, pad_id=PAD)
-        greedy = decoding.greedy(model.step, params, state, bos, **options)
+        greedy = decoding.greedy(
+            model.step,
+            params,
+            state,
+            bos,
+            max_length=max_length,
+            eos_id=EOS,
+            pad_id=PAD,
+        )
         beam = decoding.beam_search(
             model.step,
             params,
@@ -297,10 +304,19 @@ def _evaluation(model, beam_width: int, max_length: int):
             bos,
             beam_width=beam_width,
             length_penalty=0.6,
-            **options,
+            max_length=max_length,
+            eos_id=EOS,
+            pad_id=PAD,
         )
         beam1 = decoding.beam_search(
-            model.step, params, state, bos, beam_width=1, **options
+            model.step,
+            params,
+            state,
+            bos,
+            beam_width=1,
+            max_length=max_length,
+            eos_id=EOS,
+            pad_id=PAD,
         )
         logits = model.apply(
             params,
