@@ -11,6 +11,7 @@ it link there.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import pkgutil
@@ -36,21 +37,31 @@ def public_modules() -> list[str]:
 def exported(module: str) -> list[str]:
     """The public names of ``module``: its ``__all__``, in order.
 
-    A module without ``__all__`` falls back to its public functions and
-    classes (those it defines or re-exports from its own private modules),
-    in alphabetical order.
+    A module without ``__all__`` falls back to what its source makes public:
+    explicit re-exports (``from ._x import name as name``) and its own
+    top-level definitions and assignments without a leading ``_``, in source
+    order.
     """
     value = importlib.import_module(module)
     names = getattr(value, "__all__", None)
     if names is not None:
         return list(names)
-    return sorted(
+    tree = ast.parse(inspect.getsource(value))
+    found: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom):
+            found += [a.asname for a in node.names if a.asname == a.name]
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            found.append(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            found += [t.id for t in targets if isinstance(t, ast.Name)]
+    return [
         name
-        for name, member in vars(value).items()
+        for name in dict.fromkeys(found)
         if not name.startswith("_")
-        and _is_documented_by_identity(member)
-        and member.__module__.startswith(module)
-    )
+        and not isinstance(getattr(value, name, None), ModuleType)
+    ]
 
 
 def _is_documented_by_identity(value) -> bool:
