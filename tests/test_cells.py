@@ -232,5 +232,5 @@ def test_cell_errors():
         cell.apply(params, carry, np.ones((2, IN), np.int32))
     with pytest.raises(ValueError, match="hidden_size must be a positive int"):
         cells.gru(0)
-    with pytest.raises(TypeError, match="must be a seqmask Cell"):
+    with pytest.raises(TypeError, match="must be a seqmask.cells.Cell"):
         cells.learnable_initial_state(lambda x: x)
