@@ -261,18 +261,19 @@ def truncated_value_and_grad(
       >>> float(loss), float(grad)             # d/dw (w * 3 + 1), 3 held fixed
       (7.0, 3.0)
     """
-    if not callable(loss_fn):
-        raise TypeError(
-            "truncated_value_and_grad: loss_fn must be callable (params, carry, "
-            f"chunk) -> (loss, new_carry); got {type(loss_fn).__name__}."
-        )
+    where = "truncated_value_and_grad"
+    _checks.function(
+        loss_fn, "loss_fn", where, "(params, carry, chunk) -> (loss, new_carry)"
+    )
+    has_aux = _checks.flag(has_aux, "has_aux", where)
 
     def chunk_loss(params, carry, chunk):
         loss, rest = loss_fn(params, carry, chunk)
         if jnp.ndim(loss) != 0:
-            raise ValueError(
-                "truncated_value_and_grad: loss_fn must return a scalar loss first; "
-                f"got shape {tuple(jnp.shape(loss))}."
+            _checks.fail(
+                where,
+                "loss_fn must return a scalar loss first; got shape "
+                f"{tuple(jnp.shape(loss))}.",
             )
         return loss, rest
 
@@ -282,10 +283,10 @@ def truncated_value_and_grad(
         (loss, rest), grads = grad_fn(params, detach(carry), chunk)
         if has_aux:
             if not (isinstance(rest, tuple) and len(rest) == 2):
-                raise ValueError(
-                    "truncated_value_and_grad: with has_aux=True, loss_fn must "
-                    "return (loss, (new_carry, aux)); got (loss, "
-                    f"{type(rest).__name__})."
+                _checks.fail(
+                    where,
+                    "with has_aux=True, loss_fn must return (loss, (new_carry, "
+                    f"aux)); got (loss, {_checks.describe(rest)}).",
                 )
             new_carry, aux = rest
             return (loss, (detach(new_carry), aux)), grads
@@ -341,10 +342,13 @@ def truncated_bptt_step(
       (0.8, 1.0, 1.0)
     """
     if not (hasattr(optimizer, "update") and callable(optimizer.update)):
-        raise TypeError(
-            "truncated_bptt_step: optimizer must have optax's update(grads, state, "
-            f"params) method (e.g. optax.adam(1e-3)); got {type(optimizer).__name__}."
+        _checks.fail(
+            "truncated_bptt_step",
+            "optimizer must have optax's update(grads, state, params) method (e.g. "
+            f"optax.adam(1e-3)); got {_checks.describe(optimizer)}.",
+            TypeError,
         )
+    jit = _checks.flag(jit, "jit", "truncated_bptt_step")
     value_and_grad = truncated_value_and_grad(loss_fn, has_aux=has_aux)
 
     def step(params, opt_state, carry, chunk):

@@ -58,50 +58,19 @@ def learnable_initial_state(
         return {"cell": params, "initial_carry": jax.tree.unflatten(treedef, learned)}
 
     def check_params(params, where, input_size=None, name="params"):
-        guess = looks_like(params)
-        hint = (
-            f"\nThese look like {guess} parameters; {owner} takes {{'cell': "
-            "<the inner cell's params>, 'initial_carry': <a carry>}, as its init "
-            "makes them."
-            if guess is not None and not guess.startswith("learnable")
-            else ""
-        )
-        if not isinstance(params, Mapping) or set(params) != {"cell", "initial_carry"}:
-            got = sorted(params) if isinstance(params, Mapping) else None
-            _checks.fail(
-                where,
-                f"{name} must be the parameters of {owner}: a dict with keys "
-                f"['cell', 'initial_carry']; got "
-                f"{got if got is not None else _checks.describe(params)}.{hint}",
-                ValueError if got is not None else TypeError,
-            )
-        if cell.check_params is not None:
-            cell.check_params(params["cell"], where, input_size, f"{name}['cell']")
-        _checks.tree_like(
-            params["initial_carry"],
-            _carry_template(params, ()),
-            f"{name}['initial_carry']",
-            where,
-            expected_from=f"{label(cell)}'s carry for batch shape ()",
-            dtype_error=TypeError,
-        )
+        _check_params(cell, owner, params, where, input_size, name)
 
     def check_step(params, carry, x, where):
         """Parameters and a carry for inputs ``x`` ``[*batch, features]``."""
-        shape = jnp.shape(x)
         check_params(params, where)
+        batch_shape = jnp.shape(x)[:-1]
         _checks.tree_like(
             carry,
-            _carry_template(params, shape[:-1]),
+            _carry_template(cell, params, batch_shape),
             "carry",
             where,
-            expected_from=f"{label(cell)}'s carry for batch shape {shape[:-1]}",
+            expected_from=f"{label(cell)}'s carry for batch shape {batch_shape}",
             dtype_error=TypeError,
-        )
-
-    def _carry_template(params, batch_shape):
-        return jax.eval_shape(
-            lambda p: cell.initial_carry(p, batch_shape), params["cell"]
         )
 
     def initial_carry(params, batch_shape=()):
@@ -141,6 +110,41 @@ def learnable_initial_state(
         hidden_size=cell.hidden_size,
         check_params=check_params,
     )
+
+
+def _check_params(cell: Cell, owner: str, params, where, input_size, name) -> None:
+    """``params`` are ``{"cell": <cell's params>, "initial_carry": <carry>}``."""
+    guess = looks_like(params)
+    hint = (
+        f"\nThese look like {guess} parameters; {owner} takes {{'cell': <the "
+        "inner cell's params>, 'initial_carry': <a carry>}, as its init makes them."
+        if guess is not None and not guess.startswith("learnable")
+        else ""
+    )
+    if not isinstance(params, Mapping) or set(params) != {"cell", "initial_carry"}:
+        got = sorted(params) if isinstance(params, Mapping) else None
+        _checks.fail(
+            where,
+            f"{name} must be the parameters of {owner}: a dict with keys "
+            f"['cell', 'initial_carry']; got "
+            f"{got if got is not None else _checks.describe(params)}.{hint}",
+            ValueError if got is not None else TypeError,
+        )
+    if cell.check_params is not None:
+        cell.check_params(params["cell"], where, input_size, f"{name}['cell']")
+    _checks.tree_like(
+        params["initial_carry"],
+        _carry_template(cell, params, ()),
+        f"{name}['initial_carry']",
+        where,
+        expected_from=f"{label(cell)}'s carry for batch shape ()",
+        dtype_error=TypeError,
+    )
+
+
+def _carry_template(cell: Cell, params, batch_shape):
+    """The inner cell's carry for ``batch_shape``, as shapes and dtypes."""
+    return jax.eval_shape(lambda p: cell.initial_carry(p, batch_shape), params["cell"])
 
 
 def _inner_linear(linear: LinearRecurrence) -> LinearRecurrence:

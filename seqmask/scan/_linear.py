@@ -39,10 +39,9 @@ def linear_scan(
         h_{t-1} & \text{otherwise}
       \end{cases}
 
-    with :math:`h_{-1} = h_0` (``init``), :math:`r` = ``reset_to``
-    (``init`` by default), outputs :math:`y_t = m_t \, h_t` (zero at
-    padded steps) and, for ``reverse=True``, time running from ``T - 1``
-    down to ``0`` with outputs at their original positions.
+    with :math:`h_{-1} = h_0` (``init``), :math:`r` = ``reset_to``, outputs
+    :math:`y_t = m_t \, h_t` and, for ``reverse=True``, time running from
+    ``T - 1`` down to ``0`` with outputs at their original positions.
 
     ``method="associative"`` writes every step as the affine map
     :math:`h \mapsto a'_t h + b'_t` and composes the maps with
@@ -116,14 +115,7 @@ def linear_scan(
     _checks.one_of(method, _METHODS, "method", where)
     reverse = _checks.flag(reverse, "reverse", where)
     a, b = _coefficients(a, b, where)
-    mask = _step_flags(mask, "mask", b.shape, where)
-    resets = _step_flags(resets, "resets", b.shape, where)
-    if mask is not None and resets is not None and mask.shape != resets.shape:
-        _checks.fail(
-            where,
-            f"resets must have the shape of mask {tuple(mask.shape)}; got "
-            f"{tuple(resets.shape)}.",
-        )
+    mask, resets = _step_flags(mask, resets, b.shape, where)
     use_init = init is not None
     init = _state(init, "init", b, where)
     reset_to = init if reset_to is None else _state(reset_to, "reset_to", b, where)
@@ -171,19 +163,29 @@ def _coefficients(a, b, where: str):
     return a, b
 
 
-def _step_flags(value, name: str, shape, where: str):
-    """``[time, *batch]`` flags: a boolean leading part of ``b``'s shape."""
-    if value is None:
-        return None
-    value = _checks.bool_array(value, name, where)
-    if not 1 <= value.ndim <= len(shape) or value.shape != shape[: value.ndim]:
+def _step_flags(mask, resets, shape, where: str):
+    """``[time, *batch]`` flags: boolean leading parts of ``b``'s shape, the
+    same for ``mask`` and ``resets``."""
+    checked = []
+    for name, value in (("mask", mask), ("resets", resets)):
+        if value is not None:
+            value = _checks.bool_array(value, name, where)
+            if not 1 <= value.ndim <= len(shape) or value.shape != shape[: value.ndim]:
+                _checks.fail(
+                    where,
+                    f"{name} must be [time, *batch], a leading part of b's shape "
+                    f"{tuple(shape)} (e.g. {tuple(shape[:-1]) or tuple(shape)}); "
+                    f"got {tuple(value.shape)}.",
+                )
+        checked.append(value)
+    mask, resets = checked
+    if mask is not None and resets is not None and mask.shape != resets.shape:
         _checks.fail(
             where,
-            f"{name} must be [time, *batch], a leading part of b's shape "
-            f"{tuple(shape)} (e.g. {tuple(shape[:-1]) or tuple(shape)}); got "
-            f"{tuple(value.shape)}.",
+            f"resets must have the shape of mask {tuple(mask.shape)}; got "
+            f"{tuple(resets.shape)}.",
         )
-    return value
+    return mask, resets
 
 
 def _state(value, name: str, b, where: str):

@@ -106,20 +106,7 @@ def masked_scan(
     if length is not None:
         length = _checks.non_negative_int(length, "length", where)
     time = _time_steps(xs, mask, resets, length)
-    if mask is not None:
-        mask = _checks.bool_array(mask, "mask", where)
-    if resets is not None:
-        resets = _checks.bool_array(resets, "resets", where)
-        if mask is not None and resets.shape != mask.shape:
-            _checks.fail(
-                where,
-                f"resets must have the shape of mask {tuple(mask.shape)}; got "
-                f"{tuple(resets.shape)}.",
-            )
-    flags = mask if mask is not None else resets
-    if flags is not None:
-        _checks.leading_axes(init, flags.shape[1:], "init", where)
-        _checks.leading_axes(xs, flags.shape[1:], "xs", where, skip=1)
+    mask, resets = _step_flags(init, xs, mask, resets)
     if resets is not None:
         reset_to = _fit_reset_to(init if reset_to is None else reset_to, init, where)
     return _scanning.masked(
@@ -165,6 +152,27 @@ def _time_steps(xs, mask, resets, length) -> int:
             f"resets and length; got {listing}.",
         )
     return int(candidates[0][1])
+
+
+def _step_flags(init, xs, mask, resets):
+    """``mask`` and ``resets`` checked: boolean ``[time, *batch]``, one shape,
+    the batch axes leading every leaf of ``init`` and (after time) ``xs``."""
+    where = "masked_scan"
+    if mask is not None:
+        mask = _checks.bool_array(mask, "mask", where)
+    if resets is not None:
+        resets = _checks.bool_array(resets, "resets", where)
+        if mask is not None and resets.shape != mask.shape:
+            _checks.fail(
+                where,
+                f"resets must have the shape of mask {tuple(mask.shape)}; got "
+                f"{tuple(resets.shape)}.",
+            )
+    flags = mask if mask is not None else resets
+    if flags is not None:
+        _checks.leading_axes(init, flags.shape[1:], "init", where)
+        _checks.leading_axes(xs, flags.shape[1:], "xs", where, skip=1)
+    return mask, resets
 
 
 def _fit_reset_to(reset_to, init, where: str):
