@@ -43,7 +43,7 @@ class Layout(NamedTuple):
 
     def param_shapes(self, input_size: int) -> dict[str, tuple[int, ...]]:
         width = self.blocks * self.hidden_size
-        shapes = {"input_kernel": (input_size, width)}
+        shapes: dict[str, tuple[int, ...]] = {"input_kernel": (input_size, width)}
         if self.recurrent:
             shapes["recurrent_kernel"] = (self.hidden_size, width)
         if self.two_biases:
@@ -57,8 +57,8 @@ class Layout(NamedTuple):
         (else for the input size of their own ``input_kernel``)."""
         if input_size is None:
             kernel = params.get("input_kernel") if isinstance(params, Mapping) else None
-            shape = getattr(kernel, "shape", ())
-            input_size = shape[0] if len(shape) else 1
+            shape = tuple(getattr(kernel, "shape", ()))
+            input_size = shape[0] if shape else 1
         dtype = param_dtype(params)
         expected = {
             key: jax.ShapeDtypeStruct(shape, dtype)
@@ -74,7 +74,7 @@ class Layout(NamedTuple):
         )
 
     def carry_spec(self, batch_shape, dtype) -> Any:
-        h = jax.ShapeDtypeStruct((*batch_shape, self.hidden_size), dtype)
+        h: Any = jax.ShapeDtypeStruct((*batch_shape, self.hidden_size), dtype)
         return LSTMCarry(h=h, c=h) if self.lstm_carry else h
 
     def zero_carry(self, batch_shape, dtype) -> Any:
