@@ -403,7 +403,7 @@ def test_truncated_bptt_step_compiles_once_and_matches_manual_updates():
 def test_truncated_bptt_errors():
     with pytest.raises(TypeError, match="optimizer must have optax's update"):
         truncated_bptt_step(chunk_loss, "adam")
-    with pytest.raises(TypeError, match="loss_fn must be callable"):
+    with pytest.raises(TypeError, match="truncated_value_and_grad: loss_fn must be a"):
         truncated_value_and_grad(3)
     bad = truncated_value_and_grad(lambda w, h, x: (w * h, h))
     with pytest.raises(ValueError, match=r"scalar loss first; got shape \(2,\)"):
