@@ -417,8 +417,16 @@ CASES += [
         "log_space",
     ),
     case(
-        "simple_rnn-activation",
-        lambda: cells.simple_rnn(H, activation="relu"),
+        "simple_rnn-activation-name",
+        lambda: cells.simple_rnn(H, activation="gelu"),
+        ValueError,
+        "^simple_rnn",
+        "activation",
+        "'relu'",
+    ),
+    case(
+        "simple_rnn-activation-number",
+        lambda: cells.simple_rnn(H, activation=3),
         TypeError,
         "^simple_rnn",
         "activation",

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from seqmask import _checks
 from seqmask._numerics import dense, wider
-from seqmask.cells._layout import Layout, param_dtype
+from seqmask.cells._layout import Layout, label_of, param_dtype
 
 Params = Any
 Carry = Any
@@ -83,7 +83,7 @@ class Cell(NamedTuple):
 
 def label(cell: Cell) -> str:
     """``"lstm(8)"``: the cell's name and hidden size, for messages."""
-    return cell.name if cell.hidden_size is None else f"{cell.name}({cell.hidden_size})"
+    return label_of(cell.name, cell.hidden_size)
 
 
 def orthogonal_blocks(key, hidden_size: int, blocks: int, dtype) -> jax.Array:

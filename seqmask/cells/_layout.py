@@ -39,7 +39,7 @@ class Layout(NamedTuple):
 
     @property
     def label(self) -> str:
-        return f"{self.name}({self.hidden_size})"
+        return label_of(self.name, self.hidden_size)
 
     def param_shapes(self, input_size: int) -> dict[str, tuple[int, ...]]:
         width = self.blocks * self.hidden_size
@@ -70,7 +70,7 @@ class Layout(NamedTuple):
             name,
             where,
             owner=f"{self.label} for {input_size} input features",
-            hint=_hint(params, self.label),
+            hint=_hint(params, expected, self.label),
         )
 
     def carry_spec(self, batch_shape, dtype) -> Any:
@@ -115,6 +115,16 @@ class Layout(NamedTuple):
         return x
 
 
+def label_of(name: str, hidden_size: int | None) -> str:
+    """``"lstm(8)"``, ``"simple_rnn(8, relu)"``: a cell for messages."""
+    if hidden_size is None:
+        return name
+    base, paren, options = name.partition("(")
+    if paren and options.endswith(")"):
+        return f"{base}({hidden_size}, {options[:-1]})"
+    return f"{name}({hidden_size})"
+
+
 def param_dtype(params) -> Any:
     """The dtype of the parameters (of their input kernel), float32 if none."""
     kernel = params.get("input_kernel") if isinstance(params, Mapping) else None
@@ -153,9 +163,11 @@ def looks_like(params) -> str | None:
     return None
 
 
-def _hint(params, label: str) -> str:
+def _hint(params, expected, label: str) -> str:
+    """Which cell ``params`` belong to, unless they look like ``expected``
+    (then the message itself says what differs)."""
     guess = looks_like(params)
-    if guess is None or guess == label:
+    if guess is None or guess == looks_like(expected):
         return ""
     return (
         f"\nThese look like {guess} parameters; give {label} the parameters its "
