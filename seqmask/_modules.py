@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from seqmask import cells as _cells
 from seqmask.cells import Cell
-from seqmask.layers._compose import _output_size as _output_size
+from seqmask.cells import output_size as _output_size  # noqa: F401 (for nnx, linen)
 
 Initializer = Callable[..., jax.Array]
 

@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 
 from seqmask import _checks
+from seqmask import cells as _cells
 from seqmask._numerics import LECUN_NORMAL
 from seqmask.layers import init_bidirectional, init_stacked
-from seqmask.seq2seq import _cells
 from seqmask.seq2seq._config import Config, Params, decoder_input_size, layers
 
 

@@ -10,10 +10,9 @@ import jax
 
 from seqmask import _checks
 from seqmask import attention as _attention
-from seqmask import cells as _cells_module
+from seqmask import cells as _cells
 from seqmask.attention import Attention
 from seqmask.cells import Cell
-from seqmask.seq2seq import _cells
 from seqmask.seq2seq._config import Bound, Carry, Config, DecoderState, Params
 from seqmask.seq2seq._decoder import step
 from seqmask.seq2seq._encoder import encode
@@ -214,9 +213,9 @@ def _validated(**options) -> Config:
     bridge = _bridge(options["bridge"])
     decoder_base = decoder
     if flags["learnable_initial_state"]:
-        encoder = _cells_module.learnable_initial_state(encoder)
+        encoder = _cells.learnable_initial_state(encoder)
         if bridge == "none":  # otherwise the bridge gives the decoder's carry
-            decoder = _cells_module.learnable_initial_state(decoder)
+            decoder = _cells.learnable_initial_state(decoder)
     attention_size = _checks.optional_positive_int(
         options["attention_size"], "attention_size", where
     )
