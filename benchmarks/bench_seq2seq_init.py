@@ -24,15 +24,12 @@ same run. Prints a Markdown table and writes a JSON record to
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
+import random
 import statistics
 import subprocess
 import sys
-from pathlib import Path
 
-import jax
+from _common import RATIO, environment, parser, write_record
 
 VARIANTS = ("eager", "jax.jit", "jax.jit, opt 0")
 
@@ -70,48 +67,53 @@ def run_child(variant: str, vocab: int, size: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small smoke run")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--vocab", type=int, default=1000)
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    args = parser.parse_args()
+    arguments = parser(__doc__, repeats=5)
+    arguments.add_argument("--vocab", type=int, default=1000)
+    arguments.add_argument("--size", type=int, default=256)
+    args = arguments.parse_args()
     if args.quick:
         args.repeats, args.vocab, args.size = 1, 20, 8
     samples: dict[str, list[tuple[float, float]]] = {v: [] for v in VARIANTS}
+    order, rng = list(VARIANTS), random.Random(0)
     for _ in range(args.repeats):
-        for variant in VARIANTS:
+        rng.shuffle(order)  # load that comes and goes hits every variant alike
+        for variant in order:
             samples[variant].append(run_child(variant, args.vocab, args.size))
-    rows = []
-    for variant in VARIANTS:
-        first = statistics.median(s[0] for s in samples[variant])
-        second = statistics.median(s[1] for s in samples[variant])
-        rows.append({"variant": variant, "first_s": first, "second_s": second})
+    rows = [
+        {
+            "variant": variant,
+            "first_s": statistics.median(s[0] for s in samples[variant]),
+            "second_s": statistics.median(s[1] for s in samples[variant]),
+        }
+        for variant in VARIANTS
+    ]
     base = rows[0]
-    print(f"init of encoder_decoder(V={args.vocab}, E=H={args.size}), cold process")
-    print("| variant | first call (s) | vs eager | second call (s) | vs eager |")
+    for row in rows:
+        row["first_ratio"] = row["first_s"] / base["first_s"]
+        row["second_ratio"] = row["second_s"] / base["second_s"]
+    print(
+        f"init of encoder_decoder(V={args.vocab}, E=H={args.size}) in a fresh "
+        f"process, median of {args.repeats}; {RATIO}"
+    )
+    print(
+        "| variant | first call (s) | first / eager | second call (s) "
+        "| second / eager |"
+    )
     print("| --- | --- | --- | --- | --- |")
     for row in rows:
         print(
-            f"| {row['variant']} | {row['first_s']:.3f} | "
-            f"{row['first_s'] / base['first_s']:.2f}x | {row['second_s']:.4f} | "
-            f"{row['second_s'] / base['second_s']:.2f}x |"
+            f"| {row['variant']} | {row['first_s']:.3f} | {row['first_ratio']:.2f} "
+            f"| {row['second_s']:.4f} | {row['second_ratio']:.2f} |"
         )
     record = {
         "benchmark": "seq2seq_init",
         "vocab": args.vocab,
         "size": args.size,
         "repeats": args.repeats,
-        "jax": jax.__version__,
-        "machine": platform.machine(),
-        "backend": jax.default_backend(),
+        **environment(),
         "rows": rows,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    name = "seq2seq_init-quick.json" if args.quick else "seq2seq_init.json"
-    (out / name).write_text(json.dumps(record, indent=2))
+    write_record(record, args.out, "seq2seq_init", args.quick)
 
 
 if __name__ == "__main__":

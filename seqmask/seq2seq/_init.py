@@ -33,8 +33,8 @@ def init(config: Config, key: jax.Array) -> Params:
       attention).
 
     It runs op by op like any JAX function; ``jax.jit(model.init)`` compiles
-    it as one program instead, which usually starts faster (see
-    ``benchmarks/bench_seq2seq_init.py``).
+    it as one program instead (``benchmarks/bench_seq2seq_init.py`` compares
+    the two).
 
     Args:
       config: the :class:`~seqmask.seq2seq.Config`.
