@@ -1,16 +1,6 @@
-"""Flax NNX modules over seqmask's pure recurrent layers.
-
-These modules hold parameters and nothing else: each one stores the exact
-parameter pytree that a pure seqmask function takes, as ``nnx.Param`` leaves
-with readable names (``rnn.cell.input_kernel``, ``rnn.initial_carry.h``), and
-its ``__call__`` rebuilds that pytree and calls :func:`seqmask.rnn`,
-:func:`seqmask.bidirectional` or :func:`seqmask.stacked`. There is no second
-implementation of the math and no lifted transform, so a module and the pure
-function called with ``module.pure_params()`` give the same values, and the
-modules work under ``nnx.jit``, ``nnx.grad``, ``nnx.split`` / ``nnx.merge``
-and orbax checkpointing like any other NNX module. Construction is eager with
-explicit sizes and a keyword-only ``rngs``, as in ``flax.nnx``. Importing this
-module imports flax; ``import seqmask`` does not.
+"""The NNX recurrent layers: :class:`LearnableInitialState`, :class:`RNN`,
+:class:`Bidirectional` and :class:`Stacked`, thin modules over
+:func:`seqmask.rnn`, :func:`seqmask.bidirectional` and :func:`seqmask.stacked`.
 """
 
 from __future__ import annotations
@@ -30,49 +20,20 @@ from seqmask._modules import (
     _check_cell_record,
     _check_inputs,
     _check_size,
-    _leaf_names,
     _output_size,
     _resolve_cell,
     _with_learned_carry,
 )
-from seqmask._nnx_seq2seq import Seq2Seq as Seq2Seq
 from seqmask.cells import Cell
+from seqmask.nnx._named import _NamedLeaves
 
-__all__ = ["LearnableInitialState", "RNN", "Bidirectional", "Stacked", "Seq2Seq"]
+__all__ = ["LearnableInitialState", "RNN", "Bidirectional", "Stacked"]
 
 Carry = Any
 Params = Any
 Initializer = Callable[..., jax.Array]
 
 _ZEROS: Initializer = jax.nn.initializers.zeros
-
-
-class _NamedLeaves(nnx.Module):
-    """A pytree of arrays held as ``nnx.Param`` attributes named by their paths.
-
-    Keeping the pytree's structure next to the names lets the module hand the
-    pure functions exactly the pytree they were written for.
-    """
-
-    def __init__(self, tree, *, single_name: str, where: str):
-        leaves, treedef = jax.tree.flatten(tree)
-        names = _leaf_names(tree, single_name, where)
-        for name in names:
-            if name.startswith("_") or hasattr(type(self), name):
-                raise ValueError(
-                    f"{where}: the pytree leaf name {name!r} clashes with an "
-                    "attribute of the module; rename the key in the cell's "
-                    "parameters or carry."
-                )
-        self._treedef = treedef
-        self._names = tuple(names)
-        for name, leaf in zip(names, leaves, strict=True):
-            setattr(self, name, nnx.Param(jnp.asarray(leaf)))
-
-    def _tree(self):
-        return jax.tree.unflatten(
-            self._treedef, [getattr(self, name)[...] for name in self._names]
-        )
 
 
 class LearnableInitialState(_NamedLeaves):
