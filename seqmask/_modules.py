@@ -152,24 +152,31 @@ def step_shape(
 
 
 def run_bidirectional(
+    module,
     forward: Callable,
     backward: Callable,
     inputs,
     *,
     where: str,
-    merge_fn: Callable,
     initial_carry,
-    time_major: bool,
-    return_carry: bool,
+    time_major: bool | None,
+    return_carry: bool | None,
     **call,
 ):
     """Flax's ``Bidirectional.__call__`` over two RNN calls.
 
     ``forward`` and ``backward`` take ``(inputs, **options)`` like an RNN
-    module's ``__call__``. The backward direction runs with ``reverse=True,
-    keep_order=True``: its output for step ``t`` sits at position ``t``.
+    module's ``__call__``; ``module`` gives ``merge_fn`` and the defaults of
+    ``time_major`` and ``return_carry``. The backward direction runs with
+    ``reverse=True, keep_order=True``: its output for step ``t`` sits at
+    position ``t``.
     """
-    _checks.function(merge_fn, "merge_fn", where, "(forward_ys, backward_ys) -> ys")
+    merge_fn = _checks.function(
+        module.merge_fn, "merge_fn", where, "(forward_ys, backward_ys) -> ys"
+    )
+    time_major = module.time_major if time_major is None else time_major
+    return_carry = module.return_carry if return_carry is None else return_carry
+    return_carry = _checks.flag(return_carry, "return_carry", where)
     if initial_carry is None:
         forward_carry = backward_carry = None
     elif isinstance(initial_carry, (tuple, list)) and len(initial_carry) == 2:
@@ -181,22 +188,20 @@ def run_bidirectional(
             f"got {_checks.describe(initial_carry)}.",
         )
     time_major = _checks.flag(time_major, "time_major", where)
-    carry_f, ys_f = forward(
-        inputs,
-        initial_carry=forward_carry,
-        return_carry=True,
-        time_major=time_major,
-        reverse=False,
-        **call,
+    directions = (
+        (forward, forward_carry, {"reverse": False}),
+        (backward, backward_carry, {"reverse": True, "keep_order": True}),
     )
-    carry_b, ys_b = backward(
-        inputs,
-        initial_carry=backward_carry,
-        return_carry=True,
-        time_major=time_major,
-        reverse=True,
-        keep_order=True,
-        **call,
+    (carry_f, ys_f), (carry_b, ys_b) = (
+        rnn(
+            inputs,
+            initial_carry=carry,
+            return_carry=True,
+            time_major=time_major,
+            **direction,
+            **call,
+        )
+        for rnn, carry, direction in directions
     )
     ys = jax.tree.map(merge_fn, ys_f, ys_b)
     return ((carry_f, carry_b), ys) if return_carry else ys
@@ -232,6 +237,45 @@ def check_lifted_options(where: str, **given: tuple[Any, Any]) -> None:
 
 def _empty(value) -> bool:
     return isinstance(value, Mapping) and not value
+
+
+def check_flax_cell(
+    cell, where: str, *, framework: str, module_type: type, example: str
+) -> None:
+    """``cell`` is an instance of a recurrent cell of ``flax.<framework>``
+    (``example`` shows how one is built, with ``{}`` for the class name)."""
+    if isinstance(cell, type):
+        _checks.fail(
+            where,
+            f"cell must be a cell instance; got the class {cell.__name__}. "
+            f"Construct it, e.g. {example.format(cell.__name__)}.",
+            TypeError,
+        )
+    if not isinstance(cell, module_type) or not hasattr(cell, "initialize_carry"):
+        other = "nnx" if framework == "linen" else "linen"
+        hint = ""
+        if hasattr(cell, "initialize_carry"):
+            hint = f" For a flax.{other} cell use seqmask.{other}."
+        _checks.fail(
+            where,
+            f"cell must be a Flax {framework} recurrent cell (a flax.{framework}."
+            f"RNNCellBase such as {example.format('LSTMCell')}) or, for the RNN "
+            f"modules, a seqmask.cells.Cell; got {_checks.describe(cell)}.{hint}",
+            TypeError,
+        )
+
+
+def check_rnn(value, rnn_type: type, name: str, where: str, framework: str) -> None:
+    """A direction of a ``Bidirectional`` is seqmask's RNN module (Flax's would
+    run Flax's scan)."""
+    if not isinstance(value, rnn_type):
+        _checks.fail(
+            where,
+            f"{name} must be a seqmask.{framework}.RNN; got "
+            f"{_checks.describe(value)}. Wrap the cell in seqmask.{framework}.RNN "
+            f"(it takes flax.{framework}.RNN's arguments).",
+            TypeError,
+        )
 
 
 def check_cell_record(cell, where: str) -> Cell:

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax.core import unfreeze
 
-from seqmask import _checks
+from seqmask import _checks, _modules
 from seqmask.cells import Cell
 
 __all__ = ["as_cell"]
@@ -131,23 +131,9 @@ def check_params(params, template, name: str, input_size: int, where: str) -> No
 
 def unbound_cell(cell, where: str) -> nn.Module:
     """``cell`` checked to be a Linen recurrent cell, without a parent."""
-    if isinstance(cell, type):
-        _checks.fail(
-            where,
-            f"cell must be a cell instance; got the class {cell.__name__}. "
-            f"Construct it, e.g. {cell.__name__}(features).",
-            TypeError,
-        )
-    if not isinstance(cell, nn.Module) or not hasattr(cell, "initialize_carry"):
-        hint = ""
-        if hasattr(cell, "initialize_carry"):
-            hint = " For a flax.nnx cell use seqmask.nnx."
-        _checks.fail(
-            where,
-            "cell must be a Flax Linen recurrent cell (a flax.linen.RNNCellBase "
-            f"such as nn.LSTMCell(features)); got {_checks.describe(cell)}.{hint}",
-            TypeError,
-        )
+    _modules.check_flax_cell(
+        cell, where, framework="linen", module_type=nn.Module, example="nn.{}(features)"
+    )
     return cell.clone(parent=None)
 
 

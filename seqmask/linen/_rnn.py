@@ -390,30 +390,19 @@ class Bidirectional(nn.Module):
         """
         where = "Bidirectional"
         for name in ("forward_rnn", "backward_rnn"):
-            if not isinstance(getattr(self, name), RNN):
-                _checks.fail(
-                    where,
-                    f"{name} must be a seqmask.linen.RNN; got "
-                    f"{_checks.describe(getattr(self, name))}. Wrap the cell in "
-                    "seqmask.linen.RNN (it takes flax.linen.RNN's arguments).",
-                    TypeError,
-                )
+            _modules.check_rnn(getattr(self, name), RNN, name, where, "linen")
         forward_key = backward_key = None
         if init_key is not None:
             forward_key, backward_key = jax.random.split(init_key)
         return _modules.run_bidirectional(
+            self,
             lambda xs, **kw: self.forward_rnn(xs, init_key=forward_key, **kw),
             lambda xs, **kw: self.backward_rnn(xs, init_key=backward_key, **kw),
             inputs,
             where=where,
-            merge_fn=self.merge_fn,
             initial_carry=initial_carry,
-            time_major=self.time_major if time_major is None else time_major,
-            return_carry=_checks.flag(
-                self.return_carry if return_carry is None else return_carry,
-                "return_carry",
-                where,
-            ),
+            time_major=time_major,
+            return_carry=return_carry,
             seq_lengths=seq_lengths,
             mask=mask,
         )

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from seqmask import _checks
+from seqmask import _checks, _modules
 from seqmask.cells import Cell
 
 __all__ = ["as_cell"]
@@ -108,25 +108,13 @@ def as_cell(cell: nnx.Module) -> Cell:
 
 def check_nnx_cell(cell, where: str) -> None:
     """``cell`` is an NNX recurrent cell instance."""
-    if isinstance(cell, type):
-        _checks.fail(
-            where,
-            f"cell must be a cell instance; got the class {cell.__name__}. "
-            f"Construct it, e.g. {cell.__name__}(in_features, hidden_features, "
-            "rngs=nnx.Rngs(0)).",
-            TypeError,
-        )
-    if not isinstance(cell, nnx.Module) or not hasattr(cell, "initialize_carry"):
-        hint = ""
-        if hasattr(cell, "initialize_carry"):
-            hint = " For a flax.linen cell use seqmask.linen."
-        _checks.fail(
-            where,
-            "cell must be a Flax NNX recurrent cell (a flax.nnx.RNNCellBase such "
-            "as nnx.LSTMCell(in_features, hidden_features, rngs=...)) or a "
-            f"seqmask.cells.Cell; got {_checks.describe(cell)}.{hint}",
-            TypeError,
-        )
+    _modules.check_flax_cell(
+        cell,
+        where,
+        framework="nnx",
+        module_type=nnx.Module,
+        example="nnx.{}(in_features, hidden_features, rngs=nnx.Rngs(0))",
+    )
 
 
 def in_features_of(cell) -> int | None:

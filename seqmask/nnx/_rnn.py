@@ -214,7 +214,7 @@ class RNN(nnx.Module):
                 base,
                 carry_init=carry_init,
                 in_features=in_features,
-                rngs=_learned_rngs(rngs, where),
+                rngs=_param_rngs(rngs, where, "the learned initial carry"),
             )
             if learned
             else None
@@ -379,15 +379,8 @@ class Bidirectional(nnx.Module):
         rngs: nnx.Rngs | nnx.RngStream | bool = True,
     ):
         where = "Bidirectional"
-        for name, rnn in (("forward_rnn", forward_rnn), ("backward_rnn", backward_rnn)):
-            if not isinstance(rnn, RNN):
-                _checks.fail(
-                    where,
-                    f"{name} must be a seqmask.nnx.RNN; got {_checks.describe(rnn)}. "
-                    "Wrap the cell in seqmask.nnx.RNN (it takes flax.nnx.RNN's "
-                    "arguments).",
-                    TypeError,
-                )
+        _modules.check_rnn(forward_rnn, RNN, "forward_rnn", where, "nnx")
+        _modules.check_rnn(backward_rnn, RNN, "backward_rnn", where, "nnx")
         self.forward_rnn = forward_rnn
         self.backward_rnn = backward_rnn
         self.merge_fn = _checks.function(
@@ -430,43 +423,34 @@ class Bidirectional(nnx.Module):
         if isinstance(stream, nnx.Rngs):
             stream = stream.carry
         return _modules.run_bidirectional(
+            self,
             lambda xs, **kw: self.forward_rnn(xs, rngs=stream, **kw),
             lambda xs, **kw: self.backward_rnn(xs, rngs=stream, **kw),
             inputs,
             where=where,
-            merge_fn=self.merge_fn,
             initial_carry=initial_carry,
-            time_major=self.time_major if time_major is None else time_major,
-            return_carry=_checks.flag(
-                self.return_carry if return_carry is None else return_carry,
-                "return_carry",
-                where,
-            ),
+            time_major=time_major,
+            return_carry=return_carry,
             seq_lengths=seq_lengths,
             mask=mask,
         )
 
 
-def _param_key(rngs, where: str) -> jax.Array:
+def _param_rngs(rngs, where: str, purpose: str = "the parameters") -> nnx.Rngs:
+    """``rngs`` checked to be an ``nnx.Rngs``, whose params stream
+    initialises ``purpose``."""
     if not isinstance(rngs, nnx.Rngs):
         _checks.fail(
             where,
-            "rngs must be an nnx.Rngs (e.g. nnx.Rngs(0)) whose params stream "
-            f"initialises the parameters; got {_checks.describe(rngs)}.",
-            TypeError,
-        )
-    return rngs.params()
-
-
-def _learned_rngs(rngs, where: str) -> nnx.Rngs:
-    if not isinstance(rngs, nnx.Rngs):
-        _checks.fail(
-            where,
-            "learnable_initial_state=True needs rngs=nnx.Rngs(...) to initialise "
-            f"the learned carry; got {_checks.describe(rngs)}.",
+            f"rngs must be an nnx.Rngs (e.g. nnx.Rngs(0)) whose params stream "
+            f"initialises {purpose}; got {_checks.describe(rngs)}.",
             TypeError,
         )
     return rngs
+
+
+def _param_key(rngs, where: str) -> jax.Array:
+    return _param_rngs(rngs, where).params()
 
 
 def _carry_stream(rngs, where: str):
