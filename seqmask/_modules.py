@@ -227,9 +227,12 @@ def check_lifted_options(where: str, **given: tuple[Any, Any]) -> None:
     for name, (value, default) in given.items():
         if value is None or value == default or _empty(value) and _empty(default):
             continue
+        shown, default = (
+            dict(v) if isinstance(v, Mapping) else v for v in (value, default)
+        )
         _checks.fail(
             where,
-            f"{name}={value!r} is not supported: seqmask runs the cell as a pure "
+            f"{name}={shown!r} is not supported: seqmask runs the cell as a pure "
             f"function with its parameters shared over time (Flax's default, "
             f"{name}={default!r}). Leave {name} out.",
         )
@@ -256,6 +259,11 @@ def check_flax_cell(
         hint = ""
         if hasattr(cell, "initialize_carry"):
             hint = f" For a flax.{other} cell use seqmask.{other}."
+        elif isinstance(cell, (str, int)):
+            hint = (
+                " The cell comes first and carries its size: for seqmask's own "
+                "cells pass e.g. seqmask.cells.lstm(hidden_size)."
+            )
         _checks.fail(
             where,
             f"cell must be a Flax {framework} recurrent cell (a flax.{framework}."

@@ -117,12 +117,14 @@ def as_cell(cell: nn.Module, *, feature_shape: Sequence[int] | None = None) -> C
     )
 
 
-def check_params(params, template, name: str, input_size: int, where: str) -> None:
+def check_params(
+    params, template, name: str, input_size: int, where: str, argument="params"
+) -> None:
     """``params`` fit the Flax cell ``name`` for inputs of ``input_size``."""
     _checks.tree_like(
         params,
         template,
-        "params",
+        argument,
         where,
         expected_from=f"the parameters of {name} for inputs of size {input_size}",
         hint=" Were these variables made for another cell or input size?",

@@ -214,7 +214,9 @@ class RNN(nn.Module):
                 dtype = getattr(flax_cell, "param_dtype", jnp.float32)
                 self.cell(carry, jnp.zeros(features, dtype))
             params = unfreeze(self.cell.variables.get("params", {}))
-            check_params(params, _abstract(base, size), base.name, size, "RNN")
+            check_params(
+                params, _abstract(base, size), base.name, size, "RNN", "params['cell']"
+            )
         if not self.learnable_initial_state:
             return cell, params
         state = LearnableInitialState(
