@@ -40,6 +40,17 @@ WIDER_VARIABLES = _zeros(_variables(nn.RNN(nn.LSTMCell(H + 1))))
 SEQMASK_LSTM8 = _zeros(_variables(slinen.RNN(cells.lstm(2 * H))))
 
 
+class _DropoutGRU(nnx.GRUCell):
+    """A GRU cell that drops its inputs: its step draws random numbers."""
+
+    def __init__(self, in_features, hidden_features, *, rngs):
+        super().__init__(in_features, hidden_features, rngs=rngs)
+        self.dropout = nnx.Dropout(0.5, rngs=rngs)
+
+    def __call__(self, carry, inputs):  # type: ignore[override]
+        return super().__call__(carry, self.dropout(inputs))
+
+
 def _nnx_rnn(**options):
     return snnx.RNN(nnx.GRUCell(IN, H, rngs=nnx.Rngs(0)), **options)
 
@@ -314,6 +325,12 @@ CASES = [
         lambda: _nnx_rnn(keep_order=1),
         TypeError,
         ["RNN", "keep_order must be True or False", "int 1"],
+    ),
+    Case(
+        "nnx.RNN-cell-with-dropout-inside",
+        lambda: snnx.RNN(_DropoutGRU(IN, H, rngs=nnx.Rngs(0))),
+        ValueError,
+        ["^RNN", "random state", "dropout", "outside the cell"],
     ),
     Case(
         "nnx.Bidirectional-flax-rnns",

@@ -292,3 +292,120 @@ def test_learned_initial_state_with_a_flax_cell():
     (c, h), _ = model.apply(variables, XS, mask=MASK)
     np.testing.assert_array_equal(c[2], learned["carry_0"])  # the empty row
     np.testing.assert_array_equal(h[2], learned["carry_1"])
+
+
+class _SamplingDecoderCell(nn.RNNCellBase):
+    """An LSTM step whose output token is sampled and, unless teacher forced,
+    fed back as the next input: the decoder of Flax's seq2seq example."""
+
+    features: int
+    vocab_size: int
+    teacher_force: bool
+
+    @nn.compact
+    def __call__(self, carry, x):
+        state, previous = carry
+        state, h = nn.LSTMCell(self.features)(
+            state, x if self.teacher_force else previous
+        )
+        logits = nn.Dense(self.vocab_size)(h)
+        token = jax.random.categorical(self.make_rng("sample"), logits)
+        one_hot = jax.nn.one_hot(token, self.vocab_size, dtype=jnp.float32)
+        return (state, one_hot), (logits, one_hot)
+
+    @property
+    def num_feature_axes(self) -> int:
+        return 1
+
+
+class _Seq2Seq(nn.Module):
+    """Flax's seq2seq example's model, its RNN class a parameter."""
+
+    rnn: type
+    teacher_force: bool
+    vocab_size: int = 6
+    eos_id: int = 1
+
+    @nn.compact
+    def __call__(self, source, target):
+        encoder = self.rnn(nn.LSTMCell(H), return_carry=True, name="encoder")
+        decoder = self.rnn(
+            _SamplingDecoderCell(H, self.vocab_size, self.teacher_force),
+            split_rngs={"params": False, "sample": True},
+            name="decoder",
+        )
+        lengths = jnp.argmax(jnp.argmax(source, -1) == self.eos_id, axis=-1)
+        state, _ = encoder(source, seq_lengths=lengths)
+        return decoder(target[:, :-1], initial_carry=(state, target[:, 0]))
+
+
+def test_flax_seq2seq_example_model_migrates_by_swapping_the_rnn_class():
+    """Encoder and sampling decoder (a random stream split over steps, a cell
+    without initialize_carry): the same variables, teacher-forced logits and
+    gradients equal Flax's; free-running, a new sample at every step."""
+    rng = np.random.default_rng(5)
+    tokens = rng.integers(2, 6, size=(B, T))
+    tokens[np.arange(B), [4, 2, 1]] = 1  # EOS: source lengths 4, 2, 1
+    source = jax.nn.one_hot(tokens, 6, dtype=jnp.float32)
+    target = jax.nn.one_hot(rng.integers(2, 6, size=(B, 4)), 6, dtype=jnp.float32)
+    rngs = {"params": jax.random.key(0), "sample": jax.random.key(1)}
+    theirs, ours = (_Seq2Seq(rnn, teacher_force=True) for rnn in (nn.RNN, slinen.RNN))
+
+    @jax.jit
+    def run(rngs):
+        variables = theirs.init(rngs, source, target)
+
+        def loss(variables, model):
+            logits, _ = model.apply(variables, source, target, rngs={"sample": KEY})
+            return jnp.sum(jnp.sin(logits)), logits
+
+        free = _Seq2Seq(slinen.RNN, teacher_force=False)
+        _, sampled = free.apply(variables, source, target, rngs={"sample": KEY})
+        return (
+            ours.init(rngs, source, target),
+            variables,
+            jax.grad(loss, has_aux=True)(variables, ours),
+            jax.grad(loss, has_aux=True)(variables, theirs),
+            sampled,
+        )
+
+    ours_init, variables, (grads, logits), (their_grads, their_logits), sampled = run(
+        rngs
+    )
+    assert jax.tree.all(jax.tree.map(np.array_equal, ours_init, variables))
+    np.testing.assert_allclose(logits, their_logits, atol=1e-5)
+    assert close(grads, their_grads)
+    assert sampled.shape == (B, 3, 6)
+    np.testing.assert_array_equal(np.sum(sampled, -1), 1)  # one-hot samples
+
+
+class _NoiseCell(nn.RNNCellBase):
+    """Outputs one uniform draw of its ``noise`` stream a step (the same for
+    every row)."""
+
+    @nn.compact
+    def __call__(self, carry, x):
+        noise = jax.random.uniform(self.make_rng("noise"), ())
+        return carry, jnp.broadcast_to(noise, x.shape)
+
+    def initialize_carry(self, rng, input_shape):
+        return jnp.zeros(input_shape[:-1])
+
+    @property
+    def num_feature_axes(self) -> int:
+        return 1
+
+
+@pytest.mark.parametrize("split", [True, False])
+def test_random_streams_of_the_cell_follow_split_rngs(split):
+    """A split stream draws a new key at every step (a padded step draws
+    none), an unsplit one the same key at every step, as in Flax."""
+    model = slinen.RNN(_NoiseCell(), split_rngs={"params": False, "noise": split})
+    mask = np.array([[True, True, False, True], [False, True, True, True]])
+    xs = np.zeros((2, 4, 1), np.float32)
+    ys = model.apply({}, xs, mask=mask, rngs={"noise": jax.random.key(3)})[..., 0]
+    assert np.all(ys[~mask] == 0)
+    # Both rows draw with one key a step: equal where both are valid.
+    np.testing.assert_array_equal(ys[0, [1, 3]] == ys[1, [1, 3]], True)
+    steps = {float(ys[0, 0]), float(ys[0, 1]), float(ys[1, 2]), float(ys[0, 3])}
+    assert len(steps) == (4 if split else 1)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -66,12 +65,30 @@ def as_cell(cell: nn.Module, *, feature_shape: Sequence[int] | None = None) -> C
       ((2, 5, 4), True, True)
     """
     where = "seqmask.linen.as_cell"
-    cell = unbound_cell(cell, where)
+    return adapter(unbound_cell(cell, where), feature_shape, where)
+
+
+def adapter(
+    cell: nn.Module,
+    feature_shape: Sequence[int] | None,
+    where: str,
+    streams: Mapping[str, tuple[jax.Array, bool]] | None = None,
+) -> Cell:
+    """:func:`as_cell` of an unbound ``cell``; with ``streams`` (``name ->
+    (key, split)``) the step gets ``rngs`` for ``self.make_rng(name)``.
+
+    With streams the carry is ``(cell_carry, count)``: ``count`` (``int32
+    [*batch]``) numbers the steps, so that a split stream gets a new key at
+    every step, ``fold_in(key, step)``. The step number is one more than the
+    largest count in the batch, which grows by one at every step with a valid
+    row whatever the mask (padded rows keep their count).
+    """
     axes = cell.num_feature_axes
     if axes > 1 or feature_shape is not None:
         feature_shape = _feature_shape(feature_shape, axes, cell, where)
     name = describe_cell(cell)
     carry_shape = tuple(feature_shape) if feature_shape is not None else (1,)
+    named = dict(streams or {})
 
     def step_input(input_size) -> tuple[int, ...]:
         size = _checks.positive_int(input_size, "input_size", f"{name}.init")
@@ -85,28 +102,48 @@ def as_cell(cell: nn.Module, *, feature_shape: Sequence[int] | None = None) -> C
             )
         return tuple(feature_shape)
 
+    def init_from(key, carry, x, stream_keys):
+        rngs = {"params": key, **stream_keys}
+        return cell.init(rngs, carry, x).get("params", {})
+
     def init(key, input_size):
         shape = step_input(input_size)
-        carry = cell.initialize_carry(jax.random.key(0), shape)
-        dtype = getattr(cell, "param_dtype", jnp.float32)
-        return cell.init(key, carry, jnp.zeros(shape, dtype))["params"]
+        carry = flax_carry(cell, jax.random.key(0), shape)
+        x = jnp.zeros(shape, getattr(cell, "param_dtype", jnp.float32))
+        return init_from(key, carry, x, {n: k for n, (k, _) in named.items()})
 
-    @functools.lru_cache(maxsize=16)
-    def template(input_size: int):
-        return jax.eval_shape(lambda key: init(key, input_size), jax.random.key(0))
+    def template(carry, x):
+        """What the cell's parameters look like for a step on ``x``."""
+        return jax.eval_shape(
+            lambda key, carry, x: init_from(key, carry, x, {n: key for n in named}),
+            jax.random.key(0),
+            carry,
+            x,
+        )
 
     def initial_carry(params, batch_shape=()):
-        return cell.initialize_carry(
-            jax.random.key(0), (*tuple(batch_shape), *carry_shape)
-        )
+        batch = tuple(batch_shape)
+        carry = flax_carry(cell, jax.random.key(0), (*batch, *carry_shape))
+        return carry if streams is None else (carry, jnp.zeros(batch, jnp.int32))
 
     def apply(params, carry, x):
         size = int(jnp.shape(x)[-1])
-        check_params(params, template(size), name, size, f"{name}.apply")
         if feature_shape is not None:
             x = jnp.reshape(x, (*jnp.shape(x)[:-1], *feature_shape))
-        result: Any = cell.apply({"params": params}, carry, x)
-        return result
+        cell_carry = carry if streams is None else carry[0]
+        check_params(params, template(cell_carry, x), name, size, f"{name}.apply")
+        if streams is None:
+            result: Any = cell.apply({"params": params}, carry, x)
+            return result
+        carry, count = carry
+        step = jnp.max(count) + 1
+        rngs = {
+            n: jax.random.fold_in(k, step) if split else k
+            for n, (k, split) in named.items()
+        }
+        stepped: Any = cell.apply({"params": params}, carry, x, rngs=rngs)
+        carry, y = stepped
+        return (carry, jnp.broadcast_to(step, jnp.shape(count))), y
 
     return Cell(
         init=init,
@@ -115,6 +152,26 @@ def as_cell(cell: nn.Module, *, feature_shape: Sequence[int] | None = None) -> C
         name=name,
         hidden_size=getattr(cell, "features", None),
     )
+
+
+def has_initialize_carry(cell: nn.Module) -> bool:
+    """Whether the cell's class defines its own ``initialize_carry``."""
+    own: Any = getattr(type(cell), "initialize_carry", None)
+    return own is not nn.RNNCellBase.initialize_carry
+
+
+def flax_carry(cell: nn.Module, key, input_shape):
+    """``cell.initialize_carry(key, input_shape)``, or a clear error for a cell
+    that has none (it needs ``initial_carry=``, as with ``flax.linen.RNN``)."""
+    try:
+        return cell.initialize_carry(key, tuple(input_shape))
+    except NotImplementedError:
+        _checks.fail(
+            describe_cell(cell),
+            "the cell has no initialize_carry: give the RNN an initial_carry "
+            "(as flax.linen.RNN needs one too).",
+            NotImplementedError,
+        )
 
 
 def check_params(

@@ -15,7 +15,15 @@ from flax.core import FrozenDict, unfreeze
 from seqmask import _checks, _modules
 from seqmask import cells as _cells
 from seqmask.cells import Cell
-from seqmask.linen._cell import as_cell, check_params, checked_param, unbound_cell
+from seqmask.linen._cell import (
+    adapter,
+    check_params,
+    checked_param,
+    describe_cell,
+    flax_carry,
+    has_initialize_carry,
+    unbound_cell,
+)
 
 __all__ = ["LearnableInitialState", "RNN", "Bidirectional"]
 
@@ -158,22 +166,30 @@ class RNN(nn.Module):
     def pure_cell(self) -> Cell:
         """The :class:`~seqmask.cells.Cell` the module runs: the seqmask cell,
         or :func:`seqmask.linen.as_cell` of the Flax cell, wrapped by
-        :func:`seqmask.cells.learnable_initial_state` if the state is learned."""
-        return self._cells(None)[1]
+        :func:`seqmask.cells.learnable_initial_state` if the state is learned
+        (without the random streams of ``split_rngs``, which need a bound
+        module)."""
+        return self._cells(None, None)[1]
 
-    def _cells(self, feature_shape) -> tuple[Cell, Cell]:
+    def _cells(self, feature_shape, streams) -> tuple[Cell, Cell]:
         """The cell as a pure :class:`Cell`, and the one the module runs
         (with the learned initial carry, if any)."""
         learned = _checks.flag(
             self.learnable_initial_state, "learnable_initial_state", "RNN"
         )
         if isinstance(self.cell, Cell):
+            base = self.cell
             if learned:
-                return self.cell, _modules.learned_carry_cell(
-                    self.cell, self.carry_init
-                )
-            return self.cell, self.cell
-        base = as_cell(unbound_cell(self.cell, "RNN"), feature_shape=feature_shape)
+                return base, _modules.learned_carry_cell(base, self.carry_init)
+            return base, base
+        if learned and streams:
+            _checks.fail(
+                "RNN",
+                "learnable_initial_state=True does not combine with random "
+                f"streams in the cell's steps (split_rngs={dict(self.split_rngs)}).",
+            )
+        flax_cell = unbound_cell(self.cell, "RNN")
+        base = adapter(flax_cell, feature_shape, "RNN", streams)
         if learned:
             return base, _cells.learnable_initial_state(
                 base, carry_init=self.carry_init
@@ -185,38 +201,51 @@ class RNN(nn.Module):
             return 1
         return unbound_cell(self.cell, "RNN").num_feature_axes
 
-    @nn.compact
-    def _params(self, step: tuple[int, ...]) -> tuple[Cell, Params]:
-        """The pure cell and its parameters for steps of shape ``step``
-        (``[*batch, *features]``), created at ``init``."""
+    def _streams(self) -> dict[str, bool]:
+        """Flax's lifted-scan options checked; the cell's random streams
+        (``split_rngs`` other than ``params``) by name."""
+        where = "RNN"
         _modules.check_lifted_options(
-            "RNN",
+            where,
             variable_axes=(self.variable_axes, FrozenDict()),
             variable_broadcast=(self.variable_broadcast, "params"),
             variable_carry=(self.variable_carry, False),
-            split_rngs=(self.split_rngs, FrozenDict({"params": False})),
         )
+        split = self.split_rngs
+        if not isinstance(split, Mapping) or not all(
+            isinstance(name, str) and isinstance(value, bool)
+            for name, value in split.items()
+        ):
+            _checks.fail(
+                where,
+                "split_rngs must map stream names to True or False (e.g. "
+                f"{{'params': False, 'dropout': True}}); got {split!r}.",
+                TypeError,
+            )
+        _modules.check_lifted_options(
+            where,
+            split_rngs=({"params": split.get("params", False)}, {"params": False}),
+        )
+        return {name: value for name, value in split.items() if name != "params"}
+
+    @nn.compact
+    def _params(self, step, first=None, carry=None) -> tuple[Cell, Params]:
+        """The pure cell and its parameters for steps of shape ``step``
+        (``[*batch, *features]``), created at ``init`` (by one step of the
+        cell on ``first`` from ``carry`` when they are given, as Flax does)."""
+        streams = self._streams()
         axes = self._feature_axes()
-        features = step[len(step) - axes :]
+        features = tuple(step[len(step) - axes :])
         size = math.prod(features)
-        base, cell = self._cells(features if axes > 1 else None)
         if isinstance(self.cell, Cell):
             record = self.cell
             params = checked_param(
                 self, "cell", lambda key: record.init(key, size), "RNN"
             )
         else:
-            if self.is_mutable_collection("params"):
-                # The bound submodule makes Flax's parameters, with Flax's
-                # names and random draws: one step on zeros.
-                flax_cell = unbound_cell(self.cell, "RNN")
-                carry = flax_cell.initialize_carry(jax.random.key(0), features)
-                dtype = getattr(flax_cell, "param_dtype", jnp.float32)
-                self.cell(carry, jnp.zeros(features, dtype))
-            params = unfreeze(self.cell.variables.get("params", {}))
-            check_params(
-                params, _abstract(base, size), base.name, size, "RNN", "params['cell']"
-            )
+            params = self._flax_params(features, first, carry, streams)
+        keyed = {name: (self.make_rng(name), split) for name, split in streams.items()}
+        base, cell = self._cells(features if axes > 1 else None, keyed or None)
         if not self.learnable_initial_state:
             return cell, params
         state = LearnableInitialState(
@@ -224,12 +253,37 @@ class RNN(nn.Module):
         )
         return cell, {"cell": params, "initial_carry": state(())}
 
+    def _flax_params(self, features, first, carry, streams) -> Params:
+        """The Flax cell's parameters, checked against what the cell makes
+        from ``carry`` and ``first`` (a step of zeros and the cell's initial
+        carry when not given). At init the bound submodule makes them with
+        Flax's names and random draws, from that same step."""
+        flax_cell = unbound_cell(self.cell, "RNN")
+        if first is None:
+            dtype = getattr(flax_cell, "param_dtype", jnp.float32)
+            first = jnp.zeros(features, dtype)
+        if carry is None:
+            carry = flax_carry(flax_cell, jax.random.key(0), jnp.shape(first))
+        if self.is_mutable_collection("params"):
+            self.cell(carry, first)
+        params = unfreeze(self.cell.variables.get("params", {}))
+
+        def make(key, carry, first):
+            rngs = {"params": key, **{name: key for name in streams}}
+            return flax_cell.init(rngs, carry, first).get("params", {})
+
+        template = jax.eval_shape(make, jax.random.key(0), carry, first)
+        size = math.prod(features)
+        name = describe_cell(flax_cell)
+        check_params(params, template, name, size, "RNN", "params['cell']")
+        return params
+
     def pure_params(self, in_features: int | Sequence[int]) -> Params:
         """The parameter pytree that ``seqmask.rnn(self.pure_cell, ...)`` takes.
 
         ``model.init(key, in_features, method="pure_params")`` creates the
         same variables as ``model.init(key, inputs)`` without running the
-        layer.
+        layer (for a Flax cell, from a step on zeros).
 
         Args:
           in_features: the feature size of the inputs (the feature shape of
@@ -293,10 +347,22 @@ class RNN(nn.Module):
         )
         axes = self._feature_axes()
         step = _modules.step_shape(inputs, axes, options.time_major, where)
-        cell, params = self._params(step)
         if init_key is not None and initial_carry is None:
             initial_carry = self._drawn_carry(init_key, step)
-        return _modules.run_rnn(
+        time_axis = 0 if options.time_major else len(step) - axes
+        first = jnp.take(jnp.asarray(inputs), 0, axis=time_axis)
+        cell, params = self._params(step, first, initial_carry)
+        counted = not isinstance(self.cell, Cell) and bool(self._streams())
+        if initial_carry is not None and not isinstance(self.cell, Cell):
+            if counted:  # the step count of the cell's random streams
+                batch = step[: len(step) - axes]
+                initial_carry = (initial_carry, jnp.zeros(batch, jnp.int32))
+            if not has_initialize_carry(self.cell):
+                # As in Flax, a cell without initialize_carry runs from the
+                # given carry, which stands in for its own.
+                given = initial_carry
+                cell = cell._replace(initial_carry=lambda params, batch: given)
+        result = _modules.run_rnn(
             cell,
             params,
             inputs,
@@ -309,6 +375,10 @@ class RNN(nn.Module):
             unroll=self.unroll,
             feature_axes=axes,
         )
+        if counted and options.return_carry:
+            (carry, _), ys = result
+            return carry, ys
+        return result
 
     def _drawn_carry(self, init_key, step) -> Carry | None:
         """Flax's ``cell.initialize_carry(init_key, step)`` for a Flax cell."""
@@ -321,7 +391,7 @@ class RNN(nn.Module):
             )
         if isinstance(self.cell, Cell):
             return None  # a seqmask cell's initial carry takes no key
-        return unbound_cell(self.cell, "RNN").initialize_carry(init_key, step)
+        return flax_carry(unbound_cell(self.cell, "RNN"), init_key, step)
 
 
 class Bidirectional(nn.Module):
@@ -408,7 +478,3 @@ class Bidirectional(nn.Module):
             seq_lengths=seq_lengths,
             mask=mask,
         )
-
-
-def _abstract(cell: Cell, input_size: int):
-    return jax.eval_shape(lambda key: cell.init(key, input_size), jax.random.key(0))

@@ -57,8 +57,13 @@ def as_cell(cell: nnx.Module) -> Cell:
       >>> ys.shape, bool(jnp.all(h[1] == 0)), bool(jnp.all(ys[1] == 0))
       ((2, 5, 4), True, True)
     """
-    where = "seqmask.nnx.as_cell"
+    return adapter(cell, "seqmask.nnx.as_cell")
+
+
+def adapter(cell: nnx.Module, where: str) -> Cell:
+    """:func:`as_cell`, its errors naming ``where``."""
     check_nnx_cell(cell, where)
+    _check_no_random_state(cell, where)
     graphdef, state, rest = nnx.split(cell, nnx.Param, ...)
     own = nnx.to_pure_dict(state)
     template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), own)
@@ -115,6 +120,25 @@ def check_nnx_cell(cell, where: str) -> None:
         module_type=nnx.Module,
         example="nnx.{}(in_features, hidden_features, rngs=nnx.Rngs(0))",
     )
+
+
+def _check_no_random_state(cell, where: str) -> None:
+    """Refuse a cell whose step could draw random numbers from its own state
+    (an ``nnx.Dropout`` inside): as a pure function it would see the same
+    random state at every step. Flax's cells keep only the carry's stream
+    (``rngs``, used by ``initialize_carry``)."""
+    paths = [
+        ".".join(str(key) for key in path)
+        for path, _ in nnx.to_flat_state(nnx.state(cell, nnx.RngState))
+        if path[:1] != ("rngs",)
+    ]
+    if paths:
+        _checks.fail(
+            where,
+            f"the cell holds random state ({', '.join(sorted(set(paths)))}), which "
+            "its steps would draw from: run as a pure function, every step would "
+            "see the same numbers. Keep random draws (dropout) outside the cell.",
+        )
 
 
 def in_features_of(cell) -> int | None:

@@ -12,7 +12,7 @@ from flax import nnx
 from seqmask import _checks, _modules
 from seqmask import cells as _cells
 from seqmask.cells import Cell
-from seqmask.nnx._cell import as_cell, check_nnx_cell, in_features_of
+from seqmask.nnx._cell import adapter, as_cell, check_nnx_cell, in_features_of
 from seqmask.nnx._named import _NamedLeaves
 
 __all__ = ["LearnableInitialState", "RNN", "Bidirectional"]
@@ -203,10 +203,10 @@ class RNN(nnx.Module):
         else:
             check_nnx_cell(cell, where)
             in_features = _flax_in_features(cell, in_features, where)
+            base = adapter(cell, where)  # checks it can run as a pure function
             self._record = None
             self.cell = cell
             self.rngs = _carry_stream(rngs, where)
-            base = as_cell(cell)
         self.in_features = in_features
         self.carry_init = carry_init
         self.initial_carry = (
