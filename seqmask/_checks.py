@@ -268,6 +268,14 @@ def in_range(
     )
 
 
+def hyperparameter(value, name: str, where: str, **interval) -> Any:
+    """A real number (``TypeError`` otherwise, see :func:`number`) that lies in
+    the interval given as :func:`in_range`'s keywords; returns ``value``."""
+    number(value, name, where)
+    in_range(value, name, where, **interval)
+    return value
+
+
 def _is_float(x) -> bool:
     return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
 
@@ -372,11 +380,16 @@ def bool_array(
     *,
     shape: Sequence[int] | None = None,
     layout: str = "",
-) -> jax.Array:
+    host: bool = False,
+) -> Any:
     """A boolean array (``TypeError`` otherwise, with the fix), optionally of
     exactly ``shape`` (``ValueError``, naming ``layout`` such as
-    ``"[*batch, time]"``)."""
-    x = array(value, name, where)
+    ``"[*batch, time]"``). With ``host``, NumPy data stays a NumPy array
+    (see :func:`host_array`); JAX arrays stay JAX arrays."""
+    if host and not isinstance(value, jax.Array):
+        x = host_array(value, name, where)
+    else:
+        x = array(value, name, where)
     if x.dtype != jnp.bool_:
         fail(
             where,
@@ -394,29 +407,30 @@ def bool_array(
     return x
 
 
+def _array_of(value, name: str, where: str, kinds, expected: str, hint: str):
+    x = array(value, name, where)
+    if not any(jnp.issubdtype(x.dtype, kind) for kind in kinds):
+        fail(where, f"{name} must have {expected}; got {x.dtype}.{hint}", TypeError)
+    return x
+
+
 def integer_array(value, name: str, where: str, *, hint: str = "") -> jax.Array:
     """An array of an integer dtype (``TypeError`` otherwise)."""
-    x = array(value, name, where)
-    if not jnp.issubdtype(x.dtype, jnp.integer):
-        fail(
-            where,
-            f"{name} must have an integer dtype; got {x.dtype}.{hint}",
-            TypeError,
-        )
-    return x
+    return _array_of(value, name, where, (jnp.integer,), "an integer dtype", hint)
 
 
 def floating_array(value, name: str, where: str, *, hint: str = "") -> jax.Array:
     """An array of a floating dtype (``TypeError`` otherwise)."""
-    x = array(value, name, where)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        fail(
-            where,
-            f"{name} must have a floating dtype; got {x.dtype}."
-            f"{hint or f' Cast it first, e.g. {name}.astype(jnp.float32).'}",
-            TypeError,
-        )
-    return x
+    hint = hint or f" Cast it first, e.g. {name}.astype(jnp.float32)."
+    return _array_of(value, name, where, (jnp.floating,), "a floating dtype", hint)
+
+
+def numeric_array(value, name: str, where: str) -> jax.Array:
+    """An array of a boolean, integer or floating dtype (``TypeError``
+    otherwise)."""
+    kinds = (jnp.bool_, jnp.integer, jnp.floating)
+    expected = "a boolean, integer or floating dtype"
+    return _array_of(value, name, where, kinds, expected, "")
 
 
 def min_rank(x, rank: int, name: str, where: str, layout: str = "") -> None:
@@ -535,3 +549,176 @@ def leading_axes(
                 f"{name}{jax.tree_util.keystr(path)} has shape {shape}; its leading "
                 f"axes {after}must be the batch shape {batch_shape}.",
             )
+
+
+# --------------------------------------------------------------------------
+# Distributions over the last axis, eager or through checkify
+
+
+def _distribution_tolerance(dtype) -> float:
+    if not jnp.issubdtype(dtype, jnp.inexact):  # numpy's misses bfloat16
+        return 1e-4
+    return max(float(np.sqrt(jnp.finfo(dtype).eps)), 1e-4)
+
+
+def _distribution_ok(x, tolerance: float, log: bool, xp):
+    """Per row (all axes but the last): whether ``x`` is a distribution."""
+    if log:
+        top = xp.max(xp.where(xp.isnan(x), xp.inf, x), axis=-1, keepdims=True)
+        shift = xp.where(xp.isfinite(top), top, 0.0)
+        total = xp.log(xp.sum(xp.exp(x - shift), axis=-1)) + shift[..., 0]
+        entries = ~xp.isnan(x) & (x <= tolerance) & (x < xp.inf)
+    else:
+        total = xp.log(xp.sum(x, axis=-1))
+        entries = xp.isfinite(x) & (x >= 0)
+    return xp.all(entries, axis=-1) & (xp.abs(total) <= tolerance)
+
+
+def distribution(
+    value, name: str, where: str, *, log: bool = False, valid=None, dtype=None
+):
+    """Each row of ``value`` (its last axis) is a probability distribution.
+
+    Entries non-negative and summing to 1 or, with ``log``, log-probabilities
+    (at most 0, with a log-sum-exp of 0), within a tolerance fitting
+    ``dtype`` (default: ``value``'s; pass the user's dtype when ``value`` was
+    widened). ``valid`` (boolean, broadcasting to ``value.shape[:-1]``)
+    limits the check to the rows that count. Concrete values raise
+    ``ValueError`` naming the offending rows; traced ones register a
+    checkify check.
+    """
+    kind = "log-probabilities" if log else "probability distributions"
+    rule = (
+        "each row at most 0 with a log-sum-exp of 0, e.g. jax.nn.log_softmax(logits)"
+        if log
+        else "each row non-negative and summing to 1"
+    )
+    text = f"{name} must hold {kind} over the last axis ({rule})"
+    tolerance = _distribution_tolerance(
+        jnp.result_type(value) if dtype is None else np.dtype(dtype)
+    )
+    array = concrete(value)
+    mask = None if valid is None else concrete(valid)
+    if array is None or (valid is not None and mask is None):
+        x = jnp.asarray(value)
+        x = x.astype(jnp.float32) if x.dtype.itemsize < 4 or not _is_float(x) else x
+        good = _distribution_ok(x, tolerance, log, jnp)
+        if valid is not None:
+            good = good | ~jnp.asarray(valid, jnp.bool_)
+        traced_check(good, f"{where}: {text}")
+        return
+    with np.errstate(all="ignore"):
+        good = _distribution_ok(array.astype(np.float64), tolerance, log, np)
+    if mask is not None:
+        good = good | ~np.broadcast_to(mask.astype(bool), good.shape)
+    if np.all(good):
+        return
+    rows = [tuple(int(i) for i in p) for p in np.argwhere(~good)]
+    with np.errstate(all="ignore"):
+        totals = np.asarray(
+            np.sum(np.exp(array) if log else array, axis=-1, dtype=np.float64)
+        )
+    shown = [round(float(t), 6) for t in totals[~good]]
+    fail(
+        where,
+        f"{text}; rows {_listing(rows)} are not (their totals"
+        f"{' of exp' if log else ''}: {_listing(shown)}).",
+    )
+
+
+# --------------------------------------------------------------------------
+# Host data: NumPy arrays built from user data, and values that must fit a dtype
+
+
+_NUMERIC_KINDS = "biuf"
+
+
+def host_array(value, name: str, where: str, *, hint: str = "") -> np.ndarray:
+    """``value`` as a NumPy array of a boolean, integer or floating dtype,
+    without moving host data to a device. ``TypeError`` for anything else:
+    ragged nested lists, object arrays, strings, None."""
+    if value is None or isinstance(value, (str, bytes, dict)):
+        fail(where, f"{name} must be an array; got {describe(value)}.{hint}", TypeError)
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as error:
+        fail(
+            where,
+            f"{name} must be a (rectangular) array; got {describe(value)} that "
+            f"NumPy cannot read as one ({error}).{hint}",
+            TypeError,
+        )
+    # bfloat16 and the other ml_dtypes floats have NumPy kind "V".
+    extended_float = array.dtype.kind == "V" and jnp.issubdtype(
+        array.dtype, jnp.floating
+    )
+    if array.dtype.kind not in _NUMERIC_KINDS and not extended_float:
+        what = (
+            "ragged nested lists or mixed objects?"
+            if array.dtype == object
+            else "not numbers"
+        )
+        fail(
+            where,
+            f"{name} must hold numbers (a boolean, integer or floating dtype); got "
+            f"dtype {array.dtype} ({what}).{hint}",
+            TypeError,
+        )
+    return array
+
+
+def representable(value, dtype, name: str, where: str, *, hint: str = "") -> None:
+    """Every entry of ``value`` (host data or a Python number) is exactly
+    representable in ``dtype``: integers within its range, no fraction for an
+    integer dtype, finite floats that do not overflow. ``TypeError`` for a
+    value that is not a number, ``ValueError`` for one that does not fit."""
+    if isinstance(value, (str, bytes)) or value is None:
+        fail(where, f"{name} must be a number; got {describe(value)}.", TypeError)
+    array = host_array(value, name, where)
+    dtype = np.dtype(dtype)
+    if array.size == 0 or _is_float(dtype) and array.dtype.kind in "biu":
+        return
+    with np.errstate(all="ignore"):
+        values = array.astype(np.float64) if array.dtype.kind != "b" else array
+        if dtype.kind in "iu":
+            info = np.iinfo(dtype)
+            low, high = info.min, info.max
+            bad = ~np.isfinite(values) | (values != np.round(values))
+            if array.dtype.kind in "iu":  # exact, even beyond float64's 2**53
+                bad = (array < low) | (array > high)
+            else:
+                bad = bad | (values < low) | (values > high)
+        elif dtype.kind == "b":
+            low, high = 0, 1
+            bad = (values != 0) & (values != 1)
+        else:
+            high = float(jnp.finfo(dtype).max)
+            low = -high
+            bad = np.isfinite(values) & (np.abs(values) > high)
+    if not np.any(bad):
+        return
+    shown = _listing(array[bad].tolist() if array.ndim else [array.item()])
+    kind = "integers" if dtype.kind in "iu" else "values"
+    fail(
+        where,
+        f"{name} does not fit dtype {dtype} ({kind} in [{low}, {high}]); got "
+        f"{shown}.{hint}",
+    )
+
+
+def prng_key(value, name: str, where: str):
+    """A single PRNG key: a typed key array (``jax.random.key``) or a legacy
+    ``uint32[2]`` (``jax.random.PRNGKey``); ``TypeError`` otherwise."""
+    dtype = getattr(value, "dtype", None)
+    shape = getattr(value, "shape", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if shape != ():
+            fail(where, f"{name} must be a single PRNG key; got shape {shape}.")
+        return value
+    if dtype == jnp.uint32 and shape == (2,):
+        return value
+    fail(
+        where,
+        f"{name} must be a PRNG key, e.g. jax.random.key(0); got {describe(value)}.",
+        TypeError,
+    )

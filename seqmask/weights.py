@@ -9,19 +9,18 @@ unless given another ``dtype``. Build loss weights from the *targets*: in
 seq2seq the source mask has another length and plays no part in the loss.
 """
 
+from __future__ import annotations
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-
-def _check_integer(name: str, x: jax.Array) -> None:
-    if not jnp.issubdtype(x.dtype, jnp.integer):
-        raise TypeError(f"{name} must have an integer dtype; got {x.dtype}.")
+from seqmask import _checks, _weighting, masks
 
 
 def from_lengths(
     lengths: jax.typing.ArrayLike,
-    max_len: int,
+    max_length: int,
     *,
     dtype: jax.typing.DTypeLike = jnp.float32,
 ) -> jax.Array:
@@ -29,22 +28,27 @@ def from_lengths(
 
     .. math::
       w_{\ldots t} = [\, t < \mathrm{lengths}_{\ldots} \,], \qquad
-      0 \le t < \mathrm{max\_len}.
+      0 \le t < \mathrm{max\_length}.
 
-    Lengths above ``max_len`` give a row of ones, lengths at or below 0 a row
-    of zeros.
+    The mask is :func:`seqmask.masks.lengths_to_mask`'s, so any integer dtype
+    of ``lengths`` works (``uint8`` lengths with ``max_length > 256``
+    included).
 
     Args:
-      lengths: integer lengths, any batch shape ``[*batch]``.
-      max_len: the time axis length ``T``, a Python int.
+      lengths: integer lengths in ``[0, max_length]``, any batch shape
+        ``[*batch]``. Lengths outside raise a ``ValueError`` when concrete and
+        are reported by ``checkify`` when traced; clip them first
+        (``jnp.clip(lengths, 0, max_length)``) if that is what you mean.
+      max_length: the time axis length ``T``, a Python int.
       dtype: dtype of the result.
 
     Returns:
-      Weights of shape ``[*batch, max_len]``.
+      Weights of shape ``[*batch, max_length]``.
 
     Raises:
-      TypeError: if ``lengths`` is not integer or ``max_len`` not an int.
-      ValueError: if ``max_len`` is negative.
+      TypeError: if ``lengths`` is not integer or ``max_length`` not an int.
+      ValueError: if ``max_length`` is negative or a length lies outside
+        ``[0, max_length]``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -54,18 +58,11 @@ def from_lengths(
        [1. 0. 0. 0.]
        [0. 0. 0. 0.]]
     """
-    lengths = jnp.asarray(lengths)
-    _check_integer("lengths", lengths)
-    if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)):
-        raise TypeError(
-            f"max_len must be a Python int (a static shape); got {max_len!r}."
-        )
-    if max_len < 0:
-        raise ValueError(f"max_len must be >= 0; got {max_len}.")
-    steps = jnp.arange(max_len, dtype=lengths.dtype).reshape(
-        (1,) * lengths.ndim + (int(max_len),)
-    )
-    return (steps < lengths[..., None]).astype(dtype)
+    where = "weights.from_lengths"
+    lengths = _checks.integer_array(lengths, "lengths", where)
+    max_length = _checks.non_negative_int(max_length, "max_length", where)
+    _checks.lengths(lengths, max_length, "lengths", where)
+    return masks.lengths_to_mask(lengths, max_length).astype(dtype)
 
 
 def from_mask(
@@ -78,10 +75,10 @@ def from_mask(
 
     Args:
       mask: boolean (or numeric) mask of any shape, e.g. ``[B, T]``.
-      dtype: dtype of the result.
+      dtype: the dtype of the weights.
 
     Returns:
-      Weights of the shape of ``mask``.
+      ``[*mask.shape]`` weights, 1 at the true entries.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -90,8 +87,31 @@ def from_mask(
       [[1. 0.]
        [1. 1.]]
     """
-    mask = jnp.asarray(mask)
-    return (mask != jnp.zeros((), mask.dtype)).astype(dtype)
+    return _differs(mask, 0, "mask", "weights.from_mask", dtype)
+
+
+def _differs(
+    values, reference, name: str, where: str, dtype, reference_name: str = ""
+) -> jax.Array:
+    """``values != reference`` as weights. A named ``reference`` must be a
+    scalar exactly representable in the dtype of ``values`` (no wrap-around,
+    no rounding)."""
+    values = _checks.numeric_array(values, name, where)
+    if reference_name:
+        if not _checks.is_traced(reference):
+            _checks.representable(
+                reference,
+                values.dtype,
+                reference_name,
+                where,
+                hint=f" ({name} have dtype {values.dtype})",
+            )
+        if jnp.ndim(reference) != 0:
+            _checks.fail(
+                where,
+                f"{reference_name} must be a scalar; got shape {jnp.shape(reference)}.",
+            )
+    return (values != jnp.asarray(reference).astype(values.dtype)).astype(dtype)
 
 
 def from_targets(
@@ -110,7 +130,9 @@ def from_targets(
 
     Args:
       targets: target ids of any shape, e.g. ``[B, T]``.
-      pad_id: the padding id (a scalar).
+      pad_id: the padding id (a scalar), representable in the dtype of
+        ``targets`` (``-100`` with ``uint8`` targets would wrap around, so it
+        raises a ``ValueError``).
       dtype: dtype of the result.
 
     Returns:
@@ -124,11 +146,7 @@ def from_targets(
       [[1. 1. 1. 0.]
        [1. 0. 0. 0.]]
     """
-    targets = jnp.asarray(targets)
-    pad = jnp.asarray(pad_id)
-    if pad.ndim != 0:
-        raise ValueError(f"pad_id must be a scalar; got shape {pad.shape}.")
-    return (targets != pad.astype(targets.dtype)).astype(dtype)
+    return _differs(targets, pad_id, "targets", "weights.from_targets", dtype, "pad_id")
 
 
 def nonzero(
@@ -145,20 +163,18 @@ def nonzero(
 
     Args:
       targets: targets of any shape, e.g. ``[N, F]`` or ``[B, T, F]``.
-      dtype: dtype of the result.
+      dtype: the weights' dtype (float32 by default).
 
     Returns:
-      Weights of the shape of ``targets``.
+      0/1 weights shaped like ``targets`` (NaN counts as non-zero).
 
     Examples:
-      >>> import jax.numpy as jnp
       >>> from seqmask import weights
-      >>> print(weights.nonzero(jnp.array([[0.0, 0.3, 0.0], [1.0, 0.0, 0.5]])))
+      >>> print(weights.nonzero([[0.0, 0.3, 0.0], [1.0, 0.0, 0.5]]))
       [[0. 1. 0.]
        [1. 0. 1.]]
     """
-    targets = jnp.asarray(targets)
-    return (targets != jnp.zeros((), targets.dtype)).astype(dtype)
+    return _differs(targets, 0, "x", "weights.nonzero", dtype)
 
 
 def class_weights(
@@ -179,7 +195,7 @@ def class_weights(
 
     Args:
       labels: integer class ids of any shape, e.g. ``[B, T]``.
-      table: one weight per class, shape ``[C]``.
+      table: one finite, non-negative weight per class, shape ``[C]``.
       dtype: dtype of the result.
 
     Returns:
@@ -187,7 +203,8 @@ def class_weights(
 
     Raises:
       TypeError: if ``labels`` is not integer.
-      ValueError: if ``table`` is not one-dimensional.
+      ValueError: if ``table`` is not one-dimensional, or has a negative or
+        non-finite entry (through checkify when traced).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -197,13 +214,14 @@ def class_weights(
       [[0.5 2.  1. ]
        [2.  0.  0. ]]
     """
-    labels = jnp.asarray(labels)
-    table = jnp.asarray(table)
-    _check_integer("labels", labels)
+    where = "weights.class_weights"
+    labels = _checks.integer_array(labels, "labels", where)
+    table = _checks.numeric_array(table, "table", where)
     if table.ndim != 1:
-        raise ValueError(
-            f"table must have shape [num_classes]; got shape {table.shape}."
+        _checks.fail(
+            where, f"table must have shape [num_classes]; got shape {table.shape}."
         )
+    _checks.in_range(table, "table", where, low=0, hint=" (one weight per class)")
     valid = (labels >= 0) & (labels < table.shape[0])
     gathered = table.astype(dtype)[jnp.where(valid, labels, 0)]
     return jnp.where(valid, gathered, jnp.zeros((), dtype))
@@ -256,88 +274,84 @@ def combine(
        [0. 0.]
        [0. 0.]]
     """
-    factors: list[tuple[str, jax.Array]] = []
-    rank = 0
-    if per_sequence is not None:
-        factor = jnp.asarray(per_sequence)
-        if factor.ndim != 1:
-            raise ValueError(
-                f"per_sequence must have shape [B]; got shape {factor.shape}."
-            )
-        factors.append(("per_sequence", factor))
-        rank = max(rank, 1)
-    if per_step is not None:
-        factor = jnp.asarray(per_step)
-        if factor.ndim != 2:
-            raise ValueError(
-                f"per_step must have shape [B, T]; got shape {factor.shape}."
-            )
-        factors.append(("per_step", factor))
-        rank = max(rank, 2)
-    if per_feature is not None:
-        factor = jnp.asarray(per_feature)
-        if factor.ndim == 1:
-            factor = factor.reshape((1, 1) + factor.shape)
-        elif factor.ndim != 3:
-            raise ValueError(
-                "per_feature must have shape [F] or [B, T, F]; got shape "
-                f"{factor.shape}."
-            )
-        factors.append(("per_feature", factor))
-        rank = 3
-    if not factors:
-        raise ValueError(
-            "combine needs at least one of per_sequence, per_step, per_feature."
+    where = "weights.combine"
+    given = [
+        (name, value, layouts)
+        for name, value, layouts in (
+            ("per_sequence", per_sequence, {1: "[B]"}),
+            ("per_step", per_step, {2: "[B, T]"}),
+            ("per_feature", per_feature, {1: "[F]", 3: "[B, T, F]"}),
         )
-    shaped = [
-        (name, factor.reshape(factor.shape + (1,) * (rank - factor.ndim)))
-        for name, factor in factors
+        if value is not None
     ]
-    try:
-        shape = np.broadcast_shapes(*(factor.shape for _, factor in shaped))
-    except ValueError:
-        given = ", ".join(
-            f"{name} {tuple(jnp.shape(original))}"
-            for (name, _), original in zip(
-                factors, _originals(per_sequence, per_step, per_feature), strict=True
-            )
+    if not given:
+        _checks.fail(
+            where, "needs at least one of per_sequence, per_step, per_feature."
         )
-        raise ValueError(
-            f"the weight factors do not agree on [B, T, F]: {given}. B and T must "
-            "match (or be 1) across factors."
-        ) from None
+    factors = []
+    for name, value, layouts in given:
+        factor = _checks.numeric_array(value, name, where)
+        if factor.ndim not in layouts:
+            _checks.fail(
+                where,
+                f"{name} must have shape {' or '.join(layouts.values())}; got "
+                f"shape {factor.shape}.",
+            )
+        if name == "per_feature" and factor.ndim == 1:
+            factor = factor.reshape((1, 1) + factor.shape)
+        factors.append((name, factor))
+    rank = max(factor.ndim for _, factor in factors)
+    shaped = [f.reshape(f.shape + (1,) * (rank - f.ndim)) for _, f in factors]
+    try:
+        shape = np.broadcast_shapes(*(factor.shape for factor in shaped))
+    except ValueError:
+        described = ", ".join(
+            f"{name} {tuple(jnp.shape(value))}" for name, value, _ in given
+        )
+        _checks.fail(
+            where,
+            f"the weight factors do not agree on [B, T, F]: {described}. B and T "
+            "must match (or be 1) across factors.",
+        )
     product = jnp.ones(shape, dtype)
-    for _, factor in shaped:
+    for factor in shaped:
         product = product * factor.astype(dtype)
     return product
 
 
-def _originals(*factors: jax.typing.ArrayLike | None) -> list[jax.typing.ArrayLike]:
-    return [factor for factor in factors if factor is not None]
-
-
-def normalize_per_sequence(weights: jax.typing.ArrayLike) -> jax.Array:
+def normalize_per_sequence(
+    weights: jax.typing.ArrayLike,
+    *,
+    segment_ids: jax.typing.ArrayLike | None = None,
+) -> jax.Array:
     r"""Rescales weights so that each sequence's weights sum to 1.
 
     With normalised weights, ``reduction="sum"`` divided by the number of
     sequences (or ``"weighted_mean"``) counts every sequence equally, however
     many tokens it has. Axis 0 is the batch axis, as in :mod:`seqmask.losses`;
-    the sum runs over every other axis. A row that sums to 0 stays all zeros,
-    with a finite (zero) gradient.
+    the sum runs over every other axis. With ``segment_ids`` (several
+    sequences packed into each row, as :class:`seqmask.data.Packing` lays
+    them out) each segment is normalised on its own, and padding (a negative
+    id) gets weight 0. A sequence whose weights sum to 0 stays all zeros, with
+    a finite (zero) gradient.
 
     .. math::
       \tilde w_{b\ldots} = \frac{w_{b\ldots}}{\sum_{\ldots} w_{b\ldots}},
       \qquad \tilde w_{b\ldots} = 0 \text{ if } \sum_{\ldots} w_{b\ldots} = 0.
 
     Args:
-      weights: floating weights of shape ``[B, ...]``.
+      weights: floating weights of shape ``[B, ...]`` (``[B, T, ...]`` with
+        ``segment_ids``).
+      segment_ids: optional int ``[B, T]``: the sequence of each step, negative
+        at padding (:attr:`seqmask.data.Packing.segment_ids`).
 
     Returns:
       Normalised weights of the same shape and dtype.
 
     Raises:
-      TypeError: if ``weights`` is not floating.
-      ValueError: if ``weights`` is a scalar.
+      TypeError: if ``weights`` is not floating or ``segment_ids`` not integer.
+      ValueError: if ``weights`` is a scalar, or ``segment_ids`` is not
+        ``weights.shape[:2]``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -347,17 +361,33 @@ def normalize_per_sequence(weights: jax.typing.ArrayLike) -> jax.Array:
       [[0.25 0.25 0.25 0.25]
        [1.   0.   0.   0.  ]
        [0.   0.   0.   0.  ]]
+      >>> packed = weights.normalize_per_sequence(
+      ...     jnp.ones((1, 4)), segment_ids=jnp.array([[0, 0, 1, -1]]))
+      >>> print(packed)
+      [[0.5 0.5 1.  0. ]]
     """
-    weights = jnp.asarray(weights)
-    if not jnp.issubdtype(weights.dtype, jnp.floating):
-        raise TypeError(
-            f"weights must have a floating dtype; got {weights.dtype}. Use the "
-            "builders of seqmask.weights, or cast with .astype(jnp.float32)."
-        )
+    where = "weights.normalize_per_sequence"
+    weights = _checks.floating_array(
+        weights,
+        "weights",
+        where,
+        hint=" Use the builders of seqmask.weights, or cast with .astype(jnp.float32).",
+    )
     if weights.ndim == 0:
-        raise ValueError("weights must have a batch axis 0; got a scalar.")
-    sequence_axes = tuple(range(1, weights.ndim))
-    totals = jnp.sum(weights, axis=sequence_axes, keepdims=True)
-    nonzero_total = totals != 0
-    safe_totals = jnp.where(nonzero_total, totals, jnp.ones((), weights.dtype))
-    return jnp.where(nonzero_total, weights / safe_totals, jnp.zeros((), weights.dtype))
+        _checks.fail(where, "weights must have a batch axis 0; got a scalar.")
+    if segment_ids is not None:
+        segment_ids = _checks.integer_array(segment_ids, "segment_ids", where)
+        if segment_ids.shape != weights.shape[:2]:
+            _checks.fail(
+                where,
+                f"segment_ids must have shape weights.shape[:2] = "
+                f"{weights.shape[:2]}; got {segment_ids.shape}.",
+            )
+        inside = segment_ids >= 0
+        weights = jnp.where(
+            inside.reshape(inside.shape + (1,) * (weights.ndim - 2)),
+            weights,
+            jnp.zeros((), weights.dtype),
+        )
+    sums = _weighting.sequence_sums(weights, segment_ids)
+    return _weighting.safe_divide(weights, _weighting.at_positions(sums, weights.ndim))

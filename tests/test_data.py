@@ -111,11 +111,11 @@ def test_chunks_errors():
     xs = np.zeros((2, 5))
     with pytest.raises(ValueError, match="chunk_len must be a positive int; got 0"):
         next(chunks(xs, 0))
-    with pytest.raises(TypeError, match="chunk_len must be a positive int; got 2.0"):
+    with pytest.raises(TypeError, match="chunk_len must be an int; got float 2.0"):
         next(chunks(xs, 2.0))
     with pytest.raises(TypeError, match="chunks: mask must be a boolean array"):
         next(chunks(xs, 2, mask=np.ones((2, 5))))
-    with pytest.raises(ValueError, match=r"resets must have shape \(2, 5\)"):
+    with pytest.raises(ValueError, match=r"resets must have shape .*= \(2, 5\)"):
         next(chunks(xs, 2, resets=np.ones((2, 4), bool)))
     with pytest.raises(ValueError, match=r"share the batch and time axes \(2, 5\)"):
         next(chunks({"a": xs, "b": np.zeros((2, 6))}, 2))
@@ -134,7 +134,7 @@ def reassemble(batches):
 
 @settings(max_examples=40, deadline=None)
 @given(
-    lengths=st.lists(st.integers(0, 9), max_size=10),
+    lengths=st.lists(st.integers(0, 9), min_size=1, max_size=10),
     batch_size=st.integers(1, 4),
     chunk_len=st.integers(1, 5),
 )
@@ -231,7 +231,7 @@ def test_stateful_batches_errors():
 
 @settings(max_examples=40, deadline=None)
 @given(
-    lengths=st.lists(st.integers(0, 8), max_size=10),
+    lengths=st.lists(st.integers(0, 8), min_size=1, max_size=10),
     row_len=st.integers(8, 11),
 )
 def test_pack_is_first_fit_and_unpacks_to_the_inputs(lengths, row_len):
@@ -309,7 +309,7 @@ def test_pack_and_readback_errors():
         unpack(np.zeros((1, 3)), packing)
     with pytest.raises(ValueError, match=r"sequences \[1\] are empty"):
         segment_final_carries(np.zeros((1, 4)), packing)
-    with pytest.raises(ValueError, match="initial_carry must have the structure"):
+    with pytest.raises(ValueError, match=r"initial_carry.*does not match"):
         segment_final_carries(
             np.zeros((1, 4)), packing, initial_carry=(np.zeros(()), np.zeros(()))
         )

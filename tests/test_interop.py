@@ -71,6 +71,8 @@ def torch_step(kind, x, h, c, w_ih, w_hh, b_ih, b_hh):
         z = np_sigmoid(x_z + h_z)
         n = np.tanh(x_n + r * h_n)
         h = (1.0 - z) * n + z * h
+    elif kind == "simple_rnn(relu)":
+        h = np.maximum(gates_x + gates_h, 0.0)
     else:
         h = np.tanh(gates_x + gates_h)
     return h, c
@@ -122,7 +124,7 @@ def random_state_dict(
     dtype=np.float64,
 ):
     """Like ``nn.LSTM(...).state_dict()`` (or GRU/RNN), random, as NumPy."""
-    gates = GATES[kind] * hidden
+    gates = GATES[kind.split("(")[0]] * hidden
     directions = ["", "_reverse"] if bidirectional else [""]
     state = {}
     for layer in range(num_layers):
@@ -491,7 +493,7 @@ def test_unsupported_cells_are_refused():
     state_dict = random_state_dict(
         np.random.default_rng(11), "gru", num_layers=1, bidirectional=False
     )
-    supported = re.escape(str(sorted(KINDS)))
+    supported = re.escape(str(sorted((*KINDS, "simple_rnn(relu)"))))
     with pytest.raises(TypeError, match=f"supports the cells {supported}.*'min_gru'"):
         from_torch(other, state_dict)
     with pytest.raises(TypeError, match="to_torch: .*'min_gru'"):
@@ -567,3 +569,170 @@ def test_interop_does_not_import_torch():
         timeout=120,
     )
     assert result.stdout.split() == ["False", "True"]
+
+
+# ---------------------------------------------------------------------------
+# ReLU RNNs, modules, parent prefixes, wrong cell kinds
+
+
+class FakeModule:
+    """Duck-types a PyTorch recurrent module (or a parent of one) without
+    torch: ``state_dict()``, ``mode``, ``get_submodule``."""
+
+    def __init__(self, state, mode=None, children=None):
+        self._state = state
+        self.mode = mode
+        self._children = children or {}
+
+    def state_dict(self):
+        return dict(self._state)
+
+    def get_submodule(self, path):
+        module = self
+        for part in path.split("."):
+            module = module._children[part]
+        return module
+
+
+def test_relu_rnn_matches_torch_equations():
+    # Formerly a ReLU nn.RNN silently became a tanh cell.
+    rng = np.random.default_rng(20)
+    state_dict = random_state_dict(rng, "simple_rnn")
+    xs = rng.normal(size=(B, T, F)).astype(np.float32)
+    reference = torch_reference(
+        "simple_rnn(relu)",
+        state_dict,
+        xs.astype(np.float64),
+        NUM_LAYERS,
+        bidirectional=True,
+    )
+    cell = simple_rnn(H, activation="relu")
+    assert cell.name == "simple_rnn(relu)"
+    module = FakeModule(state_dict, mode="RNN_RELU")
+    params = bidirectional_params(cell, module)
+    carries, ys = run_stacked(cell, params, jnp.asarray(xs))
+    assert_stacked_matches("simple_rnn", carries, ys, reference, 1e-5)
+    with pytest.raises(
+        ValueError, match="wrong cell kind.*RNN_RELU.*activation='relu'"
+    ):
+        from_torch(simple_rnn(H), module)
+    with pytest.raises(ValueError, match="wrong cell kind"):
+        to_torch(simple_rnn(H), params[0]["forward"], module=module)
+    back = to_torch(cell, params[0]["forward"], module=module)
+    np.testing.assert_allclose(back["weight_hh_l0"], state_dict["weight_hh_l0"], 1e-6)
+
+
+def test_simple_rnn_activation_names():
+    assert simple_rnn(H).name == "simple_rnn"
+    assert simple_rnn(H, activation=jnp.tanh).name == "simple_rnn"
+    assert simple_rnn(H, activation=jax.nn.relu).name == "simple_rnn(relu)"
+    assert simple_rnn(H, activation=jax.nn.gelu).name == "simple_rnn(gelu)"
+    with pytest.raises(ValueError, match="activation must be one of 'tanh', 'relu'"):
+        simple_rnn(H, activation="sigmoid")
+    with pytest.raises(TypeError, match="PyTorch's nn.RNN has only"):
+        from_torch(simple_rnn(H, activation=jax.nn.gelu), {})
+
+
+def test_parent_module_prefixes():
+    rng = np.random.default_rng(21)
+    inner = random_state_dict(rng, "gru", num_layers=1, bidirectional=False)
+    other = random_state_dict(rng, "gru", num_layers=1, bidirectional=False)
+    one = {f"encoder.rnn.{k}": v for k, v in inner.items()}
+    params = from_torch(gru(H), one)  # the only prefix: found by itself
+    np.testing.assert_array_equal(
+        np.asarray(params["recurrent_kernel"]),
+        inner["weight_hh_l0"].T.astype(np.float32),
+    )
+    two = {**one, **{f"decoder.rnn.{k}": v for k, v in other.items()}}
+    with pytest.raises(
+        ValueError,
+        match=r"prefixes \['decoder\.rnn\.', 'encoder\.rnn\.'\]; pass prefix=",
+    ):
+        from_torch(gru(H), two)
+    params = from_torch(gru(H), two, prefix="decoder.rnn")
+    np.testing.assert_array_equal(
+        np.asarray(params["input_bias"]), other["bias_ih_l0"].astype(np.float32)
+    )
+    # A parent module: the submodule at the prefix says which kind it is.
+    parent = FakeModule(
+        two,
+        children={"decoder": FakeModule({}, children={"rnn": FakeModule({}, "LSTM")})},
+    )
+    with pytest.raises(ValueError, match="wrong cell kind.*'LSTM'.*'gru'"):
+        from_torch(gru(H), parent, prefix="decoder.rnn.")
+    written = to_torch(gru(H), params, prefix="decoder.rnn.")
+    assert set(written) == {f"decoder.rnn.{k}" for k in other}
+
+
+def test_wrong_cell_kind_from_gate_counts():
+    gru_state = random_state_dict(
+        np.random.default_rng(22), "gru", num_layers=1, bidirectional=False
+    )
+    with pytest.raises(
+        ValueError, match=r"wrong cell kind.*3 gate blocks.*a GRU.*'lstm'"
+    ):
+        from_torch(lstm(H), gru_state)
+    with pytest.raises(ValueError, match=r"wrong cell kind.*an LSTM.*'simple_rnn'"):
+        from_torch(
+            simple_rnn(H),
+            random_state_dict(
+                np.random.default_rng(22), "lstm", num_layers=1, bidirectional=False
+            ),
+        )
+
+
+def test_to_torch_checks_what_it_writes():
+    params = lstm(H, **random_init()).init(jax.random.key(0), F)
+    with pytest.raises(
+        ValueError, match=r"params does not match.*lstm\(hidden_size=8\)"
+    ):
+        to_torch(lstm(2 * H), params)
+    with pytest.raises(ValueError, match="wrong cell kind.*gate blocks"):
+        to_torch(simple_rnn(H), params)
+    gru_params = gru(H, **random_init()).init(jax.random.key(0), F)
+    with pytest.raises(ValueError, match="wrong cell kind: params for a lstm cell"):
+        to_torch(lstm(H), gru_params)
+    narrow = {k: np.asarray(v, np.float16) for k, v in params.items()}
+    with pytest.raises(ValueError, match="float16.*expected float32"):
+        to_torch(lstm(H), narrow)
+    with pytest.raises(TypeError, match="params must be the parameter dict"):
+        to_torch(lstm(H), [params])
+    module = FakeModule({"weight_ih_l0": np.zeros((4 * H, F + 1))}, mode="LSTM")
+    with pytest.raises(ValueError, match=r"weight_ih_l0 would have shape \(16, 3\)"):
+        to_torch(lstm(H), params, module=module)
+
+
+@pytest.mark.parametrize("nonlinearity", ("tanh", "relu"))
+def test_real_torch_rnn_module_and_parent(nonlinearity):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(1)
+
+    class Parent(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = torch.nn.RNN(F, H, nonlinearity=nonlinearity, batch_first=True)
+            self.head = torch.nn.Linear(H, 2)
+
+    parent = Parent()
+    xs = np.random.default_rng(23).normal(size=(B, T, F)).astype(np.float32)
+    with torch.no_grad():
+        out, h_n = parent.rnn(torch.from_numpy(xs))
+    cell = simple_rnn(H, activation=nonlinearity)
+    for source in (parent.rnn, parent):  # the module, or its parent
+        params = from_torch(cell, source)
+        carry, ys = seqmask.rnn(cell, params, jnp.asarray(xs))
+        np.testing.assert_allclose(np.asarray(ys), out.numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            np.asarray(carry), h_n[0].numpy(), rtol=1e-5, atol=1e-5
+        )
+    other = simple_rnn(H, activation="relu" if nonlinearity == "tanh" else "tanh")
+    with pytest.raises(ValueError, match="wrong cell kind"):
+        from_torch(other, parent)
+    state = to_torch(cell, params, prefix="rnn.", module=parent)
+    fresh = Parent()
+    fresh.load_state_dict(
+        {**fresh.state_dict(), **{k: torch.from_numpy(v) for k, v in state.items()}}
+    )
+    with torch.no_grad():
+        again, _ = fresh.rnn(torch.from_numpy(xs))
+    np.testing.assert_allclose(again.numpy(), out.numpy(), rtol=1e-5, atol=1e-5)

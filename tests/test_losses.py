@@ -19,6 +19,7 @@ import optax
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jax.experimental import checkify
 from jax.test_util import check_grads
 
 from seqmask import losses
@@ -838,3 +839,82 @@ def test_seq2seq_loss_uses_target_lengths_only():
         losses.softmax_cross_entropy_with_integer_labels(
             logits, targets, batch_with_sources([4, 7, 1])["source_mask"]
         )
+
+
+# ---------------------------------------------------------------------------
+# Value checks: eager on concrete values, checkify when traced, and only where
+# the weight is not zero
+
+
+def test_out_of_range_labels_raise_only_where_they_count():
+    logits = np.zeros((2, 3), np.float32)
+    labels = np.array([[0.0, 1.0, 1.5], [0.5, -0.2, 1.0]], np.float32)
+    for loss in (losses.sigmoid_binary_cross_entropy, losses.sigmoid_focal_loss):
+        with pytest.raises(ValueError, match=r"labels must lie in \[0, 1\].*\(0, 2\)"):
+            loss(logits, labels)
+        # At zero weight they are absent: no error, and NaN there is fine too.
+        weights = np.array([[1, 1, 0], [1, 0, 1]], np.float32)
+        poisoned = labels.copy()
+        poisoned[0, 2] = np.nan
+        value = loss(logits, poisoned, weights)
+        np.testing.assert_allclose(value, loss(logits, labels * weights, weights))
+        error, _ = checkify.checkify(jax.jit(loss))(logits, poisoned, weights)
+        assert error.get() is None
+        error, _ = checkify.checkify(jax.jit(loss))(logits, labels)
+        assert "labels must lie in [0, 1]" in (error.get() or "")
+
+
+def test_targets_that_are_not_distributions_raise():
+    logits = np.zeros((2, 3), np.float32)
+    unnormalised = np.array([[1.0, 1.0, 0.0], [0.2, 0.3, 0.5]], np.float32)
+    negative = np.array([[1.2, -0.2, 0.0], [0.2, 0.3, 0.5]], np.float32)
+    for targets in (unnormalised, negative):
+        with pytest.raises(
+            ValueError, match=r"targets must hold probability.*\[\(0,\)"
+        ):
+            losses.softmax_cross_entropy(logits, targets)
+        with pytest.raises(ValueError, match="targets must hold probability"):
+            losses.kl_divergence(jax.nn.log_softmax(logits), targets)
+        # A zero-weight row may hold anything.
+        losses.softmax_cross_entropy(logits, targets, np.array([0.0, 1.0]))
+    error, _ = checkify.checkify(jax.jit(losses.softmax_cross_entropy))(
+        logits, unnormalised
+    )
+    assert "targets must hold probability distributions" in (error.get() or "")
+
+
+def test_kl_divergence_refuses_logits_for_log_probabilities():
+    logits = np.array([[1.0, 2.0, 0.5]], np.float32)
+    targets = np.array([[0.2, 0.8, 0.0]], np.float32)
+    with pytest.raises(ValueError, match="log_predictions must hold log-probabilities"):
+        losses.kl_divergence(logits, targets)
+    # bfloat16 log-probabilities are within the tolerance of their dtype.
+    half = jax.nn.log_softmax(jnp.asarray(logits, jnp.bfloat16))
+    losses.kl_divergence(half, targets)
+    error, _ = checkify.checkify(jax.jit(losses.kl_divergence))(logits, targets)
+    assert "log_predictions must hold log-probabilities" in (error.get() or "")
+
+
+@pytest.mark.parametrize(
+    "loss,option,bad",
+    [
+        (losses.softmax_cross_entropy_with_integer_labels, "label_smoothing", 1.0),
+        (losses.softmax_cross_entropy_with_integer_labels, "label_smoothing", -0.1),
+        (losses.softmax_cross_entropy_with_integer_labels, "z_loss", -1e-4),
+        (losses.sigmoid_focal_loss, "gamma", -1.0),
+        (losses.sigmoid_focal_loss, "alpha", 1.5),
+        (losses.huber_loss, "delta", 0.0),
+        (losses.cosine_distance, "epsilon", -1.0),
+    ],
+)
+def test_hyperparameters_out_of_range_raise_eagerly_and_traced(loss, option, bad):
+    integer = loss is losses.softmax_cross_entropy_with_integer_labels
+    predictions = np.zeros((2, 3), np.float32)
+    targets = np.zeros((2,), np.int32) if integer else np.zeros((2, 3), np.float32)
+    with pytest.raises(ValueError, match=f"{option} must lie in"):
+        loss(predictions, targets, **{option: bad})
+    traced = jax.jit(lambda value: loss(predictions, targets, **{option: value}))
+    error, _ = checkify.checkify(traced)(jnp.float32(bad))
+    assert f"{option} must lie in" in (error.get() or "")
+    with pytest.raises(TypeError, match=f"{option} must be a real number"):
+        loss(predictions, targets, **{option: "0.1"})

@@ -6,21 +6,23 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jax.experimental import checkify
 
 from seqmask import losses
 from seqmask import weights as seq_weights
+from seqmask.data import pack
 
 B, T, F = 3, 4, 5
 
 
 def test_from_lengths_matches_a_loop():
-    lengths = np.array([[0, 3, 6], [1, -2, 4]])  # any batch shape; out of range
-    max_len = 4
-    expected = np.zeros(lengths.shape + (max_len,))
+    lengths = np.array([[0, 3, 4], [1, 2, 4]])  # any batch shape
+    max_length = 4
+    expected = np.zeros(lengths.shape + (max_length,))
     for index in np.ndindex(lengths.shape):
-        for step in range(max_len):
+        for step in range(max_length):
             expected[index + (step,)] = float(step < lengths[index])
-    got = seq_weights.from_lengths(lengths, max_len)
+    got = seq_weights.from_lengths(lengths, max_length)
     assert got.dtype == jnp.float32
     np.testing.assert_array_equal(got, expected)
     got = seq_weights.from_lengths(
@@ -33,10 +35,31 @@ def test_from_lengths_matches_a_loop():
 def test_from_lengths_rejects_bad_arguments():
     with pytest.raises(TypeError, match="lengths must have an integer dtype"):
         seq_weights.from_lengths(jnp.array([1.0, 2.0]), 3)
-    with pytest.raises(TypeError, match="max_len must be a Python int"):
+    with pytest.raises(TypeError, match="max_length must be an int"):
         seq_weights.from_lengths(jnp.array([1, 2]), 3.0)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="max_len must be >= 0"):
+    with pytest.raises(ValueError, match="max_length must be a non-negative int"):
         seq_weights.from_lengths(jnp.array([1, 2]), -1)
+
+
+def test_from_lengths_refuses_lengths_outside_the_time_axis():
+    # Formerly clipped silently: 6 > 4 gave a row of ones, -2 a row of zeros.
+    lengths = np.array([[0, 3, 6], [1, -2, 4]])
+    with pytest.raises(ValueError, match=r"\[0, 4\].*rows \[\(0, 2\), \(1, 1\)\]"):
+        seq_weights.from_lengths(lengths, 4)
+    traced = jax.jit(lambda n: seq_weights.from_lengths(n, 4))
+    np.testing.assert_array_equal(traced(np.array([1, 4])), [[1, 0, 0, 0], [1] * 4])
+    error, _ = checkify.checkify(traced)(lengths)
+    assert "lengths must lie in [0, 4]" in (error.get() or "")
+
+
+def test_from_lengths_of_narrow_dtypes_does_not_wrap():
+    # uint8 step indices would wrap past 255: one home for the mask avoids it.
+    lengths = np.array([300, 7], np.uint16).astype(np.int32)
+    for dtype in (np.uint8, np.int8, np.int16):
+        small = np.minimum(lengths, np.iinfo(dtype).max).astype(dtype)
+        got = np.asarray(seq_weights.from_lengths(small, 300))
+        expected = np.arange(300)[None, :] < small.astype(np.int64)[:, None]
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_from_mask_and_nonzero_match_numpy():
@@ -68,6 +91,10 @@ def test_from_targets_handles_any_padding_position():
     )
     with pytest.raises(ValueError, match="pad_id must be a scalar"):
         seq_weights.from_targets(targets, jnp.array([0, 1]))  # type: ignore[arg-type]
+    # -100 does not exist in uint8: it used to wrap to 156, a real class.
+    narrow = np.array([[156, 3]], np.uint8)
+    with pytest.raises(ValueError, match="pad_id does not fit dtype uint8"):
+        seq_weights.from_targets(narrow, -100)
 
 
 def test_class_weights_match_a_loop():
@@ -86,6 +113,8 @@ def test_class_weights_match_a_loop():
         seq_weights.class_weights(labels.astype(np.float32), table)
     with pytest.raises(ValueError, match=r"table must have shape \[num_classes\]"):
         seq_weights.class_weights(labels, table[None])
+    with pytest.raises(ValueError, match=r"table must lie in \[0, inf\).*\[1\]"):
+        seq_weights.class_weights(labels, np.array([1.0, -2.0], np.float32))
 
 
 # ---------------------------------------------------------------------------
@@ -229,3 +258,30 @@ def test_normalized_weights_sum_equals_sequence_mean():
 
     summed, sequence_mean = both(logits)
     np.testing.assert_allclose(summed / 2.0, sequence_mean, rtol=1e-6)  # 2 rows count
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 5), min_size=1, max_size=6),
+    seed=st.integers(0, 2**16),
+)
+def test_normalize_per_segment_matches_a_loop(lengths, seed):
+    """Packed rows: every segment sums to 1 (or 0), padding is 0."""
+    rng = np.random.default_rng(seed)
+    packing = pack([np.arange(n) for n in lengths], row_len=7)
+    weights = rng.uniform(0.5, 2.0, size=packing.mask.shape + (2,))
+    got = np.asarray(
+        seq_weights.normalize_per_sequence(
+            weights.astype(np.float32), segment_ids=packing.segment_ids
+        )
+    )
+    expected = np.zeros_like(weights)
+    for segment in range(len(lengths)):
+        inside = packing.segment_ids == segment
+        if inside.any():
+            expected[inside] = weights[inside] / weights[inside].sum()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match=r"segment_ids must have shape"):
+        seq_weights.normalize_per_sequence(
+            weights.astype(np.float32), segment_ids=packing.segment_ids[:, :3]
+        )

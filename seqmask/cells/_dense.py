@@ -7,6 +7,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from seqmask import _checks
 from seqmask.cells._base import (
     _LECUN_NORMAL,
     Cell,
@@ -22,7 +23,7 @@ from seqmask.cells._base import (
 def simple_rnn(
     hidden_size: int,
     *,
-    activation: Callable[[jax.Array], jax.Array] = jnp.tanh,
+    activation: str | Callable[[jax.Array], jax.Array] = "tanh",
     dtype=None,
     param_dtype=jnp.float32,
     kernel_init: Initializer = _LECUN_NORMAL,
@@ -43,7 +44,10 @@ def simple_rnn(
 
     Args:
       hidden_size: ``H``.
-      activation: ``tanh`` (default) or e.g. ``jax.nn.relu``.
+      activation: ``"tanh"`` (default), ``"relu"`` (PyTorch's two
+        nonlinearities), or any function. The cell's ``name`` says which:
+        ``"simple_rnn"`` for tanh, ``"simple_rnn(relu)"`` for relu, and
+        ``"simple_rnn(<function name>)"`` otherwise.
       dtype: compute dtype of the matmuls; default: the input's dtype.
       param_dtype: dtype of parameters and carry.
       kernel_init, recurrent_init, bias_init: initialisers.
@@ -59,6 +63,14 @@ def simple_rnn(
       (2, 4)
     """
     hidden_size = _check_size(hidden_size, "simple_rnn: hidden_size")
+    named = {"tanh": jnp.tanh, "relu": jax.nn.relu}
+    if isinstance(activation, str):
+        kind = _checks.one_of(activation, named, "activation", "simple_rnn")
+        nonlinearity = named[kind]
+    else:
+        nonlinearity = _checks.function(activation, "activation", "simple_rnn")
+        same = [n for n, f in named.items() if f is nonlinearity]
+        kind = same[0] if same else getattr(nonlinearity, "__name__", "custom")
 
     def init(key, input_size):
         input_size = _check_size(input_size, "simple_rnn.init: input_size")
@@ -80,11 +92,11 @@ def simple_rnn(
     def step(params, h, projected, compute):
         acc = projected.dtype
         z = projected + _recurrent(h, params["recurrent_kernel"], compute, acc)
-        new_h = activation(z)
+        new_h = nonlinearity(z)
         return new_h.astype(h.dtype), new_h.astype(compute)
 
     return _make_cell(
-        name="simple_rnn",
+        name="simple_rnn" if kind == "tanh" else f"simple_rnn({kind})",
         hidden_size=hidden_size,
         init=init,
         initial_carry=initial_carry,

@@ -10,14 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqmask.data._common import (
-    _as_array,
-    _check_bool,
-    _check_not_one_array,
-    _checked_sequences,
-    _paths,
-    _positive_int,
-)
+from seqmask import _checks
+from seqmask.data._common import Reader, check_not_one_array, flatten, paths, stream
 
 PyTree = Any
 
@@ -80,34 +74,45 @@ def chunks(
       [[0, 1, 2], [5, 6, 7]] [[1, 1, 1], [1, 1, 1]]
       [[3, 4, 0], [8, 9, 0]] [[1, 1, 0], [1, 1, 0]]
     """
-    chunk_len = _positive_int(chunk_len, "chunks: chunk_len")
-    if not isinstance(time_axis, int) or isinstance(time_axis, bool):
-        raise TypeError(f"chunks: time_axis must be an int; got {time_axis!r}.")
-    if time_axis < 0:
-        raise ValueError(f"chunks: time_axis must be >= 0; got {time_axis}.")
-    leaves, treedef = jax.tree.flatten(xs)
+    where = "chunks"
+    chunk_len = _checks.positive_int(chunk_len, "chunk_len", where)
+    time_axis = _checks.non_negative_int(time_axis, "time_axis", where)
+    leaves, treedef = flatten(xs)
     if not leaves:
-        raise ValueError("chunks: xs has no arrays to cut.")
+        _checks.fail(where, "xs has no arrays to cut.")
+    leaves = [
+        leaf
+        if isinstance(leaf, jax.Array)
+        else _checks.host_array(leaf, f"xs{path}", where)
+        for path, leaf in zip(paths(xs), leaves, strict=True)
+    ]
     shapes = [tuple(np.shape(leaf)) for leaf in leaves]
-    for path, shape in zip(_paths(xs), shapes, strict=True):
+    for path, shape in zip(paths(xs), shapes, strict=True):
         if len(shape) <= time_axis:
-            raise ValueError(
-                f"chunks: xs{path} has shape {shape}; it needs a time axis at "
-                f"time_axis={time_axis}."
+            _checks.fail(
+                where,
+                f"xs{path} has shape {shape}; it needs a time axis at "
+                f"time_axis={time_axis}.",
             )
     layout = shapes[0][: time_axis + 1]
-    for path, shape in zip(_paths(xs), shapes, strict=True):
+    for path, shape in zip(paths(xs), shapes, strict=True):
         if shape[: time_axis + 1] != layout:
-            raise ValueError(
-                "chunks: every leaf of xs must share the batch and time axes "
-                f"{layout}; xs{path} has shape {shape}."
+            _checks.fail(
+                where,
+                "every leaf of xs must share the batch and time axes "
+                f"{layout}; xs{path} has shape {shape}.",
             )
     time = layout[-1]
     if mask is None:
         mask = np.ones(layout, np.bool_)
-    mask = _check_bool(mask, layout, "chunks: mask")
+    described = "[*batch, time] (the batch and time axes of xs)"
+    mask = _checks.bool_array(
+        mask, "mask", where, shape=layout, layout=described, host=True
+    )
     if resets is not None:
-        resets = _check_bool(resets, layout, "chunks: resets")
+        resets = _checks.bool_array(
+            resets, "resets", where, shape=layout, layout=described, host=True
+        )
 
     num_chunks = -(-time // chunk_len)
     padded_time = num_chunks * chunk_len
@@ -129,7 +134,7 @@ def chunks(
         # One compiled slice for every start, unlike basic indexing.
         return jax.lax.dynamic_slice_in_dim(leaf, start, chunk_len, axis)
 
-    leaves = [pad(_as_array(leaf), time_axis) for leaf in leaves]
+    leaves = [pad(leaf, time_axis) for leaf in leaves]
     mask = pad(mask, time_axis)
     resets = None if resets is None else pad(resets, time_axis)
 
@@ -200,18 +205,20 @@ def stateful_batches(
       [[1, 2, 3], [4, 5, 6]] [[1, 0, 0], [1, 0, 1]]
       [[10, 0, 0], [7, 8, 9]] [[1, 0, 0], [0, 0, 0]]
     """
-    batch_size = _positive_int(batch_size, "stateful_batches: batch_size")
-    chunk_len = _positive_int(chunk_len, "stateful_batches: chunk_len")
-    _check_not_one_array(sequences, "stateful_batches")
-    return _lanes(
-        _checked_sequences(sequences, "stateful_batches", dtype),
-        batch_size,
-        chunk_len,
-        pad_value,
-    )
+    where = "stateful_batches"
+    batch_size = _checks.positive_int(batch_size, "batch_size", where)
+    chunk_len = _checks.positive_int(chunk_len, "chunk_len", where)
+    check_not_one_array(sequences, where)
+    reader = Reader(where, dtype, pad_value, tree=False)
+    return _lanes(stream(sequences, reader), reader, batch_size, chunk_len)
 
 
-def _lanes(stream, batch_size: int, chunk_len: int, pad_value) -> Iterator[Chunk]:
+def _lanes(
+    items: Iterator[tuple[int, list[np.ndarray]]],
+    reader: Reader,
+    batch_size: int,
+    chunk_len: int,
+) -> Iterator[Chunk]:
     """The generator behind :func:`stateful_batches`."""
     # (absolute step at which the lane is free, lane): the heap hands the next
     # sequence to the lane that frees first.
@@ -219,28 +226,27 @@ def _lanes(stream, batch_size: int, chunk_len: int, pad_value) -> Iterator[Chunk
     # Per lane: the (index, array, absolute start) of sequences not yet emitted.
     pending: list[list[tuple[int, np.ndarray, int]]] = [[] for _ in range(batch_size)]
     exhausted = False
-    trailing: tuple[int, ...] | None = None
-    out_dtype = None
     chunk_start = 0
     while True:
         chunk_end = chunk_start + chunk_len
         while not exhausted and free[0][0] < chunk_end:
-            item = next(stream, None)
+            item = next(items, None)
             if item is None:
                 exhausted = True
                 break
-            index, sequence = item
+            index, (sequence,) = item
             if len(sequence) == 0:
                 continue
-            if trailing is None:
-                trailing, out_dtype = sequence.shape[1:], sequence.dtype
             start, lane = heapq.heappop(free)
             pending[lane].append((index, sequence, start))
             heapq.heappush(free, (start + len(sequence), lane))
         if not any(pending):
             return
-        assert trailing is not None
-        xs = np.full((batch_size, chunk_len, *trailing), pad_value, out_dtype)
+        xs = np.full(
+            (batch_size, chunk_len, *reader.leaf_trailing(0)),
+            reader.pad_values[0],
+            reader.leaf_dtype(0),
+        )
         mask = np.zeros((batch_size, chunk_len), np.bool_)
         resets = np.zeros((batch_size, chunk_len), np.bool_)
         segment_ids = np.full((batch_size, chunk_len), -1, np.int32)

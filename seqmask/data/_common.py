@@ -1,93 +1,296 @@
-"""Argument checks the data layouts share."""
+"""Reading user sequences into checked NumPy arrays, shared by every layout.
+
+An item of ``sequences`` is an array ``[length, ...]`` (NumPy, JAX, or a
+(nested) list of numbers: lists are always read as arrays, so a rectangular
+nested list is an array) or, where a layout allows it, a pytree of such
+arrays (tuples, dicts, named tuples). :func:`stream` checks every item as it
+comes: the same pytree structure as the first item, per leaf the trailing
+shape and dtype of the first non-empty one, values that fit the dtype.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import numbers
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple, TypeVar
 
 import jax
 import numpy as np
 
+from seqmask import _checks
+
 PyTree = Any
+T = TypeVar("T")
 
 
-def _checked_sequences(sequences, name: str, dtype) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(index, array)``, checking every non-empty sequence as it comes.
-
-    The trailing shape and (without ``dtype``) the dtype come from the first
-    non-empty sequence: an empty token list has no element type of its own.
-    """
-    _check_not_one_array(sequences, name)
-    trailing = None
-    target = None if dtype is None else np.dtype(dtype)
-    for index, sequence in enumerate(sequences):
-        array = np.asarray(sequence)
-        if array.ndim == 0:
-            raise ValueError(
-                f"{name}: sequences[{index}] must be [length, ...]; got a scalar "
-                f"{sequence!r}."
-            )
-        if len(array) == 0:
-            yield index, array
-            continue
-        if trailing is None:
-            trailing = array.shape[1:]
-        elif array.shape[1:] != trailing:
-            raise ValueError(
-                f"{name}: every sequence must have the trailing shape {trailing} of "
-                f"the first non-empty one; sequences[{index}] has shape "
-                f"{array.shape}."
-            )
-        if target is None:
-            target = np.dtype(jax.dtypes.canonicalize_dtype(array.dtype))
-        elif not np.can_cast(array.dtype, target, "same_kind"):
-            raise TypeError(
-                f"{name}: sequences[{index}] has dtype {array.dtype}, which does not "
-                f"convert safely to {target} (the dtype of the first sequence or the "
-                "dtype argument); pass dtype= explicitly."
-            )
-        yield index, array.astype(target, copy=False)
+def _is_data(x) -> bool:
+    """Lists, and tuples of plain numbers, are data (arrays), not structure."""
+    if isinstance(x, list):
+        return True
+    return (
+        type(x) is tuple
+        and len(x) > 0
+        and all(isinstance(e, numbers.Number) for e in x)
+    )
 
 
-def _check_not_one_array(sequences, name: str) -> None:
-    if isinstance(sequences, np.ndarray) and sequences.dtype != object:
-        raise TypeError(
-            f"{name}: sequences must be an iterable of arrays [length, ...] of "
-            f"varying lengths; got one array of shape {sequences.shape}. Pass "
-            "list(array) for equal-length rows."
-        )
-
-
-def _check_bool(value, layout, name: str):
-    kind = value if isinstance(value, (np.ndarray, jax.Array)) else np.asarray(value)
-    if kind.dtype != np.bool_:
-        raise TypeError(
-            f"{name} must be a boolean array; got dtype {kind.dtype}. Use "
-            "`x != 0` to convert."
-        )
-    if tuple(kind.shape) != tuple(layout):
-        raise ValueError(
-            f"{name} must have shape {tuple(layout)} (the batch and time axes of "
-            f"xs); got {tuple(kind.shape)}."
-        )
-    return kind
-
-
-def _as_array(leaf):
-    if isinstance(leaf, (np.ndarray, jax.Array)):
-        return leaf
-    return np.asarray(leaf)
-
-
-def _paths(tree) -> list[str]:
+def paths(tree) -> list[str]:
+    """``jax.tree_util.keystr`` of every leaf, lists counted as leaves."""
     return [
-        jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(tree)
+        jax.tree_util.keystr(p)
+        for p, _ in jax.tree_util.tree_leaves_with_path(tree, is_leaf=_is_data)
     ]
 
 
-def _positive_int(value, name: str) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a positive int; got {value!r}.")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int; got {value!r}.")
-    return int(value)
+def flatten(tree) -> tuple[list, Any]:
+    """``jax.tree.flatten`` with lists (and tuples of numbers) as leaves."""
+    return jax.tree.flatten(tree, is_leaf=_is_data)
+
+
+def per_leaf(value, treedef, name: str, where: str) -> list:
+    """One ``value`` for every leaf: a single value, or a pytree shaped like
+    the items (e.g. ``{"source": 0, "target": -1}``)."""
+    count = treedef.num_leaves
+    if value is None or isinstance(value, (numbers.Number, str, np.dtype, type)):
+        return [value] * count
+    try:
+        return treedef.flatten_up_to(value)
+    except (TypeError, ValueError):
+        _checks.fail(
+            where,
+            f"{name} must be one value or a pytree shaped like the items "
+            f"({treedef}); got {value!r}.",
+        )
+
+
+def check_not_one_array(sequences, where: str) -> None:
+    if isinstance(sequences, (np.ndarray, jax.Array)):
+        _checks.fail(
+            where,
+            "sequences must be an iterable of arrays [length, ...] of varying "
+            f"lengths; got one array of shape {tuple(sequences.shape)}. Pass "
+            "list(array) for equal-length rows.",
+            TypeError,
+        )
+    if not isinstance(sequences, Iterable) or isinstance(sequences, (str, dict)):
+        _checks.fail(
+            where,
+            "sequences must be an iterable of arrays [length, ...]; got "
+            f"{_checks.describe(sequences)}.",
+            TypeError,
+        )
+
+
+class Reader:
+    """Checks items one by one; remembers the structure, shapes and dtypes.
+
+    ``dtype`` and ``pad_value`` are one value or a pytree like the items.
+    Without ``tree``, an item must be one array.
+    """
+
+    def __init__(self, where: str, dtype, pad_value, *, tree: bool = True):
+        self.where = where
+        self.tree = tree
+        self.treedef = None
+        self._dtype_arg, self._pad_arg = dtype, pad_value
+        self.dtypes: list[np.dtype | None] = []
+        self.trailing: list[tuple[int, ...] | None] = []
+        self.pad_values: list = []
+
+    def _start(self, treedef, index: int) -> None:
+        self.treedef = treedef
+        if not self.tree and not jax.tree_util.treedef_is_leaf(treedef):
+            _checks.fail(
+                self.where,
+                f"sequences[{index}] must be one array [length, ...]; got a "
+                f"pytree {treedef}.",
+                TypeError,
+            )
+        self.dtypes = [
+            None if d is None else np.dtype(d)
+            for d in per_leaf(self._dtype_arg, treedef, "dtype", self.where)
+        ]
+        self.trailing = [None] * treedef.num_leaves
+        self.pad_values = per_leaf(self._pad_arg, treedef, "pad_value", self.where)
+        for leaf, dtype in enumerate(self.dtypes):
+            if dtype is not None:
+                self._check_pad(leaf)
+
+    def _check_pad(self, leaf: int) -> None:
+        dtype = self.dtypes[leaf]
+        assert dtype is not None
+        _checks.representable(
+            self.pad_values[leaf],
+            dtype,
+            "pad_value",
+            self.where,
+            hint=f" Pick a pad_value that {dtype} can hold.",
+        )
+
+    def read(self, index: int, item) -> list[np.ndarray]:
+        """The checked leaves of ``sequences[index]``, cast to their dtypes."""
+        leaves, treedef = flatten(item)
+        if self.treedef is None:
+            self._start(treedef, index)
+        elif treedef != self.treedef:
+            _checks.fail(
+                self.where,
+                f"every item must have the pytree structure of the first, "
+                f"{self.treedef}; sequences[{index}] has {treedef}.",
+            )
+        return [
+            self._leaf(index, leaf, path, value)
+            for leaf, (path, value) in enumerate(zip(paths(item), leaves, strict=True))
+        ]
+
+    def _leaf(self, index: int, leaf: int, path: str, value) -> np.ndarray:
+        name = f"sequences[{index}]{path}"
+        array = _checks.host_array(value, name, self.where)
+        if array.ndim == 0:
+            _checks.fail(
+                self.where, f"{name} must be [length, ...]; got a scalar {value!r}."
+            )
+        if len(array) == 0:  # nothing to place: no element type of its own
+            return array
+        trailing = self.trailing[leaf]
+        if trailing is None:
+            self.trailing[leaf] = array.shape[1:]
+        elif array.shape[1:] != trailing:
+            _checks.fail(
+                self.where,
+                f"every sequence must have the trailing shape {trailing} of the "
+                f"first non-empty one; {name} has shape {array.shape}.",
+            )
+        return self._cast(name, leaf, array)
+
+    def _cast(self, name: str, leaf: int, array: np.ndarray) -> np.ndarray:
+        target = self.dtypes[leaf]
+        if target is None:
+            target = np.dtype(jax.dtypes.canonicalize_dtype(array.dtype))
+            self.dtypes[leaf] = target
+            self._check_pad(leaf)
+        elif not np.can_cast(array.dtype, target, "same_kind"):
+            _checks.fail(
+                self.where,
+                f"{name} has dtype {array.dtype}, which does not convert safely to "
+                f"{target} (the dtype of the first sequence or the dtype argument); "
+                "pass dtype= explicitly.",
+                TypeError,
+            )
+        if array.dtype != target:
+            _checks.representable(
+                array, target, name, self.where, hint=" Pass a wider dtype=."
+            )
+        return array.astype(target, copy=False)
+
+    @property
+    def structure(self):
+        """The items' pytree structure (known once an item has been read)."""
+        assert self.treedef is not None, "no item read yet"
+        return self.treedef
+
+    def leaf_dtype(self, leaf: int) -> np.dtype:
+        """The dtype of a leaf; int32 when every sequence of it was empty."""
+        return self.dtypes[leaf] or np.dtype(np.int32)
+
+    def leaf_trailing(self, leaf: int) -> tuple[int, ...]:
+        return self.trailing[leaf] or ()
+
+
+def stream(sequences, reader: Reader) -> Iterator[tuple[int, list[np.ndarray]]]:
+    """``(index, leaves)`` for every item, checked lazily; ``ValueError`` when
+    there is none at all."""
+    empty = True
+    for index, item in enumerate(sequences):
+        empty = False
+        yield index, reader.read(index, item)
+    if empty:
+        _checks.fail(reader.where, "sequences is empty; give at least one sequence.")
+
+
+def read_all(sequences, reader: Reader) -> list[tuple[int, list[np.ndarray]]]:
+    """Every item, checked now (so that errors come at the call)."""
+    check_not_one_array(sequences, reader.where)
+    return list(stream(sequences, reader))
+
+
+def item_lengths(items, where: str, *, same: bool = False) -> np.ndarray:
+    """The length of every item: its longest leaf, or (``same``) the one length
+    that all its leaves must share."""
+    lengths = np.zeros(len(items), np.int64)
+    for position, (index, leaves) in enumerate(items):
+        sizes = {len(leaf) for leaf in leaves}
+        if same and len(sizes) > 1:
+            _checks.fail(
+                where,
+                f"the leaves of sequences[{index}] have lengths {sorted(sizes)}; "
+                "packed leaves share the time axis, so they need one length.",
+            )
+        lengths[position] = max(sizes)
+    return lengths
+
+
+class Batches(Iterator[T]):
+    """An iterator over the batches of one pass that knows how many it has."""
+
+    def __init__(self, batches: Iterator[T], count: int):
+        self._batches = batches
+        self._count = count
+
+    def __next__(self) -> T:
+        return next(self._batches)
+
+    def __iter__(self) -> Batches[T]:
+        return self
+
+    def __len__(self) -> int:
+        """The number of batches of the whole pass (not only those left)."""
+        return self._count
+
+
+class Padded(NamedTuple):
+    """Sequences padded to ``[rows, length, ...]`` (one leaf)."""
+
+    values: np.ndarray
+    lengths: np.ndarray
+    mask: np.ndarray
+
+
+def pad_leaf(
+    arrays: list[np.ndarray],
+    rows: int,
+    length: int,
+    trailing: tuple[int, ...],
+    dtype,
+    pad_value,
+    place: Callable[[int], tuple[int, int]] | None = None,
+) -> Padded:
+    """Lay ``arrays`` into ``[rows, length, ...]``: array ``i`` at the row and
+    start ``place(i)`` (default: row ``i``, step 0)."""
+    values = np.full((rows, length, *trailing), pad_value, dtype)
+    mask = np.zeros((rows, length), np.bool_)
+    lengths = np.zeros(rows, np.int32)
+    for i, array in enumerate(arrays):
+        if len(array) == 0:
+            continue
+        row, start = (i, 0) if place is None else place(i)
+        values[row, start : start + len(array)] = array
+        mask[row, start : start + len(array)] = True
+        lengths[row] += len(array)
+    return Padded(values, lengths, mask)
+
+
+def pad_items(items, reader: Reader, rows: int, length: int, place=None) -> list:
+    """:func:`pad_leaf` for every leaf of ``items`` (``(index, leaves)``)."""
+    return [
+        pad_leaf(
+            [leaves[leaf] for _, leaves in items],
+            rows,
+            length,
+            reader.leaf_trailing(leaf),
+            reader.leaf_dtype(leaf),
+            reader.pad_values[leaf],
+            place,
+        )
+        for leaf in range(reader.structure.num_leaves)
+    ]

@@ -9,10 +9,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from seqmask import _checks
 from seqmask.data._common import (
-    _checked_sequences,
-    _paths,
-    _positive_int,
+    Reader,
+    flatten,
+    item_lengths,
+    pad_items,
+    paths,
+    read_all,
 )
 
 PyTree = Any
@@ -26,7 +30,7 @@ class Packing(NamedTuple):
 
     Attributes:
       inputs: ``[rows, row_len, ...]``, the sequences' elements, ``pad_value``
-        at padding.
+        at padding (a pytree of such arrays for pytree items).
       mask: boolean ``[rows, row_len]``, true at the steps of a sequence.
       resets: boolean ``[rows, row_len]``, true at the first step of each
         sequence (pass as ``resets`` to :func:`seqmask.rnn`).
@@ -37,6 +41,9 @@ class Packing(NamedTuple):
       rows: int ``[num_sequences]``, the row of each sequence.
       starts: int ``[num_sequences]``, its first step in that row.
       lengths: int ``[num_sequences]``, its length.
+      indices: int ``[num_sequences]``, the position of each sequence in the
+        data it came from (``0 .. n - 1`` for :func:`pack`, the corpus index
+        for :func:`seqmask.data.packed_batches`).
     """
 
     inputs: np.ndarray
@@ -47,9 +54,17 @@ class Packing(NamedTuple):
     rows: np.ndarray
     starts: np.ndarray
     lengths: np.ndarray
+    indices: np.ndarray | None = None
 
 
-def pack(sequences: Iterable[Any], row_len: int, *, pad_value=0, dtype=None) -> Packing:
+def pack(
+    sequences: Iterable[Any],
+    row_len: int,
+    *,
+    pad_value=0,
+    dtype=None,
+    num_rows: int | None = None,
+) -> Packing:
     """Pack variable-length sequences into rows of ``row_len`` steps.
 
     Greedy first fit: the sequences are taken in the order given, and each
@@ -63,18 +78,26 @@ def pack(sequences: Iterable[Any], row_len: int, *, pad_value=0, dtype=None) -> 
 
     Args:
       sequences: arrays ``[length, ...]`` (or token lists) sharing the
-        trailing shape.
+        trailing shape, or pytrees of them whose leaves share one length per
+        item (e.g. ``{"inputs": x, "targets": y}``).
       row_len: the number of steps a row; every sequence must fit.
-      pad_value: the input value at padded steps.
-      dtype: the dtype of ``inputs``; default: the first non-empty
-        sequence's dtype, as JAX canonicalises it (int64 -> int32 unless x64
-        is on).
+      pad_value: the input value at padded steps (one value, or a pytree like
+        the items); it must be representable in the dtype.
+      dtype: the dtype of ``inputs`` (one, or a pytree like the items);
+        default: the first non-empty sequence's dtype, as JAX canonicalises
+        it (int64 -> int32 unless x64 is on). Values that do not fit it raise.
+      num_rows: the number of rows; default: as many as first fit needs.
+        Extra rows are all padding.
 
     Returns:
       A :class:`Packing`.
 
     Raises:
-      ValueError: a sequence longer than ``row_len`` (named by its index).
+      ValueError: no sequence, a sequence longer than ``row_len`` (named by
+        its index), more rows needed than ``num_rows``, or values that do not
+        fit the dtype.
+      TypeError: sequences that are not numeric arrays, or a dtype they do
+        not convert to safely.
 
     Examples:
       >>> from seqmask.data import pack
@@ -86,59 +109,101 @@ def pack(sequences: Iterable[Any], row_len: int, *, pad_value=0, dtype=None) -> 
       >>> packing.rows.tolist(), packing.starts.tolist()
       ([0, 1, 0], [0, 0, 3])
     """
-    row_len = _positive_int(row_len, "pack: row_len")
-    items = list(_checked_sequences(sequences, "pack", dtype))
-    first = next((s for _, s in items if len(s)), None)
-    if first is not None:
-        trailing, out_dtype = first.shape[1:], first.dtype
-    else:
-        trailing, out_dtype = (), np.dtype(np.int32 if dtype is None else dtype)
-    for index, sequence in items:
-        if len(sequence) > row_len:
-            raise ValueError(
-                f"pack: sequences[{index}] has length {len(sequence)}, longer than "
-                f"row_len={row_len}; raise row_len or split the sequence."
-            )
-    lengths = np.array([len(s) for _, s in items], np.int64)
-    rows = np.zeros(len(items), np.int64)
-    starts = np.zeros(len(items), np.int64)
-    filled = np.zeros(0, np.int64)  # steps used in each row so far
-    for index, length in enumerate(lengths):
-        room = np.flatnonzero(filled + length <= row_len)
+    where = "pack"
+    row_len = _checks.positive_int(row_len, "row_len", where)
+    num_rows = _checks.optional_positive_int(num_rows, "num_rows", where)
+    reader = Reader(where, dtype, pad_value)
+    items = read_all(sequences, reader)
+    lengths = item_lengths(items, where, same=True)
+    too_long = np.flatnonzero(lengths > row_len)
+    if too_long.size:
+        index = items[too_long[0]][0]
+        _checks.fail(
+            where,
+            f"sequences[{index}] has length {lengths[too_long[0]]}, longer than "
+            f"row_len={row_len}; raise row_len or split the sequence.",
+        )
+    fit = FirstFit(row_len)
+    spots = np.array([fit.place(int(n)) for n in lengths], np.int64).reshape(-1, 2)
+    rows, starts, filled = spots[:, 0], spots[:, 1], max(fit.filled.size, 1)
+    if num_rows is not None and filled > num_rows:
+        _checks.fail(
+            where,
+            f"the sequences need {filled} rows of {row_len} steps; num_rows="
+            f"{num_rows} is too few.",
+        )
+    return lay_out(items, reader, rows, starts, lengths, row_len, num_rows or filled)
+
+
+class FirstFit:
+    """Greedy first fit into rows of ``row_len`` steps, one sequence at a time.
+
+    :meth:`place` puts a sequence into the first row with room for all of it,
+    opening a row when none has, and returns ``(row, start)``; with
+    ``max_rows`` it returns None when every row is open and none has room.
+    """
+
+    def __init__(self, row_len: int, max_rows: int | None = None):
+        self.row_len, self.max_rows = row_len, max_rows
+        self.filled = np.zeros(0, np.int64)  # steps used in each row so far
+
+    def place(self, length: int) -> tuple[int, int] | None:
+        room = np.flatnonzero(self.filled + length <= self.row_len)
         if room.size:
             row = int(room[0])
+        elif self.max_rows is not None and self.filled.size == self.max_rows:
+            return None
         else:
-            row = filled.size
-            filled = np.append(filled, 0)
-        rows[index], starts[index] = row, filled[row]
-        filled[row] += length
+            row = self.filled.size
+            self.filled = np.append(self.filled, 0)
+        start = int(self.filled[row])
+        self.filled[row] += length
+        return row, start
 
-    num_rows = max(filled.size, 1)
-    inputs = np.full((num_rows, row_len, *trailing), pad_value, out_dtype)
-    mask = np.zeros((num_rows, row_len), np.bool_)
+
+def packed_groups(entries, row_len: int, max_rows: int):
+    """Lists of ``(item, row, start)``, one a batch of ``max_rows`` rows: the
+    entries ``(item, length)`` in order, a new batch when one fits nowhere."""
+    fit, group = FirstFit(row_len, max_rows), []
+    for item, length in entries:
+        spot = fit.place(length)
+        if spot is None:
+            yield group
+            fit, group = FirstFit(row_len, max_rows), []
+            spot = fit.place(length)
+            assert spot is not None
+        group.append((item, *spot))
+    if group:
+        yield group
+
+
+def lay_out(items, reader, rows, starts, lengths, row_len, num_rows) -> Packing:
+    """The :class:`Packing` of ``items`` at the given rows and starts."""
+
+    def place(i):
+        return rows[i], starts[i]
+
+    padded = pad_items(items, reader, num_rows, row_len, place)
     resets = np.zeros((num_rows, row_len), np.bool_)
     segment_ids = np.full((num_rows, row_len), -1, np.int32)
     positions = np.zeros((num_rows, row_len), np.int32)
-    for (index, sequence), row, start, length in zip(
-        items, rows, starts, lengths, strict=True
+    for position, (row, start, length) in enumerate(
+        zip(rows, starts, lengths, strict=True)
     ):
-        if length == 0:
-            continue
-        steps = slice(start, start + length)
-        inputs[row, steps] = sequence
-        mask[row, steps] = True
-        resets[row, start] = True
-        segment_ids[row, steps] = index
-        positions[row, steps] = np.arange(length, dtype=np.int32)
+        if length:
+            resets[row, start] = True
+            segment_ids[row, start : start + length] = position
+            positions[row, start : start + length] = np.arange(length)
     return Packing(
-        inputs=inputs,
-        mask=mask,
+        inputs=jax.tree.unflatten(reader.structure, [p.values for p in padded]),
+        mask=padded[0].mask,
         resets=resets,
         segment_ids=segment_ids,
         positions=positions,
         rows=rows,
         starts=starts,
         lengths=lengths,
+        indices=np.array([index for index, _ in items], np.int64),
     )
 
 
@@ -160,18 +225,8 @@ def unpack(ys: PyTree, packing: Packing) -> list[PyTree]:
       >>> [y.tolist() for y in unpack(packing.inputs * 10, packing)]
       [[10, 20, 30], [40, 50], [60]]
     """
-    _check_packing(packing, "unpack")
-    leaves, treedef = jax.tree.flatten(ys)
-    layout = tuple(packing.mask.shape)
-    arrays = []
-    for path, leaf in zip(_paths(ys), leaves, strict=True):
-        array = np.asarray(leaf)
-        if tuple(array.shape[:2]) != layout:
-            raise ValueError(
-                f"unpack: ys{path} must be [rows, row_len, ...] = {layout} like the "
-                f"packing's mask; got shape {tuple(array.shape)}."
-            )
-        arrays.append(array)
+    leaves, treedef = _packed_leaves(ys, "ys", packing, "unpack")
+    arrays = [np.asarray(leaf) for leaf in leaves]
     return [
         jax.tree.unflatten(
             treedef, [array[row, start : start + length] for array in arrays]
@@ -180,6 +235,32 @@ def unpack(ys: PyTree, packing: Packing) -> list[PyTree]:
             packing.rows, packing.starts, packing.lengths, strict=True
         )
     ]
+
+
+def _packed_leaves(tree, name: str, packing, where: str):
+    """The leaves of ``tree`` (and its treedef), each ``[rows, row_len, ...]``
+    like the packing's mask."""
+    if not isinstance(packing, Packing):
+        _checks.fail(
+            where,
+            "packing must be the Packing that seqmask.data.pack returned; got "
+            f"{type(packing).__name__}.",
+            TypeError,
+        )
+    layout = tuple(packing.mask.shape)
+    leaves, treedef = flatten(tree)
+    leaves = [
+        leaf if isinstance(leaf, jax.Array) else _checks.host_array(leaf, name, where)
+        for leaf in leaves
+    ]
+    for path, leaf in zip(paths(tree), leaves, strict=True):
+        if tuple(np.shape(leaf)[:2]) != layout:
+            _checks.fail(
+                where,
+                f"{name}{path} must be [rows, row_len, ...] = {layout} like the "
+                f"packing's mask; got shape {tuple(np.shape(leaf))}.",
+            )
+    return leaves, treedef
 
 
 def segment_final_carries(
@@ -208,43 +289,45 @@ def segment_final_carries(
       >>> from seqmask.data import pack, segment_final_carries
       >>> packing = pack([[1, 2, 3], [4, 5], [6]], row_len=4)
       >>> running_sum = jnp.array([[1, 3, 6, 6], [4, 9, 0, 0]])
-      >>> segment_final_carries(running_sum, packing)
-      Array([6, 9, 6], dtype=int32)
+      >>> print(segment_final_carries(running_sum, packing))
+      [6 9 6]
     """
-    _check_packing(packing, "segment_final_carries")
-    layout = tuple(packing.mask.shape)
+    where = "segment_final_carries"
+    leaves, treedef = _packed_leaves(carries, "carries", packing, where)
     lengths = np.asarray(packing.lengths)
     empty = lengths == 0
     if empty.any() and initial_carry is None:
-        raise ValueError(
-            "segment_final_carries: sequences "
-            f"{np.flatnonzero(empty)[:8].tolist()} are empty, so their final carry "
-            "is the initial carry; pass initial_carry (e.g. cell.initial_carry"
-            "(params, ()))."
+        _checks.fail(
+            where,
+            f"sequences {np.flatnonzero(empty)[:8].tolist()} are empty, so their "
+            "final carry is the initial carry; pass initial_carry (e.g. "
+            "cell.initial_carry(params, ())).",
         )
-    rows = np.asarray(packing.rows)
     last = np.maximum(np.asarray(packing.starts) + lengths - 1, 0)
-    leaves, treedef = jax.tree.flatten(carries)
-    for path, leaf in zip(_paths(carries), leaves, strict=True):
-        if tuple(np.shape(leaf)[:2]) != layout:
-            raise ValueError(
-                f"segment_final_carries: carries{path} must be [rows, row_len, ...] "
-                f"= {layout} like the packing's mask; got {tuple(np.shape(leaf))}."
-            )
-    finals = [jnp.asarray(leaf)[rows, last] for leaf in leaves]
+    finals = [jnp.asarray(leaf)[np.asarray(packing.rows), last] for leaf in leaves]
     if empty.any():
         try:
             initial_leaves = treedef.flatten_up_to(initial_carry)
-            finals_shapes = [final.shape[1:] for final in finals]
-            for start, shape in zip(initial_leaves, finals_shapes, strict=True):
-                if np.broadcast_shapes(np.shape(start), shape) != shape:
-                    raise ValueError(f"{np.shape(start)} does not broadcast to {shape}")
-        except (ValueError, TypeError) as error:
-            raise ValueError(
-                "segment_final_carries: initial_carry must have the structure of "
-                f"one step of carries ({treedef}) with leaves that broadcast to "
-                f"{[f.shape[1:] for f in finals]}; got {initial_carry!r}: {error}"
-            ) from None
+        except (TypeError, ValueError):
+            _checks.fail(
+                where,
+                "initial_carry must have the structure of one step of carries "
+                f"({treedef}); got {_checks.describe(initial_carry)}.",
+            )
+        initial_leaves = [
+            _checks.array(start, "initial_carry", where) for start in initial_leaves
+        ]
+        _checks.tree_like(
+            initial_leaves,
+            [
+                jax.ShapeDtypeStruct(final.shape[1:], start.dtype)
+                for final, start in zip(finals, initial_leaves, strict=True)
+            ],
+            "initial_carry",
+            where,
+            broadcast=True,
+            expected_from="one step of carries",
+        )
         finals = [
             jnp.where(
                 jnp.asarray(empty).reshape((-1,) + (1,) * (final.ndim - 1)),
@@ -254,11 +337,3 @@ def segment_final_carries(
             for final, start in zip(finals, initial_leaves, strict=True)
         ]
     return jax.tree.unflatten(treedef, finals)
-
-
-def _check_packing(packing, name: str) -> None:
-    if not isinstance(packing, Packing):
-        raise TypeError(
-            f"{name}: packing must be the Packing that seqmask.data.pack returned; "
-            f"got {type(packing).__name__}."
-        )

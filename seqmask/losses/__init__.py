@@ -52,6 +52,27 @@ of sequences whose weights do not sum to 0:
 A zero denominator gives exactly 0, with a zero (not NaN) gradient; an
 unknown reduction raises a ``ValueError`` listing the valid ones.
 
+**Packed rows.** ``segment_ids`` (integers ``[B, T]``, negative at padding,
+as :attr:`seqmask.data.Packing.segment_ids`) says which sequence each step
+belongs to when several share a row. Steps with a negative id are absent
+(weight 0); ``"sequence_mean"`` takes the weighted mean within each segment
+(all steps with one id) instead of each row; ``"mean"`` divides by the
+number of elements in segments; ``"none"``, ``"sum"`` and
+``"weighted_mean"`` need nothing more. So every reduction over packed rows
+equals the same reduction over the sequences one per row (given their own
+ids, e.g. the row index at valid steps), and ``"mean"`` and
+``"sequence_mean"`` equal those over the sequences without padding.
+
+**Checks.** Shapes and dtypes are checked when the function is traced.
+Values are checked where the weight is not zero: sigmoid labels in
+``[0, 1]``, target distributions non-negative and summing to 1,
+``kl_divergence``'s log-predictions log-probabilities, hyperparameters in
+range. Concrete values raise a ``ValueError`` at once; traced ones are
+reported by :func:`jax.experimental.checkify.checkify` (and cost nothing
+under plain ``jit``). Integer labels of
+:func:`softmax_cross_entropy_with_integer_labels` are not checked: an
+out-of-range label of a counted token gives NaN, deliberately loud.
+
 **Precision.** Losses compute in float32 whatever the input dtype (bfloat16
 and float16 included) and return float32; float64 inputs (under x64) compute
 and return float64.

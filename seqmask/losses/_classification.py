@@ -5,38 +5,17 @@ softmax losses and the KL divergence, one per feature for the sigmoid losses),
 weights it and reduces it as described in :mod:`seqmask.losses`.
 """
 
+from __future__ import annotations
+
 import jax
 import jax.numpy as jnp
 
-from seqmask.losses._reduce import (
-    Reduction,
-    align_weights,
-    check_floating,
-    check_numeric,
-    check_reduction,
-    check_same_shape,
-    compute_dtype,
-    reduce_loss,
-    select_present,
-)
-
-
-def _check_unit_interval(name: str, value: object) -> None:
-    # Traced values cannot be checked at trace time; they are the caller's duty.
-    if isinstance(value, (int, float)) and not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must lie in [0, 1); got {value}.")
+from seqmask import _checks
+from seqmask.losses._reduce import Reduction, prepare, reduce_loss
 
 
 def _is_static_zero(value: object) -> bool:
     return isinstance(value, (int, float)) and value == 0
-
-
-def _check_class_axis(name: str, x: jax.Array) -> None:
-    if x.ndim < 1 or x.shape[-1] == 0:
-        raise ValueError(
-            f"{name} must have a non-empty class axis last, shape [..., V]; "
-            f"got shape {x.shape}."
-        )
 
 
 def softmax_cross_entropy_with_integer_labels(
@@ -45,6 +24,7 @@ def softmax_cross_entropy_with_integer_labels(
     weights: jax.typing.ArrayLike | None = None,
     *,
     reduction: Reduction = "weighted_mean",
+    segment_ids: jax.typing.ArrayLike | None = None,
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
 ) -> jax.Array:
@@ -66,13 +46,14 @@ def softmax_cross_entropy_with_integer_labels(
         dtype; half precision is computed in float32.
       labels: integer class ids in ``[0, V)``, shape ``logits.shape[:-1]``, any
         integer dtype. Labels of zero-weight tokens may be anything (a padding
-        id such as ``-100`` included); an out-of-range label of a counted
-        token (negative ones included) gives NaN, so the mistake is loud.
-      weights: optional weights broadcastable to ``labels.shape`` (see
-        :mod:`seqmask.losses` for the alignment rule), e.g. ``[B]`` or
-        ``[B, T]``; ``None`` means all ones. Zero weight means absent.
-      reduction: ``"none"``, ``"sum"``, ``"mean"``, ``"weighted_mean"`` or
-        ``"sequence_mean"`` (see :mod:`seqmask.losses`).
+        id such as ``-100`` included). An out-of-range label of a counted
+        token (negative ones included) gives NaN, deliberately: the mistake
+        is loud, and checking every label would cost a pass over them.
+      weights: per-token weights broadcastable to ``labels.shape`` (``[B]``,
+        ``[B, T]``, ...); None means all ones, zero means absent.
+      reduction: how to reduce (see :mod:`seqmask.losses`).
+      segment_ids: int ``[B, T]`` ids of packed sequences, negative at
+        padding (see :mod:`seqmask.losses`).
       label_smoothing: :math:`\epsilon \in [0, 1)`.
       z_loss: coefficient :math:`z \ge 0` of :math:`\log^2 Z`.
 
@@ -82,8 +63,9 @@ def softmax_cross_entropy_with_integer_labels(
 
     Raises:
       TypeError: if ``logits`` is not floating or ``labels`` not integer.
-      ValueError: on mismatched shapes, bad weights, an unknown reduction or
-        ``label_smoothing`` outside ``[0, 1)``.
+      ValueError: on mismatched shapes, bad weights, an unknown reduction, or
+        ``label_smoothing`` or ``z_loss`` out of range (through checkify when
+        traced).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -103,34 +85,26 @@ def softmax_cross_entropy_with_integer_labels(
       [[0.2761 2.9518]
        [1.5395 0.    ]]
     """
-    check_reduction(reduction)
-    logits = jnp.asarray(logits)
-    labels = jnp.asarray(labels)
-    check_floating("logits", logits)
-    if not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise TypeError(
-            f"labels must have an integer dtype; got {labels.dtype}. For "
-            "probability targets use softmax_cross_entropy."
-        )
-    _check_class_axis("logits", logits)
-    if labels.shape != logits.shape[:-1]:
-        raise ValueError(
-            "labels must have shape logits.shape[:-1] = "
-            f"{logits.shape[:-1]}; got {labels.shape} (logits {logits.shape})."
-        )
-    _check_unit_interval("label_smoothing", label_smoothing)
-    dtype = compute_dtype(logits)
-    weights = align_weights(weights, labels.shape, dtype)
-    present = None if weights is None else weights != 0
-    # Selected in the input dtype so that no widened [..., V] copy is needed
-    # before XLA fuses the cast into the reductions below.
-    logits = select_present(
-        logits, None if present is None else present[..., None], 0.0
+    where = "softmax_cross_entropy_with_integer_labels"
+    _checks.hyperparameter(
+        label_smoothing, "label_smoothing", where, low=0, high=1, high_open=True
     )
-    labels = select_present(labels, present, 0)
-    if labels.dtype.itemsize < 4 or jnp.issubdtype(labels.dtype, jnp.unsignedinteger):
-        # Narrow or unsigned ids cannot be compared with V or -1 safely.
-        labels = labels.astype(jnp.int32)
+    _checks.hyperparameter(z_loss, "z_loss", where, low=0)
+    # The logits stay in their dtype until the reductions below, so that no
+    # widened [..., V] copy is needed before XLA fuses the cast into them.
+    inputs = prepare(
+        where,
+        logits,
+        labels,
+        weights,
+        reduction=reduction,
+        segment_ids=segment_ids,
+        names=("logits", "labels"),
+        reduces_last_axis=True,
+        labels=True,
+        cast=False,
+    )
+    dtype, logits, labels = inputs.dtype, inputs.predictions, inputs.targets
     num_classes = logits.shape[-1]
     in_range = (labels >= 0) & (labels < num_classes)
     log_normalizer = jax.nn.logsumexp(logits.astype(dtype), axis=-1)
@@ -152,7 +126,7 @@ def softmax_cross_entropy_with_integer_labels(
         loss = loss + smoothing * (label_logit - mean_logit)
     if not _is_static_zero(z_loss):
         loss = loss + jnp.asarray(z_loss, dtype) * jnp.square(log_normalizer)
-    return reduce_loss(loss, weights, reduction)
+    return reduce_loss(loss, inputs, reduction)
 
 
 def softmax_cross_entropy(
@@ -161,6 +135,7 @@ def softmax_cross_entropy(
     weights: jax.typing.ArrayLike | None = None,
     *,
     reduction: Reduction = "weighted_mean",
+    segment_ids: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
     r"""Softmax cross-entropy between logits and target probabilities.
 
@@ -175,12 +150,14 @@ def softmax_cross_entropy(
 
     Args:
       logits: unnormalised log-probabilities, shape ``[..., V]``.
-      targets: target distributions (non-negative, summing to 1 over the last
-        axis, e.g. one-hot), same shape as ``logits``.
-      weights: optional weights broadcastable to ``logits.shape[:-1]``;
-        ``None`` means all ones. Zero weight means absent.
-      reduction: ``"none"``, ``"sum"``, ``"mean"``, ``"weighted_mean"`` or
-        ``"sequence_mean"`` (see :mod:`seqmask.losses`).
+      targets: target distributions, same shape as ``logits``: non-negative
+        and summing to 1 over the last axis (e.g. one-hot) wherever the
+        weight is not zero; checked eagerly, or through checkify when traced.
+      weights: per-token weights broadcastable to ``logits.shape[:-1]``;
+        None means all ones, zero means absent.
+      reduction: how to reduce (see :mod:`seqmask.losses`).
+      segment_ids: int ``[B, T]`` ids of packed sequences (see
+        :mod:`seqmask.losses`).
 
     Returns:
       A float32 (or float64) scalar, or for ``"none"`` the weighted
@@ -188,7 +165,8 @@ def softmax_cross_entropy(
 
     Raises:
       TypeError: if ``logits`` is not floating.
-      ValueError: on mismatched shapes, bad weights or an unknown reduction.
+      ValueError: on mismatched shapes, bad weights, an unknown reduction or
+        targets that are not distributions.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -200,25 +178,59 @@ def softmax_cross_entropy(
       ...     print(loss)
       [0.2761 0.7518]
     """
-    check_reduction(reduction)
-    logits = jnp.asarray(logits)
-    targets = jnp.asarray(targets)
-    check_floating("logits", logits)
-    check_numeric("targets", targets)
-    _check_class_axis("logits", logits)
-    check_same_shape("logits", logits, "targets", targets)
-    dtype = compute_dtype(logits, targets)
-    weights = align_weights(weights, logits.shape[:-1], dtype)
-    present = None if weights is None else (weights != 0)[..., None]
-    logits = select_present(logits, present, 0.0).astype(dtype)
-    targets = select_present(targets.astype(dtype), present, 0.0)
-    log_probs = jax.nn.log_softmax(logits, axis=-1)
+    where = "softmax_cross_entropy"
+    inputs = prepare(
+        where,
+        logits,
+        targets,
+        weights,
+        reduction=reduction,
+        segment_ids=segment_ids,
+        names=("logits", "targets"),
+        reduces_last_axis=True,
+    )
+    targets = inputs.targets
+    _checks.distribution(
+        targets, "targets", where, valid=inputs.present, dtype=inputs.input_dtypes[1]
+    )
+    log_probs = jax.nn.log_softmax(inputs.predictions, axis=-1)
     # Select rather than multiply so that t = 0 at a -inf logit gives 0, not
     # NaN, in the value and in the gradient.
-    relevant = targets != 0
-    log_probs = jnp.where(relevant, log_probs, jnp.zeros((), dtype))
+    log_probs = jnp.where(targets != 0, log_probs, jnp.zeros((), inputs.dtype))
     loss = -jnp.sum(targets * log_probs, axis=-1)
-    return reduce_loss(loss, weights, reduction)
+    return reduce_loss(loss, inputs, reduction)
+
+
+def _binary_inputs(where, logits, labels, weights, reduction, segment_ids):
+    """The sigmoid losses' prepared inputs, with labels checked to lie in
+    ``[0, 1]`` where they count."""
+    inputs = prepare(
+        where,
+        logits,
+        labels,
+        weights,
+        reduction=reduction,
+        segment_ids=segment_ids,
+        names=("logits", "labels"),
+    )
+    _checks.in_range(
+        inputs.targets,
+        "labels",
+        where,
+        low=0,
+        high=1,
+        valid=inputs.present,
+        hint=" (binary labels or probabilities)",
+    )
+    return inputs
+
+
+def _sigmoid_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    # log(1 - sigmoid(x)) is computed as log_sigmoid(-x), which stays accurate
+    # for large positive x.
+    return -labels * jax.nn.log_sigmoid(logits) - (1.0 - labels) * (
+        jax.nn.log_sigmoid(-logits)
+    )
 
 
 def sigmoid_binary_cross_entropy(
@@ -227,6 +239,7 @@ def sigmoid_binary_cross_entropy(
     weights: jax.typing.ArrayLike | None = None,
     *,
     reduction: Reduction = "weighted_mean",
+    segment_ids: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
     r"""Element-wise sigmoid cross-entropy (independent binary predictions).
 
@@ -239,12 +252,14 @@ def sigmoid_binary_cross_entropy(
     Args:
       logits: logits of the positive class, shape ``[...]``.
       labels: binary labels in ``{0, 1}`` or probabilities in ``[0, 1]``, same
-        shape as ``logits``; boolean, integer or floating.
-      weights: optional weights broadcastable to ``logits.shape`` (``[B]``,
-        ``[B, T]``, ``[B, T, F]``, per-feature ``[F]``, ...); ``None`` means
-        all ones. Zero weight means absent.
-      reduction: ``"none"``, ``"sum"``, ``"mean"``, ``"weighted_mean"`` or
-        ``"sequence_mean"`` (see :mod:`seqmask.losses`).
+        shape as ``logits``; boolean, integer or floating. Labels outside
+        ``[0, 1]`` where the weight is not zero raise a ``ValueError``
+        (through checkify when traced).
+      weights: weights broadcastable to ``logits.shape`` (``[B]``, ``[B, T]``,
+        ``[B, T, F]``, per-feature ``[F]``, ...); None means all ones, zero
+        means absent.
+      reduction: how to reduce (see :mod:`seqmask.losses`).
+      segment_ids: int ``[B, T]`` ids of packed sequences.
 
     Returns:
       A float32 (or float64) scalar, or for ``"none"`` the weighted
@@ -252,7 +267,8 @@ def sigmoid_binary_cross_entropy(
 
     Raises:
       TypeError: if ``logits`` is not floating.
-      ValueError: on mismatched shapes, bad weights or an unknown reduction.
+      ValueError: on mismatched shapes, bad weights, an unknown reduction or
+        labels outside ``[0, 1]``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -266,27 +282,16 @@ def sigmoid_binary_cross_entropy(
       [[0.1269 0.3133]
        [0.9741 0.0486]]
     """
-    check_reduction(reduction)
-    logits = jnp.asarray(logits)
-    labels = jnp.asarray(labels)
-    check_floating("logits", logits)
-    check_numeric("labels", labels)
-    check_same_shape("logits", logits, "labels", labels)
-    dtype = compute_dtype(logits, labels)
-    weights = align_weights(weights, logits.shape, dtype)
-    present = None if weights is None else weights != 0
-    logits = select_present(logits, present, 0.0).astype(dtype)
-    labels = select_present(labels.astype(dtype), present, 0.0)
-    loss = _sigmoid_cross_entropy(logits, labels)
-    return reduce_loss(loss, weights, reduction)
-
-
-def _sigmoid_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    # log(1 - sigmoid(x)) is computed as log_sigmoid(-x), which stays accurate
-    # for large positive x.
-    return -labels * jax.nn.log_sigmoid(logits) - (1.0 - labels) * (
-        jax.nn.log_sigmoid(-logits)
+    inputs = _binary_inputs(
+        "sigmoid_binary_cross_entropy",
+        logits,
+        labels,
+        weights,
+        reduction,
+        segment_ids,
     )
+    loss = _sigmoid_cross_entropy(inputs.predictions, inputs.targets)
+    return reduce_loss(loss, inputs, reduction)
 
 
 def _log_weighted_add_exp(
@@ -312,6 +317,7 @@ def sigmoid_focal_loss(
     weights: jax.typing.ArrayLike | None = None,
     *,
     reduction: Reduction = "weighted_mean",
+    segment_ids: jax.typing.ArrayLike | None = None,
     alpha: float | None = None,
     gamma: float = 2.0,
 ) -> jax.Array:
@@ -331,12 +337,13 @@ def sigmoid_focal_loss(
 
     Args:
       logits: logits of the positive class, shape ``[...]``.
-      labels: labels in ``{0, 1}`` or ``[0, 1]``, same shape as ``logits``.
-      weights: optional weights broadcastable to ``logits.shape``; ``None``
-        means all ones. Zero weight means absent.
-      reduction: ``"none"``, ``"sum"``, ``"mean"``, ``"weighted_mean"`` or
-        ``"sequence_mean"`` (see :mod:`seqmask.losses`).
-      alpha: optional balance :math:`\alpha \in (0, 1)` of positives.
+      labels: labels in ``{0, 1}`` or ``[0, 1]``, same shape as ``logits``
+        (checked where the weight is not zero).
+      weights: weights broadcastable to ``logits.shape``; None means all
+        ones, zero means absent.
+      reduction: how to reduce (see :mod:`seqmask.losses`).
+      segment_ids: int ``[B, T]`` ids of packed sequences.
+      alpha: optional balance :math:`\alpha \in [0, 1]` of positives.
       gamma: focusing exponent :math:`\gamma \ge 0`.
 
     Returns:
@@ -344,8 +351,10 @@ def sigmoid_focal_loss(
       element-wise loss of shape ``logits.shape``.
 
     Raises:
-      TypeError: if ``logits`` is not floating.
-      ValueError: on mismatched shapes, bad weights or an unknown reduction.
+      TypeError: if ``logits`` is not floating, or ``alpha``/``gamma`` not a
+        number.
+      ValueError: on mismatched shapes, bad weights, an unknown reduction,
+        labels outside ``[0, 1]``, or ``alpha``/``gamma`` out of range.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -357,17 +366,12 @@ def sigmoid_focal_loss(
       ...     print(loss)
       [0.0018 0.0227 0.3774]
     """
-    check_reduction(reduction)
-    logits = jnp.asarray(logits)
-    labels = jnp.asarray(labels)
-    check_floating("logits", logits)
-    check_numeric("labels", labels)
-    check_same_shape("logits", logits, "labels", labels)
-    dtype = compute_dtype(logits, labels)
-    weights = align_weights(weights, logits.shape, dtype)
-    present = None if weights is None else weights != 0
-    logits = select_present(logits, present, 0.0).astype(dtype)
-    labels = select_present(labels.astype(dtype), present, 0.0)
+    where = "sigmoid_focal_loss"
+    if alpha is not None:
+        _checks.hyperparameter(alpha, "alpha", where, low=0, high=1)
+    _checks.hyperparameter(gamma, "gamma", where, low=0)
+    inputs = _binary_inputs(where, logits, labels, weights, reduction, segment_ids)
+    logits, labels, dtype = inputs.predictions, inputs.targets, inputs.dtype
     cross_entropy = _sigmoid_cross_entropy(logits, labels)
     log_p = jax.nn.log_sigmoid(logits)
     log_not_p = jax.nn.log_sigmoid(-logits)
@@ -377,7 +381,7 @@ def sigmoid_focal_loss(
     if alpha is not None:
         alpha_array = jnp.asarray(alpha, dtype)
         loss = (alpha_array * labels + (1.0 - alpha_array) * (1.0 - labels)) * loss
-    return reduce_loss(loss, weights, reduction)
+    return reduce_loss(loss, inputs, reduction)
 
 
 def kl_divergence(
@@ -386,6 +390,7 @@ def kl_divergence(
     weights: jax.typing.ArrayLike | None = None,
     *,
     reduction: Reduction = "weighted_mean",
+    segment_ids: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
     r"""Kullback-Leibler divergence of predicted from target distributions.
 
@@ -399,12 +404,15 @@ def kl_divergence(
 
     Args:
       log_predictions: log-probabilities of the predicted distribution, shape
-        ``[..., V]``.
-      targets: probabilities of the target distribution (not logs), same shape.
-      weights: optional weights broadcastable to ``targets.shape[:-1]``;
-        ``None`` means all ones. Zero weight means absent.
-      reduction: ``"none"``, ``"sum"``, ``"mean"``, ``"weighted_mean"`` or
-        ``"sequence_mean"`` (see :mod:`seqmask.losses`).
+        ``[..., V]`` (e.g. ``jax.nn.log_softmax(logits)``; raw logits are
+        refused).
+      targets: probabilities of the target distribution (not logs), same
+        shape. Both are checked where the weight is not zero, eagerly or
+        through checkify when traced.
+      weights: per-token weights broadcastable to ``targets.shape[:-1]``;
+        None means all ones, zero means absent.
+      reduction: how to reduce (see :mod:`seqmask.losses`).
+      segment_ids: int ``[B, T]`` ids of packed sequences.
 
     Returns:
       A float32 (or float64) scalar, or for ``"none"`` the weighted
@@ -412,7 +420,9 @@ def kl_divergence(
 
     Raises:
       TypeError: if ``log_predictions`` is not floating.
-      ValueError: on mismatched shapes, bad weights or an unknown reduction.
+      ValueError: on mismatched shapes, bad weights, an unknown reduction,
+        ``log_predictions`` that are not log-probabilities or ``targets``
+        that are not probabilities.
 
     Examples:
       >>> import jax
@@ -424,25 +434,32 @@ def kl_divergence(
       >>> print(f"{loss:.4f}")
       0.1640
     """
-    check_reduction(reduction)
-    log_predictions = jnp.asarray(log_predictions)
-    targets = jnp.asarray(targets)
-    check_floating("log_predictions", log_predictions)
-    check_numeric("targets", targets)
-    _check_class_axis("log_predictions", log_predictions)
-    check_same_shape("log_predictions", log_predictions, "targets", targets)
-    dtype = compute_dtype(log_predictions, targets)
-    weights = align_weights(weights, targets.shape[:-1], dtype)
-    present = None if weights is None else (weights != 0)[..., None]
-    log_predictions = select_present(log_predictions, present, 0.0).astype(dtype)
-    targets = select_present(targets.astype(dtype), present, 0.0)
-    relevant = targets != 0
+    where = "kl_divergence"
+    inputs = prepare(
+        where,
+        log_predictions,
+        targets,
+        weights,
+        reduction=reduction,
+        segment_ids=segment_ids,
+        names=("log_predictions", "targets"),
+        reduces_last_axis=True,
+    )
+    log_predictions, targets, dtype = inputs.predictions, inputs.targets, inputs.dtype
+    for value, name, dtype_given, log in (
+        (log_predictions, "log_predictions", inputs.input_dtypes[0], True),
+        (targets, "targets", inputs.input_dtypes[1], False),
+    ):
+        _checks.distribution(
+            value, name, where, log=log, valid=inputs.present, dtype=dtype_given
+        )
     positive = targets > 0
     zero = jnp.zeros((), dtype)
-    one = jnp.ones((), dtype)
     # Each log sees a safe argument where it is not used, so that neither the
     # value nor the gradient picks up 0 * inf.
-    log_targets = jnp.where(positive, jnp.log(jnp.where(positive, targets, one)), zero)
-    log_predictions = jnp.where(relevant, log_predictions, zero)
+    log_targets = jnp.where(
+        positive, jnp.log(jnp.where(positive, targets, jnp.ones((), dtype))), zero
+    )
+    log_predictions = jnp.where(targets != 0, log_predictions, zero)
     loss = jnp.sum(targets * (log_targets - log_predictions), axis=-1)
-    return reduce_loss(loss, weights, reduction)
+    return reduce_loss(loss, inputs, reduction)

@@ -1,16 +1,22 @@
-"""Weight alignment, input selection and reductions shared by every loss.
+"""Argument preparation, weight alignment and the reductions every loss shares.
 
-Each loss in :mod:`seqmask.losses` computes an element-wise loss and hands it
-to :func:`reduce_loss` together with weights aligned by :func:`align_weights`.
-Keeping the alignment rule, the zero-weight convention and the five reductions
-in one place is what makes every loss obey the same contract.
+Each loss in :mod:`seqmask.losses` calls :func:`prepare` (argument checks,
+the compute dtype, weights aligned to the element-wise loss, padding segments
+made absent, inputs selected to safe values where the weight is zero),
+computes its element-wise loss and hands it to :func:`reduce_loss`. Keeping
+the alignment rule, the zero-weight convention and the five reductions in one
+place is what makes every loss obey the same contract.
 """
 
-from typing import Literal
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from seqmask import _checks, _weighting
 
 Reduction = Literal["none", "sum", "mean", "weighted_mean", "sequence_mean"]
 
@@ -23,42 +29,28 @@ REDUCTIONS: tuple[str, ...] = (
 )
 
 
-def check_reduction(reduction: str) -> None:
-    """Raises ``ValueError`` unless ``reduction`` is one of :data:`REDUCTIONS`."""
-    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
-        valid = ", ".join(repr(name) for name in REDUCTIONS)
-        raise ValueError(f"reduction must be one of {valid}; got {reduction!r}.")
+class Prepared(NamedTuple):
+    """A loss's checked inputs.
 
+    Attributes:
+      predictions: selected to the safe value where absent; in ``dtype``
+        unless :func:`prepare` was told not to cast.
+      targets: selected likewise, in ``dtype`` (int32 or wider for labels).
+      weights: aligned to the element-wise loss (same rank, every axis 1 or
+        the loss's), zero at padding segments; None means all ones.
+      present: ``weights != 0`` (None when every element counts).
+      segment_ids: int ``[B, T]`` or None.
+      dtype: the compute dtype.
+      input_dtypes: the dtypes the predictions and targets were given in.
+    """
 
-def check_floating(name: str, x: jax.Array) -> None:
-    """Raises ``TypeError`` unless ``x`` has a floating dtype."""
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(
-            f"{name} must have a floating dtype; got {x.dtype}. "
-            f"Cast it first, e.g. {name}.astype(jnp.float32)."
-        )
-
-
-def check_numeric(name: str, x: jax.Array) -> None:
-    """Raises ``TypeError`` unless ``x`` is boolean, integer or floating."""
-    if not (
-        jnp.issubdtype(x.dtype, jnp.floating)
-        or jnp.issubdtype(x.dtype, jnp.integer)
-        or jnp.issubdtype(x.dtype, jnp.bool_)
-    ):
-        raise TypeError(
-            f"{name} must have a boolean, integer or floating dtype; got {x.dtype}."
-        )
-
-
-def check_same_shape(
-    name_a: str, a: jax.Array, name_b: str, b: jax.Array, hint: str = ""
-) -> None:
-    """Raises ``ValueError`` unless ``a`` and ``b`` have the same shape."""
-    if a.shape != b.shape:
-        raise ValueError(
-            f"{name_b} must have the shape of {name_a}, {a.shape}; got {b.shape}.{hint}"
-        )
+    predictions: jax.Array
+    targets: jax.Array
+    weights: jax.Array | None
+    present: jax.Array | None
+    segment_ids: jax.Array | None
+    dtype: np.dtype
+    input_dtypes: tuple[np.dtype, np.dtype]
 
 
 def compute_dtype(*arrays: jax.Array) -> np.dtype:
@@ -76,9 +68,7 @@ def compute_dtype(*arrays: jax.Array) -> np.dtype:
 
 
 def align_weights(
-    weights: jax.typing.ArrayLike | None,
-    loss_shape: tuple[int, ...],
-    dtype: np.dtype,
+    weights, loss_shape: tuple[int, ...], dtype: np.dtype, where: str
 ) -> jax.Array | None:
     """Reshapes ``weights`` to the rank of the element-wise loss.
 
@@ -86,99 +76,187 @@ def align_weights(
     first, then numpy's right alignment. The result has the rank of the loss and
     every axis either 1 or equal to the loss's, so it broadcasts to the loss
     without enlarging it. ``None`` stays ``None`` (all ones).
-
-    Raises:
-      ValueError: when neither alignment fits.
-      TypeError: when ``weights`` is not boolean, integer or floating.
     """
     if weights is None:
         return None
-    array = jnp.asarray(weights)
-    check_numeric("weights", array)
+    array = _checks.numeric_array(weights, "weights", where)
     rank = len(loss_shape)
     extra = rank - array.ndim
     leading = array.shape + (1,) * max(extra, 0)
     trailing = (1,) * max(extra, 0) + array.shape
-
-    def fits(shape: tuple[int, ...]) -> bool:
-        return len(shape) == rank and all(
+    for shape in (leading, trailing):
+        if len(shape) == rank and all(
             size in (1, loss_size)
             for size, loss_size in zip(shape, loss_shape, strict=True)
-        )
-
-    for shape in (leading, trailing):
-        if fits(shape):
+        ):
             return array.reshape(shape).astype(dtype)
-    raise ValueError(
+    _checks.fail(
+        where,
         f"weights of shape {array.shape} do not broadcast to the element-wise "
         f"loss of shape {tuple(loss_shape)}: neither leading alignment (batch "
         f"first, as {leading}) nor numpy's right alignment (as {trailing}) fits, "
         "and weights may not enlarge the loss. Give weights a shape whose axes "
-        "are 1 or equal to the loss's, e.g. [B], [B, T] or the loss's own shape."
+        "are 1 or equal to the loss's, e.g. [B], [B, T] or the loss's own shape.",
     )
 
 
-def select_present(
-    x: jax.Array, present: jax.Array | None, safe_value: float
-) -> jax.Array:
-    """Replaces ``x`` by ``safe_value`` where ``present`` is false.
+def _segments(segment_ids, element_shape, weights, dtype, where):
+    """Checks ``segment_ids`` and makes padding (a negative id) absent."""
+    ids = _checks.integer_array(segment_ids, "segment_ids", where)
+    if len(element_shape) < 2 or ids.shape != tuple(element_shape[:2]):
+        _checks.fail(
+            where,
+            "segment_ids must have the batch and time axes [B, T] of the "
+            f"element-wise loss {tuple(element_shape)}; got shape {ids.shape}.",
+        )
+    inside = (ids >= 0).reshape(ids.shape + (1,) * (len(element_shape) - 2))
+    if weights is None:
+        return ids, inside.astype(dtype)
+    return ids, jnp.where(inside, weights, jnp.zeros((), dtype))
 
-    This is the first half of the double-``where``: selecting (not multiplying)
-    before the loss keeps NaN and Inf at absent elements out of both the value
-    and the gradient, since the cotangent reaching them is an exact zero.
+
+def _select(x: jax.Array, present: jax.Array | None, safe_value) -> jax.Array:
+    """``x`` with ``safe_value`` where ``present`` is false.
+
+    The first half of the double-``where``: selecting (not multiplying) before
+    the loss keeps NaN and Inf at absent elements out of both the value and
+    the gradient, since the cotangent reaching them is an exact zero.
     """
     if present is None:
         return x
     return jnp.where(present, x, jnp.asarray(safe_value, x.dtype))
 
 
-def safe_divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
-    """``numerator / denominator``, and exactly 0 with zero gradient where the
-    denominator is 0."""
-    nonzero = denominator != 0
-    safe = jnp.where(nonzero, denominator, jnp.ones((), denominator.dtype))
-    return jnp.where(nonzero, numerator / safe, jnp.zeros((), numerator.dtype))
+def prepare(
+    where: str,
+    predictions,
+    targets,
+    weights,
+    *,
+    reduction: str,
+    segment_ids=None,
+    names: tuple[str, str] = ("predictions", "targets"),
+    reduces_last_axis: bool = False,
+    labels: bool = False,
+    safe_value: float = 0.0,
+    cast: bool = True,
+) -> Prepared:
+    """Checks a loss's arguments and prepares its inputs (see :class:`Prepared`).
+
+    ``reduces_last_axis``: the element is a token or vector (the last axis is
+    reduced); ``labels``: ``targets`` are integer ids of shape
+    ``predictions.shape[:-1]``; ``safe_value``: what absent inputs become;
+    ``cast``: whether the predictions are cast to the compute dtype here.
+    """
+    prediction_name, target_name = names
+    _checks.one_of(reduction, REDUCTIONS, "reduction", where)
+    predictions = _checks.floating_array(predictions, prediction_name, where)
+    if labels:
+        targets = _checks.integer_array(
+            targets,
+            target_name,
+            where,
+            hint=" For probability targets use softmax_cross_entropy.",
+        )
+    else:
+        targets = _checks.numeric_array(targets, target_name, where)
+    if reduces_last_axis and (predictions.ndim < 1 or predictions.shape[-1] == 0):
+        _checks.fail(
+            where,
+            f"{prediction_name} must have a non-empty last axis (classes or "
+            f"vector entries), shape [..., V]; got shape {predictions.shape}.",
+        )
+    element_shape = predictions.shape[:-1] if reduces_last_axis else predictions.shape
+    if labels and targets.shape != element_shape:
+        _checks.fail(
+            where,
+            f"{target_name} must have shape {prediction_name}.shape[:-1] = "
+            f"{element_shape}; got {targets.shape} ({prediction_name} "
+            f"{predictions.shape}).",
+        )
+    if not labels:
+        _checks.same_shape(
+            prediction_name,
+            predictions,
+            target_name,
+            targets,
+            where,
+            " Broadcast them explicitly if that is what you mean.",
+        )
+    if reduction == "sequence_mean" and not element_shape:
+        _checks.fail(
+            where,
+            'reduction="sequence_mean" needs a batch axis 0, but the element-wise '
+            "loss is a scalar.",
+        )
+    dtype = compute_dtype(predictions, targets)
+    input_dtypes = (np.dtype(predictions.dtype), np.dtype(targets.dtype))
+    weights = align_weights(weights, element_shape, dtype, where)
+    if segment_ids is not None:
+        segment_ids, weights = _segments(
+            segment_ids, element_shape, weights, dtype, where
+        )
+    present = None if weights is None else weights != 0
+    expanded = (
+        present[..., None] if reduces_last_axis and present is not None else present
+    )
+    predictions = _select(predictions, expanded, safe_value)
+    if labels:
+        targets = _select(targets, present, 0)
+        if targets.dtype.itemsize < 4 or jnp.issubdtype(
+            targets.dtype, jnp.unsignedinteger
+        ):
+            # Narrow or unsigned ids cannot be compared with V or -1 safely.
+            targets = targets.astype(jnp.int32)
+    else:
+        targets = _select(targets, expanded, safe_value).astype(dtype)
+    return Prepared(
+        predictions=predictions.astype(dtype) if cast else predictions,
+        targets=targets,
+        weights=weights,
+        present=present,
+        segment_ids=segment_ids,
+        dtype=dtype,
+        input_dtypes=input_dtypes,
+    )
 
 
-def reduce_loss(
-    loss: jax.Array, weights: jax.Array | None, reduction: str
-) -> jax.Array:
+def reduce_loss(loss: jax.Array, inputs: Prepared, reduction: str) -> jax.Array:
     """Weights an element-wise loss and reduces it.
 
     Args:
-      loss: element-wise loss, computed from inputs already passed through
-        :func:`select_present`, so it is finite wherever the weight is zero.
-      weights: output of :func:`align_weights` (same rank as ``loss``) or None.
-      reduction: one of :data:`REDUCTIONS`.
+      loss: element-wise loss, computed from ``inputs`` (so it is finite
+        wherever the weight is zero).
+      inputs: what :func:`prepare` returned.
+      reduction: one of :data:`REDUCTIONS` (already checked).
 
     Returns:
       The weighted loss of ``loss.shape`` for ``"none"``, else a scalar.
     """
+    weights, segment_ids = inputs.weights, inputs.segment_ids
     if weights is not None:
         # The second half of the double-where: an absent element contributes an
         # exact 0, whatever the loss computed there.
         loss = jnp.where(weights != 0, loss * weights, jnp.zeros((), loss.dtype))
     if reduction == "none":
         return loss
+    total = jnp.sum(loss)
     if reduction == "sum":
-        return jnp.sum(loss)
+        return total
     if reduction == "mean":
-        return jnp.sum(loss) / max(loss.size, 1)
-    if weights is None:
-        weights = jnp.ones((), loss.dtype)
-    weights = jnp.broadcast_to(weights, loss.shape)
+        if segment_ids is None:
+            return total / max(loss.size, 1)
+        per_step = int(np.prod(loss.shape[2:]))
+        count = jnp.sum(segment_ids >= 0).astype(loss.dtype) * per_step
+        return _weighting.safe_divide(total, count)
+    weights = jnp.broadcast_to(
+        jnp.ones((), loss.dtype) if weights is None else weights, loss.shape
+    )
     if reduction == "weighted_mean":
-        return safe_divide(jnp.sum(loss), jnp.sum(weights))
-    if reduction == "sequence_mean":
-        if loss.ndim == 0:
-            raise ValueError(
-                'reduction="sequence_mean" needs a batch axis 0, but the '
-                "element-wise loss is a scalar."
-            )
-        sequence_axes = tuple(range(1, loss.ndim))
-        sequence_weight = jnp.sum(weights, axis=sequence_axes)
-        sequence_loss = safe_divide(jnp.sum(loss, axis=sequence_axes), sequence_weight)
-        counted = jnp.sum((sequence_weight != 0).astype(loss.dtype))
-        return safe_divide(jnp.sum(sequence_loss), counted)
-    check_reduction(reduction)
-    raise AssertionError("unreachable")
+        return _weighting.safe_divide(total, jnp.sum(weights))
+    slots = None if segment_ids is None else _weighting.sequence_slots(segment_ids)
+    loss_sums = _weighting.sequence_sums(loss, segment_ids, slots).sums
+    weight_sums = _weighting.sequence_sums(weights, segment_ids, slots).sums
+    means = _weighting.safe_divide(loss_sums, weight_sums)
+    counted = jnp.sum((weight_sums != 0).astype(loss.dtype))
+    return _weighting.safe_divide(jnp.sum(means), counted)

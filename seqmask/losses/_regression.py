@@ -6,48 +6,29 @@ shape of ``predictions``); the element of :func:`cosine_distance` is a vector
 :mod:`seqmask.losses`.
 """
 
+from __future__ import annotations
+
 import jax
 import jax.numpy as jnp
 
-from seqmask.losses._reduce import (
-    Reduction,
-    align_weights,
-    check_floating,
-    check_numeric,
-    check_reduction,
-    check_same_shape,
-    compute_dtype,
-    reduce_loss,
-    select_present,
-)
+from seqmask import _checks
+from seqmask.losses._reduce import Prepared, Reduction, prepare, reduce_loss
 
 
 def _errors(
-    predictions: jax.typing.ArrayLike,
-    targets: jax.typing.ArrayLike,
-    weights: jax.typing.ArrayLike | None,
-    reduction: str,
-) -> tuple[jax.Array, jax.Array | None]:
-    """Checks the inputs and returns ``predictions - targets`` (zero where the
-    weight is zero) with the aligned weights."""
-    check_reduction(reduction)
-    predictions = jnp.asarray(predictions)
-    targets = jnp.asarray(targets)
-    check_floating("predictions", predictions)
-    check_numeric("targets", targets)
-    check_same_shape(
-        "predictions",
+    where: str, predictions, targets, weights, reduction: str, segment_ids
+) -> tuple[jax.Array, Prepared]:
+    """The prepared inputs and ``predictions - targets`` (zero where the
+    weight is zero)."""
+    inputs = prepare(
+        where,
         predictions,
-        "targets",
         targets,
-        " Broadcast them explicitly if that is what you mean.",
+        weights,
+        reduction=reduction,
+        segment_ids=segment_ids,
     )
-    dtype = compute_dtype(predictions, targets)
-    weights = align_weights(weights, predictions.shape, dtype)
-    present = None if weights is None else weights != 0
-    predictions = select_present(predictions, present, 0.0).astype(dtype)
-    targets = select_present(targets, present, 0).astype(dtype)
-    return predictions - targets, weights
+    return inputs.predictions - inputs.targets, inputs
 
 
 def squared_error(
@@ -56,6 +37,7 @@ def squared_error(
     weights: jax.typing.ArrayLike | None = None,
     *,
     reduction: Reduction = "weighted_mean",
+    segment_ids: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
     r"""Element-wise squared error, without the factor 1/2.
 
@@ -69,11 +51,12 @@ def squared_error(
     Args:
       predictions: predictions, shape ``[...]``, floating.
       targets: targets, same shape as ``predictions``.
-      weights: optional weights broadcastable to ``predictions.shape``
-        (``[B]``, ``[B, T]``, ``[B, T, F]``, per-feature ``[F]``, ...);
-        ``None`` means all ones. Zero weight means absent.
-      reduction: ``"none"``, ``"sum"``, ``"mean"``, ``"weighted_mean"`` or
-        ``"sequence_mean"`` (see :mod:`seqmask.losses`).
+      weights: weights broadcastable to ``predictions.shape`` (``[B]``,
+        ``[B, T]``, ``[B, T, F]``, per-feature ``[F]``, ...); None means all
+        ones, zero means absent.
+      reduction: how to reduce (see :mod:`seqmask.losses`).
+      segment_ids: int ``[B, T]`` ids of packed sequences, negative at
+        padding (see :mod:`seqmask.losses`).
 
     Returns:
       A float32 (or float64) scalar, or for ``"none"`` the weighted
@@ -93,8 +76,10 @@ def squared_error(
       >>> print(f"{loss:.4f}")
       0.0500
     """
-    errors, weights = _errors(predictions, targets, weights, reduction)
-    return reduce_loss(jnp.square(errors), weights, reduction)
+    errors, inputs = _errors(
+        "squared_error", predictions, targets, weights, reduction, segment_ids
+    )
+    return reduce_loss(jnp.square(errors), inputs, reduction)
 
 
 def absolute_error(
@@ -103,6 +88,7 @@ def absolute_error(
     weights: jax.typing.ArrayLike | None = None,
     *,
     reduction: Reduction = "weighted_mean",
+    segment_ids: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
     r"""Element-wise absolute error (L1). The element is a feature.
 
@@ -110,20 +96,19 @@ def absolute_error(
       \ell_i = |p_i - t_i|.
 
     Args:
-      predictions: predictions, shape ``[...]``, floating.
-      targets: targets, same shape as ``predictions``.
-      weights: optional weights broadcastable to ``predictions.shape``;
-        ``None`` means all ones. Zero weight means absent.
-      reduction: ``"none"``, ``"sum"``, ``"mean"``, ``"weighted_mean"`` or
-        ``"sequence_mean"`` (see :mod:`seqmask.losses`).
+      predictions: predictions ``[...]`` of a floating dtype.
+      targets: targets of the shape of ``predictions``.
+      weights: weights broadcastable to the predictions; None means all ones.
+      reduction: one of :data:`seqmask.losses.REDUCTIONS`.
+      segment_ids: int ``[B, T]`` ids of packed sequences.
 
     Returns:
-      A float32 (or float64) scalar, or for ``"none"`` the weighted
-      element-wise loss of shape ``predictions.shape``.
+      The reduced loss (float32 or float64), or the weighted element-wise
+      loss ``[...]`` for ``"none"``.
 
     Raises:
-      TypeError: if ``predictions`` is not floating.
-      ValueError: on mismatched shapes, bad weights or an unknown reduction.
+      TypeError: for predictions of an integer or boolean dtype.
+      ValueError: for shapes that do not match, or an unknown reduction.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -135,8 +120,10 @@ def absolute_error(
       >>> print(f"{loss:.4f}")
       0.8750
     """
-    errors, weights = _errors(predictions, targets, weights, reduction)
-    return reduce_loss(jnp.abs(errors), weights, reduction)
+    errors, inputs = _errors(
+        "absolute_error", predictions, targets, weights, reduction, segment_ids
+    )
+    return reduce_loss(jnp.abs(errors), inputs, reduction)
 
 
 def huber_loss(
@@ -145,6 +132,7 @@ def huber_loss(
     weights: jax.typing.ArrayLike | None = None,
     *,
     reduction: Reduction = "weighted_mean",
+    segment_ids: jax.typing.ArrayLike | None = None,
     delta: float = 1.0,
 ) -> jax.Array:
     r"""Element-wise Huber loss: quadratic near zero, linear beyond ``delta``.
@@ -158,21 +146,22 @@ def huber_loss(
       \end{cases}, \qquad e_i = p_i - t_i.
 
     Args:
-      predictions: predictions, shape ``[...]``, floating.
+      predictions: floating predictions of any shape.
       targets: targets, same shape as ``predictions``.
-      weights: optional weights broadcastable to ``predictions.shape``;
-        ``None`` means all ones. Zero weight means absent.
-      reduction: ``"none"``, ``"sum"``, ``"mean"``, ``"weighted_mean"`` or
-        ``"sequence_mean"`` (see :mod:`seqmask.losses`).
-      delta: where the loss turns from quadratic to linear, :math:`\delta > 0`.
+      weights: optional weights that broadcast to the predictions (zero:
+        absent).
+      reduction: how to reduce (see :mod:`seqmask.losses`).
+      segment_ids: ids of packed sequences ``[B, T]``.
+      delta: where the loss turns from quadratic to linear, :math:`\delta > 0`
+        (checked eagerly, or through checkify when traced).
 
     Returns:
-      A float32 (or float64) scalar, or for ``"none"`` the weighted
-      element-wise loss of shape ``predictions.shape``.
+      A scalar, or the element-wise weighted loss for ``"none"``.
 
     Raises:
-      TypeError: if ``predictions`` is not floating.
-      ValueError: on mismatched shapes, bad weights or an unknown reduction.
+      TypeError: if ``predictions`` is not floating or ``delta`` not a number.
+      ValueError: on mismatched shapes, bad weights, an unknown reduction or
+        ``delta <= 0``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -184,7 +173,11 @@ def huber_loss(
       ...     print(loss)
       [0.125 2.5   1.5  ]
     """
-    errors, weights = _errors(predictions, targets, weights, reduction)
+    where = "huber_loss"
+    _checks.hyperparameter(delta, "delta", where, low=0, low_open=True)
+    errors, inputs = _errors(
+        where, predictions, targets, weights, reduction, segment_ids
+    )
     delta_array = jnp.asarray(delta, errors.dtype)
     absolute = jnp.abs(errors)
     quadratic = jnp.minimum(absolute, delta_array)
@@ -192,7 +185,7 @@ def huber_loss(
     # gradient at |e| = delta is not counted twice.
     linear = absolute - quadratic
     loss = 0.5 * jnp.square(quadratic) + delta_array * linear
-    return reduce_loss(loss, weights, reduction)
+    return reduce_loss(loss, inputs, reduction)
 
 
 def log_cosh(
@@ -201,6 +194,7 @@ def log_cosh(
     weights: jax.typing.ArrayLike | None = None,
     *,
     reduction: Reduction = "weighted_mean",
+    segment_ids: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
     r"""Element-wise log-cosh loss, a twice-differentiable Huber.
 
@@ -210,20 +204,18 @@ def log_cosh(
       \ell_i = \log \cosh(p_i - t_i).
 
     Args:
-      predictions: predictions, shape ``[...]``, floating.
-      targets: targets, same shape as ``predictions``.
-      weights: optional weights broadcastable to ``predictions.shape``;
-        ``None`` means all ones. Zero weight means absent.
-      reduction: ``"none"``, ``"sum"``, ``"mean"``, ``"weighted_mean"`` or
-        ``"sequence_mean"`` (see :mod:`seqmask.losses`).
+      predictions: predictions (floating).
+      targets: targets of the same shape.
+      weights: broadcastable weights, or None for all ones.
+      reduction: the reduction (see :mod:`seqmask.losses`).
+      segment_ids: packed-sequence ids.
 
     Returns:
-      A float32 (or float64) scalar, or for ``"none"`` the weighted
-      element-wise loss of shape ``predictions.shape``.
+      The loss: a scalar, or ``predictions.shape`` for ``"none"``.
 
     Raises:
       TypeError: if ``predictions`` is not floating.
-      ValueError: on mismatched shapes, bad weights or an unknown reduction.
+      ValueError: if the shapes or the reduction are wrong.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -235,11 +227,13 @@ def log_cosh(
       ...     print(loss)
       [0.1201 2.3093 1.325 ]
     """
-    errors, weights = _errors(predictions, targets, weights, reduction)
+    errors, inputs = _errors(
+        "log_cosh", predictions, targets, weights, reduction, segment_ids
+    )
     # log(cosh(e)) = logaddexp(e, -e) - log(2), which does not overflow for
     # large |e| as cosh would.
     loss = jnp.logaddexp(errors, -errors) - jnp.log(jnp.asarray(2.0, errors.dtype))
-    return reduce_loss(loss, weights, reduction)
+    return reduce_loss(loss, inputs, reduction)
 
 
 def cosine_distance(
@@ -248,6 +242,7 @@ def cosine_distance(
     weights: jax.typing.ArrayLike | None = None,
     *,
     reduction: Reduction = "weighted_mean",
+    segment_ids: jax.typing.ArrayLike | None = None,
     epsilon: float = 1e-12,
 ) -> jax.Array:
     r"""Cosine distance between predicted and target vectors (last axis).
@@ -264,10 +259,10 @@ def cosine_distance(
     Args:
       predictions: predicted vectors, shape ``[..., D]``, floating.
       targets: target vectors, same shape as ``predictions``.
-      weights: optional weights broadcastable to ``predictions.shape[:-1]``;
-        ``None`` means all ones. Zero weight means absent.
-      reduction: ``"none"``, ``"sum"``, ``"mean"``, ``"weighted_mean"`` or
-        ``"sequence_mean"`` (see :mod:`seqmask.losses`).
+      weights: per-vector weights broadcastable to ``predictions.shape[:-1]``;
+        None means all ones, zero means absent.
+      reduction: how to reduce (see :mod:`seqmask.losses`).
+      segment_ids: int ``[B, T]`` ids of packed sequences.
       epsilon: lower bound :math:`\epsilon \ge 0` of the squared norms.
 
     Returns:
@@ -276,7 +271,8 @@ def cosine_distance(
 
     Raises:
       TypeError: if ``predictions`` is not floating.
-      ValueError: on mismatched shapes, bad weights or an unknown reduction.
+      ValueError: on mismatched shapes, bad weights, an unknown reduction or
+        a negative ``epsilon``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -288,31 +284,27 @@ def cosine_distance(
       ...     print(loss)
       [0.     0.2929 2.    ]
     """
-    check_reduction(reduction)
-    predictions = jnp.asarray(predictions)
-    targets = jnp.asarray(targets)
-    check_floating("predictions", predictions)
-    check_numeric("targets", targets)
-    if predictions.ndim < 1:
-        raise ValueError(
-            "predictions must have a vector axis last, shape [..., D]; got a scalar."
-        )
-    check_same_shape("predictions", predictions, "targets", targets)
-    dtype = compute_dtype(predictions, targets)
-    weights = align_weights(weights, predictions.shape[:-1], dtype)
-    present = None if weights is None else (weights != 0)[..., None]
+    where = "cosine_distance"
+    _checks.hyperparameter(epsilon, "epsilon", where, low=0)
     # Ones, not zeros: an absent vector must have a non-zero norm so that the
     # discarded loss and its gradient stay finite even for epsilon = 0.
-    predictions = select_present(predictions, present, 1.0).astype(dtype)
-    targets = select_present(targets, present, 1).astype(dtype)
-    epsilon_array = jnp.asarray(epsilon, dtype)
-    prediction_norm = jnp.sqrt(
-        jnp.maximum(jnp.sum(jnp.square(predictions), axis=-1), epsilon_array)
+    inputs = prepare(
+        where,
+        predictions,
+        targets,
+        weights,
+        reduction=reduction,
+        segment_ids=segment_ids,
+        reduces_last_axis=True,
+        safe_value=1.0,
     )
-    target_norm = jnp.sqrt(
-        jnp.maximum(jnp.sum(jnp.square(targets), axis=-1), epsilon_array)
-    )
+    predictions, targets = inputs.predictions, inputs.targets
+    epsilon_array = jnp.asarray(epsilon, inputs.dtype)
+
+    def norm(x):
+        return jnp.sqrt(jnp.maximum(jnp.sum(jnp.square(x), axis=-1), epsilon_array))
+
     similarity = jnp.sum(predictions * targets, axis=-1) / (
-        prediction_norm * target_norm
+        norm(predictions) * norm(targets)
     )
-    return reduce_loss(1.0 - similarity, weights, reduction)
+    return reduce_loss(1.0 - similarity, inputs, reduction)

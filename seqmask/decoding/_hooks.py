@@ -1,0 +1,80 @@
+"""Ready-made ``logits_fn`` hooks for the decoders."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+
+import jax.numpy as jnp
+
+from seqmask import _checks
+from seqmask.decoding._records import LogitsFn
+
+
+def repetition_penalty(penalty: float) -> LogitsFn:
+    r"""A ``logits_fn`` that penalises the tokens already in the output.
+
+    The CTRL penalty (Keskar et al. 2019, as in HF ``generate``): for every
+    token that occurs among the output tokens before the current step (the
+    forced prefix included, the start token not), its logit :math:`\ell`
+    becomes :math:`\ell / \theta` if :math:`\ell > 0` and :math:`\ell \cdot
+    \theta` otherwise. :math:`\theta > 1` discourages repeats, :math:`\theta
+    = 1` changes nothing, :math:`0 < \theta < 1` encourages them.
+
+    The hook reads the ``tokens`` argument the decoders pass
+    (``[*rows, max_length]``, the output so far), so it works unchanged in
+    :func:`greedy`, :func:`sample` and :func:`beam_search`. Two hooks made
+    with the same penalty compare equal, so a jitted decoder is not
+    recompiled for a new one.
+
+    Args:
+      penalty: :math:`\theta`, a Python number ``> 0`` (static).
+
+    Returns:
+      A function ``(step, logits, state, tokens) -> logits``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from seqmask import decoding
+      >>> hook = decoding.repetition_penalty(2.0)
+      >>> logits = jnp.array([[1.0, -1.0, 3.0, 0.5]])
+      >>> tokens = jnp.array([[0, 1, 0]])     # two tokens so far, then padding
+      >>> print(hook(jnp.int32(2), logits, None, tokens))
+      [[ 0.5 -2.   3.   0.5]]
+    """
+    where = "repetition_penalty"
+    if _checks.is_traced(penalty) or not isinstance(penalty, numbers.Real):
+        _checks.fail(
+            where,
+            f"penalty must be a Python number (it is static); got "
+            f"{_checks.describe(penalty)}.",
+            TypeError,
+        )
+    if isinstance(penalty, bool):
+        _checks.fail(where, "penalty must be a number; got a bool.", TypeError)
+    if not (math.isfinite(penalty) and penalty > 0):
+        _checks.fail(where, f"penalty must lie in (0, inf); got {penalty!r}.")
+    return _RepetitionPenalty(float(penalty))
+
+
+@dataclasses.dataclass(frozen=True)
+class _RepetitionPenalty:
+    penalty: float
+
+    def __call__(self, step, logits, state, tokens):
+        del state
+        vocab, width = logits.shape[-1], tokens.shape[-1]
+        rows = logits.reshape((-1, vocab))
+        history = tokens.reshape((-1, width))
+        before = jnp.broadcast_to(jnp.arange(width) < step, history.shape)
+        ids = jnp.where(before, history, jnp.zeros((), history.dtype))
+        index = jnp.arange(rows.shape[0])[:, None]
+        counts = (
+            jnp.zeros(rows.shape, jnp.int32)
+            .at[index, ids]
+            .add(before.astype(jnp.int32))
+        )
+        theta = jnp.asarray(self.penalty, rows.dtype)
+        penalised = jnp.where(rows > 0, rows / theta, rows * theta)
+        return jnp.where(counts > 0, penalised, rows).reshape(logits.shape)

@@ -1,0 +1,238 @@
+"""Sequence metrics against a plain-Python dynamic programme and peers.
+
+The reference edit distance is the textbook table, filled cell by cell in
+Python; the padded JAX path (with garbage in the padding), the masked path
+and the ragged host path must all agree with it on random cases
+(hypothesis), and with the closed forms (distance to the empty sequence,
+symmetry, the triangle inequality). Word and character error rates are
+compared with ``jiwer`` and the distance with ``editdistance`` when those
+are installed (they are not dependencies).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from seqmask import metrics
+
+ROWS, WIDTH, VOCAB = 6, 8, 4
+
+
+def reference_distance(a, b):
+    table = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i in range(len(a) + 1):
+        table[i][0] = i
+    for j in range(len(b) + 1):
+        table[0][j] = j
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            table[i][j] = min(
+                table[i - 1][j] + 1,
+                table[i][j - 1] + 1,
+                table[i - 1][j - 1] + (a[i - 1] != b[j - 1]),
+            )
+    return table[len(a)][len(b)]
+
+
+def pad(sequences, width=WIDTH, seed=0):
+    """Right-padded ids with random garbage in the padding, and lengths."""
+    rng = np.random.default_rng(seed)
+    out = rng.integers(0, VOCAB, size=(len(sequences), width)).astype(np.int32)
+    for row, sequence in enumerate(sequences):
+        out[row, : len(sequence)] = sequence
+    return out, np.array([len(s) for s in sequences], np.int32)
+
+
+sequence = st.lists(st.integers(0, VOCAB - 1), max_size=WIDTH)
+pairs = st.lists(st.tuples(sequence, sequence), min_size=ROWS, max_size=ROWS)
+
+DISTANCE = jax.jit(
+    lambda h, hl, r, rl: metrics.edit_distance(
+        h, r, hypothesis_lengths=hl, reference_lengths=rl
+    )
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(pairs, st.integers(0, 2**16))
+def test_edit_distance_is_the_dynamic_programme(examples, seed):
+    hypotheses = [h for h, _ in examples]
+    references = [r for _, r in examples]
+    want = [reference_distance(h, r) for h, r in examples]
+    h, hl = pad(hypotheses, seed=seed)
+    r, rl = pad(references, seed=seed + 1)
+    np.testing.assert_array_equal(DISTANCE(h, hl, r, rl), want)
+    np.testing.assert_array_equal(metrics.edit_distance(hypotheses, references), want)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(sequence, sequence, sequence), min_size=ROWS, max_size=ROWS))
+def test_edit_distance_closed_forms(triples):
+    a, b, c = (pad([t[k] for t in triples], seed=k) for k in range(3))
+    d_ab, d_ba = DISTANCE(*a, *b), DISTANCE(*b, *a)
+    np.testing.assert_array_equal(d_ab, d_ba)  # symmetric
+    assert np.all(d_ab <= DISTANCE(*a, *c) + DISTANCE(*c, *b))  # triangle
+    empty = (np.zeros_like(a[0]), np.zeros_like(a[1]))
+    np.testing.assert_array_equal(DISTANCE(*a, *empty), a[1])  # to empty: length
+    np.testing.assert_array_equal(DISTANCE(*a, *a), 0)
+    assert np.all(d_ab >= np.abs(a[1] - b[1]))
+    assert np.all(d_ab <= np.maximum(a[1], b[1]))
+
+
+def test_masks_with_holes_are_the_valid_tokens_in_order():
+    rng = np.random.default_rng(1)
+    h = rng.integers(0, VOCAB, size=(ROWS, WIDTH)).astype(np.int32)
+    r = rng.integers(0, VOCAB, size=(ROWS, WIDTH - 2)).astype(np.int32)
+    h_mask = rng.random((ROWS, WIDTH)) < 0.6
+    r_mask = rng.random((ROWS, WIDTH - 2)) < 0.6
+    got = metrics.edit_distance(h, r, hypothesis_mask=h_mask, reference_mask=r_mask)
+    want = [
+        reference_distance(list(h[i][h_mask[i]]), list(r[i][r_mask[i]]))
+        for i in range(ROWS)
+    ]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_batch_axes_and_multiple_references():
+    rng = np.random.default_rng(2)
+    h = rng.integers(0, VOCAB, size=(2, 3, WIDTH)).astype(np.int32)
+    hl = rng.integers(0, WIDTH + 1, size=(2, 3)).astype(np.int32)
+    r = rng.integers(0, VOCAB, size=(2, 3, 2, 5)).astype(np.int32)
+    rl = rng.integers(0, 6, size=(2, 3, 2)).astype(np.int32)
+    r[0, 0, 1], rl[0, 0, 1] = h[0, 0, :5], min(hl[0, 0], 5)  # one exact match
+    hl[0, 0] = rl[0, 0, 1]
+    options = dict(
+        hypothesis_lengths=hl, reference_lengths=rl, multiple_references=True
+    )
+    distances = metrics.edit_distance(h, r, **options)
+    assert distances.shape == (2, 3, 2)
+    edits = tokens = 0
+    matches = np.zeros((2, 3), bool)
+    for index in np.ndindex(2, 3):
+        hyp = list(h[index][: hl[index]])
+        refs = [list(r[index][k][: rl[index][k]]) for k in range(2)]
+        want = [reference_distance(hyp, ref) for ref in refs]
+        np.testing.assert_array_equal(distances[index], want)
+        best = int(np.argmin(want))
+        edits, tokens = edits + want[best], tokens + len(refs[best])
+        matches[index] = any(hyp == ref for ref in refs)
+    rate = metrics.token_error_rate(h, r, **options)
+    np.testing.assert_allclose(rate, edits / tokens, rtol=1e-6)
+    np.testing.assert_array_equal(metrics.exact_match(h, r, **options), matches)
+    assert matches[0, 0]
+    # The ragged host path gives the same.
+    hyps = [list(h[i][: hl[i]]) for i in np.ndindex(2, 3)]
+    refs = [[list(r[i][k][: rl[i][k]]) for k in range(2)] for i in np.ndindex(2, 3)]
+    host = metrics.token_error_rate(hyps, refs, multiple_references=True)
+    np.testing.assert_allclose(host, edits / tokens, rtol=1e-6)
+    np.testing.assert_array_equal(
+        metrics.exact_match(hyps, refs, multiple_references=True), matches.reshape(-1)
+    )
+
+
+def test_token_error_rate_under_jit_and_its_edge_cases():
+    h, hl = pad([[1, 2, 3], [0], []])
+    r, rl = pad([[1, 3], [0, 1, 2], [2]])
+    rate = jax.jit(
+        lambda h, hl, r, rl: metrics.token_error_rate(
+            h, r, hypothesis_lengths=hl, reference_lengths=rl
+        )
+    )(h, hl, r, rl)
+    np.testing.assert_allclose(rate, (1 + 2 + 1) / (2 + 3 + 1), rtol=1e-6)
+    assert metrics.token_error_rate([[]], [[]]) == 0.0
+    assert metrics.token_error_rate([[1]], [[]]) == float("inf")
+    zero = np.zeros((1, 3), np.int32)
+    lengths = np.zeros((1,), np.int32)
+    options = dict(hypothesis_lengths=lengths, reference_lengths=lengths)
+    assert float(metrics.token_error_rate(zero, zero, **options)) == 0.0
+
+
+def test_token_accuracy_against_a_loop():
+    rng = np.random.default_rng(3)
+    predictions = rng.integers(0, 3, size=(4, 5)).astype(np.int32)
+    targets = rng.integers(0, 3, size=(4, 5)).astype(np.int32)
+    lengths = np.array([5, 0, 2, 3], np.int32)
+    right = sum(
+        predictions[b, t] == targets[b, t] for b in range(4) for t in range(lengths[b])
+    )
+    want = right / lengths.sum()
+    got = metrics.token_accuracy(predictions, targets, lengths=lengths)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    mask = np.arange(5)[None, :] < lengths[:, None]
+    np.testing.assert_allclose(
+        metrics.token_accuracy(predictions, targets, mask=mask), want, rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        metrics.token_accuracy(predictions, targets),
+        np.mean(predictions == targets),
+        rtol=1e-6,
+    )
+    assert float(metrics.token_accuracy(predictions, targets, mask=mask & False)) == 0
+
+
+def test_word_and_character_error_rates():
+    hypotheses = ["the cat sat on mat", "hello world"]
+    references = ["the cat sat on the mat", "hello there world"]
+    edits = reference_distance(hypotheses[0].split(), references[0].split())
+    edits += reference_distance(hypotheses[1].split(), references[1].split())
+    assert metrics.word_error_rate(hypotheses, references) == edits / (6 + 3)
+    as_words = [h.split() for h in hypotheses]
+    assert metrics.word_error_rate(as_words, references) == edits / 9
+    chars = sum(
+        reference_distance(h, r) for h, r in zip(hypotheses, references, strict=True)
+    )
+    want = chars / sum(len(r) for r in references)
+    assert metrics.character_error_rate(hypotheses, references) == want
+    # Several references: the closest counts, with its own length.
+    several = [[references[0], "the cat sat on mat"], [references[1]]]
+    rate = metrics.word_error_rate(hypotheses, several, multiple_references=True)
+    assert rate == 1 / (5 + 3)
+
+
+words = st.lists(st.sampled_from(["a", "b", "cd", "e"]), min_size=1, max_size=6)
+sentences = words.map(" ".join)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(sentences, sentences), min_size=1, max_size=4))
+def test_error_rates_match_jiwer(examples):
+    jiwer = pytest.importorskip("jiwer")
+    hypotheses = [h for h, _ in examples]
+    references = [r for _, r in examples]
+    np.testing.assert_allclose(
+        metrics.word_error_rate(hypotheses, references),
+        jiwer.wer(references, hypotheses),
+        rtol=1e-12,
+    )
+    np.testing.assert_allclose(
+        metrics.character_error_rate(hypotheses, references),
+        jiwer.cer(references, hypotheses),
+        rtol=1e-12,
+    )
+
+
+@settings(max_examples=30, deadline=None)
+@given(pairs)
+def test_edit_distance_matches_editdistance(examples):
+    editdistance = pytest.importorskip("editdistance")
+    hypotheses = [h for h, _ in examples]
+    references = [r for _, r in examples]
+    want = [editdistance.eval(h, r) for h, r in examples]
+    np.testing.assert_array_equal(metrics.edit_distance(hypotheses, references), want)
+    h, hl = pad(hypotheses)
+    r, rl = pad(references)
+    np.testing.assert_array_equal(DISTANCE(h, hl, r, rl), want)
+
+
+def test_jax_path_is_vmappable_and_traced_lengths_work():
+    h, hl = pad([[1, 2, 3], [2, 2]])
+    r, rl = pad([[1, 3], [2]])
+    batched = jax.vmap(
+        lambda h, hl, r, rl: metrics.edit_distance(
+            h[None], r[None], hypothesis_lengths=hl[None], reference_lengths=rl[None]
+        )[0]
+    )(jnp.asarray(h), jnp.asarray(hl), jnp.asarray(r), jnp.asarray(rl))
+    np.testing.assert_array_equal(batched, [1, 1])
