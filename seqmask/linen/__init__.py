@@ -22,7 +22,7 @@ not.
 from seqmask.linen._cell import as_cell as as_cell
 from seqmask.linen._rnn import RNN as RNN
 from seqmask.linen._rnn import Bidirectional as Bidirectional
-from seqmask.linen._rnn import LearnableInitialState as LearnableInitialState
 from seqmask.linen._stacked import Stacked as Stacked
+from seqmask.linen._state import LearnableInitialState as LearnableInitialState
 
 __all__ = ["as_cell", "RNN", "Bidirectional", "Stacked", "LearnableInitialState"]

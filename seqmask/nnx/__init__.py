@@ -25,8 +25,8 @@ from seqmask._nnx_seq2seq import Seq2Seq as Seq2Seq
 from seqmask.nnx._cell import as_cell as as_cell
 from seqmask.nnx._rnn import RNN as RNN
 from seqmask.nnx._rnn import Bidirectional as Bidirectional
-from seqmask.nnx._rnn import LearnableInitialState as LearnableInitialState
 from seqmask.nnx._stacked import Stacked as Stacked
+from seqmask.nnx._state import LearnableInitialState as LearnableInitialState
 
 __all__ = [
     "as_cell",
