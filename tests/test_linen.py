@@ -185,7 +185,8 @@ def test_learnable_initial_state_broadcasts_the_learned_carry(cell_name):
         else learned["h"]
     )
     wrapped = cells.learnable_initial_state(cell)
-    expected = wrapped.initial_carry({"initial_carry": unbatched}, (2, 3))
+    full = {"cell": cell.init(KEY, IN), "initial_carry": unbatched}
+    expected = wrapped.initial_carry(full, (2, 3))
     assert_trees_equal(batched, expected)
     assert_trees_equal(module.apply(variables, ()), unbatched)
     assert float(jnp.abs(jax.tree.leaves(unbatched)[0]).sum()) > 0

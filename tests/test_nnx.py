@@ -181,7 +181,8 @@ def test_learnable_initial_state_broadcasts_the_learned_carry(cell_name):
     )
     # The pure core's learnable_initial_state broadcasts the same carry.
     wrapped = cells.learnable_initial_state(cell)
-    expected = wrapped.initial_carry({"initial_carry": unbatched}, (2, 3))
+    full = {"cell": cell.init(jax.random.key(0), IN), "initial_carry": unbatched}
+    expected = wrapped.initial_carry(full, (2, 3))
     assert_trees_equal(state((2, 3)), expected)
     assert_trees_equal(state(()), unbatched)
     assert_trees_equal(state(2), jax.tree.map(lambda x: x[:, 0], expected))
