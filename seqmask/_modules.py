@@ -33,7 +33,7 @@ Initializer = Callable[..., jax.Array]
 ZEROS: Initializer = jax.nn.initializers.zeros
 
 
-class Direction(NamedTuple):
+class CallOptions(NamedTuple):
     """The per-call options of Flax's ``RNN.__call__``, resolved against the
     module's defaults (``None`` in a call means "the module's value")."""
 
@@ -43,14 +43,14 @@ class Direction(NamedTuple):
     keep_order: bool
 
 
-def resolve(module, where: str, **overrides) -> Direction:
+def resolve(module, where: str, **overrides) -> CallOptions:
     """The options of one call: each override if given, else the module's."""
     values = {}
-    for name in Direction._fields:
+    for name in CallOptions._fields:
         given = overrides.get(name)
         value = getattr(module, name) if given is None else given
         values[name] = _checks.flag(value, name, where)
-    return Direction(**values)
+    return CallOptions(**values)
 
 
 def concatenate(forward, backward):
@@ -64,7 +64,7 @@ def run_rnn(
     inputs,
     *,
     where: str,
-    options: Direction,
+    options: CallOptions,
     initial_carry: Carry | None = None,
     seq_lengths=None,
     mask=None,
