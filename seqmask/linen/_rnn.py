@@ -64,9 +64,15 @@ class RNN(nn.Module):
         call (``[*batch, time, *features]`` inputs, outputs only, forward,
         processing order).
       unroll: passed to ``jax.lax.scan``.
-      variable_axes, variable_broadcast, variable_carry, split_rngs: Flax's
-        options of its lifted scan, accepted at their defaults (parameters
-        shared by every step); other values raise.
+      variable_axes, variable_broadcast, variable_carry: Flax's options of
+        its lifted scan, accepted at their defaults (parameters shared by
+        every step); other values raise.
+      split_rngs: ``{"params": False}`` (the parameters are shared), plus,
+        for a cell that draws random numbers in its step
+        (``self.make_rng(name)``), ``name: True`` for a new key at every
+        step or ``name: False`` for the same key at every step. The keys
+        derive from ``make_rng(name)`` and the step number: Flax's
+        distribution, not Flax's exact draws.
       learnable_initial_state: whether rows start (and are reset) from a
         trained carry instead of the cell's initial carry.
       carry_init: initialiser of the learned carry.
