@@ -9,6 +9,7 @@ axes, masks with holes and left padding. Shapes are tiny and each test
 compiles one program, because the machine is shared.
 """
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -79,11 +80,11 @@ def test_same_variables_outputs_carries_and_gradients_as_flax(name):
     (our_grads, (carry, ys)), (their_grads, (their_carry, their_ys)) = run(
         variables, XS
     )
-    assert close(carry, their_carry)
+    chex.assert_trees_all_close(carry, their_carry, atol=1e-5)
     np.testing.assert_allclose(ys[VALID], their_ys[VALID], atol=1e-5)
     assert np.all(np.asarray(ys)[~VALID] == 0)
     assert not np.allclose(np.asarray(their_ys)[~VALID], 0)  # Flax's padding
-    assert close(our_grads, their_grads)
+    chex.assert_trees_all_close(our_grads, their_grads, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -133,7 +134,7 @@ def test_bidirectional_same_variables_and_results_as_flax():
         )
 
     (carries, ys), (their_carries, their_ys) = run(variables)
-    assert close(carries, their_carries)
+    chex.assert_trees_all_close(carries, their_carries, atol=1e-5)
     np.testing.assert_allclose(ys[VALID], their_ys[VALID], atol=1e-5)
     assert np.all(np.asarray(ys)[~VALID] == 0)
 
@@ -215,7 +216,7 @@ def test_init_key_draws_the_carry_as_flax():
     (carry, ys), (their_carry, their_ys), (default, _) = run(
         variables, jax.random.key(7)
     )
-    assert close(carry, their_carry)
+    chex.assert_trees_all_close(carry, their_carry, atol=1e-5)
     np.testing.assert_allclose(ys[VALID], their_ys[VALID], atol=1e-5)
     assert not close(default, carry)  # the key matters for a random carry
 
@@ -254,7 +255,7 @@ def test_conv_lstm_cell_runs_with_its_feature_axes():
     our_variables, variables, (carry, ys), (their_carry, their_ys) = run()
     assert jax.tree.all(jax.tree.map(np.array_equal, our_variables, variables))
     assert ys.shape == (2, 3, 3, 3, 3)
-    assert close(carry, their_carry)
+    chex.assert_trees_all_close(carry, their_carry, atol=1e-5)
     np.testing.assert_allclose(ys[0], their_ys[0], atol=1e-5)
     np.testing.assert_allclose(ys[1, :1], their_ys[1, :1], atol=1e-5)
     assert np.all(np.asarray(ys)[1, 1:] == 0)
@@ -270,7 +271,7 @@ def test_as_cell_is_the_flax_cell_as_pure_functions():
     np.testing.assert_array_equal(cell.initial_carry(params, (B,)), carry)
     step = cell.apply(params, carry, XS[:, 0])
     expected = flax_cell.apply({"params": params}, carry, XS[:, 0])
-    assert close(step, expected, atol=0)
+    chex.assert_trees_all_close(step, expected, atol=0, rtol=0)
     # The pure core over the adapter equals the NumPy loop over Flax's weights.
     h, ys = seqmask.rnn(cell, params, XS, mask=MASK)
     cell_name, reference_params = to_reference(params)
@@ -374,7 +375,7 @@ def test_flax_seq2seq_example_model_migrates_by_swapping_the_rnn_class():
     )
     assert jax.tree.all(jax.tree.map(np.array_equal, ours_init, variables))
     np.testing.assert_allclose(logits, their_logits, atol=1e-5)
-    assert close(grads, their_grads)
+    chex.assert_trees_all_close(grads, their_grads, atol=1e-5)
     assert sampled.shape == (B, 3, 6)
     np.testing.assert_array_equal(np.sum(sampled, -1), 1)  # one-hot samples
 

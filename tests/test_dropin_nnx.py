@@ -8,6 +8,7 @@ an empty row keeps its initial carry, several batch axes, any mask). Shapes
 are tiny and each test compiles one program, because the machine is shared.
 """
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -48,12 +49,6 @@ def loss(carry, ys):
     return jnp.sum(valid) + sum(jnp.sum(leaf**2) for leaf in jax.tree.leaves(carry))
 
 
-def close(a, b, atol=1e-5):
-    return jax.tree.all(
-        jax.tree.map(lambda x, y: bool(np.allclose(x, y, atol=atol)), a, b)
-    )
-
-
 @pytest.mark.parametrize("name", CELLS)
 def test_same_state_outputs_carries_and_gradients_as_flax(name):
     cell = CELLS[name](IN, H, rngs=nnx.Rngs(0))
@@ -76,13 +71,15 @@ def test_same_state_outputs_carries_and_gradients_as_flax(name):
     (our_grads, (carry, ys)), (their_grads, (their_carry, their_ys)) = run(
         ours, theirs, XS
     )
-    assert close(carry, their_carry)
+    chex.assert_trees_all_close(carry, their_carry, atol=1e-5)
     np.testing.assert_allclose(ys[VALID], their_ys[VALID], atol=1e-5)
     assert np.all(np.asarray(ys)[~VALID] == 0)
     assert not np.allclose(np.asarray(their_ys)[~VALID], 0)  # Flax's padding
-    assert close(our_grads, their_grads)
+    chex.assert_trees_all_close(our_grads, their_grads, atol=1e-5)
     # Both drew their carries from their streams the same number of times.
-    assert close(nnx.state(ours, nnx.RngCount), nnx.state(theirs, nnx.RngCount))
+    chex.assert_trees_all_equal(
+        nnx.state(ours, nnx.RngCount), nnx.state(theirs, nnx.RngCount)
+    )
 
 
 @pytest.mark.parametrize(
@@ -131,7 +128,9 @@ def test_flax_state_loads_unchanged(tmp_path):
     restored = nnx.merge(
         graphdef, checkpointer.restore(tmp_path / "flax", abstract_state)
     )
-    assert close(nnx.state(restored, nnx.Param), nnx.state(theirs, nnx.Param), atol=0)
+    chex.assert_trees_all_close(
+        nnx.state(restored, nnx.Param), nnx.state(theirs, nnx.Param), atol=0, rtol=0
+    )
 
 
 def test_bidirectional_same_state_and_results_as_flax():
@@ -146,7 +145,7 @@ def test_bidirectional_same_state_and_results_as_flax():
         return tuple(m(XS, seq_lengths=LENGTHS) for m in (ours, theirs))
 
     (carries, ys), (their_carries, their_ys) = run(ours, theirs)
-    assert close(carries, their_carries)
+    chex.assert_trees_all_close(carries, their_carries, atol=1e-5)
     np.testing.assert_allclose(ys[VALID], their_ys[VALID], atol=1e-5)
     assert np.all(np.asarray(ys)[~VALID] == 0)
 
@@ -213,8 +212,12 @@ def test_as_cell_is_the_flax_cell_as_pure_functions():
     want = nnx.to_pure_dict(nnx.state(flax_cell, nnx.Param))
     assert jax.tree.all(jax.tree.map(np.array_equal, params, want))
     carry = cell.initial_carry(params, (B,))
-    assert close(carry, (np.zeros((B, H)), np.zeros((B, H))), atol=0)  # (c, h)
-    assert close(cell.apply(params, carry, XS[:, 0]), flax_cell(carry, XS[:, 0]), 0)
+    chex.assert_trees_all_close(
+        carry, (np.zeros((B, H)), np.zeros((B, H))), atol=0, rtol=0
+    )  # (c, h)
+    chex.assert_trees_all_close(
+        cell.apply(params, carry, XS[:, 0]), flax_cell(carry, XS[:, 0]), atol=0, rtol=0
+    )
     # The pure core over the adapter equals the NumPy loop over Flax's weights.
     (c, h), ys = seqmask.rnn(cell, params, XS, mask=MASK)
     cell_name, reference_params = to_reference(params)
