@@ -22,17 +22,13 @@ the first GPU. Prints a Markdown table and writes a JSON record to
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import RATIO, compile_timed, environment, parser, write_record
 
 import seqmask
 
@@ -41,9 +37,7 @@ METHODS = ("sequential", "associative")
 
 def measure(fn, args, *, repeats: int, budget_s: float):
     """``(compile_s, median_s)``; fewer repeats when one call is slow."""
-    start = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    compile_s = time.perf_counter() - start
+    compiled, compile_s = compile_timed(fn, *args)
     start = time.perf_counter()
     jax.block_until_ready(compiled(*args))  # warm-up
     first = time.perf_counter() - start
@@ -140,11 +134,11 @@ def print_table(result, args) -> None:
     print(
         f"\nlinear_scan on {result['device']}, B={args.batch} F={args.features}, "
         f"float32, right-padded mask, jax {jax.__version__}, median of up to "
-        f"{args.repeats}\n"
+        f"{args.repeats}; {RATIO}\n"
     )
     print(
-        "| T | method | fwd ms | fwd+bwd ms | fwd vs sequential "
-        "| fwd+bwd vs sequential | compile fwd s | compile fwd+bwd s |"
+        "| T | method | fwd ms | fwd+bwd ms | fwd / sequential "
+        "| fwd+bwd / sequential | compile fwd s | compile fwd+bwd s |"
     )
     print("|---:|---|---:|---:|---:|---:|---:|---:|")
     base = {row["time"]: row for row in result["rows"] if row["method"] == "sequential"}
@@ -153,8 +147,8 @@ def print_table(result, args) -> None:
         print(
             f"| {row['time']} | {row['method']} | {row['forward_ms']:.2f} "
             f"| {row['forward_backward_ms']:.2f} "
-            f"| {ref['forward_ms'] / row['forward_ms']:.2f}x "
-            f"| {ref['forward_backward_ms'] / row['forward_backward_ms']:.2f}x "
+            f"| {row['forward_ms'] / ref['forward_ms']:.2f} "
+            f"| {row['forward_backward_ms'] / ref['forward_backward_ms']:.2f} "
             f"| {row['compile_forward_s']:.2f} "
             f"| {row['compile_forward_backward_s']:.2f} |"
         )
@@ -172,22 +166,19 @@ def print_table(result, args) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--features", type=int, default=256)
-    parser.add_argument(
+    options = parser(__doc__, repeats=10)
+    options.add_argument("--batch", type=int, default=16)
+    options.add_argument("--features", type=int, default=256)
+    options.add_argument(
         "--times", type=int, nargs="+", default=[64, 256, 1024, 4096, 16384]
     )
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument(
+    options.add_argument(
         "--budget",
         type=float,
         default=10.0,
         help="seconds of timed calls per measurement at most (fewer repeats)",
     )
-    parser.add_argument("--quick", action="store_true", help="small smoke run")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    args = parser.parse_args()
+    args = options.parse_args()
     if args.quick:
         args.batch, args.features, args.times, args.repeats = 4, 16, [64, 256], 3
 
@@ -196,27 +187,21 @@ def main() -> None:
         devices.append(jax.devices("gpu")[0])
     except RuntimeError:
         pass  # no GPU backend: CPU only
-    load = os.getloadavg()
+    environment_at_start = environment()
     results = []
     for device in devices:
         result = run_device(device, args)
         print_table(result, args)
         results.append(result)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     record = {
+        **environment_at_start,
         "benchmark": "linear_scan",
         "shape": {"batch": args.batch, "features": args.features},
         "times": args.times,
         "repeats": args.repeats,
-        "jax": jax.__version__,
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "load_average_at_start": load,
         "results": results,
     }
-    name = "linear_scan-quick.json" if args.quick else "linear_scan.json"
-    (out / name).write_text(json.dumps(record, indent=2))
+    write_record(record, args.out, "linear_scan", args.quick)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,6 @@ Usage::
     python benchmarks/bench_losses.py --quick      # small smoke run
 """
 
-import argparse
-import json
-import os
 import platform
 import statistics
 import time
@@ -26,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _common import RATIO, compile_timed, environment, parser, write_record
 
 from seqmask import losses
 from seqmask import weights as seq_weights
@@ -71,12 +69,6 @@ def make_inputs(batch: int, time_steps: int, vocab: int, seed: int = 0):
     return jax.block_until_ready((logits, labels, weights))
 
 
-def compile_timed(function, args) -> tuple[Callable[..., object], float]:
-    start = time.perf_counter()
-    compiled = jax.jit(function).lower(*args).compile()
-    return compiled, time.perf_counter() - start
-
-
 def time_once(compiled, args) -> float:
     start = time.perf_counter()
     jax.block_until_ready(compiled(*args))
@@ -84,33 +76,21 @@ def time_once(compiled, args) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--time", type=int, default=256)
-    parser.add_argument("--vocab", type=int, default=32000)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument(
-        "--quick", action="store_true", help="small shapes for a smoke run"
-    )
-    parser.add_argument(
-        "--out",
-        default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
-        help="directory for the JSON record",
-    )
-    args = parser.parse_args()
+    options = parser(__doc__, repeats=5)
+    options.add_argument("--batch", type=int, default=64)
+    options.add_argument("--time", type=int, default=256)
+    options.add_argument("--vocab", type=int, default=32000)
+    args = options.parse_args()
     if args.quick:
         args.batch, args.time, args.vocab = 4, 32, 1000
         args.repeats = max(args.repeats, 10)
-    output = os.path.join(
-        args.out, "losses-quick.json" if args.quick else "losses.json"
-    )
 
     inputs = make_inputs(args.batch, args.time, args.vocab)
     keys = [(name, mode) for mode in MODES for name in IMPLEMENTATIONS]
     compiled, compile_s, values = {}, {}, {}
     for name, mode in keys:
         function = MODES[mode](IMPLEMENTATIONS[name])
-        compiled[name, mode], compile_s[name, mode] = compile_timed(function, inputs)
+        compiled[name, mode], compile_s[name, mode] = compile_timed(function, *inputs)
         result = jax.block_until_ready(compiled[name, mode](*inputs))  # warm-up
         if mode == "forward":
             values[name] = float(result)  # type: ignore[arg-type]
@@ -147,9 +127,9 @@ def main() -> None:
     device = jax.devices()[0]
     print(
         f"\nWeighted token cross-entropy, logits {shape} bfloat16, [B, T] weights, "
-        f"{device.platform} ({device.device_kind}), {args.repeats} repeats\n"
+        f"{device.platform} ({device.device_kind}), {args.repeats} repeats; {RATIO}\n"
     )
-    print("| mode | implementation | compile (s) | median (ms) | seqmask/optax |")
+    print("| mode | implementation | compile (s) | median (ms) | time / optax |")
     print("|---|---|---:|---:|---:|")
     for mode in MODES:
         for name in IMPLEMENTATIONS:
@@ -165,6 +145,7 @@ def main() -> None:
     )
 
     record = {
+        **environment(),
         "benchmark": "weighted_softmax_cross_entropy_with_integer_labels",
         "logits_shape": shape,
         "logits_dtype": "bfloat16",
@@ -173,11 +154,7 @@ def main() -> None:
         "baseline": "optax.softmax_cross_entropy_with_integer_labels(where=mask) "
         "+ masked mean",
         "repeats": args.repeats,
-        "quick": args.quick,
-        "device": f"{device.platform} ({device.device_kind})",
-        "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
-        "jax_version": jax.__version__,
         "optax_version": optax.__version__,
         "numpy_version": np.__version__,
         "loss_values": values,
@@ -185,10 +162,7 @@ def main() -> None:
         "ratio_seqmask_over_optax": ratios,
         "target_ratio": 1.1,
     }
-    os.makedirs(os.path.dirname(output), exist_ok=True)
-    with open(output, "w") as file:
-        json.dump(record, file, indent=2)
-    print(f"wrote {output}")
+    write_record(record, args.out, "losses", args.quick)
 
 
 if __name__ == "__main__":

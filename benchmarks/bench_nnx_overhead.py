@@ -24,17 +24,13 @@ writes a JSON record to ``benchmarks/results/nnx_overhead.json``.
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
-import statistics
 import time
-from pathlib import Path
 
 import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import RATIO, environment, parser, round_robin, write_record
 from flax import nnx
 
 import seqmask
@@ -94,15 +90,12 @@ def first_call(fn, *args) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--time", type=int, default=128)
-    parser.add_argument("--input", type=int, default=128)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--quick", action="store_true", help="small smoke run")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    args = parser.parse_args()
+    options = parser(__doc__, repeats=15)
+    options.add_argument("--batch", type=int, default=64)
+    options.add_argument("--time", type=int, default=128)
+    options.add_argument("--input", type=int, default=128)
+    options.add_argument("--hidden", type=int, default=256)
+    args = options.parse_args()
     if args.quick:
         args.batch, args.time, args.input, args.hidden, args.repeats = 8, 16, 8, 16, 5
 
@@ -137,13 +130,11 @@ def main() -> None:
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(reference), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, err_msg=name)
 
-    times: dict[tuple[str, str], list[float]] = {key: [] for key in calls}
-    for _ in range(args.repeats):
-        for key, (fn, state) in calls.items():
-            start = time.perf_counter()
-            jax.block_until_ready(fn(state, xs, mask))
-            times[key].append(time.perf_counter() - start)
-    median_ms = {key: statistics.median(t) * 1e3 for key, t in times.items()}
+    cases = {
+        key: (lambda fn=fn, state=state: jax.block_until_ready(fn(state, xs, mask)))
+        for key, (fn, state) in calls.items()
+    }
+    median_ms = {key: t * 1e3 for key, t in round_robin(cases, args.repeats).items()}
 
     base = "pure jax.jit"
     rows = []
@@ -159,11 +150,12 @@ def main() -> None:
     print(
         f"\nseqmask.nnx.RNN overhead, LSTM B={args.batch} T={args.time} "
         f"I={args.input} H={args.hidden}, jax {jax.__version__} on "
-        f"{jax.devices()[0].platform}, median of {args.repeats} (round-robin)\n"
+        f"{jax.devices()[0].platform}, median of {args.repeats} (round-robin); "
+        f"{RATIO}\n"
     )
     print(
-        "| variant | fwd ms | fwd vs pure | fwd+bwd ms | fwd+bwd vs pure "
-        "| compile fwd s | vs pure | compile fwd+bwd s | vs pure |"
+        "| variant | fwd ms | fwd / pure | fwd+bwd ms | fwd+bwd / pure "
+        "| compile fwd s | compile / pure | compile fwd+bwd s | compile / pure |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
@@ -174,9 +166,8 @@ def main() -> None:
             f"| {r['compile_forward_backward_s']:.2f} "
             f"| {r['compile_forward_backward_ratio']:.2f}x |"
         )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     record = {
+        **environment(),
         "benchmark": "nnx_overhead",
         "shape": {
             "batch": args.batch,
@@ -186,14 +177,10 @@ def main() -> None:
         },
         "cell": "lstm",
         "repeats": args.repeats,
-        "jax": jax.__version__,
         "flax": flax.__version__,
-        "device": str(jax.devices()[0]),
-        "machine": platform.machine(),
         "rows": rows,
     }
-    name = "nnx_overhead-quick.json" if args.quick else "nnx_overhead.json"
-    (out / name).write_text(json.dumps(record, indent=2))
+    write_record(record, args.out, "nnx_overhead", args.quick)
 
 
 if __name__ == "__main__":

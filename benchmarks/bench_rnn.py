@@ -41,40 +41,24 @@ when matplotlib is installed, a PNG next to it.
 
 from __future__ import annotations
 
-import argparse
-import json
 import platform
-import random
-import statistics
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import (
+    RATIO,
+    environment,
+    parser,
+    pyplot,
+    round_robin,
+    save_figure,
+    torch_or_none,
+    write_record,
+)
 
 import seqmask
-
-
-def round_robin(cases, repeats: int):
-    """``{name: median seconds}`` of zero-argument callables, timed in turn.
-
-    Each round calls every case once, in a fresh random order, so load that
-    comes and goes on a shared machine hits all of them alike, and no case
-    always pays for following the same one (a large free before it, say).
-    """
-    for call in cases.values():  # warm up (compiled already)
-        call()
-    times = {name: [] for name in cases}
-    order = list(cases)
-    rng = random.Random(0)
-    for _ in range(repeats):
-        rng.shuffle(order)  # no variant always runs first, or after the same one
-        for name in order:
-            start = time.perf_counter()
-            cases[name]()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def best_matmul_flops(shapes, repeats: int) -> float:
@@ -186,13 +170,9 @@ def jax_variants(kind, batch, steps, inputs, hidden):
     }
 
 
-def torch_calls(kind, xs, lengths, hidden):
+def torch_calls(torch, kind, xs, lengths, hidden):
     """PyTorch with packed sequences: ``(forward, forward_backward)``
-    zero-argument callables that wait for the device, or None without torch."""
-    try:
-        import torch
-    except ImportError:
-        return None
+    zero-argument callables that wait for the device."""
     torch.manual_seed(0)
     # On a GPU this is cuDNN's fused LSTM/GRU, the reference to beat there.
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -243,7 +223,7 @@ def check_same_outputs(forward):
             raise AssertionError(f"{name} differs from seqmask by {error:.2e}")
 
 
-def measure(kind, batch, steps, inputs, hidden, repeats, rate, with_torch=True):
+def measure(kind, batch, steps, inputs, hidden, repeats, rate, torch=None):
     """Rows for every variant at one shape; steady-state times round-robin."""
     rng = np.random.default_rng(0)
     xs = jnp.asarray(rng.normal(size=(batch, steps, inputs)), jnp.float32)
@@ -269,11 +249,10 @@ def measure(kind, batch, steps, inputs, hidden, repeats, rate, with_torch=True):
             if mode == "fwd":
                 forward[name] = lambda f=compiled, p=params: f(p, xs, lengths)
     check_same_outputs(forward)
-    if with_torch:
-        calls = torch_calls(kind, xs, lengths, hidden)
-        if calls is not None:
-            cases["torch", "fwd"], cases["torch", "bwd"] = calls
-            compile_s["torch", "fwd"] = compile_s["torch", "bwd"] = 0.0
+    if torch is not None:
+        calls = torch_calls(torch, kind, xs, lengths, hidden)
+        cases["torch", "fwd"], cases["torch", "bwd"] = calls
+        compile_s["torch", "fwd"] = compile_s["torch", "bwd"] = 0.0
     medians = round_robin(cases, repeats)
     rows = []
     for name in dict.fromkeys(name for name, _ in cases):
@@ -342,7 +321,7 @@ def remat_times(batch, steps, inputs, hidden, chunk, repeats):
 
 
 def table(rows, title):
-    print(f"\n{title}\n")
+    print(f"\n{title}; {RATIO} (the floor's time)\n")
     print(
         "| cell | variant | T | H | fwd ms | fwd+bwd ms | fwd x floor "
         "| fwd+bwd x floor | compile fwd s | compile fwd+bwd s |"
@@ -358,7 +337,8 @@ def table(rows, title):
 
 
 def ratios(rows):
-    """seqmask's speed-up over Flax and masking overhead, per shape and cell."""
+    """seqmask's time over Flax's, the masking overhead and seqmask's time
+    over the floor and the matmul bound, per shape and cell."""
     out = []
     keys = sorted({(r["kind"], r["time"], r["hidden"]) for r in rows})
     for kind, steps, hidden in keys:
@@ -373,7 +353,7 @@ def ratios(rows):
                 kind=kind,
                 time=steps,
                 hidden=hidden,
-                flax_over_seqmask=group["flax"]["forward_backward_ms"] / sm,
+                seqmask_over_flax=sm / group["flax"]["forward_backward_ms"],
                 masking_overhead=sm / group["seqmask-unmasked"]["forward_backward_ms"]
                 - 1,
                 seqmask_vs_floor=group["seqmask"]["forward_backward_vs_floor"],
@@ -385,13 +365,8 @@ def ratios(rows):
 
 
 def plot(rows, path):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("(matplotlib not installed: no plot)")
+    plt = pyplot()
+    if plt is None:
         return
     kinds = sorted({r["kind"] for r in rows})
     fig, axes = plt.subplots(1, len(kinds), figsize=(6 * len(kinds), 4), squeeze=False)
@@ -420,30 +395,26 @@ def plot(rows, path):
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    print(f"plot: {path}")
+    save_figure(fig, path)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--time", type=int, default=128)
-    parser.add_argument("--input", type=int, default=128)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--cells", default="lstm,gru")
-    parser.add_argument("--sweep", action="store_true", help="sweep T and H")
-    parser.add_argument(
+    options = parser(__doc__, repeats=15)
+    options.add_argument("--batch", type=int, default=64)
+    options.add_argument("--time", type=int, default=128)
+    options.add_argument("--input", type=int, default=128)
+    options.add_argument("--hidden", type=int, default=256)
+    options.add_argument("--cells", default="lstm,gru")
+    options.add_argument("--sweep", action="store_true", help="sweep T and H")
+    options.add_argument(
         "--sweep-time", default="32,512", help="the T values of --sweep (comma list)"
     )
-    parser.add_argument(
+    options.add_argument(
         "--sweep-hidden", default="64,1024", help="the H values of --sweep"
     )
-    parser.add_argument("--memory", action="store_true", help="remat memory table")
-    parser.add_argument("--no-torch", action="store_true", help="skip PyTorch")
-    parser.add_argument("--quick", action="store_true", help="small smoke run")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    args = parser.parse_args()
+    options.add_argument("--memory", action="store_true", help="remat memory table")
+    options.add_argument("--no-torch", action="store_true", help="skip PyTorch")
+    args = options.parse_args()
     if args.quick:
         args.batch, args.time, args.input, args.hidden, args.repeats = 8, 16, 8, 16, 3
     kinds = args.cells.split(",")
@@ -467,6 +438,7 @@ def main() -> None:
         sweep_hidden = [int(h) for h in args.sweep_hidden.split(",")]
         shapes += [(t, args.hidden) for t in sweep_time if t != args.time]
         shapes += [(args.time, h) for h in sweep_hidden if h != args.hidden]
+    torch = torch_or_none(not args.no_torch)
     rows = []
     for kind in kinds:
         for steps, hidden in shapes:
@@ -478,19 +450,23 @@ def main() -> None:
                 hidden,
                 args.repeats,
                 rate,
-                with_torch=not args.no_torch,
+                torch=torch,
             )
     table(rows, f"Masked layers, B={args.batch} I={args.input}")
     summary = ratios(rows)
     print(
-        "\n| cell | T | H | Flax / seqmask (fwd+bwd) | masking overhead "
-        "| seqmask x floor | seqmask x matmuls-only |"
+        f"\nSummary, forward+backward; {RATIO}; masking overhead = masked / "
+        "unmasked seqmask - 1\n"
+    )
+    print(
+        "| cell | T | H | seqmask / Flax | masking overhead "
+        "| seqmask / floor | seqmask / matmuls-only |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for s in summary:
         print(
             f"| {s['kind']} | {s['time']} | {s['hidden']} "
-            f"| {s['flax_over_seqmask']:.2f}x | {s['masking_overhead']:+.1%} "
+            f"| {s['seqmask_over_flax']:.2f} | {s['masking_overhead']:+.1%} "
             f"| {s['seqmask_vs_floor']:.2f} | {s['seqmask_vs_matmuls_only']:.2f} |"
         )
     memory, remat = [], []
@@ -506,20 +482,17 @@ def main() -> None:
             args.batch, args.time, args.input, args.hidden, 16, args.repeats
         )
         print(f"\nLSTM fwd+bwd time per remat setting, T={args.time}\n")
-        print("| remat | fwd+bwd ms | x remat=False |")
+        print(f"({RATIO})\n")
+        print("| remat | fwd+bwd ms | time / remat=False |")
         print("|---|---:|---:|")
         for m in remat:
             ms, ratio = m["forward_backward_ms"], m["vs_plain"]
             print(f"| {m['remat']} | {ms:.1f} | {ratio:.2f} |")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     stem = "rnn-sweep" if args.sweep else "rnn"
-    stem = f"{stem}-quick" if args.quick else stem
     record = dict(
+        **environment(),
         benchmark="rnn",
-        jax=jax.__version__,
-        device=str(jax.devices()[0]),
-        machine=platform.machine(),
+        torch=None if torch is None else torch.__version__,
         matmul_gflops=rate / 1e9,
         repeats=args.repeats,
         rows=rows,
@@ -527,8 +500,8 @@ def main() -> None:
         memory=memory,
         remat_times=remat,
     )
-    (out / f"{stem}.json").write_text(json.dumps(record, indent=2))
-    plot(rows, out / f"{stem}.png")
+    path = write_record(record, args.out, stem, args.quick)
+    plot(rows, path.with_suffix(".png"))
 
 
 if __name__ == "__main__":

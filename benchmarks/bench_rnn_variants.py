@@ -33,15 +33,12 @@ round-robin with the default ``seqmask.rnn`` in the same run:
 
 from __future__ import annotations
 
-import argparse
-import json
 import platform
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from bench_rnn import round_robin  # this directory is on sys.path
+from _common import RATIO, environment, parser, round_robin, write_record
 
 import seqmask
 
@@ -278,50 +275,43 @@ def measure(kind, batch, steps, inputs, hidden, repeats):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--time", type=int, default=128)
-    parser.add_argument("--input", type=int, default=128)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--cells", default="lstm,gru")
-    parser.add_argument("--quick", action="store_true", help="small smoke run")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    args = parser.parse_args()
+    options = parser(__doc__, repeats=15)
+    options.add_argument("--batch", type=int, default=64)
+    options.add_argument("--time", type=int, default=128)
+    options.add_argument("--input", type=int, default=128)
+    options.add_argument("--hidden", type=int, default=256)
+    options.add_argument("--cells", default="lstm,gru")
+    args = options.parse_args()
     if args.quick:
         args.batch, args.time, args.input, args.hidden, args.repeats = 8, 16, 8, 16, 3
     print(
         f"jax {jax.__version__} on {jax.devices()[0].platform} "
         f"({platform.machine()}), B={args.batch} T={args.time} I={args.input} "
-        f"H={args.hidden}, forward+backward, median of {args.repeats} (round-robin)\n"
+        f"H={args.hidden}, forward+backward, median of {args.repeats} (round-robin); "
+        f"{RATIO}\n"
     )
     rows = []
     for kind in args.cells.split(","):
         rows += measure(
             kind, args.batch, args.time, args.input, args.hidden, args.repeats
         )
-    print("| cell | variant | fwd+bwd ms | x baseline | temp MiB | baseline |")
+    print("| cell | variant | fwd+bwd ms | time / baseline | temp MiB | baseline |")
     print("|---|---|---:|---:|---:|---|")
     for r in rows:
         print(
             f"| {r['kind']} | {r['variant']} | {r['forward_backward_ms']:.1f} "
             f"| {r['vs_baseline']:.2f} | {r['temp_mib']:.1f} | {r['baseline']} |"
         )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = "rnn_variants-quick" if args.quick else "rnn_variants"
     record = dict(
+        **environment(),
         benchmark="rnn_variants",
-        jax=jax.__version__,
-        device=str(jax.devices()[0]),
-        machine=platform.machine(),
         shape=dict(
             batch=args.batch, time=args.time, input=args.input, hidden=args.hidden
         ),
         repeats=args.repeats,
         rows=rows,
     )
-    (out / f"{stem}.json").write_text(json.dumps(record, indent=2))
+    write_record(record, args.out, "rnn_variants", args.quick)
 
 
 if __name__ == "__main__":

@@ -44,27 +44,29 @@ import numpy as np
 import optax
 
 import seqmask
-from seqmask import cli, decoding, seq2seq
+from seqmask import decoding, demo, metrics, seq2seq
 
 QUICK = os.environ.get("SEQMASK_QUICK") == "1"
 
 # %% [markdown]
 # ## Data
 #
-# The demo's generator and encoder (`seqmask.cli`) make the batches: source
+# The demo's generator and encoder (`seqmask.demo`) make the batches: source
 # ids with random ids at padded positions, a source mask, targets followed by
 # EOS (then random ids) and target lengths. Targets in the held-out split
 # never occur in training.
 
 # %%
-task = cli.TASKS["dates"]
+task = demo.TASKS["dates"]
 SEED = 0
 rng = np.random.default_rng(SEED)
 for _ in range(4):
     source, target = task.example(rng)
     print(f"{source!r:>32} -> {''.join(target)}")
 
-batch = cli._encode(cli._examples(task, rng, 2, held_out=False, seed=SEED), task, rng)
+batch = demo.encode(
+    demo.make_examples(task, rng, 2, held_out=False, seed=SEED), task, rng
+)
 print("source ids:\n", batch.source, "\nsource mask:\n", batch.source_mask.astype(int))
 print("targets:\n", batch.targets, "\ntarget lengths:", batch.target_lengths)
 
@@ -91,19 +93,17 @@ compile_options = (
 )
 
 model = seq2seq.encoder_decoder(
-    len(cli._SPECIALS) + len(task.source_symbols),
-    len(cli._SPECIALS) + len(task.target_symbols),
+    len(task.source_vocabulary),
+    len(task.target_vocabulary),
     embed_size=HIDDEN,
     hidden_size=HIDDEN,
-    bos_id=cli.BOS,
-    eos_id=cli.EOS,
-    pad_id=cli.PAD,
+    bos_id=demo.BOS,
+    eos_id=demo.EOS,
+    pad_id=demo.PAD,
 )
 params = model.init(jax.random.key(SEED))
-schedule = optax.warmup_cosine_decay_schedule(
-    0.0, 5e-3, min(100, STEPS // 10 + 1), STEPS, end_value=2e-4
-)
-optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
+# The demo's optimiser: Adam with warm-up and cosine decay, gradients clipped.
+optimizer = demo.make_optimizer(STEPS)
 opt_state = optimizer.init(params)
 
 
@@ -126,9 +126,9 @@ def train_step(params, opt_state, batch):
 start = time.perf_counter()
 curve = []
 for index in range(STEPS):
-    pairs = cli._examples(task, rng, BATCH, held_out=False, seed=SEED)
+    pairs = demo.make_examples(task, rng, BATCH, held_out=False, seed=SEED)
     params, opt_state, loss = train_step(
-        params, opt_state, cli._encode(pairs, task, rng)
+        params, opt_state, demo.encode(pairs, task, rng)
     )
     if index % max(STEPS // 50, 1) == 0 or index == STEPS - 1:
         curve.append((index, float(loss)))
@@ -159,8 +159,8 @@ assert np.isfinite(curve[-1][1]) and curve[-1][1] < curve[0][1]
 @functools.partial(jax.jit, compiler_options=compile_options)
 def decode(params, source, source_mask):
     state = model.encode(params, source, source_mask=source_mask)
-    bos = jnp.full(source.shape[:1], cli.BOS, jnp.int32)
-    options = dict(max_length=MAX_LENGTH, eos_id=cli.EOS, pad_id=cli.PAD)
+    bos = jnp.full(source.shape[:1], demo.BOS, jnp.int32)
+    options = dict(max_length=MAX_LENGTH, eos_id=demo.EOS, pad_id=demo.PAD)
     greedy = decoding.greedy(model.step, params, state, bos, **options)
     beam = decoding.beam_search(
         model.step,
@@ -178,11 +178,22 @@ def decode(params, source, source_mask):
 
 
 test_rng = np.random.default_rng([SEED, 1])
-test_pairs = cli._examples(task, test_rng, EVAL_SIZE, held_out=True, seed=SEED)
-test = cli._encode(test_pairs, task, test_rng, shift_sources=True)
+test_pairs = demo.make_examples(task, test_rng, EVAL_SIZE, held_out=True, seed=SEED)
+test = demo.encode(test_pairs, task, test_rng, shift_sources=True)
 greedy, beam, beam1_tokens = decode(params, test.source, test.source_mask)
-greedy_ok = cli._exact_match(greedy.tokens, greedy.lengths, test)
-beam_ok = cli._exact_match(beam.tokens[:, 0], beam.lengths[:, 0], test)
+# Exact match: same length and same tokens, EOS included (padding never counts).
+greedy_ok = metrics.exact_match(
+    greedy.tokens,
+    test.targets,
+    hypothesis_lengths=greedy.lengths,
+    reference_lengths=test.target_lengths,
+)
+beam_ok = metrics.exact_match(
+    beam.tokens[:, 0],
+    test.targets,
+    hypothesis_lengths=beam.lengths[:, 0],
+    reference_lengths=test.target_lengths,
+)
 print(
     f"held-out exact match ({EVAL_SIZE} dates, sources at random offsets): "
     f"greedy {greedy_ok.mean():.1%}, beam (width {BEAM_WIDTH}) {beam_ok.mean():.1%}"
@@ -190,10 +201,10 @@ print(
 print(f"{'source':>32}   {'target':10}  {'greedy':10}  beam")
 for row in range(8):
     source, target = test_pairs[row]
-    greedy_text = cli._text(
+    greedy_text = demo.decode_text(
         np.asarray(greedy.tokens[row]), int(greedy.lengths[row]), task
     )
-    beam_text = cli._text(
+    beam_text = demo.decode_text(
         np.asarray(beam.tokens[row, 0]), int(beam.lengths[row, 0]), task
     )
     print(f"{source!r:>32}   {''.join(target):10}  {greedy_text:10}  {beam_text}")
@@ -233,7 +244,7 @@ row = 0
 source = test.source[row : row + 1]
 source_mask = test.source_mask[row : row + 1]
 state = model.encode(params, source, source_mask=source_mask)
-token = jnp.array([cli.BOS])
+token = jnp.array([demo.BOS])
 maps, outputs = [], []
 for _ in range(int(greedy.lengths[row])):
     _, reference_logits = model.step(params, state, token)
@@ -250,8 +261,8 @@ np.testing.assert_allclose(maps.sum(-1), 1.0, rtol=1e-5)
 assert outputs == list(np.asarray(greedy.tokens[row, : len(outputs)]))
 
 # %%
-source_symbols = (*cli._SPECIALS, *task.source_symbols)
-target_symbols = (*cli._SPECIALS, *task.target_symbols)
+source_symbols = task.source_vocabulary
+target_symbols = task.target_vocabulary
 fig, ax = plt.subplots(figsize=(9, 3.5))
 ax.imshow(maps, cmap="Greys", aspect="auto", vmin=0, vmax=1)
 ax.set_xticks(

@@ -27,3 +27,24 @@ from seqmask.scan import linear_scan as linear_scan
 from seqmask.scan import masked_scan as masked_scan
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "attention",
+    "carry",
+    "cells",
+    "data",
+    "decoding",
+    "interop",
+    "losses",
+    "masks",
+    "seq2seq",
+    "weights",
+    "rnn",
+    "bidirectional",
+    "stacked",
+    "init_bidirectional",
+    "init_stacked",
+    "masked_scan",
+    "linear_scan",
+    "__version__",
+]

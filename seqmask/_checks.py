@@ -19,7 +19,7 @@ raise ``ValueError`` at once, naming the offending rows. When they are traced
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NoReturn
 
 import jax
@@ -179,6 +179,40 @@ def function(value, name: str, where: str, signature: str = "") -> Callable:
             TypeError,
         )
     return value
+
+
+def flag_or_int(value, name: str, where: str, *, minimum: int = 1) -> bool | int:
+    """A bool, or an int ``>= minimum`` (``unroll``, ``remat``)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if not _is_int(value):
+        fail(
+            where,
+            f"{name} must be a bool or an int >= {minimum}; got {describe(value)}.",
+            TypeError,
+        )
+    return integer(value, name, where, minimum=minimum)
+
+
+def instance(value, types, name: str, where: str, *, expected: str) -> Any:
+    """``value`` if it is an instance of ``types``, else ``TypeError`` saying
+    it must be ``expected`` (e.g. "a seqmask.cells.Cell")."""
+    if not isinstance(value, types):
+        fail(where, f"{name} must be {expected}; got {describe(value)}.", TypeError)
+    return value
+
+
+def shape_tuple(value, name: str, where: str) -> tuple[int, ...]:
+    """A shape: an int or a sequence of ints ``>= 0``, as a tuple."""
+    if _is_int(value):
+        value = (value,)
+    if not isinstance(value, (tuple, list)):
+        fail(
+            where,
+            f"{name} must be a tuple of ints (a shape); got {describe(value)}.",
+            TypeError,
+        )
+    return tuple(non_negative_int(size, f"{name} entry", where) for size in value)
 
 
 def number(value, name: str, where: str) -> Any:
@@ -474,13 +508,16 @@ def tree_like(
     expected_from: str = "",
     hint: str = "",
     error: type[Exception] = ValueError,
+    dtype_error: type[Exception] | None = None,
 ) -> None:
     """``given`` has the structure of ``expected``, and each leaf its shape
     and dtype (with ``broadcast``, a shape that broadcasts to it).
 
     ``expected`` may hold arrays or ``jax.ShapeDtypeStruct``. A structure
     mismatch is reported as both structures; leaf mismatches are listed one
-    line a leaf, by pytree path (``jax.tree_util.keystr``).
+    line a leaf, by pytree path (``jax.tree_util.keystr``). Mismatches raise
+    ``error``; with ``dtype_error``, a mismatch of dtypes alone (every shape
+    fits) raises ``dtype_error`` instead (``TypeError``, as for arrays).
     """
     source = f" ({expected_from})" if expected_from else ""
     given_def = jax.tree.structure(given)
@@ -493,6 +530,7 @@ def tree_like(
             error,
         )
     problems = []
+    shapes_fit = True
     for (path, leaf), want in zip(
         jax.tree_util.tree_leaves_with_path(given),
         jax.tree.leaves(expected),
@@ -507,6 +545,7 @@ def tree_like(
                 fits = False
         else:
             fits = shape == want_shape
+        shapes_fit = shapes_fit and fits
         if not fits or dtype != want_dtype:
             problems.append(
                 f"  {name}{jax.tree_util.keystr(path)}: got {dtype}{list(shape)}, "
@@ -519,7 +558,7 @@ def tree_like(
             f"{name} does not match{source}:\n"
             + "\n".join(problems)
             + (f"\n{hint.strip()}" if hint else ""),
-            error,
+            dtype_error if dtype_error is not None and shapes_fit else error,
         )
 
 
@@ -549,6 +588,73 @@ def leading_axes(
                 f"{name}{jax.tree_util.keystr(path)} has shape {shape}; its leading "
                 f"axes {after}must be the batch shape {batch_shape}.",
             )
+
+
+def params_like(
+    given: PyTree,
+    expected: PyTree,
+    name: str,
+    where: str,
+    *,
+    owner: str,
+    hint: str = "",
+) -> None:
+    """``given`` are parameters laid out as ``owner``'s (``expected``).
+
+    The same leaves (by pytree path: ``TypeError`` when ``given`` is not a
+    mapping where one is expected, ``ValueError`` for missing or unexpected
+    leaves), each of the expected shape (``ValueError``) and a floating
+    dtype, either one dtype for every leaf (parameters cast as a whole) or
+    each leaf's expected dtype (``TypeError``). ``hint`` ends each message.
+    """
+    if isinstance(expected, Mapping) and not isinstance(given, Mapping):
+        fail(
+            where,
+            f"{name} must be the parameters of {owner}: a dict with keys "
+            f"{sorted(expected)}; got {describe(given)}.{hint}",
+            TypeError,
+        )
+    paths = jax.tree_util.keystr
+    given_leaves = {paths(p): x for p, x in jax.tree_util.tree_leaves_with_path(given)}
+    wanted = {paths(p): x for p, x in jax.tree_util.tree_leaves_with_path(expected)}
+    missing = [f"{name}{p}" for p in wanted if p not in given_leaves]
+    unexpected = [f"{name}{p}" for p in given_leaves if p not in wanted]
+    if missing or unexpected:
+        parts = [f"missing {', '.join(missing)}"] if missing else []
+        parts += [f"unexpected {', '.join(unexpected)}"] if unexpected else []
+        fail(where, f"{name} are not {owner}'s parameters: {'; '.join(parts)}.{hint}")
+    for path, leaf in given_leaves.items():
+        if not (hasattr(leaf, "shape") and hasattr(leaf, "dtype")):
+            fail(
+                where,
+                f"{name}{path} must be an array; got {describe(leaf)}.{hint}",
+                TypeError,
+            )
+    specs = {path: _spec(leaf) for path, leaf in given_leaves.items()}
+    shapes = [
+        f"  {name}{path}: got {list(specs[path][0])}, expected {list(_spec(want)[0])}"
+        for path, want in wanted.items()
+        if specs[path][0] != _spec(want)[0]
+    ]
+    if shapes:
+        fail(where, f"{name} do not fit {owner}:\n" + "\n".join(shapes) + hint)
+    dtypes = {dtype for _, dtype in specs.values()}
+    floating = all(jnp.issubdtype(d, jnp.floating) for d in dtypes)
+    if floating and len(dtypes) <= 1:
+        return
+    wrong = [
+        f"  {name}{path}: got {specs[path][1]}, expected {_spec(want)[1]}"
+        for path, want in wanted.items()
+        if specs[path][1] != _spec(want)[1]
+        or not jnp.issubdtype(specs[path][1], jnp.floating)
+    ]
+    if wrong:
+        fail(
+            where,
+            f"{name} of {owner} must have floating dtypes, one for all leaves or "
+            "each leaf's own:\n" + "\n".join(wrong) + hint,
+            TypeError,
+        )
 
 
 # --------------------------------------------------------------------------

@@ -207,15 +207,6 @@ def run_bidirectional(
     return ((carry_f, carry_b), ys) if return_carry else ys
 
 
-def batch_shape(value, where: str) -> tuple[int, ...]:
-    """An int or a sequence of non-negative ints, as a tuple."""
-    if isinstance(value, (tuple, list)):
-        return tuple(
-            _checks.non_negative_int(size, "batch_shape", where) for size in value
-        )
-    return (_checks.non_negative_int(value, "batch_shape", where),)
-
-
 def check_lifted_options(where: str, **given: tuple[Any, Any]) -> None:
     """Flax's options for its lifted scan, accepted at their defaults only.
 
@@ -287,14 +278,14 @@ def check_rnn(value, rnn_type: type, name: str, where: str, framework: str) -> N
 
 
 def check_cell_record(cell, where: str) -> Cell:
-    if not isinstance(cell, Cell):
-        _checks.fail(
-            where,
-            "cell must be a seqmask.cells.Cell (e.g. seqmask.cells.lstm(128)); "
-            f"got {_checks.describe(cell)}.",
-            TypeError,
-        )
-    return cell
+    """``cell`` if it is a :class:`~seqmask.cells.Cell`, else ``TypeError``."""
+    return _checks.instance(
+        cell,
+        Cell,
+        "cell",
+        where,
+        expected="a seqmask.cells.Cell (e.g. seqmask.cells.lstm(128))",
+    )
 
 
 @functools.lru_cache(maxsize=256)
@@ -318,15 +309,6 @@ def carry_template(cell: Cell, input_size: int = 1):
         lambda key: cell.initial_carry(cell.init(key, input_size), ()),
         jax.random.key(0),
     )
-
-
-def output_size(cell: Cell, params: Params, input_size: int) -> int:
-    """The feature size of the cell's outputs, found by tracing one step."""
-    carry = cell.initial_carry(params, ())
-    _, y = jax.eval_shape(
-        cell.apply, params, carry, jax.ShapeDtypeStruct((input_size,), jnp.float32)
-    )
-    return int(y.shape[-1])
 
 
 def _key_name(key) -> str:

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 # The cells' float-widening rule (independent of the promotion mode) keeps
 # attention's dtypes consistent with theirs.
-from seqmask.cells._base import _wider
+from seqmask._numerics import wider as _wider
 
 __all__ = ["Attention", "additive", "dot", "general", "masked_softmax"]
 

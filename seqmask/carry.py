@@ -20,11 +20,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from seqmask import _sharding
+from seqmask import _checks, _layer
+from seqmask._masking import where_rows_tree
 from seqmask.cells import Cell
-from seqmask.layers import rnn
 
 __all__ = [
     "reset",
@@ -40,22 +39,23 @@ Params = Any
 PyTree = Any
 
 
-def reset(carry: Carry, where, to: Carry | None = None) -> Carry:
-    """Replace the carry of the rows where ``where`` is true by ``to``.
+def reset(carry: Carry, where, reset_to: Carry | None = None) -> Carry:
+    """Replace the carry of the rows where ``where`` is true by ``reset_to``.
 
     Pytree-aware: every leaf of ``carry`` is ``[*batch, ...]`` with the batch
-    shape of ``where``; ``to`` has the structure of ``carry`` and leaves that
-    broadcast to the carry's leaves (numpy rules, right-aligned), so an
+    shape of ``where``; ``reset_to`` has the structure of ``carry`` and leaves
+    that broadcast to the carry's leaves (numpy rules, right-aligned), so an
     unbatched learned state (e.g. ``[H]``) resets every chosen row to it. The
     reset is a select, not a blend: a reset row's new carry does not depend
-    on its old one (zero gradient to it), and ``to`` receives gradient only
-    from the rows that were reset.
+    on its old one (zero gradient to it), and ``reset_to`` receives gradient
+    only from the rows that were reset.
 
     Args:
       carry: pytree with leaves ``[*batch, ...]``.
       where: boolean ``[*batch]``; true for the rows to reset.
-      to: the carry to reset to, leaves broadcastable to the carry's leaves
-        and of the same dtype; None resets to zeros.
+      reset_to: the carry to reset to, leaves broadcastable to the carry's
+        leaves and of the same dtype (a Python number takes it); None resets
+        to zeros.
 
     Returns:
       A carry like ``carry``.
@@ -64,66 +64,39 @@ def reset(carry: Carry, where, to: Carry | None = None) -> Carry:
       >>> import jax.numpy as jnp
       >>> from seqmask.carry import reset
       >>> h = jnp.ones((3, 2))
-      >>> reset(h, jnp.array([True, False, True]), jnp.array([5.0, 6.0]))
-      Array([[5., 6.],
-             [1., 1.],
-             [5., 6.]], dtype=float32)
-      >>> reset(h, jnp.array([False, True, False]))
-      Array([[1., 1.],
-             [0., 0.],
-             [1., 1.]], dtype=float32)
+      >>> reset(h, jnp.array([True, False, True]), jnp.array([5.0, 6.0])).tolist()
+      [[5.0, 6.0], [1.0, 1.0], [5.0, 6.0]]
+      >>> reset(h, jnp.array([False, True, False])).tolist()
+      [[1.0, 1.0], [0.0, 0.0], [1.0, 1.0]]
     """
-    where = jnp.asarray(where)
-    if where.dtype != jnp.bool_:
-        raise TypeError(
-            f"reset: where must be a boolean array [*batch]; got dtype {where.dtype}. "
-            "Use `where != 0` to convert."
+    name = "reset"
+    where = _checks.bool_array(where, "where", name)
+    _checks.leading_axes(carry, where.shape, "carry", name)
+    carry = jax.tree.map(jnp.asarray, carry)
+    if reset_to is None:
+        reset_to = zeros_like(carry)
+    elif jax.tree.structure(reset_to) == jax.tree.structure(carry):
+        # A Python number takes the dtype of the leaf it resets.
+        reset_to = jax.tree.map(
+            lambda value, leaf: (
+                jnp.asarray(value, leaf.dtype)
+                if isinstance(value, (int, float)) and not isinstance(value, bool)
+                else value
+            ),
+            reset_to,
+            carry,
         )
-    batch = tuple(where.shape)
-    leaves_with_path = jax.tree_util.tree_leaves_with_path(carry)
-    for path, leaf in leaves_with_path:
-        shape = tuple(np.shape(leaf))
-        if shape[: len(batch)] != batch:
-            raise ValueError(
-                f"reset: carry{jax.tree_util.keystr(path)} has shape {shape}; its "
-                f"leading axes must be the batch shape {batch} of where."
-            )
-    if to is None:
-        to = zeros_like(carry)
-    carry_def, to_def = jax.tree.structure(carry), jax.tree.structure(to)
-    if carry_def != to_def:
-        raise ValueError(
-            f"reset: to must have the structure of carry {carry_def}; got {to_def}."
-        )
-    problems = []
-    for (path, leaf), target in zip(leaves_with_path, jax.tree.leaves(to), strict=True):
-        shape, dtype = tuple(np.shape(leaf)), jnp.result_type(leaf)
-        target_shape = tuple(np.shape(target))
-        try:
-            fits = np.broadcast_shapes(target_shape, shape) == shape
-        except ValueError:
-            fits = False
-        weak = isinstance(target, (int, float)) and not isinstance(target, bool)
-        if not fits or (jnp.result_type(target) != dtype and not weak):
-            problems.append(
-                f"  to{jax.tree_util.keystr(path)}: got "
-                f"{jnp.result_type(target)}{list(target_shape)}, expected "
-                f"{dtype}{list(shape)} or a shape that broadcasts to it"
-            )
-    if problems:
-        raise ValueError(
-            "reset: to does not fit the carry:\n" + "\n".join(problems) + "\n"
-            "Give to leaves of the carry's dtype, batched or unbatched."
-        )
-
-    def select(leaf, target):
-        leaf = jnp.asarray(leaf)
-        target = jnp.broadcast_to(jnp.asarray(target, leaf.dtype), leaf.shape)
-        target = _sharding.shard_like(target, leaf)
-        rows = where.reshape(batch + (1,) * (leaf.ndim - len(batch)))
-        return jnp.where(jnp.broadcast_to(rows, leaf.shape), target, leaf)
-
-    return jax.tree.map(select, carry, to)
+    _checks.tree_like(
+        reset_to,
+        carry,
+        "reset_to",
+        name,
+        broadcast=True,
+        expected_from="the carry",
+        hint=" Give reset_to leaves of the carry's dtype, batched or unbatched.",
+        dtype_error=TypeError,
+    )
+    return where_rows_tree(where, reset_to, carry)
 
 
 def detach(carry: Carry) -> Carry:
@@ -142,8 +115,8 @@ def detach(carry: Carry) -> Carry:
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> from seqmask.carry import detach
-      >>> jax.grad(lambda h: jnp.sum(detach(h) * h))(jnp.array([1.0, 2.0]))
-      Array([1., 2.], dtype=float32)
+      >>> jax.grad(lambda h: jnp.sum(detach(h) * h))(jnp.array([1.0, 2.0])).tolist()
+      [1.0, 2.0]
     """
     return jax.tree.map(jax.lax.stop_gradient, carry)
 
@@ -161,8 +134,9 @@ def zeros_like(carry: Carry) -> Carry:
       >>> import jax.numpy as jnp
       >>> from seqmask.carry import zeros_like
       >>> from seqmask.cells import LSTMCarry
-      >>> zeros_like(LSTMCarry(h=jnp.ones(2), c=jnp.ones(2)))
-      LSTMCarry(h=Array([0., 0.], dtype=float32), c=Array([0., 0.], dtype=float32))
+      >>> zeros = zeros_like(LSTMCarry(h=jnp.ones(2), c=jnp.ones(2)))
+      >>> zeros.h.tolist(), zeros.c.tolist()
+      ([0.0, 0.0], [0.0, 0.0])
     """
     return jax.tree.map(jnp.zeros_like, carry)
 
@@ -187,9 +161,8 @@ def rnn_with_carries(
     its final carry only at its last step. The carry is emitted as a second
     output of the scan, so this costs ``O(time)`` memory for the carries;
     prefer :func:`seqmask.rnn` when only the row's final carry is needed. A
-    cell's whole-sequence path (``Cell.apply_sequence``) is not used, since
-    it returns no per-step carries; the step-by-step scan gives the same
-    values.
+    cell that declares a linear recurrence runs step by step here (a linear
+    scan returns no per-step carries); the values are the same.
 
     Args:
       cell, params, xs, mask, lengths, initial_carry, resets, reset_to,
@@ -212,12 +185,9 @@ def rnn_with_carries(
       >>> bool(jnp.all(carries.c[:, -1] == final.c))
       True
     """
-    if not isinstance(cell, Cell):
-        raise TypeError(
-            "rnn_with_carries: cell must be a seqmask.cells.Cell (e.g. "
-            f"seqmask.cells.lstm(128)); got {type(cell).__name__}."
-        )
-    final_carry, (ys, carries) = rnn(
+    where = "rnn_with_carries"
+    _layer.check_cell(cell, where)
+    final_carry, (ys, carries) = _layer.rnn(
         _emitting_carries(cell),
         params,
         xs,
@@ -226,8 +196,10 @@ def rnn_with_carries(
         initial_carry=initial_carry,
         resets=resets,
         reset_to=reset_to,
+        reverse=False,
         time_major=time_major,
-        unroll=unroll,
+        options=_layer.options(unroll, False, None, where),
+        where=where,
     )
     return final_carry, ys, carries
 
@@ -241,15 +213,13 @@ def _emitting_carries(cell: Cell) -> Cell:
 
     inner_projected = cell.apply_projected
     if inner_projected is None or cell.project_inputs is None:
-        return cell._replace(apply=apply, apply_sequence=None)
+        return cell._replace(apply=apply, linear=None)
 
     def apply_projected(params, carry, projected):
         new_carry, y = inner_projected(params, carry, projected)
         return new_carry, (y, new_carry)
 
-    return cell._replace(
-        apply=apply, apply_projected=apply_projected, apply_sequence=None
-    )
+    return cell._replace(apply=apply, apply_projected=apply_projected, linear=None)
 
 
 def truncated_value_and_grad(
@@ -291,18 +261,19 @@ def truncated_value_and_grad(
       >>> float(loss), float(grad)             # d/dw (w * 3 + 1), 3 held fixed
       (7.0, 3.0)
     """
-    if not callable(loss_fn):
-        raise TypeError(
-            "truncated_value_and_grad: loss_fn must be callable (params, carry, "
-            f"chunk) -> (loss, new_carry); got {type(loss_fn).__name__}."
-        )
+    where = "truncated_value_and_grad"
+    _checks.function(
+        loss_fn, "loss_fn", where, "(params, carry, chunk) -> (loss, new_carry)"
+    )
+    has_aux = _checks.flag(has_aux, "has_aux", where)
 
     def chunk_loss(params, carry, chunk):
         loss, rest = loss_fn(params, carry, chunk)
         if jnp.ndim(loss) != 0:
-            raise ValueError(
-                "truncated_value_and_grad: loss_fn must return a scalar loss first; "
-                f"got shape {tuple(jnp.shape(loss))}."
+            _checks.fail(
+                where,
+                "loss_fn must return a scalar loss first; got shape "
+                f"{tuple(jnp.shape(loss))}.",
             )
         return loss, rest
 
@@ -312,10 +283,10 @@ def truncated_value_and_grad(
         (loss, rest), grads = grad_fn(params, detach(carry), chunk)
         if has_aux:
             if not (isinstance(rest, tuple) and len(rest) == 2):
-                raise ValueError(
-                    "truncated_value_and_grad: with has_aux=True, loss_fn must "
-                    "return (loss, (new_carry, aux)); got (loss, "
-                    f"{type(rest).__name__})."
+                _checks.fail(
+                    where,
+                    "with has_aux=True, loss_fn must return (loss, (new_carry, "
+                    f"aux)); got (loss, {_checks.describe(rest)}).",
                 )
             new_carry, aux = rest
             return (loss, (detach(new_carry), aux)), grads
@@ -371,10 +342,13 @@ def truncated_bptt_step(
       (0.8, 1.0, 1.0)
     """
     if not (hasattr(optimizer, "update") and callable(optimizer.update)):
-        raise TypeError(
-            "truncated_bptt_step: optimizer must have optax's update(grads, state, "
-            f"params) method (e.g. optax.adam(1e-3)); got {type(optimizer).__name__}."
+        _checks.fail(
+            "truncated_bptt_step",
+            "optimizer must have optax's update(grads, state, params) method (e.g. "
+            f"optax.adam(1e-3)); got {_checks.describe(optimizer)}.",
+            TypeError,
         )
+    jit = _checks.flag(jit, "jit", "truncated_bptt_step")
     value_and_grad = truncated_value_and_grad(loss_fn, has_aux=has_aux)
 
     def step(params, opt_state, carry, chunk):

@@ -5,8 +5,9 @@ major) that is true at the valid steps of each row. Any pattern is allowed:
 right padding, left padding, holes in the middle and rows with no valid step.
 Lengths are the right-padding special case: row ``b`` is valid at steps
 ``0 .. lengths[b] - 1``. Everything here is a pure function that runs under
-``jax.jit``; the value checks that need concrete data (``check_lengths``) are
-explicit calls, never hidden inside the layers.
+``jax.jit``. Lengths outside ``[0, time]`` are an error, never clipped
+silently: concrete ones raise ``ValueError``, traced ones register a
+:mod:`jax.experimental.checkify` check (see :func:`check_lengths`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import checkify
+
+from seqmask import _checks
 
 __all__ = [
     "lengths_to_mask",
@@ -28,24 +30,26 @@ __all__ = [
 ]
 
 
-def _is_traced(x) -> bool:
-    return isinstance(x, jax.core.Tracer)  # pyright: ignore[reportAttributeAccessIssue]
-
-
 def lengths_to_mask(
-    lengths, max_len: int, *, time_major: bool = False, check: bool = False
+    lengths, max_length: int, *, time_major: bool = False, clip: bool = False
 ) -> jax.Array:
     """Boolean mask that is true at the first ``lengths[b]`` steps of each row.
 
+    Every length must lie in ``[0, max_length]`` (see :func:`check_lengths`:
+    concrete lengths raise ``ValueError``, traced ones register a
+    ``checkify`` check). With ``clip=True`` lengths outside that range are
+    read as clipped to it instead (a negative length gives an empty row, a
+    length above ``max_length`` a full one).
+
     Args:
       lengths: integer array of shape ``[*batch]``.
-      max_len: the size of the time axis (a Python int, static under jit).
-      time_major: if true the mask is ``[max_len, *batch]``.
-      check: if true, first run :func:`check_lengths` (raises on concrete
-        lengths that do not fit, or registers a ``checkify`` check under jit).
+      max_length: the size of the time axis (a Python int, static under jit).
+      time_major: if true the mask is ``[max_length, *batch]``.
+      clip: accept lengths outside ``[0, max_length]`` and clip them.
 
     Returns:
-      A ``bool`` array of shape ``[*batch, max_len]`` (or ``[max_len, *batch]``).
+      A ``bool`` array of shape ``[*batch, max_length]`` (or
+      ``[max_length, *batch]``).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -54,25 +58,21 @@ def lengths_to_mask(
       Array([[1, 1, 0],
              [0, 0, 0],
              [1, 1, 1]], dtype=int32)
+      >>> lengths_to_mask(jnp.array([5, -1]), 3, clip=True).astype(int)
+      Array([[1, 1, 1],
+             [0, 0, 0]], dtype=int32)
     """
-    if not isinstance(max_len, (int, np.integer)) or isinstance(max_len, bool):
-        raise TypeError(
-            "lengths_to_mask: max_len must be a Python int (the static size of "
-            f"the time axis); got {type(max_len).__name__} {max_len!r}."
-        )
-    lengths = jnp.asarray(lengths)
-    if not jnp.issubdtype(lengths.dtype, jnp.integer):
-        raise TypeError(
-            f"lengths_to_mask: lengths must have an integer dtype; got {lengths.dtype}."
-        )
-    if check:
-        check_lengths(lengths, max_len)
-    if max_len > 0 and jnp.iinfo(lengths.dtype).max < max_len - 1:
+    where = "lengths_to_mask"
+    max_length = _checks.non_negative_int(max_length, "max_length", where)
+    lengths = _checks.integer_array(lengths, "lengths", where)
+    if not _checks.flag(clip, "clip", where):
+        _checks.lengths(lengths, max_length, "lengths", where)
+    if max_length > 0 and jnp.iinfo(lengths.dtype).max < max_length - 1:
         # The step indices must fit the comparison dtype: with uint8 lengths
-        # and max_len > 256 they would wrap around.
+        # and max_length > 256 they would wrap around.
         lengths = lengths.astype(jnp.int32)
-    steps = jnp.arange(int(max_len), dtype=lengths.dtype)
-    steps = steps.reshape((1,) * lengths.ndim + (int(max_len),))
+    steps = jnp.arange(max_length, dtype=lengths.dtype)
+    steps = steps.reshape((1,) * lengths.ndim + (max_length,))
     mask = steps < lengths[..., None]
     return jnp.moveaxis(mask, -1, 0) if time_major else mask
 
@@ -97,10 +97,10 @@ def mask_to_lengths(mask, *, time_major: bool = False) -> jax.Array:
       >>> mask_to_lengths(jnp.array([[True, True, False], [False, True, True]]))
       Array([2, 2], dtype=int32)
     """
-    mask = _as_bool_mask(mask, "mask")
-    if mask.ndim < 1:
-        raise ValueError("mask_to_lengths: mask must have a time axis; got a scalar.")
-    axis = 0 if time_major else -1
+    where = "mask_to_lengths"
+    mask = _checks.bool_array(mask, "mask", where)
+    _checks.min_rank(mask, 1, "mask", where, "it needs a time axis")
+    axis = 0 if _checks.flag(time_major, "time_major", where) else -1
     return jnp.sum(mask, axis=axis, dtype=jnp.int32)
 
 
@@ -122,7 +122,8 @@ def reverse_valid_steps(
       xs: array ``[*batch, time, ...]`` (``[time, *batch, ...]`` if
         ``time_major``).
       mask: boolean ``[*batch, time]`` (``[time, *batch]`` if time major).
-      lengths: alternative to ``mask``: integers ``[*batch]``.
+      lengths: alternative to ``mask``: integers ``[*batch]`` in
+        ``[0, time]``.
       time_major: whether time is the leading axis of ``xs`` and ``mask``.
 
     Returns:
@@ -137,16 +138,14 @@ def reverse_valid_steps(
       Array([[3, 2, 1, 0],
              [0, 7, 6, 5]], dtype=int32)
     """
-    xs = jnp.asarray(xs)
+    where = "reverse_valid_steps"
+    xs = _checks.array(xs, "xs", where)
+    time_major = _checks.flag(time_major, "time_major", where)
     mask = resolve_mask(
-        xs,
-        mask=mask,
-        lengths=lengths,
-        time_major=time_major,
-        name="reverse_valid_steps",
+        xs, mask=mask, lengths=lengths, time_major=time_major, name=where
     )
     if mask is None:
-        raise ValueError("reverse_valid_steps: give mask or lengths; got neither.")
+        _checks.fail(where, "give mask or lengths; got neither.")
     if time_major:
         mask_bm = jnp.moveaxis(mask, 0, -1)
         xs_bm = jnp.moveaxis(xs, 0, mask.ndim - 1)
@@ -169,13 +168,23 @@ def reverse_valid_steps(
     return jnp.moveaxis(out, mask.ndim - 1, 0) if time_major else out
 
 
-def check_lengths(lengths, max_len: int) -> None:
-    """Check that every length lies in ``[0, max_len]``.
+def check_lengths(lengths, max_length: int) -> None:
+    """Check that every length lies in ``[0, max_length]``.
 
     On concrete arrays this raises ``ValueError`` naming the offending rows.
     Under ``jax.jit`` the values are not known at trace time, so the check
-    is registered with :mod:`jax.experimental.checkify`: wrap the jitted
-    function in ``checkify.checkify`` to have it enforced.
+    is registered with :mod:`jax.experimental.checkify`: a no-op under
+    plain ``jit``, reported when the jitted function is wrapped in
+    ``checkify.checkify``. Every function of seqmask that takes lengths runs
+    this check itself; call it for lengths used elsewhere.
+
+    Args:
+      lengths: integer array ``[*batch]``.
+      max_length: the size of the time axis.
+
+    Raises:
+      TypeError: for non-integer lengths.
+      ValueError: for concrete lengths outside ``[0, max_length]``.
 
     Examples:
       >>> import numpy as np
@@ -183,29 +192,12 @@ def check_lengths(lengths, max_len: int) -> None:
       >>> check_lengths(np.array([3, 5]), 4)
       Traceback (most recent call last):
       ...
-      ValueError: lengths must lie in [0, max_len=4]; rows [1] have lengths [5].
-    """
-    if _is_traced(lengths):
-        lengths = jnp.asarray(lengths)
-        checkify.check(
-            jnp.all((lengths >= 0) & (lengths <= max_len)),
-            f"lengths must lie in [0, max_len={max_len}]",
-        )
-        return
-    values = np.asarray(lengths)
-    if not np.issubdtype(values.dtype, np.integer):
-        raise TypeError(f"lengths must have an integer dtype; got {values.dtype}.")
-    bad = (values < 0) | (values > max_len)
-    if np.any(bad):
-        rows = np.argwhere(bad)
-        # Scalar lengths give empty index rows: report them as ().
-        rows_text = [
-            tuple(int(i) for i in r) if r.size != 1 else int(r[0]) for r in rows
-        ]
-        raise ValueError(
-            f"lengths must lie in [0, max_len={max_len}]; rows {rows_text[:8]} "
-            f"have lengths {values[bad][:8].tolist()}."
-        )
+      ValueError: check_lengths: lengths must lie in [0, 4] (the size of the time axis); rows [1] have lengths [5].
+    """  # noqa: E501
+    where = "check_lengths"
+    max_length = _checks.non_negative_int(max_length, "max_length", where)
+    lengths = _checks.integer_array(lengths, "lengths", where)
+    _checks.lengths(lengths, max_length, "lengths", where)
 
 
 def check_mask(mask, batch_time_shape: Sequence[int], *, name: str = "mask") -> None:
@@ -213,19 +205,18 @@ def check_mask(mask, batch_time_shape: Sequence[int], *, name: str = "mask") -> 
 
     Raises ``TypeError`` for a non-boolean mask and ``ValueError`` for a shape
     mismatch, naming the argument, the expected and the given shape.
-    """
-    dtype = jnp.result_type(mask)
-    if dtype != jnp.bool_:
-        raise TypeError(
-            f"{name} must be a boolean array; got dtype {dtype}. Use "
-            f"`{name} != 0` or `seqmask.masks.lengths_to_mask` to build one."
-        )
-    shape = tuple(np.shape(mask))
-    if shape != tuple(batch_time_shape):
-        raise ValueError(
-            f"{name} must have shape {tuple(batch_time_shape)} (the batch and time "
-            f"axes of the inputs); got {shape}."
-        )
+
+    Examples:
+      >>> import numpy as np
+      >>> from seqmask.masks import check_mask
+      >>> check_mask(np.ones((2, 3), bool), (2, 3))
+      >>> check_mask(np.ones((2, 3), np.int32), (2, 3))
+      Traceback (most recent call last):
+      ...
+      TypeError: check_mask: mask must be a boolean array; got dtype int32. Use `mask != 0` (or seqmask.masks.lengths_to_mask) to build one.
+    """  # noqa: E501
+    shape = _checks.shape_tuple(batch_time_shape, "batch_time_shape", "check_mask")
+    _checks.bool_array(mask, name, "check_mask", shape=shape, layout="[*batch, time]")
 
 
 def resolve_mask(
@@ -235,49 +226,51 @@ def resolve_mask(
 
     ``mask`` and ``lengths`` are alternatives; giving both is an error. The
     batch and time axes are the leading ``mask.ndim`` axes of ``xs`` (for
-    ``lengths``, the leading ``lengths.ndim + 1`` axes).
+    ``lengths``, the leading ``lengths.ndim + 1`` axes). Lengths must lie in
+    ``[0, time]`` (checked as :func:`check_lengths` does). ``name`` is the
+    public function that error messages start with.
+
+    Examples:
+      >>> import numpy as np
+      >>> from seqmask.masks import resolve_mask
+      >>> resolve_mask(np.zeros((2, 3, 5)), lengths=np.array([1, 3])).astype(int)
+      Array([[1, 0, 0],
+             [1, 1, 1]], dtype=int32)
     """
     if mask is not None and lengths is not None:
-        raise ValueError(f"{name}: give mask or lengths, not both.")
+        _checks.fail(name, "give mask or lengths, not both.")
     xs_shape = tuple(np.shape(xs))
+    layout = "[time, *batch]" if time_major else "[*batch, time]"
     if lengths is not None:
-        lengths = jnp.asarray(lengths)
-        if not jnp.issubdtype(lengths.dtype, jnp.integer):
-            raise TypeError(
-                f"{name}: lengths must have an integer dtype; got {lengths.dtype}."
-            )
+        lengths = _checks.integer_array(lengths, "lengths", name)
         n_batch = lengths.ndim
         if len(xs_shape) < n_batch + 1:
-            raise ValueError(
-                f"{name}: lengths of shape {lengths.shape} need inputs with at least "
-                f"{n_batch + 1} axes; got inputs of shape {xs_shape}."
+            _checks.fail(
+                name,
+                f"lengths of shape {lengths.shape} need inputs with at least "
+                f"{n_batch + 1} axes; got inputs of shape {xs_shape}.",
             )
         if time_major:
             batch, time = xs_shape[1 : n_batch + 1], xs_shape[0]
         else:
             batch, time = xs_shape[:n_batch], xs_shape[n_batch]
         if tuple(lengths.shape) != tuple(batch):
-            raise ValueError(
-                f"{name}: lengths must have the batch shape {tuple(batch)} of the "
-                f"inputs (shape {xs_shape}, "
-                f"{'time-major' if time_major else 'batch-major'}); "
-                f"got {tuple(lengths.shape)}."
+            _checks.fail(
+                name,
+                f"lengths must have the batch shape {tuple(batch)} of the inputs "
+                f"(shape {xs_shape}, {layout}); got {tuple(lengths.shape)}.",
             )
-        return lengths_to_mask(lengths, int(time), time_major=time_major)
+        _checks.lengths(lengths, int(time), "lengths", name)
+        return lengths_to_mask(lengths, int(time), time_major=time_major, clip=True)
     if mask is None:
         return None
-    mask = jnp.asarray(mask)
+    mask = _checks.bool_array(mask, "mask", name)
     if mask.ndim < 1 or len(xs_shape) < mask.ndim:
-        raise ValueError(
-            f"{name}: mask of shape {tuple(mask.shape)} must cover the leading batch "
-            f"and time axes of the inputs of shape {xs_shape}."
+        _checks.fail(
+            name,
+            f"mask of shape {tuple(mask.shape)} must cover the leading batch and "
+            f"time axes of the inputs of shape {xs_shape}.",
         )
-    check_mask(mask, xs_shape[: mask.ndim], name="mask")
-    return mask
-
-
-def _as_bool_mask(mask, name: str):
-    mask = jnp.asarray(mask)
-    if mask.dtype != jnp.bool_:
-        raise TypeError(f"{name} must be a boolean array; got dtype {mask.dtype}.")
-    return mask
+    return _checks.bool_array(
+        mask, "mask", name, shape=xs_shape[: mask.ndim], layout=layout
+    )

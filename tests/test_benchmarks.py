@@ -5,7 +5,11 @@ never to tests); this keeps them from rotting as the library changes, and
 runs the checks they make before timing anything: ``bench_rnn.py`` asserts
 that the seqmask variants and the hand-written scan give the same outputs,
 ``bench_rnn_variants.py`` that every implementation variant (including the
-hand-written-VJP LSTM) gives the gradient of the default ``seqmask.rnn``.
+hand-written-VJP LSTM) gives the gradient of the default ``seqmask.rnn``,
+``bench_nnx_overhead.py`` that the module and the pure function agree. The
+tests then check the records: the loss values and the associative scan's
+difference to the sequential one, every time positive and finite, every
+ratio the quotient of the times it names. Every run is marked slow.
 """
 
 from __future__ import annotations
@@ -23,7 +27,11 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ROOT / "benchmarks"
 
 
-def run(script: str, out: Path, *extra: str) -> None:
+RATIO_NOTE = "ratio = time / the baseline's time in the same run: below 1 is faster"
+
+
+def run(script: str, out: Path, *extra: str) -> str:
+    """Run ``script --quick --out out``; returns what it printed."""
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
     result = subprocess.run(
         [
@@ -40,16 +48,29 @@ def run(script: str, out: Path, *extra: str) -> None:
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # Every record written is said, and every ratio's meaning with it.
+    for path in out.glob("*"):
+        assert f"wrote {path}" in result.stdout, path
+    assert RATIO_NOTE in result.stdout
+    return result.stdout
 
 
 def finite_positive(value) -> bool:
     return isinstance(value, float) and math.isfinite(value) and value > 0
 
 
+def close(a: float, b: float, rtol: float = 1e-9) -> bool:
+    return math.isclose(a, b, rel_tol=rtol)
+
+
+@pytest.mark.slow
 def test_bench_rnn(tmp_path):
     extra = ["--no-torch", "--memory", "--sweep", "--sweep-time", "8"]
-    run("bench_rnn.py", tmp_path, *extra, "--sweep-hidden", "8")
+    out = run("bench_rnn.py", tmp_path, *extra, "--sweep-hidden", "8")
+    assert "PyTorch left out (--no-torch)" in out
+    assert (tmp_path / "rnn-sweep-quick.png").stat().st_size > 0
     record = json.loads((tmp_path / "rnn-sweep-quick.json").read_text())
+    assert record["quick"] is True and record["torch"] is None
     for kind in ("lstm", "gru"):
         rows = [r for r in record["rows"] if r["kind"] == kind]
         # The standard quick shape (T=16, H=16) and one step of each sweep.
@@ -67,27 +88,87 @@ def test_bench_rnn(tmp_path):
             assert finite_positive(row[key]), (row["variant"], key, row[key])
         assert finite_positive(row["compile_forward_backward_s"])
     assert {s["kind"] for s in record["summary"]} == {"lstm", "gru"}
+    # The summary's ratios are times over the baseline's, from the rows.
+    for summary in record["summary"]:
+        group = {
+            r["variant"]: r["forward_backward_ms"]
+            for r in record["rows"]
+            if (r["kind"], r["time"], r["hidden"])
+            == (summary["kind"], summary["time"], summary["hidden"])
+        }
+        assert close(summary["seqmask_over_flax"], group["seqmask"] / group["flax"])
+        assert close(
+            summary["masking_overhead"],
+            group["seqmask"] / group["seqmask-unmasked"] - 1,
+        )
     # remat shrinks the compiled temporary memory of forward+backward.
     memory = {m["remat"]: m["temp_mib"] for m in record["memory"]}
     assert memory["True"] < memory["False"] and memory["64"] < memory["False"]
 
 
+@pytest.mark.slow
 def test_bench_rnn_variants(tmp_path):
     run("bench_rnn_variants.py", tmp_path, "--cells", "lstm")
     record = json.loads((tmp_path / "rnn_variants-quick.json").read_text())
-    names = {r["variant"] for r in record["rows"]}
-    assert {"default", "custom-vjp", "bidirectional, directions merged"} <= names
-    assert all(finite_positive(r["forward_backward_ms"]) for r in record["rows"])
+    rows = {r["variant"]: r for r in record["rows"]}
+    assert {"default", "custom-vjp", "bidirectional, directions merged"} <= set(rows)
+    for row in rows.values():
+        assert finite_positive(row["forward_backward_ms"]), row["variant"]
+        base = rows[row["baseline"]]["forward_backward_ms"]
+        assert close(row["vs_baseline"], row["forward_backward_ms"] / base)
+    assert rows["default"]["vs_baseline"] == 1.0
 
 
-@pytest.mark.parametrize(
-    ("script", "record"),
-    [
-        ("bench_losses.py", "losses-quick.json"),
-        ("bench_nnx_overhead.py", "nnx_overhead-quick.json"),
-        ("bench_linear_scan.py", "linear_scan-quick.json"),
-    ],
-)
-def test_other_benchmarks(tmp_path, script, record):
-    run(script, tmp_path)
-    assert json.loads((tmp_path / record).read_text())
+@pytest.mark.slow
+def test_bench_losses(tmp_path):
+    run("bench_losses.py", tmp_path)
+    record = json.loads((tmp_path / "losses-quick.json").read_text())
+    assert record["logits_shape"] == [4, 32, 1000]
+    # The two implementations compute the same loss (optax in bfloat16).
+    values = record["loss_values"]
+    assert math.isclose(values["seqmask"], values["optax"], rel_tol=2e-2)
+    assert 0 < values["seqmask"] < 20
+    results = {(r["implementation"], r["mode"]): r for r in record["results"]}
+    assert set(results) == {
+        (name, mode)
+        for name in ("seqmask", "optax")
+        for mode in ("forward", "forward+backward")
+    }
+    for row in results.values():
+        assert finite_positive(row["median_s"]) and finite_positive(row["compile_s"])
+        assert row["min_s"] <= row["median_s"] <= row["max_s"]
+        assert len(row["times_s"]) == record["repeats"]
+    for mode, ratio in record["ratio_seqmask_over_optax"].items():
+        seqmask, optax = results["seqmask", mode], results["optax", mode]
+        assert close(ratio, seqmask["median_s"] / optax["median_s"])
+
+
+@pytest.mark.slow
+def test_bench_nnx_overhead(tmp_path):
+    run("bench_nnx_overhead.py", tmp_path)
+    record = json.loads((tmp_path / "nnx_overhead-quick.json").read_text())
+    rows = {r["variant"]: r for r in record["rows"]}
+    assert set(rows) == {"pure jax.jit", "nnx.jit", "nnx.split + jax.jit"}
+    base = rows["pure jax.jit"]
+    for row in rows.values():
+        for kind in ("forward", "forward_backward"):
+            assert finite_positive(row[f"{kind}_ms"])
+            assert close(row[f"{kind}_ratio"], row[f"{kind}_ms"] / base[f"{kind}_ms"])
+    assert base["forward_ratio"] == base["forward_backward_ratio"] == 1.0
+
+
+@pytest.mark.slow
+def test_bench_linear_scan(tmp_path):
+    run("bench_linear_scan.py", tmp_path)
+    record = json.loads((tmp_path / "linear_scan-quick.json").read_text())
+    (result,) = [r for r in record["results"] if r["platform"] == "cpu"]
+    assert {(r["time"], r["method"]) for r in result["rows"]} == {
+        (t, m) for t in (64, 256) for m in ("sequential", "associative")
+    }
+    for row in result["rows"]:
+        # The associative scan computes what the sequential one does.
+        assert row["max_abs_difference"] < 1e-4
+        assert finite_positive(row["forward_ms"])
+        assert finite_positive(row["forward_backward_ms"])
+    for key in ("crossover_forward", "crossover_forward_backward"):
+        assert result[key] in (None, 64, 256)

@@ -110,12 +110,19 @@ def test_reset_rejects_bad_input():
         ValueError, match=r"leading axes must be the batch shape \(2,\)"
     ):
         reset(h, jnp.array([True, False]), jnp.zeros(H))
-    with pytest.raises(ValueError, match="to must have the structure of carry"):
+    with pytest.raises(
+        ValueError, match=r"reset_to must have the structure of .*carry"
+    ):
         reset(h, jnp.ones(3, bool), (jnp.zeros(H), jnp.zeros(H)))
-    with pytest.raises(ValueError, match=r"to: got float32\[5\], expected float32"):
+    with pytest.raises(
+        ValueError, match=r"reset_to: got float32\[5\], expected float32"
+    ):
         reset(h, jnp.ones(3, bool), jnp.zeros(H + 1))
-    with pytest.raises(ValueError, match=r"to: got int32\[4\]"):
+    with pytest.raises(TypeError, match=r"reset_to: got int32\[4\]"):
         reset(h, jnp.ones(3, bool), jnp.zeros(H, jnp.int32))
+    # The keyword is reset_to, as everywhere else.
+    got = reset(h, jnp.array([True, False, False]), reset_to=jnp.ones(H))
+    np.testing.assert_array_equal(got, np.array([[1.0] * H, [0.0] * H, [0.0] * H]))
 
 
 def test_detach_stops_gradient_and_zeros_like_keeps_structure():
@@ -396,7 +403,7 @@ def test_truncated_bptt_step_compiles_once_and_matches_manual_updates():
 def test_truncated_bptt_errors():
     with pytest.raises(TypeError, match="optimizer must have optax's update"):
         truncated_bptt_step(chunk_loss, "adam")
-    with pytest.raises(TypeError, match="loss_fn must be callable"):
+    with pytest.raises(TypeError, match="truncated_value_and_grad: loss_fn must be a"):
         truncated_value_and_grad(3)
     bad = truncated_value_and_grad(lambda w, h, x: (w * h, h))
     with pytest.raises(ValueError, match=r"scalar loss first; got shape \(2,\)"):

@@ -232,5 +232,78 @@ def test_cell_errors():
         cell.apply(params, carry, np.ones((2, IN), np.int32))
     with pytest.raises(ValueError, match="hidden_size must be a positive int"):
         cells.gru(0)
-    with pytest.raises(TypeError, match="must be a seqmask Cell"):
+    with pytest.raises(TypeError, match="must be a seqmask.cells.Cell"):
         cells.learnable_initial_state(lambda x: x)
+
+
+@pytest.mark.parametrize("name", cells.NAMES)
+def test_named_builds_the_factory_cell_once(name):
+    """``named(name, H)`` is the factory's cell: the same parameter layout and
+    the same step (checked against the NumPy step where there is one); one
+    object per configuration."""
+    factory = getattr(cells, name)
+    cell = cells.named(name, H)
+    assert cell is cells.named(name, H)
+    assert cell is not cells.named(name, H, dtype=jnp.bfloat16)
+    assert cell.name == name and cell.hidden_size == H
+    params = random_params(factory(H), jax.random.key(10))
+    carry = jax.tree.map(lambda c: c + 0.2, cell.initial_carry(params, (B,)))
+    x = np.random.default_rng(11).normal(size=(B, IN)).astype(np.float32)
+    got = cell.apply(params, carry, x)
+    want = factory(H).apply(params, carry, x)
+    jax.tree.map(np.testing.assert_array_equal, got, want)
+    if name in ref.STEPS:
+        inner = jax.tree.map(lambda c: np.asarray(c, np.float64), carry)
+        inner = tuple(inner) if name == "lstm" else inner
+        _, want_y = ref.STEPS[name](
+            {k: np.asarray(v, np.float64) for k, v in params.items()}, inner, x
+        )
+        np.testing.assert_allclose(got[1], want_y, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", cells.NAMES)
+def test_output_size_is_the_width_of_one_step(name):
+    cell = cells.learnable_initial_state(cells.named(name, H))
+    params = random_params(cell, jax.random.key(12))
+    _, y = cell.apply(params, cell.initial_carry(params, (2,)), np.ones((2, IN)))
+    assert cells.output_size(cell, params, IN) == y.shape[-1] == H
+    shapes = jax.eval_shape(lambda key: cell.init(key, IN), jax.random.key(0))
+    assert cells.output_size(cell, shapes, IN) == H
+
+
+def test_every_cell_rejects_the_params_of_every_other_cell():
+    """Each built-in cell refuses another cell's parameters, naming itself,
+    and names the cell they belong to (the min cells share one layout, so
+    min_gru(6) and min_lstm(4) parameters are the same shapes)."""
+    made = {name: cells.named(name, H) for name in cells.NAMES}
+    params = {
+        name: random_params(cell, jax.random.key(13)) for name, cell in made.items()
+    }
+    x = np.ones((2, IN), np.float32)
+    for name, cell in made.items():
+        carry = cell.initial_carry(params[name], (2,))
+        for other in cells.NAMES:
+            if other == name:
+                continue
+            with pytest.raises(ValueError, match=rf"{name}\.apply") as info:
+                cell.apply(params[other], carry, x)
+            assert f"look like {other}({H})" in str(info.value)
+
+
+def test_params_cast_as_a_whole_are_accepted():
+    """Parameters cast to one dtype (bfloat16 for inference, say) run: the
+    carry takes their dtype; the step is the float32 step to bfloat16
+    precision. A mixture of dtypes is refused."""
+    cell = cells.gru(H)
+    params = random_params(cell, jax.random.key(14))
+    half = jax.tree.map(lambda p: p.astype(jnp.bfloat16), params)
+    x = np.random.default_rng(15).normal(size=(B, IN)).astype(np.float32)
+    carry = cell.initial_carry(half, (B,))
+    assert carry.dtype == jnp.bfloat16
+    new, y = cell.apply(half, carry, x)
+    assert new.dtype == jnp.bfloat16
+    want, _ = cell.apply(params, np.zeros((B, H), np.float32), x)
+    np.testing.assert_allclose(np.asarray(new, np.float32), want, atol=3e-2)
+    mixed = {**params, "input_bias": half["input_bias"]}
+    with pytest.raises(TypeError, match=r"params\['input_bias'\]: got bfloat16"):
+        cell.apply(mixed, np.zeros((B, H), np.float32), x)

@@ -259,15 +259,18 @@ def test_initial_carry_errors_name_the_leaf():
     )
     with pytest.raises(ValueError, match=r"initial_carry\.c: got float32\[3, 5\]"):
         seqmask.rnn(cell, params, xs, initial_carry=bad)
-    with pytest.raises(ValueError, match="structure of the cell's carry"):
+    with pytest.raises(
+        ValueError,
+        match=r"initial_carry must have the structure of .*\(the cell's carry",
+    ):
         seqmask.rnn(cell, params, xs, initial_carry=np.zeros((B, H), np.float32))
     with pytest.raises(ValueError, match="give mask or lengths, not both"):
         seqmask.rnn(
             cell, params, xs, mask=np.ones((B, T), bool), lengths=np.ones(B, int)
         )
-    with pytest.raises(ValueError, match=r"mask must have shape \(3, 6\)"):
+    with pytest.raises(ValueError, match=r"rnn: mask must have shape .* = \(3, 6\)"):
         seqmask.rnn(cell, params, xs, mask=np.ones((B, T + 1), bool))
-    with pytest.raises(ValueError, match="resets must be a boolean array"):
+    with pytest.raises(TypeError, match="rnn: resets must be a boolean array"):
         seqmask.rnn(cell, params, xs, resets=np.ones((B, T), np.int32))
     with pytest.raises(TypeError, match="must be a seqmask.cells.Cell"):
         seqmask.rnn(object(), params, xs)
@@ -328,7 +331,7 @@ def test_remat_changes_neither_values_nor_gradients(reverse):
             (got, grads),
             (want, want_grads),
         )
-    with pytest.raises(ValueError, match="remat must be a bool or a positive int"):
+    with pytest.raises(ValueError, match="rnn: remat must be a positive int"):
         seqmask.rnn(cell, params, xs, remat=0)
 
 
@@ -358,3 +361,118 @@ def test_hoisted_projection_gives_the_same_values_and_gradients(name):
         results[True],
     )
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(results[True]))
+
+
+@pytest.mark.parametrize("merge", seqmask.layers.MERGES)
+def test_every_merge_combines_the_two_directions(merge):
+    """Each value of MERGES: the concatenation, the sum, or the pair of the
+    forward run and the backward run over the same mask."""
+    cell = CELLS["gru"]
+    params = {
+        "forward": PARAMS["gru"],
+        "backward": random_params(cell, jax.random.key(3)),
+    }
+    rng = np.random.default_rng(21)
+    xs = rng.normal(size=(B, T, IN)).astype(np.float32)
+    mask = ref.mask_patterns(rng, (B + 3, T))[:B]
+    _, ys = seqmask.bidirectional(cell, params, xs, mask=mask, merge=merge)
+    _, fwd = seqmask.rnn(cell, params["forward"], xs, mask=mask)
+    _, bwd = seqmask.rnn(cell, params["backward"], xs, mask=mask, reverse=True)
+    want = {"concat": np.concatenate([fwd, bwd], -1), "sum": fwd + bwd}
+    if merge == "none":
+        np.testing.assert_allclose(ys[0], fwd, rtol=1e-6)
+        np.testing.assert_allclose(ys[1], bwd, rtol=1e-6)
+    else:
+        np.testing.assert_allclose(ys, want[merge], rtol=1e-6, atol=1e-7)
+
+
+def _input_selects(fn, *args):
+    """The selects over a whole ``[time, batch, features]`` input in ``fn``'s
+    program, nested calls included."""
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            out = eqn.outvars[0].aval if eqn.outvars else None
+            shape = tuple(getattr(out, "shape", ()))
+            if eqn.primitive.name == "select_n" and shape == (T, B, IN):
+                yield eqn
+            for value in eqn.params.values():
+                for sub in value if isinstance(value, (list, tuple)) else [value]:
+                    inner = getattr(sub, "jaxpr", sub)
+                    if hasattr(inner, "eqns"):
+                        yield from walk(inner)
+
+    return list(walk(jax.make_jaxpr(fn)(*args).jaxpr))
+
+
+def test_padded_inputs_are_zeroed_once_per_layer_call():
+    """One select zeroes the padded inputs, whatever the directions or the
+    layers: bidirectional and stacked do not repeat it."""
+    cell = CELLS["lstm"]
+    xs = np.ones((B, T, IN), np.float32)
+    lengths = np.array([T, 2, 0])
+    bi = {"forward": PARAMS["lstm"], "backward": PARAMS["lstm"]}
+    stack = seqmask.init_stacked(jax.random.key(0), cell, IN, num_layers=3)
+
+    def one(xs):
+        return seqmask.rnn(cell, PARAMS["lstm"], xs, lengths=lengths)
+
+    def both(xs):
+        return seqmask.bidirectional(cell, bi, xs, lengths=lengths)
+
+    def three(xs):
+        return seqmask.stacked(cell, stack, xs, lengths=lengths)
+
+    for fn in (one, both, three):
+        assert len(_input_selects(fn, xs)) == 1, fn.__name__
+
+
+def test_a_declared_linear_recurrence_runs_as_one_scan():
+    """A user cell that declares ``h = a * h + b`` (a decaying average with a
+    learned rate) gives through rnn the values and gradients of the masked
+    scan over its one-step apply, with resets and any mask."""
+
+    def init(key, input_size):
+        return {"w": jax.random.normal(key, (input_size, H)), "rate": jnp.zeros(H)}
+
+    def project(params, xs):
+        return xs @ params["w"]
+
+    def coefficients(params, projected):
+        a = jnp.broadcast_to(jax.nn.sigmoid(params["rate"]), projected.shape)
+        return a, (1.0 - a) * projected
+
+    def apply_projected(params, h, projected):
+        a, b = coefficients(params, projected)
+        h = a * h + b
+        return h, h
+
+    cell = cells.Cell(
+        init=init,
+        initial_carry=lambda params, batch_shape=(): jnp.zeros((*batch_shape, H)),
+        apply=lambda params, h, x: apply_projected(params, h, project(params, x)),
+        project_inputs=project,
+        apply_projected=apply_projected,
+        linear=cells.LinearRecurrence(coefficients, method="associative"),
+        name="average",
+        hidden_size=H,
+    )
+    params = cell.init(jax.random.key(22), IN)
+    rng = np.random.default_rng(23)
+    xs = rng.normal(size=(B, T, IN)).astype(np.float32)
+    mask = ref.mask_patterns(rng, (B + 3, T))[:B]
+    resets = rng.random((B, T)) < 0.3
+
+    def loss(params, linear):
+        used = cell if linear else cell._replace(linear=None)
+        carry, ys = seqmask.rnn(used, params, xs, mask=mask, resets=resets)
+        return jnp.sum(jnp.sin(ys)) + jnp.sum(carry**2)
+
+    value, grads = jax.value_and_grad(loss)(params, True)
+    want_value, want_grads = jax.value_and_grad(loss)(params, False)
+    np.testing.assert_allclose(value, want_value, rtol=1e-5)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+        grads,
+        want_grads,
+    )

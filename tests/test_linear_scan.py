@@ -13,7 +13,7 @@ T, B, F = 7, 6, 3
 METHODS = ("associative", "sequential")
 
 
-def reference(a, b, mask=None, resets=None, initial=None, reset_to=None, *, reverse):
+def reference(a, b, mask=None, resets=None, init=None, reset_to=None, *, reverse):
     """DESIGN.md's masked_scan loop for the step ``h -> a * h + b``, in float64.
 
     ``mask``/``resets`` are ``[T, *batch]`` and select whole rows of the
@@ -24,7 +24,7 @@ def reference(a, b, mask=None, resets=None, initial=None, reset_to=None, *, reve
     b = np.asarray(b, wide)
     steps, state_shape = b.shape[0], b.shape[1:]
     mask = np.ones(b.shape[:1], bool) if mask is None else np.asarray(mask)
-    h = np.zeros(state_shape, wide) if initial is None else initial
+    h = np.zeros(state_shape, wide) if init is None else init
     h = np.array(np.broadcast_to(np.asarray(h, wide), state_shape))
     reset_to = h.copy() if reset_to is None else reset_to
     reset_to = np.broadcast_to(np.asarray(reset_to, wide), state_shape)
@@ -74,7 +74,7 @@ CASES = [  # (method, reverse, with resets + initial + reset_to, jit)
 @pytest.mark.parametrize("method,reverse,full,use_jit", CASES)
 def test_matches_numpy_loop(method, reverse, full, use_jit):
     a, b, mask, resets, initial, reset_to = make_inputs(seed=1)
-    extra = dict(resets=resets, initial=initial, reset_to=reset_to) if full else {}
+    extra = dict(resets=resets, init=initial, reset_to=reset_to) if full else {}
 
     def run(a, b, mask, extra):
         return linear_scan(a, b, mask=mask, reverse=reverse, method=method, **extra)
@@ -92,12 +92,12 @@ def test_matches_numpy_loop(method, reverse, full, use_jit):
 @pytest.mark.parametrize("method", METHODS)
 def test_no_mask_and_empty_rows(method):
     a, b, mask, _, initial, _ = make_inputs(seed=2)
-    final, hs = linear_scan(a, b, initial=initial, method=method)
-    want_final, want_hs = reference(a, b, initial=initial, reverse=False)
+    final, hs = linear_scan(a, b, init=initial, method=method)
+    want_final, want_hs = reference(a, b, init=initial, reverse=False)
     np.testing.assert_allclose(final, want_final, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(hs, want_hs, rtol=1e-5, atol=1e-5)
     # A row without a valid step returns its initial state exactly.
-    final, hs = linear_scan(a, b, mask=mask, initial=initial, method=method)
+    final, hs = linear_scan(a, b, mask=mask, init=initial, method=method)
     empty = ~mask.any(axis=0)
     np.testing.assert_array_equal(final[empty], initial[empty])
     np.testing.assert_array_equal(hs[:, empty], 0.0)
@@ -106,7 +106,7 @@ def test_no_mask_and_empty_rows(method):
 @pytest.mark.parametrize("method", METHODS)
 def test_zero_length(method):
     a, b, _, _, initial, _ = make_inputs(seed=3, shape=(0, B, F))
-    final, hs = linear_scan(a, b, initial=initial[0], method=method)
+    final, hs = linear_scan(a, b, init=initial[0], method=method)
     np.testing.assert_array_equal(final, np.broadcast_to(initial[0], (B, F)))
     assert hs.shape == (0, B, F)
 
@@ -122,7 +122,7 @@ def test_coefficient_broadcasts_over_features_and_batch(method):
             b,
             mask=mask,
             resets=resets,
-            initial=initial,
+            init=initial,
             reset_to=reset_to,
             reverse=True,
             method=method,
@@ -147,9 +147,7 @@ def test_batch_shapes(shape, mask_axes):
     initial = rng.normal(size=shape[1:]).astype(np.float32)
     want = reference(a, b, mask, resets, initial, reverse=False)
     for method in METHODS:
-        got = linear_scan(
-            a, b, mask=mask, resets=resets, initial=initial, method=method
-        )
+        got = linear_scan(a, b, mask=mask, resets=resets, init=initial, method=method)
         for g, w in zip(got, want, strict=True):
             np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
 
@@ -164,7 +162,7 @@ def test_complex_coefficients():
     want = reference(a_c, b_c, mask, resets, initial_c, reverse=False)
     for method in METHODS:
         got = linear_scan(
-            a_c, b_c, mask=mask, resets=resets, initial=initial_c, method=method
+            a_c, b_c, mask=mask, resets=resets, init=initial_c, method=method
         )
         for g, w in zip(got, want, strict=True):
             assert g.dtype == jnp.complex64
@@ -177,7 +175,7 @@ def loss_of(a, b, initial, reset_to, mask, resets, *, method, reverse):
         b,
         mask=mask,
         resets=resets,
-        initial=initial,
+        init=initial,
         reset_to=reset_to,
         reverse=reverse,
         method=method,
@@ -262,7 +260,7 @@ def test_long_sequence_is_finite_and_accurate():
     for method in METHODS:
         final, hs = jax.jit(
             lambda a, b, m, r, i, method=method: linear_scan(
-                a, b, mask=m, resets=r, initial=i, method=method
+                a, b, mask=m, resets=r, init=i, method=method
             )
         )(a, b, mask, resets, initial)
         assert np.all(np.isfinite(hs)) and np.all(np.isfinite(final))
@@ -272,26 +270,26 @@ def test_long_sequence_is_finite_and_accurate():
 
 def test_errors_name_the_argument():
     a, b, mask, resets, initial, _ = make_inputs(seed=14)
-    with pytest.raises(ValueError, match="method must be one of"):
+    with pytest.raises(ValueError, match="linear_scan: method must be one of"):
         linear_scan(a, b, method="parallel")
     with pytest.raises(ValueError, match="a must have the shape of b"):
         linear_scan(a[:, :, :2], b)
     with pytest.raises(ValueError, match="a must have the shape of b"):
         linear_scan(a[0], b)
-    with pytest.raises(ValueError, match="a and b must have one dtype"):
+    with pytest.raises(TypeError, match="a and b must have one dtype"):
         linear_scan(a.astype(jnp.bfloat16), b)
-    with pytest.raises(ValueError, match="b must be floating point"):
+    with pytest.raises(TypeError, match="b must be floating point"):
         linear_scan(a, b.astype(np.int32))
-    with pytest.raises(ValueError, match="mask must be a boolean"):
+    with pytest.raises(TypeError, match="mask must be a boolean"):
         linear_scan(a, b, mask=mask.astype(np.int32))
     with pytest.raises(ValueError, match=r"mask must be \[time, \*batch\]"):
         linear_scan(a, b, mask=mask[:-1])
     with pytest.raises(ValueError, match="resets must have the shape of mask"):
         linear_scan(a, b, mask=mask, resets=resets[:, 0])
-    with pytest.raises(ValueError, match="initial must broadcast to the state"):
-        linear_scan(a, b, initial=initial[:, :2])
-    with pytest.raises(ValueError, match="reset_to must have the dtype of b"):
+    with pytest.raises(ValueError, match=r"init: got float32\[6, 2\]"):
+        linear_scan(a, b, init=initial[:, :2])
+    with pytest.raises(TypeError, match=r"reset_to: got bfloat16"):
         linear_scan(a, b, resets=resets, reset_to=initial.astype(jnp.bfloat16))
     # A Python scalar takes b's dtype.
-    final, _ = linear_scan(a, b, mask=np.zeros((T, B), bool), initial=0.5)
+    final, _ = linear_scan(a, b, mask=np.zeros((T, B), bool), init=0.5)
     np.testing.assert_array_equal(final, np.full((B, F), 0.5, np.float32))

@@ -33,12 +33,12 @@ T = 6  # time steps; distinct from every batch size used here
 # NumPy references
 
 
-def np_lengths_to_mask(lengths, max_len):
-    """``[*batch, max_len]``: true at steps ``0 .. lengths[b] - 1``."""
+def np_lengths_to_mask(lengths, max_length):
+    """``[*batch, max_length]``: true at steps ``0 .. lengths[b] - 1``."""
     lengths = np.asarray(lengths)
-    mask = np.zeros(lengths.shape + (max_len,), dtype=bool)
+    mask = np.zeros(lengths.shape + (max_length,), dtype=bool)
     for index in np.ndindex(lengths.shape):
-        for t in range(max_len):
+        for t in range(max_length):
             mask[index + (t,)] = t < int(lengths[index])
     return mask
 
@@ -111,11 +111,11 @@ def test_lengths_to_mask_matches_numpy_loop(batch_shape, time_major):
 
 def test_lengths_to_mask_boundaries():
     lengths = np.array([0, 1, T - 1, T], np.int32)
-    mask = np.asarray(lengths_to_mask(jnp.asarray(lengths), T, check=True))
+    mask = np.asarray(lengths_to_mask(jnp.asarray(lengths), T))
     np.testing.assert_array_equal(mask, np_lengths_to_mask(lengths, T))
-    # max_len equal to the largest length, and the empty time axis.
+    # Lengths beyond a short time axis, clipped on request; the empty axis.
     np.testing.assert_array_equal(
-        np.asarray(lengths_to_mask(jnp.asarray(lengths), 1)),
+        np.asarray(lengths_to_mask(jnp.asarray(lengths), 1, clip=True)),
         np_lengths_to_mask(np.minimum(lengths, 1), 1),
     )
     np.testing.assert_array_equal(
@@ -126,13 +126,16 @@ def test_lengths_to_mask_boundaries():
 
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.uint16])
 def test_lengths_to_mask_narrow_dtypes_with_long_time_axis(dtype):
-    # max_len beyond the range of the lengths' dtype: step indices must not
-    # wrap around in that dtype.
-    max_len = 300
+    # max_length beyond the range of the lengths' dtype: step indices must
+    # not wrap around in that dtype (lengths past it are clipped on request).
+    max_length = 300
     top = int(np.iinfo(dtype).max)
     lengths = np.array([0, 1, 5, top], dtype)
-    mask = np.asarray(lengths_to_mask(jnp.asarray(lengths), max_len))
-    np.testing.assert_array_equal(mask, np_lengths_to_mask(lengths, max_len))
+    mask = np.asarray(lengths_to_mask(jnp.asarray(lengths), max_length, clip=True))
+    np.testing.assert_array_equal(mask, np_lengths_to_mask(lengths, max_length))
+    in_range = np.array([0, 1, 5, min(top, max_length)], dtype)
+    mask = np.asarray(lengths_to_mask(jnp.asarray(in_range), max_length))
+    np.testing.assert_array_equal(mask, np_lengths_to_mask(in_range, max_length))
 
 
 def test_lengths_to_mask_under_jit_matches_numpy():
@@ -144,17 +147,19 @@ def test_lengths_to_mask_under_jit_matches_numpy():
 
 
 @pytest.mark.parametrize("bad", [T + 1, -1])
-def test_lengths_to_mask_check_raises_on_out_of_range(bad):
+def test_lengths_to_mask_raises_on_out_of_range(bad):
     lengths = jnp.array([2, bad, 0], jnp.int32)
-    with pytest.raises(ValueError, match=rf"max_len={T}.*rows \[1\].*\[{bad}\]"):
-        lengths_to_mask(lengths, T, check=True)
+    with pytest.raises(
+        ValueError, match=rf"lengths_to_mask: .*\[0, {T}\].*rows \[1\].*\[{bad}\]"
+    ):
+        lengths_to_mask(lengths, T)
 
 
 def test_lengths_to_mask_check_on_scalar_lengths():
-    with pytest.raises(ValueError, match=rf"max_len={T}"):
-        lengths_to_mask(jnp.array(T + 2, jnp.int32), T, check=True)
+    with pytest.raises(ValueError, match=rf"\[0, {T}\]"):
+        lengths_to_mask(jnp.array(T + 2, jnp.int32), T)
     np.testing.assert_array_equal(
-        np.asarray(lengths_to_mask(jnp.array(2, jnp.int32), T, check=True)),
+        np.asarray(lengths_to_mask(jnp.array(2, jnp.int32), T)),
         np.arange(T) < 2,
     )
 
@@ -166,13 +171,13 @@ def test_lengths_to_mask_rejects_float_lengths():
         lengths_to_mask(np.array([True, False]), T)
 
 
-@pytest.mark.parametrize("max_len", [6.0, np.float32(6), True, "6", None])
-def test_lengths_to_mask_rejects_non_int_max_len(max_len):
-    with pytest.raises(TypeError, match="max_len must be a Python int"):
-        lengths_to_mask(jnp.array([1, 2], jnp.int32), max_len)
+@pytest.mark.parametrize("max_length", [6.0, np.float32(6), True, "6", None])
+def test_lengths_to_mask_rejects_non_int_max_length(max_length):
+    with pytest.raises(TypeError, match="max_length must be an int"):
+        lengths_to_mask(jnp.array([1, 2], jnp.int32), max_length)
 
 
-def test_lengths_to_mask_accepts_numpy_int_max_len():
+def test_lengths_to_mask_accepts_numpy_int_max_length():
     lengths = np.array([1, 4], np.int32)
     np.testing.assert_array_equal(
         np.asarray(lengths_to_mask(lengths, np.int64(5))),
@@ -223,7 +228,7 @@ def test_lengths_mask_round_trip(time_major):
 def test_mask_to_lengths_errors():
     with pytest.raises(TypeError, match="mask must be a boolean array"):
         mask_to_lengths(jnp.ones((2, 3), jnp.int32))
-    with pytest.raises(ValueError, match="mask must have a time axis"):
+    with pytest.raises(ValueError, match="mask must have at least 1 axes"):
         mask_to_lengths(jnp.array(True))
 
 
@@ -366,8 +371,12 @@ def test_reverse_valid_steps_errors():
         )
     with pytest.raises(TypeError, match="mask must be a boolean array"):
         reverse_valid_steps(xs, jnp.ones((2, T), jnp.int32))
-    with pytest.raises(ValueError, match=re.escape(f"mask must have shape {(2, T)}")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"mask must have shape [*batch, time] = {(2, T)}")
+    ):
         reverse_valid_steps(xs, jnp.ones((2, T + 1), bool))
+    with pytest.raises(ValueError, match=rf"reverse_valid_steps: lengths .*\[0, {T}\]"):
+        reverse_valid_steps(xs, lengths=jnp.array([1, T + 1], jnp.int32))
 
 
 # ---------------------------------------------------------------------------
@@ -376,9 +385,9 @@ def test_reverse_valid_steps_errors():
 
 def test_check_lengths_concrete():
     check_lengths(np.array([0, 3, T], np.int32), T)  # in range: no error
-    with pytest.raises(ValueError, match=rf"max_len={T}.*rows \[2\].*\[{T + 1}\]"):
+    with pytest.raises(ValueError, match=rf"\[0, {T}\].*rows \[2\].*\[{T + 1}\]"):
         check_lengths(np.array([0, 3, T + 1], np.int32), T)
-    with pytest.raises(ValueError, match=r"max_len=.*rows \[\(1, 0\)\].*\[-2\]"):
+    with pytest.raises(ValueError, match=r"\[0, 6\].*rows \[\(1, 0\)\].*\[-2\]"):
         check_lengths(jnp.array([[1, 2], [-2, 0]], jnp.int32), T)
     with pytest.raises(TypeError, match="lengths must have an integer dtype"):
         check_lengths(np.array([1.0, 2.0]), T)
@@ -393,7 +402,7 @@ def test_check_lengths_under_jit_with_checkify():
     for bad in ([1, T + 1], [-1, 2]):
         err, _ = checked(jnp.array(bad, jnp.int32))
         assert err.get() is not None
-        assert f"max_len={T}" in err.get()
+        assert f"check_lengths: lengths must lie in [0, {T}]" in err.get()
     good = np.array([0, T], np.int32)
     err, mask = checked(jnp.asarray(good))
     assert err.get() is None
@@ -401,11 +410,14 @@ def test_check_lengths_under_jit_with_checkify():
 
 
 def test_lengths_to_mask_check_under_checkify_jit():
-    checked = jax.jit(checkify.checkify(lambda n: lengths_to_mask(n, T, check=True)))
+    checked = jax.jit(checkify.checkify(lambda n: lengths_to_mask(n, T)))
     err, _ = checked(jnp.array([T + 3, 0], jnp.int32))
     assert err.get() is not None
     err, _ = checked(jnp.array([T, 0], jnp.int32))
     assert err.get() is None
+    # Under plain jit the check costs nothing and raises nothing.
+    mask = jax.jit(lambda n: lengths_to_mask(n, T))(jnp.array([T + 3, -1], jnp.int32))
+    np.testing.assert_array_equal(np.asarray(mask), np_lengths_to_mask([T, 0], T))
 
 
 # ---------------------------------------------------------------------------
@@ -419,7 +431,7 @@ def test_check_mask():
     with pytest.raises(TypeError, match="resets must be a boolean"):
         check_mask(np.ones((2, T), np.int32), (2, T), name="resets")
     with pytest.raises(
-        ValueError, match=re.escape(f"resets must have shape {(2, T)}") + ".*got"
+        ValueError, match=re.escape(f"resets must have shape [*batch, time] = {(2, T)}")
     ):
         check_mask(jnp.ones((T, 2), bool), (2, T), name="resets")
 
@@ -449,8 +461,12 @@ def test_resolve_mask_errors():
         )
     with pytest.raises(TypeError, match="mask must be a boolean array"):
         resolve_mask(xs, mask=jnp.ones((3, T), jnp.int32))
-    with pytest.raises(ValueError, match=re.escape(f"mask must have shape {(3, T)}")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"mask must have shape [*batch, time] = {(3, T)}")
+    ):
         resolve_mask(xs, mask=jnp.ones((T, 3), bool))
+    with pytest.raises(ValueError, match=rf"layer_x: lengths .*\[0, {T}\].*rows \[0\]"):
+        resolve_mask(xs, lengths=jnp.array([-1, 2, 3], jnp.int32), name="layer_x")
     with pytest.raises(ValueError, match="mask of shape .* must cover"):
         resolve_mask(xs, mask=jnp.ones((3, T, 4, 1), bool))
     with pytest.raises(TypeError, match="rnn: lengths must have an integer dtype"):

@@ -76,8 +76,9 @@ def inputs(seed, dtype=np.float32):
 
 
 def both_paths(cell, *, reverse):
-    """``(parallel, sequential)``: seqmask.rnn (which takes the cell's
-    apply_sequence) and masked_scan over the cell's one-step apply."""
+    """``(parallel, sequential)``: seqmask.rnn (which runs the cell's
+    declared linear recurrence as one scan) and masked_scan over the cell's
+    one-step apply."""
 
     def parallel(params, xs, mask, resets, initial):
         return seqmask.rnn(
@@ -120,7 +121,7 @@ def test_parallel_equals_sequential_and_numpy(log_space, learned):
             cell = cells.learnable_initial_state(
                 cell, carry_init=jax.nn.initializers.normal(1.0)
             )
-        assert cell.apply_sequence is not None
+        assert cell.linear is not None
         params = random_params(cell, jax.random.key(0))
         if learned:
             initial = None
@@ -148,27 +149,18 @@ def test_parallel_equals_sequential_and_numpy(log_space, learned):
 
 def test_gradients_equal_between_paths_and_ignore_padded_inputs():
     """minLSTM in log space (the scan with its own JVP rule) against autodiff
-    of the sequential path; then NaN at padded inputs, given straight to the
-    cell's apply_sequence (no rnn in front to mask them), changes nothing."""
+    of the sequential path; then NaN at padded inputs changes nothing."""
     cell = cells.learnable_initial_state(
         cells.min_lstm(H, log_space=True), carry_init=jax.nn.initializers.normal(1.0)
     )
-    assert cell.apply_sequence is not None
-    apply_sequence = cell.apply_sequence
+    assert cell.linear is not None and cell.linear.log_coefficients is not None
     params = random_params(cell, jax.random.key(3))
     xs, mask, resets = inputs(4)
     initial = np.random.default_rng(5).normal(size=(B, H)).astype(np.float32)
     weights = np.random.default_rng(6).normal(size=(T, B, H)).astype(np.float32)
 
     def parallel(params, xs, initial):
-        return apply_sequence(
-            params,
-            initial,
-            xs,
-            mask=mask,
-            resets=resets,
-            reset_to=cell.initial_carry(params, (B,)),
-        )
+        return both_paths(cell, reverse=False)[0](params, xs, mask, resets, initial)
 
     def sequential(params, xs, initial):
         return both_paths(cell, reverse=False)[1](params, xs, mask, resets, initial)
@@ -312,21 +304,21 @@ def test_layout_dtypes_and_one_step():
 def test_errors():
     with pytest.raises(ValueError, match="min_gru: hidden_size must be a positive"):
         cells.min_gru(0)
-    with pytest.raises(ValueError, match="method must be 'auto'"):
+    with pytest.raises(ValueError, match="min_lstm: method must be one of 'auto'"):
         cells.min_lstm(H, method="parallel")
     cell = cells.min_gru(H)
     params = cell.init(jax.random.key(0), IN)
     with pytest.raises(ValueError, match=r"inputs must be \[\.\.\., 3\]"):
         cell.apply(params, np.zeros((2, H), np.float32), np.ones((2, 4), np.float32))
-    assert cell.apply_sequence is not None
-    with pytest.raises(ValueError, match=r"carry must be \[\*batch, 4\]"):
-        cell.apply_sequence(
-            params, np.zeros((3, H), np.float32), np.ones((T, 2, IN), np.float32)
-        )
-    with pytest.raises(ValueError, match=r"mask must be a boolean \[time, \*batch\]"):
-        cell.apply_sequence(
+    with pytest.raises(ValueError, match=r"min_gru.apply: carry does not match"):
+        cell.apply(params, np.zeros((3, H), np.float32), np.ones((2, IN), np.float32))
+    with pytest.raises(ValueError, match=r"rnn: mask must have shape .* = \(7, 2\)"):
+        seqmask.rnn(
+            cell,
             params,
-            np.zeros((2, H), np.float32),
             np.ones((T, 2, IN), np.float32),
             mask=np.ones((T, 3), bool),
+            time_major=True,
         )
+    with pytest.raises(ValueError, match=r"look like min_gru\(4\) parameters"):
+        cells.min_gru(6).apply(params, np.zeros(6, np.float32), np.ones(IN, np.float32))

@@ -1,13 +1,20 @@
-"""The package as a user meets it: imports and the command line."""
+"""The package as a user meets it: imports, the files a release ships, the
+changelog and the license."""
 
-import datetime
+from __future__ import annotations
+
 import re
 import subprocess
 import sys
+from pathlib import Path
 
-import numpy as np
+import pytest
 
-from seqmask.cli import date_example, number_example
+import seqmask
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_python(code: str) -> str:
@@ -15,6 +22,11 @@ def run_python(code: str) -> str:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     return result.stdout
+
+
+def pyproject() -> dict:
+    with open(ROOT / "pyproject.toml", "rb") as file:
+        return tomllib.load(file)
 
 
 def test_import_does_not_import_flax_or_torch():
@@ -26,92 +38,68 @@ def test_import_does_not_import_flax_or_torch():
     assert out.strip() == "[]"
 
 
-def _words_to_number(words):
-    """An independent reading of English number words."""
-    units = (
-        "zero one two three four five six seven eight nine ten eleven twelve "
-        "thirteen fourteen fifteen sixteen seventeen eighteen nineteen"
-    ).split()
-    tens = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
-    total = current = 0
-    for word in words:
-        if word in units:
-            current += units.index(word)
-        elif word in tens[2:]:
-            current += 10 * tens.index(word)
-        elif word == "hundred":
-            current *= 100
-        else:
-            assert word == "thousand"
-            total, current = (total + current) * 1000, 0
-    return total + current
+def test_version_agrees_with_pyproject():
+    assert seqmask.__version__ == pyproject()["project"]["version"]
 
 
-def test_demo_tasks_generate_correct_pairs():
-    rng = np.random.default_rng(0)
-    for _ in range(300):
-        source, words = number_example(rng)
-        assert _words_to_number(words) == int(source.replace(",", "").replace(" ", ""))
-        source, target = date_example(rng)
-        iso = "".join(target)
-        if iso.startswith("--"):  # a day of a month
-            day = datetime.date(2000, int(iso[2:4]), int(iso[5:7]))
-            assert day.strftime("%B")[:3] in source and str(day.day) in source
-        elif len(iso) == 7:  # a month of a year
-            day = datetime.date(int(iso[:4]), int(iso[5:7]), 1)
-            assert iso[:4] in source
-            assert day.strftime("%B")[:3] in source or f"{day.month:02d}/" in source
-        else:
-            day = datetime.date.fromisoformat(iso)
-            formats = [
-                "%d %B %Y",
-                "%B %d, %Y",
-                "%b %d, %Y",
-                "%d %b %Y",
-                "%A, %B %d, %Y",
-                "%a %d %b %Y",
-                "%d.%m.%Y",
-                "%m/%d/%Y",
-                "%Y/%m/%d",
-                "%Y%m%d",
-                "%B %d %Y",
-                "%d-%b-%Y",
-            ]
-            text = re.sub(r"^the (\d+)(st|nd|rd|th) of", r"\1", source)
-            parsed = set()
-            for pattern in formats:
-                try:
-                    parsed.add(datetime.datetime.strptime(text, pattern).date())
-                except ValueError:
-                    pass
-            assert parsed == {day}, (source, iso)
+def test_license_is_the_apache_license_that_pyproject_names():
+    text = (ROOT / "LICENSE").read_text()
+    assert pyproject()["project"]["license"] == "Apache-2.0"
+    assert text.lstrip().startswith("Apache License")
+    assert "Version 2.0, January 2004" in text
+    # The full text: all nine sections and the appendix, not a stub.
+    for number, title in enumerate(
+        [
+            "Definitions",
+            "Grant of Copyright License",
+            "Grant of Patent License",
+            "Redistribution",
+            "Submission of Contributions",
+            "Trademarks",
+            "Disclaimer of Warranty",
+            "Limitation of Liability",
+            "Accepting Warranty or Additional Liability",
+        ],
+        start=1,
+    ):
+        assert f"{number}. {title}." in text, title
+    assert "END OF TERMS AND CONDITIONS" in text
+    assert "APPENDIX: How to apply the Apache License" in text
 
 
-def test_demo_runs_from_the_command_line():
-    result = subprocess.run(
-        [sys.executable, "-m", "seqmask", "demo", "--quick", "--no-progress"],
-        capture_output=True,
-        text=True,
-        check=True,
+def test_changelog_has_an_entry_for_this_version():
+    text = (ROOT / "CHANGELOG.md").read_text()
+    version = pyproject()["project"]["version"]
+    headings = re.findall(r"^## (.+)$", text, re.MULTILINE)
+    assert headings[0] == "Unreleased"
+    assert version in headings
+    # Each release section says something.
+    sections = re.split(r"^## .+$", text, flags=re.MULTILINE)[1:]
+    for heading, body in zip(headings, sections, strict=True):
+        assert re.search(r"^(- |\w)", body, re.MULTILINE), heading
+
+
+def test_py_typed_marks_the_package_as_typed():
+    assert (ROOT / "seqmask" / "py.typed").is_file()
+    # The wheel ships it: tests/test_wheel.py checks the built archive.
+
+
+def test_pyproject_metadata():
+    project = pyproject()["project"]
+    assert project["scripts"] == {"seqmask": "seqmask.cli:main"}
+    classifiers = project["classifiers"]
+    assert "License :: OSI Approved :: Apache Software License" not in classifiers, (
+        "a license classifier next to the SPDX expression is rejected by PEP 639"
     )
-    out = result.stdout
-    assert re.search(
-        r"held-out exact match on 64 examples .*greedy [\d.]+%, "
-        r"beam search \(width 2\) [\d.]+%",
-        out,
+    assert "Typing :: Typed" in classifiers
+    supported = re.findall(
+        r"Programming Language :: Python :: (3\.\d+)$",
+        "\n".join(classifiers),
+        re.MULTILINE,
     )
-    # What holds whatever the training did: beam width 1 is greedy, and the
-    # outputs do not depend on the padding or on where a source sits.
-    assert "beam search of width 1 equals greedy on 64/64 rows" in out
-    assert "greedy outputs agree on 64/64 rows" in out
-    difference = float(re.search(r"logits differ by at most (\S+)", out).group(1))
-    assert difference < 1e-4
-    assert out.count("   [") == 5  # five examples
-
-
-def test_cli_without_command_prints_help():
-    result = subprocess.run(
-        [sys.executable, "-m", "seqmask"], capture_output=True, text=True
-    )
-    assert result.returncode == 2
-    assert "demo" in result.stdout
+    assert supported and project["requires-python"] == f">={supported[0]}"
+    # Every optional extra names only distributions, and torch only pinned.
+    for extra, requirements in project["optional-dependencies"].items():
+        for requirement in requirements:
+            if requirement.startswith("torch"):
+                assert requirement == "torch==2.13.0", extra

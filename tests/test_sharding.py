@@ -118,7 +118,9 @@ def _worker(out: pathlib.Path, modes: list[str]) -> None:
         chunks.append((xs, mask, resets, restart))
 
     def chunk_step(params, carry, xs, mask, resets, restart):
-        carry = seqmask.carry.reset(carry, restart, to=cell.initial_carry(params, ()))
+        carry = seqmask.carry.reset(
+            carry, restart, reset_to=cell.initial_carry(params, ())
+        )
         return seqmask.rnn(
             cell, params, xs, mask=mask, initial_carry=carry, resets=resets
         )

@@ -12,7 +12,11 @@ Cells carry no state and no framework: the parameters are a plain dict, the
 carry a plain pytree. Built-in cells also split their step into an input
 projection that does not depend on the carry (``project_inputs``, which
 layers run once over the whole sequence as one large matmul) and the
-recurrent part (``apply_projected``). Gate orders and parameter layouts
+recurrent part (``apply_projected``); a cell whose step is linear in its
+carry declares it (``Cell.linear``, a :class:`LinearRecurrence`), and layers
+run its whole sequence as one linear scan. Every built-in cell checks the
+parameters and the carry it is given against its own layout (at trace time)
+and says which cell expected what. Gate orders and parameter layouts
 follow PyTorch's ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` (kernels transposed to
 ``x @ W`` form, gates concatenated along the last axis), so weights convert
 both ways with :mod:`seqmask.interop`.
@@ -27,21 +31,29 @@ the state update always run in the accumulation dtype, and the carry keeps
 """
 
 from seqmask.cells._base import Cell as Cell
-from seqmask.cells._base import LSTMCarry as LSTMCarry
+from seqmask.cells._base import LinearRecurrence as LinearRecurrence
 from seqmask.cells._dense import gru as gru
 from seqmask.cells._dense import lstm as lstm
 from seqmask.cells._dense import simple_rnn as simple_rnn
+from seqmask.cells._layout import LSTMCarry as LSTMCarry
 from seqmask.cells._learnable import learnable_initial_state as learnable_initial_state
 from seqmask.cells._min import min_gru as min_gru
 from seqmask.cells._min import min_lstm as min_lstm
+from seqmask.cells._registry import NAMES as NAMES
+from seqmask.cells._registry import named as named
+from seqmask.cells._registry import output_size as output_size
 
 __all__ = [
     "Cell",
     "LSTMCarry",
+    "LinearRecurrence",
     "simple_rnn",
     "gru",
     "lstm",
     "learnable_initial_state",
     "min_gru",
     "min_lstm",
+    "NAMES",
+    "named",
+    "output_size",
 ]

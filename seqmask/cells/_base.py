@@ -8,12 +8,37 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from seqmask import _checks
+from seqmask._numerics import dense, wider
+from seqmask.cells._layout import Layout, label_of, param_dtype
+
 Params = Any
 Carry = Any
 Initializer = Callable[..., jax.Array]
 
 
-_LECUN_NORMAL = jax.nn.initializers.lecun_normal()
+class LinearRecurrence(NamedTuple):
+    """Declares that a cell's step is the linear recurrence ``h = a * h + b``.
+
+    ``a`` and ``b`` depend on the input only, so a whole sequence is one
+    :func:`seqmask.linear_scan`, which :func:`seqmask.rnn` runs instead of a
+    step-by-step scan (with the same values). The cell's carry is one array
+    ``h`` ``[*batch, H]``.
+
+    Attributes:
+      coefficients: ``(params, projected) -> (a, b)``, each broadcasting to
+        ``[..., H]``, from the cell's ``project_inputs`` output (any leading
+        axes), in the dtype the projection accumulates in.
+      log_coefficients: optional ``(params, projected) -> (log a, log b)``
+        for positive ``a`` and ``b``: when given, the scan sums in log space.
+      method: how the linear-space scan runs: ``"associative"``,
+        ``"sequential"`` or ``"auto"`` (sequential on CPU, associative on
+        accelerators). The log-space scan is always associative.
+    """
+
+    coefficients: Callable[[Params, Any], tuple[jax.Array, jax.Array]]
+    log_coefficients: Callable[[Params, Any], tuple[jax.Array, jax.Array]] | None = None
+    method: str = "auto"
 
 
 class Cell(NamedTuple):
@@ -30,14 +55,17 @@ class Cell(NamedTuple):
         Layers apply it to the whole sequence at once.
       apply_projected: optional ``(params, carry, projected_x) -> (carry, y)``
         with ``apply(p, c, x) == apply_projected(p, c, project_inputs(p, x))``.
-      apply_sequence: optional ``(params, carry, xs, *, mask, resets, reset_to,
-        reverse) -> (final_carry, ys)`` over a whole time-major sequence
-        (``xs`` ``[time, *batch, input]``, ``mask``/``resets`` ``[time,
-        *batch]`` or None), with exactly the results of
-        :func:`seqmask.masked_scan` over ``apply``. :func:`seqmask.rnn` uses
-        it when present (e.g. a parallel scan for a linear recurrence).
+      linear: optional :class:`LinearRecurrence`: the step is linear in the
+        carry, and :func:`seqmask.rnn` runs the sequence as one linear scan
+        over ``project_inputs``' output.
       name: a readable name (``"lstm"``, ``"learnable_initial_state(gru)"``).
       hidden_size: the size of the hidden state, when it has one.
+      check_params: optional ``(params, where, input_size=None,
+        name="params") -> None``: raises ``TypeError`` or ``ValueError``
+        (the message starting with ``where``) unless ``params`` are this
+        cell's parameters, for ``input_size`` input features when given.
+        :func:`seqmask.rnn` and the layers call it once per call; the
+        built-in cells' own functions call it too.
     """
 
     init: Callable[[jax.Array, int], Params]
@@ -47,25 +75,18 @@ class Cell(NamedTuple):
     apply_projected: Callable[[Params, Carry, Any], tuple[Carry, jax.Array]] | None = (
         None
     )
-    apply_sequence: Callable[..., tuple[Carry, jax.Array]] | None = None
+    linear: LinearRecurrence | None = None
     name: str = "cell"
     hidden_size: int | None = None
+    check_params: Callable[..., None] | None = None
 
 
-class LSTMCarry(NamedTuple):
-    """The LSTM carry: hidden state ``h`` and cell state ``c``, each ``[*batch, H]``."""
-
-    h: jax.Array
-    c: jax.Array
+def label(cell: Cell) -> str:
+    """``"lstm(8)"``: the cell's name and hidden size, for messages."""
+    return label_of(cell.name, cell.hidden_size)
 
 
-def _check_size(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int; got {value!r}.")
-    return value
-
-
-def _orthogonal_blocks(key, hidden_size: int, blocks: int, dtype) -> jax.Array:
+def orthogonal_blocks(key, hidden_size: int, blocks: int, dtype) -> jax.Array:
     """``[H, blocks * H]``: one orthogonal ``[H, H]`` matrix per gate."""
     keys = jax.random.split(key, blocks)
     init = jax.nn.initializers.orthogonal()
@@ -74,7 +95,7 @@ def _orthogonal_blocks(key, hidden_size: int, blocks: int, dtype) -> jax.Array:
     )
 
 
-def _dtypes(dtype, x_dtype, param_dtype):
+def dtypes(dtype, x_dtype, param_dtype):
     """The compute dtype of the matmuls and the dtype they accumulate in.
 
     Like Flax: without an explicit ``dtype`` the computation runs in the
@@ -82,92 +103,79 @@ def _dtypes(dtype, x_dtype, param_dtype):
     parameters compute in float32); with ``dtype=jnp.bfloat16`` the matmuls
     take bfloat16 operands and still accumulate in the parameter dtype.
     """
-    x_dtype = jnp.dtype(x_dtype)
-    if not jnp.issubdtype(x_dtype, jnp.floating):
-        raise TypeError(
-            f"cell inputs must be floating point; got {x_dtype}. Embed integer "
-            "tokens first."
-        )
-    compute = jnp.dtype(dtype) if dtype is not None else _wider(x_dtype, param_dtype)
-    return compute, _wider(compute, param_dtype)
+    compute = jnp.dtype(dtype) if dtype is not None else wider(x_dtype, param_dtype)
+    return compute, wider(compute, param_dtype)
 
 
-def _wider(a, b):
-    """The wider of two float dtypes, independent of the promotion mode.
-
-    ``jnp.promote_types`` follows ``jax_numpy_dtype_promotion`` and refuses
-    bfloat16 with float32 in strict mode; the choice here is deliberate, not
-    an implicit promotion.
-    """
-    a, b = jnp.dtype(a), jnp.dtype(b)
-    if a == b:
-        return a
-    if a.itemsize != b.itemsize:
-        return a if a.itemsize > b.itemsize else b
-    return jnp.dtype(jnp.float32)  # bfloat16 vs float16
-
-
-def _check_input(x, input_size: int, name: str) -> None:
-    if jnp.ndim(x) < 1 or jnp.shape(x)[-1] != input_size:
-        raise ValueError(
-            f"{name}: inputs must be [..., {input_size}] (the input_size the "
-            f"parameters were made for); got shape {tuple(jnp.shape(x))}."
-        )
-
-
-def _dense(x, kernel, bias, dtype, acc_dtype):
-    """``x @ kernel + bias``: operands in ``dtype``, accumulated in ``acc_dtype``."""
-    y = jnp.matmul(
-        x.astype(dtype), kernel.astype(dtype), preferred_element_type=acc_dtype
-    )
-    if bias is None:
-        return y
-    return y + jnp.broadcast_to(bias.astype(acc_dtype), y.shape)
-
-
-def _make_cell(
+def make_cell(
+    layout: Layout,
     *,
-    name: str,
-    hidden_size: int,
     init: Callable[[jax.Array, int], Params],
-    initial_carry: Callable[[Params, tuple[int, ...]], Carry],
     step: Callable[[Params, Carry, jax.Array, Any], tuple[Carry, jax.Array]],
     dtype,
+    linear: LinearRecurrence | None = None,
 ) -> Cell:
-    """Assemble a dense cell whose input projection is ``x @ input_kernel + b``.
+    """Assemble a built-in cell whose input projection is ``x @ input_kernel + b``.
 
     ``step(params, carry, projected_x, compute_dtype)`` is the recurrent part.
     The projection is held in the accumulation dtype (rounding it to bfloat16
     before adding the recurrent term would throw away precision the carry
-    keeps), so ``step`` accumulates in ``projected_x.dtype``.
+    keeps), so ``step`` accumulates in ``projected_x.dtype``. Every function
+    checks its parameters, carry and inputs against ``layout`` first (at
+    trace time).
     """
+    name = layout.name
+    width = layout.blocks * layout.hidden_size
 
-    def project_inputs(params, xs):
-        _check_input(xs, params["input_kernel"].shape[0], name)
-        param_dtype = params["recurrent_kernel"].dtype
-        compute, acc = _dtypes(dtype, jnp.result_type(xs), param_dtype)
-        bias = params["bias"] if "bias" in params else params["input_bias"]
-        return _dense(xs, params["input_kernel"], bias, compute, acc)
+    def checked_init(key, input_size):
+        where = f"{name}.init"
+        input_size = _checks.positive_int(input_size, "input_size", where)
+        return init(key, input_size)
 
-    def apply_projected(params, carry, projected):
-        param_dtype = params["recurrent_kernel"].dtype
-        compute, _ = _dtypes(dtype, jnp.result_type(projected), param_dtype)
+    def initial_carry(params, batch_shape=()):
+        where = f"{name}.initial_carry"
+        layout.check_params(params, where)
+        batch_shape = _checks.shape_tuple(batch_shape, "batch_shape", where)
+        return layout.zero_carry(batch_shape, param_dtype(params))
+
+    def project(params, xs, where):
+        layout.check_params(params, where)
+        kernel = params["input_kernel"]
+        xs = layout.check_inputs(xs, kernel.shape[0], "inputs", where)
+        compute, acc = dtypes(dtype, xs.dtype, kernel.dtype)
+        bias = params["input_bias"] if layout.two_biases else params["bias"]
+        return dense(xs, kernel, bias, compute, acc)
+
+    def recur(params, carry, projected, where):
+        layout.check_params(params, where)
+        projected = layout.check_inputs(projected, width, "projected inputs", where)
+        layout.check_carry(carry, projected.shape[:-1], param_dtype(params), where)
+        compute, _ = dtypes(dtype, projected.dtype, params["input_kernel"].dtype)
         return step(params, carry, projected, compute)
 
+    def project_inputs(params, xs):
+        return project(params, xs, f"{name}.project_inputs")
+
+    def apply_projected(params, carry, projected):
+        return recur(params, carry, projected, f"{name}.apply_projected")
+
     def apply(params, carry, x):
-        return apply_projected(params, carry, project_inputs(params, x))
+        where = f"{name}.apply"
+        return recur(params, carry, project(params, x, where), where)
 
     return Cell(
-        init=init,
+        init=checked_init,
         initial_carry=initial_carry,
         apply=apply,
         project_inputs=project_inputs,
         apply_projected=apply_projected,
+        linear=linear,
         name=name,
-        hidden_size=hidden_size,
+        hidden_size=layout.hidden_size,
+        check_params=layout.check_params,
     )
 
 
-def _recurrent(h, kernel, compute, acc):
+def recurrent_matmul(h, kernel, compute, acc):
     """``h @ kernel`` with operands in ``compute``, accumulating in ``acc``."""
-    return _dense(h, kernel, None, compute, acc)
+    return dense(h, kernel, None, compute, acc)

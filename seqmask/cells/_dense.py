@@ -8,16 +8,15 @@ import jax
 import jax.numpy as jnp
 
 from seqmask import _checks
+from seqmask._numerics import LECUN_NORMAL
 from seqmask.cells._base import (
-    _LECUN_NORMAL,
     Cell,
     Initializer,
-    LSTMCarry,
-    _check_size,
-    _make_cell,
-    _orthogonal_blocks,
-    _recurrent,
+    make_cell,
+    orthogonal_blocks,
+    recurrent_matmul,
 )
+from seqmask.cells._layout import Layout, LSTMCarry
 
 
 def simple_rnn(
@@ -26,7 +25,7 @@ def simple_rnn(
     activation: str | Callable[[jax.Array], jax.Array] = "tanh",
     dtype=None,
     param_dtype=jnp.float32,
-    kernel_init: Initializer = _LECUN_NORMAL,
+    kernel_init: Initializer = LECUN_NORMAL,
     recurrent_init: Initializer | None = None,
     bias_init: Initializer = jax.nn.initializers.zeros,
 ) -> Cell:
@@ -62,7 +61,7 @@ def simple_rnn(
       >>> y.shape
       (2, 4)
     """
-    hidden_size = _check_size(hidden_size, "simple_rnn: hidden_size")
+    hidden_size = _checks.positive_int(hidden_size, "hidden_size", "simple_rnn")
     named = {"tanh": jnp.tanh, "relu": jax.nn.relu}
     if isinstance(activation, str):
         kind = _checks.one_of(activation, named, "activation", "simple_rnn")
@@ -71,12 +70,12 @@ def simple_rnn(
         nonlinearity = _checks.function(activation, "activation", "simple_rnn")
         same = [n for n, f in named.items() if f is nonlinearity]
         kind = same[0] if same else getattr(nonlinearity, "__name__", "custom")
+    name = "simple_rnn" if kind == "tanh" else f"simple_rnn({kind})"
 
     def init(key, input_size):
-        input_size = _check_size(input_size, "simple_rnn.init: input_size")
         k_in, k_rec, k_b = jax.random.split(key, 3)
         recurrent = (
-            _orthogonal_blocks(k_rec, hidden_size, 1, param_dtype)
+            orthogonal_blocks(k_rec, hidden_size, 1, param_dtype)
             if recurrent_init is None
             else recurrent_init(k_rec, (hidden_size, hidden_size), param_dtype)
         )
@@ -86,22 +85,14 @@ def simple_rnn(
             "bias": bias_init(k_b, (hidden_size,), param_dtype),
         }
 
-    def initial_carry(params, batch_shape=()):
-        return jnp.zeros((*batch_shape, hidden_size), params["recurrent_kernel"].dtype)
-
     def step(params, h, projected, compute):
         acc = projected.dtype
-        z = projected + _recurrent(h, params["recurrent_kernel"], compute, acc)
+        z = projected + recurrent_matmul(h, params["recurrent_kernel"], compute, acc)
         new_h = nonlinearity(z)
         return new_h.astype(h.dtype), new_h.astype(compute)
 
-    return _make_cell(
-        name="simple_rnn" if kind == "tanh" else f"simple_rnn({kind})",
-        hidden_size=hidden_size,
-        init=init,
-        initial_carry=initial_carry,
-        step=step,
-        dtype=dtype,
+    return make_cell(
+        Layout(name, hidden_size, blocks=1), init=init, step=step, dtype=dtype
     )
 
 
@@ -111,7 +102,7 @@ def lstm(
     forget_bias: float = 1.0,
     dtype=None,
     param_dtype=jnp.float32,
-    kernel_init: Initializer = _LECUN_NORMAL,
+    kernel_init: Initializer = LECUN_NORMAL,
     recurrent_init: Initializer | None = None,
     bias_init: Initializer = jax.nn.initializers.zeros,
 ) -> Cell:
@@ -154,13 +145,13 @@ def lstm(
       >>> bool(jnp.all(y == carry.h))
       True
     """
-    hidden_size = _check_size(hidden_size, "lstm: hidden_size")
+    hidden_size = _checks.positive_int(hidden_size, "hidden_size", "lstm")
+    _checks.number(forget_bias, "forget_bias", "lstm")
 
     def init(key, input_size):
-        input_size = _check_size(input_size, "lstm.init: input_size")
         k_in, k_rec, k_b = jax.random.split(key, 3)
         recurrent = (
-            _orthogonal_blocks(k_rec, hidden_size, 4, param_dtype)
+            orthogonal_blocks(k_rec, hidden_size, 4, param_dtype)
             if recurrent_init is None
             else recurrent_init(k_rec, (hidden_size, 4 * hidden_size), param_dtype)
         )
@@ -176,25 +167,19 @@ def lstm(
             "bias": bias,
         }
 
-    def initial_carry(params, batch_shape=()):
-        zeros = jnp.zeros((*batch_shape, hidden_size), params["recurrent_kernel"].dtype)
-        return LSTMCarry(h=zeros, c=zeros)
-
     def step(params, carry, projected, compute):
         acc = projected.dtype
         h, c = carry
-        z = projected + _recurrent(h, params["recurrent_kernel"], compute, acc)
+        z = projected + recurrent_matmul(h, params["recurrent_kernel"], compute, acc)
         i, f, g, o = jnp.split(z, 4, axis=-1)
         new_c = jax.nn.sigmoid(f) * c.astype(acc) + jax.nn.sigmoid(i) * jnp.tanh(g)
         new_h = jax.nn.sigmoid(o) * jnp.tanh(new_c)
         new_carry = LSTMCarry(h=new_h.astype(h.dtype), c=new_c.astype(c.dtype))
         return new_carry, new_h.astype(compute)
 
-    return _make_cell(
-        name="lstm",
-        hidden_size=hidden_size,
+    return make_cell(
+        Layout("lstm", hidden_size, blocks=4, lstm_carry=True),
         init=init,
-        initial_carry=initial_carry,
         step=step,
         dtype=dtype,
     )
@@ -205,7 +190,7 @@ def gru(
     *,
     dtype=None,
     param_dtype=jnp.float32,
-    kernel_init: Initializer = _LECUN_NORMAL,
+    kernel_init: Initializer = LECUN_NORMAL,
     recurrent_init: Initializer | None = None,
     bias_init: Initializer = jax.nn.initializers.zeros,
 ) -> Cell:
@@ -243,13 +228,12 @@ def gru(
       >>> y.shape
       (4,)
     """
-    hidden_size = _check_size(hidden_size, "gru: hidden_size")
+    hidden_size = _checks.positive_int(hidden_size, "hidden_size", "gru")
 
     def init(key, input_size):
-        input_size = _check_size(input_size, "gru.init: input_size")
         k_in, k_rec, k_bi, k_bh = jax.random.split(key, 4)
         recurrent = (
-            _orthogonal_blocks(k_rec, hidden_size, 3, param_dtype)
+            orthogonal_blocks(k_rec, hidden_size, 3, param_dtype)
             if recurrent_init is None
             else recurrent_init(k_rec, (hidden_size, 3 * hidden_size), param_dtype)
         )
@@ -262,12 +246,9 @@ def gru(
             "recurrent_bias": bias_init(k_bh, (3 * hidden_size,), param_dtype),
         }
 
-    def initial_carry(params, batch_shape=()):
-        return jnp.zeros((*batch_shape, hidden_size), params["recurrent_kernel"].dtype)
-
     def step(params, h, projected, compute):
         acc = projected.dtype
-        recurrent = _recurrent(h, params["recurrent_kernel"], compute, acc)
+        recurrent = recurrent_matmul(h, params["recurrent_kernel"], compute, acc)
         recurrent = recurrent + jnp.broadcast_to(
             params["recurrent_bias"].astype(acc), recurrent.shape
         )
@@ -279,11 +260,9 @@ def gru(
         new_h = (1 - z) * n + z * h.astype(acc)
         return new_h.astype(h.dtype), new_h.astype(compute)
 
-    return _make_cell(
-        name="gru",
-        hidden_size=hidden_size,
+    return make_cell(
+        Layout("gru", hidden_size, blocks=3, two_biases=True),
         init=init,
-        initial_carry=initial_carry,
         step=step,
         dtype=dtype,
     )

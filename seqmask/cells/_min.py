@@ -7,20 +7,12 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from seqmask.cells._base import (
-    _LECUN_NORMAL,
-    Cell,
-    Initializer,
-    _check_input,
-    _check_size,
-    _dense,
-    _dtypes,
-)
+from seqmask import _checks
+from seqmask._numerics import LECUN_NORMAL
+from seqmask.cells._base import Cell, Initializer, LinearRecurrence, make_cell
+from seqmask.cells._layout import Layout
 
-# The log-space scan is scan machinery that only the min cells use, so it
-# stays private to seqmask rather than joining the public API.
-from seqmask.scan import linear_scan
-from seqmask.scan._linear import _log_linear_scan
+_METHODS = ("auto", "associative", "sequential")
 
 
 def _g(x):
@@ -52,19 +44,14 @@ def _make_min_cell(
     ``coefficients(projected) -> (a, b)`` and ``log_coefficients(projected)
     -> (log a, log b)`` read the input projection ``x @ input_kernel + bias``
     (``blocks * H`` wide, in the accumulation dtype). ``apply`` runs one step
-    in linear space (decoding); ``apply_sequence`` runs the whole sequence
-    with :func:`seqmask.linear_scan` or, with ``log_space``, the log-space
-    scan.
+    in linear space (decoding); the cell declares itself a
+    :class:`LinearRecurrence` (in log space with ``log_space``), which
+    :func:`seqmask.rnn` runs as one linear scan.
     """
-
-    if method not in ("auto", "associative", "sequential"):
-        raise ValueError(
-            f"{name}: method must be 'auto', 'associative' or 'sequential'; got "
-            f"{method!r}."
-        )
+    _checks.one_of(method, _METHODS, "method", name)
+    log_space = _checks.flag(log_space, "log_space", name)
 
     def init(key, input_size):
-        input_size = _check_size(input_size, f"{name}.init: input_size")
         k_in, k_b = jax.random.split(key)
         width = blocks * hidden_size
         return {
@@ -72,109 +59,29 @@ def _make_min_cell(
             "bias": bias_init(k_b, (width,), param_dtype),
         }
 
-    def initial_carry(params, batch_shape=()):
-        return jnp.zeros((*batch_shape, hidden_size), params["input_kernel"].dtype)
-
-    def project_inputs(params, xs):
-        kernel = params["input_kernel"]
-        _check_input(xs, kernel.shape[0], name)
-        compute, acc = _dtypes(dtype, jnp.result_type(xs), kernel.dtype)
-        return _dense(xs, kernel, params["bias"], compute, acc)
-
-    def apply_projected(params, h, projected):
-        compute, _ = _dtypes(dtype, projected.dtype, params["input_kernel"].dtype)
-        _check_carry_shape(h, projected.shape[:-1], hidden_size, name)
+    def step(params, h, projected, compute):
         a, b = coefficients(projected)
         new_h = a * h.astype(projected.dtype) + b
         return new_h.astype(h.dtype), new_h.astype(compute)
 
-    def apply(params, h, x):
-        return apply_projected(params, h, project_inputs(params, x))
+    def linear_coefficients(params, projected):
+        return coefficients(projected)
 
-    def apply_sequence(
-        params, h, xs, *, mask=None, resets=None, reset_to=None, reverse=False
-    ):
-        xs = jnp.asarray(xs)
-        if xs.ndim < 2:
-            raise ValueError(
-                f"{name}.apply_sequence: xs must be [time, *batch, features]; got "
-                f"shape {tuple(xs.shape)}."
-            )
-        _check_carry_shape(h, xs.shape[1:-1], hidden_size, f"{name}.apply_sequence")
-        if mask is not None:
-            mask = jnp.asarray(mask)
-            if mask.dtype != jnp.bool_ or mask.shape != xs.shape[: mask.ndim]:
-                raise ValueError(
-                    f"{name}.apply_sequence: mask must be a boolean [time, *batch] "
-                    f"= {tuple(xs.shape[:-1])}; got {mask.dtype}{list(mask.shape)}."
-                )
-            # Select before the projection: NaN at a padded step would
-            # otherwise reach the kernel's gradient as NaN * 0.
-            selector = mask.reshape(mask.shape + (1,) * (xs.ndim - mask.ndim))
-            xs = jnp.where(
-                jnp.broadcast_to(selector, xs.shape), xs, jnp.zeros((), xs.dtype)
-            )
-        projected = project_inputs(params, xs)
-        compute, acc = _dtypes(dtype, xs.dtype, params["input_kernel"].dtype)
-        initial = h.astype(acc)
-        reset_to = None if reset_to is None else jnp.asarray(reset_to).astype(acc)
-        if log_space:
-            log_a, log_b = log_coefficients(projected)
-            final, hs = _log_linear_scan(
-                log_a,
-                log_b,
-                initial=initial,
-                mask=mask,
-                resets=resets,
-                reset_to=reset_to,
-                reverse=reverse,
-            )
-        else:
-            a, b = coefficients(projected)
-            final, hs = linear_scan(
-                a,
-                b,
-                mask=mask,
-                resets=resets,
-                initial=initial,
-                reset_to=reset_to,
-                reverse=reverse,
-                method=_scan_method(method),
-            )
-        return final.astype(h.dtype), hs.astype(compute)
+    def linear_log_coefficients(params, projected):
+        return log_coefficients(projected)
 
-    return Cell(
-        init=init,
-        initial_carry=initial_carry,
-        apply=apply,
-        project_inputs=project_inputs,
-        apply_projected=apply_projected,
-        apply_sequence=apply_sequence,
-        name=name,
-        hidden_size=hidden_size,
+    linear = LinearRecurrence(
+        coefficients=linear_coefficients,
+        log_coefficients=linear_log_coefficients if log_space else None,
+        method=method,
     )
-
-
-def _scan_method(method: str) -> str:
-    """``"auto"``: sequential on CPU, associative on accelerators.
-
-    benchmarks/bench_linear_scan.py measured the sequential scan faster on a
-    2-core CPU at every length from 64 to 16384 steps (the associative form
-    does O(T log T) work for O(log T) depth, which only parallel hardware
-    turns into speed).
-    """
-    if method != "auto":
-        return method
-    return "sequential" if jax.default_backend() == "cpu" else "associative"
-
-
-def _check_carry_shape(h, batch_shape, hidden_size: int, name: str) -> None:
-    want = (*batch_shape, hidden_size)
-    if tuple(jnp.shape(h)) != want:
-        raise ValueError(
-            f"{name}: the carry must be [*batch, {hidden_size}] = {want} for inputs "
-            f"with batch shape {tuple(batch_shape)}; got {tuple(jnp.shape(h))}."
-        )
+    return make_cell(
+        Layout(name, hidden_size, blocks=blocks, recurrent=False),
+        init=init,
+        step=step,
+        dtype=dtype,
+        linear=linear,
+    )
 
 
 def min_gru(
@@ -184,7 +91,7 @@ def min_gru(
     method: str = "auto",
     dtype=None,
     param_dtype=jnp.float32,
-    kernel_init: Initializer = _LECUN_NORMAL,
+    kernel_init: Initializer = LECUN_NORMAL,
     bias_init: Initializer = jax.nn.initializers.zeros,
 ) -> Cell:
     r"""minGRU (Feng et al. 2024, "Were RNNs All We Needed?"): a parallel GRU.
@@ -211,11 +118,11 @@ def min_gru(
     default).
 
     The output is :math:`h_t`; the carry is ``h`` ``[*batch, H]``.
-    ``apply`` is one sequential step (for decoding); ``apply_sequence`` (used
-    by :func:`seqmask.rnn` for whole sequences) is the parallel scan with the
-    mask, resets and reverse semantics of :func:`seqmask.masked_scan` over
-    ``apply``. To force the sequential scan, use
-    ``cell._replace(apply_sequence=None)``.
+    ``apply`` is one sequential step (for decoding). The cell declares its
+    recurrence (:attr:`Cell.linear`), so :func:`seqmask.rnn` runs a whole
+    sequence as one :func:`seqmask.linear_scan`, with the mask, resets and
+    reverse semantics of :func:`seqmask.masked_scan` over ``apply``;
+    ``method="sequential"`` makes that scan sequential.
 
     Parameters (blocks of width ``H`` in the order ``z, h``):
     ``input_kernel`` ``[I, 2H]`` (``W_z`` then ``W_h``) and ``bias`` ``[2H]``.
@@ -227,11 +134,10 @@ def min_gru(
       hidden_size: ``H``.
       log_space: use the paper's positive candidate :math:`g` and run the
         scan in log space.
-      method: how ``apply_sequence`` scans in linear space: ``"associative"``
-        (:math:`O(\log T)` depth), ``"sequential"``, or ``"auto"``
-        (sequential on CPU, where benchmarks/bench_linear_scan.py measured it
-        faster at every length, associative on accelerators). The log-space
-        scan is always associative.
+      method: how :func:`seqmask.rnn` scans in linear space:
+        ``"associative"`` (:math:`O(\log T)` depth), ``"sequential"``, or
+        ``"auto"`` (sequential on CPU, associative on accelerators; see
+        ``benchmarks/README.md``). The log-space scan is always associative.
       dtype: compute dtype of the matmul; default: the input's dtype.
       param_dtype: dtype of parameters and carry.
       kernel_init, bias_init: initialisers.
@@ -250,7 +156,7 @@ def min_gru(
       >>> bool(jnp.allclose(h[1], h_seq, atol=1e-6))
       True
     """
-    hidden_size = _check_size(hidden_size, "min_gru: hidden_size")
+    hidden_size = _checks.positive_int(hidden_size, "hidden_size", "min_gru")
 
     def candidate(v):
         return _g(v) if log_space else v
@@ -286,7 +192,7 @@ def min_lstm(
     method: str = "auto",
     dtype=None,
     param_dtype=jnp.float32,
-    kernel_init: Initializer = _LECUN_NORMAL,
+    kernel_init: Initializer = LECUN_NORMAL,
     bias_init: Initializer = jax.nn.initializers.zeros,
 ) -> Cell:
     r"""minLSTM (Feng et al. 2024, "Were RNNs All We Needed?"): a parallel LSTM.
@@ -314,8 +220,9 @@ def min_lstm(
 
     The output is :math:`h_t`; the carry is ``h`` ``[*batch, H]`` (minLSTM
     has no separate cell state). ``apply`` is one sequential step;
-    ``apply_sequence`` is the parallel scan used by :func:`seqmask.rnn`, with
-    the semantics of :func:`seqmask.masked_scan` over ``apply``.
+    :func:`seqmask.rnn` runs a whole sequence as one linear scan (see
+    :func:`min_gru`), with the semantics of :func:`seqmask.masked_scan` over
+    ``apply``.
 
     Parameters (blocks of width ``H`` in the order ``f, i, h``):
     ``input_kernel`` ``[I, 3H]`` and ``bias`` ``[3H]``; from the paper's
@@ -326,11 +233,10 @@ def min_lstm(
       hidden_size: ``H``.
       log_space: use the paper's positive candidate :math:`g` and run the
         scan in log space.
-      method: how ``apply_sequence`` scans in linear space: ``"associative"``
-        (:math:`O(\log T)` depth), ``"sequential"``, or ``"auto"``
-        (sequential on CPU, where benchmarks/bench_linear_scan.py measured it
-        faster at every length, associative on accelerators). The log-space
-        scan is always associative.
+      method: how :func:`seqmask.rnn` scans in linear space:
+        ``"associative"`` (:math:`O(\log T)` depth), ``"sequential"``, or
+        ``"auto"`` (sequential on CPU, associative on accelerators; see
+        ``benchmarks/README.md``). The log-space scan is always associative.
       dtype: compute dtype of the matmul; default: the input's dtype.
       param_dtype: dtype of parameters and carry.
       kernel_init, bias_init: initialisers.
@@ -350,7 +256,7 @@ def min_lstm(
       >>> bool(jnp.allclose(ys, ys_seq, atol=1e-6)), bool(jnp.all(h > 0))
       (True, True)
     """
-    hidden_size = _check_size(hidden_size, "min_lstm: hidden_size")
+    hidden_size = _checks.positive_int(hidden_size, "hidden_size", "min_lstm")
 
     def split(projected):
         k_f, k_i, v = jnp.split(projected, 3, axis=-1)

@@ -5,15 +5,25 @@ layer over a padded batch. They take sequences batch-major by default
 (``[*batch, time, features]``), a boolean ``mask`` ``[*batch, time]`` or integer
 ``lengths`` ``[*batch]``, and an explicit carry in and out, so that stateful
 training is a matter of passing the returned carry back in. Under the hood
-every layer is one :func:`seqmask.masked_scan` over time; on accelerators
-the input projection of built-in cells is hoisted out of the scan as one
-large matmul (``hoist``).
+every layer is one masked scan over time (one linear scan for cells that
+declare a linear recurrence); on accelerators the input projection of
+built-in cells is hoisted out of the scan as one large matmul (``hoist``).
+A layer call checks its inputs, resolves its mask and zeroes its padded
+inputs once, whatever the number of directions or layers.
 """
 
+from seqmask.layers._compose import MERGES as MERGES
 from seqmask.layers._compose import bidirectional as bidirectional
 from seqmask.layers._compose import init_bidirectional as init_bidirectional
 from seqmask.layers._compose import init_stacked as init_stacked
 from seqmask.layers._compose import stacked as stacked
 from seqmask.layers._rnn import rnn as rnn
 
-__all__ = ["rnn", "bidirectional", "stacked", "init_bidirectional", "init_stacked"]
+__all__ = [
+    "rnn",
+    "bidirectional",
+    "stacked",
+    "init_bidirectional",
+    "init_stacked",
+    "MERGES",
+]

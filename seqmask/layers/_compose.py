@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from seqmask.cells import Cell
-from seqmask.layers._rnn import _check_cell, rnn
-from seqmask.masks import resolve_mask
+from seqmask import _checks, _layer
+from seqmask.cells import Cell, output_size
 
 Params = Any
 Carry = Any
 
-
-_MERGES = ("concat", "sum", "none")
+MERGES: tuple[str, ...] = ("concat", "sum", "none")
+"""The valid ``merge`` values of :func:`bidirectional` (``stacked`` takes the
+first two)."""
 
 
 def bidirectional(
@@ -39,7 +39,8 @@ def bidirectional(
     The backward direction visits exactly each row's valid steps, last to
     first, whatever the mask (left padding and holes included); no flipping.
     Its output at step ``t`` sits at position ``t``, next to the forward
-    output for the same step.
+    output for the same step. The mask is resolved, and the padded inputs
+    zeroed, once for both directions.
 
     Args:
       cell: the forward cell (and the backward one unless ``backward_cell``).
@@ -47,8 +48,9 @@ def bidirectional(
         :func:`init_bidirectional`).
       xs, mask, lengths, time_major, unroll, remat, hoist: as :func:`rnn`.
       initial_carry: ``(forward_carry, backward_carry)`` or None.
-      merge: ``"concat"`` (features ``[fwd, bwd]``), ``"sum"``, or ``"none"``
-        (return the pair ``(ys_forward, ys_backward)``).
+      merge: one of :data:`MERGES`: ``"concat"`` (features ``[fwd, bwd]``),
+        ``"sum"``, or ``"none"`` (return the pair ``(ys_forward,
+        ys_backward)``).
       backward_cell: a different cell for the backward direction.
 
     Returns:
@@ -66,57 +68,69 @@ def bidirectional(
       >>> ys.shape
       (2, 3, 8)
     """
-    _check_cell(cell, "bidirectional")
+    where = "bidirectional"
+    options = _layer.options(unroll, remat, hoist, where)
+    seq = _layer.prepare(
+        xs, mask=mask, lengths=lengths, resets=None, time_major=time_major, where=where
+    )
+    carries, ys = _bidirectional(
+        cell, backward_cell, params, seq, initial_carry, merge, options, where
+    )
+    return carries, seq.restore(ys)
+
+
+def _bidirectional(
+    cell,
+    backward_cell,
+    params,
+    seq,
+    initial_carry,
+    merge,
+    options,
+    where,
+    name="params",
+):
+    """Both directions over a prepared sequence; outputs time-major."""
+    _layer.check_cell(cell, where)
     backward_cell = cell if backward_cell is None else backward_cell
-    _check_cell(backward_cell, "bidirectional (backward_cell)")
-    if merge not in _MERGES:
-        raise ValueError(
-            f"bidirectional: merge must be one of {_MERGES}; got {merge!r}."
-        )
-    if not isinstance(params, dict) or set(params) != {"forward", "backward"}:
-        got = sorted(params) if isinstance(params, dict) else type(params).__name__
-        raise ValueError(
-            "bidirectional: params must be a dict with keys 'forward' and 'backward' "
-            f"(see seqmask.init_bidirectional); got {got}."
+    _layer.check_cell(backward_cell, where, "backward_cell")
+    _checks.one_of(merge, MERGES, "merge", where)
+    if not isinstance(params, Mapping) or set(params) != {"forward", "backward"}:
+        got = sorted(params) if isinstance(params, Mapping) else None
+        _checks.fail(
+            where,
+            f"{name} must be a dict with keys 'forward' and 'backward' (see "
+            f"seqmask.init_bidirectional); got "
+            f"{got if got is not None else _checks.describe(params)}.",
+            ValueError if got is not None else TypeError,
         )
     if initial_carry is None:
-        forward_init = backward_init = None
-    elif isinstance(initial_carry, tuple) and len(initial_carry) == 2:
-        forward_init, backward_init = initial_carry
-    else:
-        raise ValueError(
-            "bidirectional: initial_carry must be a pair (forward_carry, "
-            f"backward_carry) or None; got {type(initial_carry).__name__}."
+        initial_carry = (None, None)
+    elif not (isinstance(initial_carry, tuple) and len(initial_carry) == 2):
+        _checks.fail(
+            where,
+            "initial_carry must be a pair (forward_carry, backward_carry) or None; "
+            f"got {_checks.describe(initial_carry)}.",
+            TypeError,
         )
-    mask = resolve_mask(xs, mask=mask, lengths=lengths, time_major=time_major)
-    forward_carry, forward_ys = rnn(
-        cell,
-        params["forward"],
-        xs,
-        mask=mask,
-        initial_carry=forward_init,
-        time_major=time_major,
-        unroll=unroll,
-        remat=remat,
-        hoist=hoist,
-    )
-    backward_carry, backward_ys = rnn(
-        backward_cell,
-        params["backward"],
-        xs,
-        mask=mask,
-        initial_carry=backward_init,
-        reverse=True,
-        time_major=time_major,
-        unroll=unroll,
-        remat=remat,
-        hoist=hoist,
-    )
+    results = [
+        _layer.run(
+            direction_cell,
+            params[direction],
+            seq,
+            initial_carry=carry,
+            reset_to=None,
+            reverse=direction == "backward",
+            options=options,
+            where=where,
+            name=f"{name}['{direction}']",
+        )
+        for direction_cell, direction, carry in zip(
+            (cell, backward_cell), ("forward", "backward"), initial_carry, strict=True
+        )
+    ]
+    (forward_carry, forward_ys), (backward_carry, backward_ys) = results
     return (forward_carry, backward_carry), _merge(forward_ys, backward_ys, merge)
-
-
-# `stacked` has an argument named `bidirectional`; this name reaches the layer.
-_bidirectional_layer = bidirectional
 
 
 def stacked(
@@ -151,7 +165,9 @@ def stacked(
       bidirectional: whether each layer is a :func:`bidirectional` layer.
       merge: how bidirectional layers merge their directions (``"concat"``
         or ``"sum"``).
-      dropout_rate: dropout on the outputs of every layer but the last.
+      dropout_rate: dropout on the outputs of every layer but the last, in
+        ``[0, 1)`` (a Python number, checked at once, or a traced one,
+        checked through ``checkify``).
       dropout_key: PRNG key for dropout. Dropout is applied only when a key
         is given (pass None to evaluate).
       residual: add each layer's input to its output (from the second layer
@@ -171,96 +187,126 @@ def stacked(
       >>> len(carries), ys.shape
       (2, (4, 7, 6))
     """
-    if not isinstance(params, (list, tuple)) or not params:
-        raise ValueError(
-            "stacked: params must be a non-empty list with one entry a layer (see "
-            "seqmask.init_stacked)."
-        )
-    params = list(params)
-    layer_cells = _layer_cells(cells, len(params), "stacked")
-    if merge not in ("concat", "sum"):
-        raise ValueError(f"stacked: merge must be 'concat' or 'sum'; got {merge!r}.")
-    if not 0.0 <= dropout_rate < 1.0:
-        raise ValueError(
-            f"stacked: dropout_rate must be in [0, 1); got {dropout_rate}."
-        )
-    if initial_carries is None:
-        initial_carries = [None] * len(params)
-    elif len(initial_carries) != len(params):
-        raise ValueError(
-            f"stacked: initial_carries must have one entry a layer ({len(params)}); "
-            f"got {len(initial_carries)}."
-        )
-    if bidirectional and resets is not None:
-        raise ValueError(
-            "stacked: resets are not supported with bidirectional layers (a reset "
-            "marks where a sequence starts, which the backward direction cannot use)."
-        )
-    xs = jnp.asarray(xs)
-    mask = resolve_mask(xs, mask=mask, lengths=lengths, time_major=time_major)
-    if not time_major:
-        # One transpose in and one out, instead of two around every layer.
-        n_batch = xs.ndim - 2
-        xs = jnp.moveaxis(xs, n_batch, 0)
-        mask = None if mask is None else jnp.moveaxis(mask, -1, 0)
-        resets = None if resets is None else jnp.moveaxis(jnp.asarray(resets), -1, 0)
-    keys = (
-        list(jax.random.split(dropout_key, len(params)))
-        if dropout_key is not None and dropout_rate > 0.0
-        else None
+    where = "stacked"
+    params = _layer_params(params, where)
+    layer_cells = _layer_cells(cells, len(params), where)
+    bidirectional = _checks.flag(bidirectional, "bidirectional", where)
+    residual = _checks.flag(residual, "residual", where)
+    _checks.one_of(merge, MERGES[:2], "merge", where)
+    _checks.number(dropout_rate, "dropout_rate", where)
+    _checks.in_range(
+        dropout_rate, "dropout_rate", where, low=0.0, high=1.0, high_open=True
     )
+    initial_carries = _layer_carries(initial_carries, len(params), where)
+    if bidirectional and resets is not None:
+        _checks.fail(
+            where,
+            "resets are not supported with bidirectional layers (a reset marks "
+            "where a sequence starts, which the backward direction cannot use).",
+        )
+    options = _layer.options(unroll, remat, hoist, where)
+    # One check, one layout change and one zeroing for all layers: each
+    # layer's outputs are zero at padded steps, so they need no new select.
+    seq = _layer.prepare(
+        xs,
+        mask=mask,
+        lengths=lengths,
+        resets=resets,
+        time_major=time_major,
+        where=where,
+    )
+    keep = _dropout(dropout_key, dropout_rate, len(params))
     carries = []
-    hidden = xs
     for index, (cell, layer_params, carry) in enumerate(
         zip(layer_cells, params, initial_carries, strict=True)
     ):
+        name = f"params[{index}]"
         if bidirectional:
-            carry, out = _bidirectional_layer(
-                cell,
-                layer_params,
-                hidden,
-                mask=mask,
-                initial_carry=carry,
-                merge=merge,
-                time_major=True,
-                unroll=unroll,
-                remat=remat,
-                hoist=hoist,
+            carry, out = _bidirectional(
+                cell, None, layer_params, seq, carry, merge, options, where, name
             )
         else:
-            carry, out = rnn(
+            carry, out = _layer.run(
                 cell,
                 layer_params,
-                hidden,
-                mask=mask,
+                seq,
                 initial_carry=carry,
-                resets=resets,
-                time_major=True,
-                unroll=unroll,
-                remat=remat,
-                hoist=hoist,
+                reset_to=None,
+                reverse=False,
+                options=options,
+                where=where,
+                name=name,
             )
-        if residual and index > 0:
-            if out.shape != hidden.shape:
-                raise ValueError(
-                    f"stacked: residual connections need layer {index}'s output "
-                    f"shape {tuple(out.shape)} to equal its input shape "
-                    f"{tuple(hidden.shape)}."
-                )
-            out = out + hidden.astype(out.dtype)
-        if keys is not None and index < len(params) - 1:
-            # Drawn batch-major, so the same key drops the same units whatever
-            # the layout the caller uses.
-            batch_major = (*out.shape[1:-1], out.shape[0], out.shape[-1])
-            keep = jax.random.bernoulli(keys[index], 1.0 - dropout_rate, batch_major)
-            keep = jnp.moveaxis(keep, -2, 0)
-            scale = jnp.asarray(1.0 / (1.0 - dropout_rate), out.dtype)
-            out = jnp.where(keep, out * scale, jnp.zeros((), out.dtype))
+        out = _between_layers(out, seq.xs, index, len(params), residual, keep, where)
         carries.append(carry)
-        hidden = out
-    if not time_major:
-        hidden = jnp.moveaxis(hidden, 0, hidden.ndim - 2)
-    return carries, hidden
+        seq = seq._replace(xs=out)
+    return carries, seq.restore(seq.xs)
+
+
+def _layer_params(params, where: str) -> list:
+    if not isinstance(params, (list, tuple)):
+        _checks.fail(
+            where,
+            "params must be a list with one entry a layer (see seqmask.init_stacked); "
+            f"got {_checks.describe(params)}.",
+            TypeError,
+        )
+    if not params:
+        _checks.fail(where, "params must have one entry a layer; got an empty list.")
+    return list(params)
+
+
+def _layer_carries(initial_carries, count: int, where: str) -> list:
+    if initial_carries is None:
+        return [None] * count
+    if not isinstance(initial_carries, (list, tuple)):
+        _checks.fail(
+            where,
+            "initial_carries must be a list with one carry (or None) a layer; got "
+            f"{_checks.describe(initial_carries)}.",
+            TypeError,
+        )
+    if len(initial_carries) != count:
+        _checks.fail(
+            where,
+            f"initial_carries must have one entry a layer ({count}); got "
+            f"{len(initial_carries)}.",
+        )
+    return list(initial_carries)
+
+
+def _dropout(key, rate, count: int):
+    """``keep(index, out)``: the dropout after layer ``index``, or None."""
+    if key is None or (not _checks.is_traced(rate) and rate == 0.0):
+        return None
+    keys = jax.random.split(key, count)
+
+    def keep(index, out):
+        # Drawn batch-major, so the same key drops the same units whatever
+        # the layout the caller uses.
+        batch_major = (*out.shape[1:-1], out.shape[0], out.shape[-1])
+        kept = jax.random.bernoulli(keys[index], 1.0 - rate, batch_major)
+        scale = jnp.asarray(1.0 / (1.0 - rate), out.dtype)
+        return jnp.where(
+            jnp.moveaxis(kept, -2, 0), out * scale, jnp.zeros((), out.dtype)
+        )
+
+    return keep
+
+
+def _between_layers(out, hidden, index, count, residual, keep, where):
+    """Layer ``index``'s output with the residual and dropout applied."""
+    if residual and index > 0:
+        if out.shape != hidden.shape:
+            _checks.fail(
+                where,
+                f"residual connections need layer {index}'s output shape "
+                f"{tuple(out.shape)} to equal its input shape {tuple(hidden.shape)}.",
+            )
+        out = out + hidden.astype(out.dtype)
+    if keep is not None and index < count - 1:
+        out = keep(index, out)
+    return out
 
 
 def init_bidirectional(
@@ -275,8 +321,11 @@ def init_bidirectional(
       >>> sorted(params)
       ['backward', 'forward']
     """
-    _check_cell(cell, "init_bidirectional")
+    where = "init_bidirectional"
+    _layer.check_cell(cell, where)
     backward_cell = cell if backward_cell is None else backward_cell
+    _layer.check_cell(backward_cell, where, "backward_cell")
+    input_size = _checks.positive_int(input_size, "input_size", where)
     forward_key, backward_key = jax.random.split(key)
     return {
         "forward": cell.init(forward_key, input_size),
@@ -313,51 +362,57 @@ def init_stacked(
       >>> params[1]["forward"]["input_kernel"].shape
       (8, 16)
     """
+    where = "init_stacked"
+    size = _checks.positive_int(input_size, "input_size", where)
+    bidirectional = _checks.flag(bidirectional, "bidirectional", where)
+    _checks.one_of(merge, MERGES[:2], "merge", where)
+    num_layers = _checks.optional_positive_int(num_layers, "num_layers", where)
     if isinstance(cells, Cell):
         if num_layers is None:
-            raise ValueError("init_stacked: give num_layers when cells is one cell.")
+            _checks.fail(where, "give num_layers when cells is one cell.")
         count = num_layers
     else:
-        count = len(cells)
-        if num_layers is not None and num_layers != count:
-            raise ValueError(
-                f"init_stacked: num_layers={num_layers} but {count} cells were given."
+        count = len(
+            _checks.instance(
+                cells,
+                (list, tuple),
+                "cells",
+                where,
+                expected="a Cell or a list of cells",
             )
-    layer_cells = _layer_cells(cells, count, "init_stacked")
+        )
+        if num_layers is not None and num_layers != count:
+            _checks.fail(
+                where, f"num_layers={num_layers} but {count} cells were given."
+            )
     params = []
-    size = input_size
-    for cell, layer_key in zip(layer_cells, jax.random.split(key, count), strict=True):
+    for cell, layer_key in zip(
+        _layer_cells(cells, count, where), jax.random.split(key, count), strict=True
+    ):
         if bidirectional:
             layer = init_bidirectional(layer_key, cell, size)
-            out = _output_size(cell, layer["forward"], size)
+            out = output_size(cell, layer["forward"], size)
             size = 2 * out if merge == "concat" else out
         else:
             layer = cell.init(layer_key, size)
-            size = _output_size(cell, layer, size)
+            size = output_size(cell, layer, size)
         params.append(layer)
     return params
 
 
-def _output_size(cell: Cell, params, input_size: int) -> int:
-    """The output feature size of ``cell``, found by tracing one step."""
-    carry = cell.initial_carry(params, ())
-    _, y = jax.eval_shape(
-        cell.apply, params, carry, jax.ShapeDtypeStruct((input_size,), jnp.float32)
-    )
-    return int(y.shape[-1])
-
-
-def _layer_cells(cells, count: int, name: str) -> list[Cell]:
+def _layer_cells(cells, count: int, where: str) -> list[Cell]:
     if isinstance(cells, Cell):
         return [cells] * count
+    if not isinstance(cells, (list, tuple)):
+        _layer.check_cell(cells, where, "cells")
     cells = list(cells)
     if len(cells) != count:
-        raise ValueError(
-            f"{name}: got {len(cells)} cells for {count} layers; give one cell or one "
-            "a layer."
+        _checks.fail(
+            where,
+            f"got {len(cells)} cells for {count} layers; give one cell or one a layer.",
         )
-    for cell in cells:
-        _check_cell(cell, name)
+    for index, cell in enumerate(cells):
+        _layer.check_cell(cell, where, f"cells[{index}]")
     return cells
 
 

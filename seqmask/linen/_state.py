@@ -8,7 +8,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-from seqmask import _modules
+from seqmask import _checks, _modules
 from seqmask.cells import Cell
 
 __all__ = ["LearnableInitialState"]
@@ -63,7 +63,7 @@ class LearnableInitialState(nn.Module):
         """
         where = "LearnableInitialState"
         cell = _modules.check_cell_record(self.cell, where)
-        batch = _modules.batch_shape(batch_shape, where)
+        batch = _checks.shape_tuple(batch_shape, "batch_shape", where)
         template = _modules.carry_template(cell, self.in_features)
         leaves, treedef = jax.tree.flatten(template)
         names = _modules.leaf_names(template, "h", where)

@@ -143,7 +143,7 @@ class RNN(nnx.Module):
             if learned
             else None
         )
-        self.out_features = _modules.output_size(
+        self.out_features = _cells.output_size(
             self.pure_cell, self.pure_params(), in_features
         )
 
@@ -186,7 +186,7 @@ class RNN(nnx.Module):
         Returns:
           The carry, every leaf ``[*batch_shape, ...]``.
         """
-        batch = _modules.batch_shape(batch_shape, "RNN.initial_state")
+        batch = _checks.shape_tuple(batch_shape, "batch_shape", "RNN.initial_state")
         return self.pure_cell.initial_carry(self.pure_params(), batch)
 
     def __call__(

@@ -88,7 +88,6 @@ class Stacked(nnx.Module):
             carry_init=carry_init,
         )
         in_features = _checks.positive_int(in_features, "in_features", where)
-        merge = _checks.one_of(merge, ("concat", "sum"), "merge", where)
         _checks.in_range(
             dropout_rate, "dropout_rate", where, low=0, high=1, high_open=True
         )

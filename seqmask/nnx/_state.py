@@ -90,7 +90,7 @@ class LearnableInitialState(_NamedLeaves):
         Returns:
           The carry, every leaf ``[*batch_shape, *leaf_shape]``.
         """
-        batch = _modules.batch_shape(batch_shape, "LearnableInitialState")
+        batch = _checks.shape_tuple(batch_shape, "batch_shape", "LearnableInitialState")
         return _modules.broadcast_learned(self._tree(), batch)
 
 

@@ -7,9 +7,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from seqmask import _sharding
+from seqmask import _checks, _scanning, _sharding
 
 Carry = Any
 PyTree = Any
@@ -71,12 +70,20 @@ def masked_scan(
       reset_to: the carry to reset to; leaves broadcast to the leaves of
         ``init`` (a learned ``[hidden]`` state, say). Defaults to ``init``.
       reverse: scan from the last step to the first.
-      unroll: passed to :func:`jax.lax.scan`.
+      unroll: passed to :func:`jax.lax.scan` (a bool or a positive int).
       pad_value: the output value at padded steps.
       length: number of steps when ``xs`` is None and no mask is given.
 
     Returns:
       ``(final_carry, ys)`` where ``ys`` leaves are ``[time, *batch, ...]``.
+
+    Raises:
+      TypeError: for a non-callable ``f``, a non-boolean ``mask`` or
+        ``resets``, or a step function whose carry changes structure, shape
+        or dtype.
+      ValueError: for leaves without the time axis or the batch axes, time
+        axes of different sizes, or a ``reset_to`` that does not broadcast
+        to ``init``.
 
     Examples:
       A running sum that skips padded steps:
@@ -87,229 +94,93 @@ def masked_scan(
       >>> mask = jnp.array([[True, False], [True, True], [False, True]])
       >>> step = lambda c, x: (c + x, c + x)
       >>> total, partial = masked_scan(step, jnp.zeros(2), xs, mask)
-      >>> total
-      Array([ 3., 13.], dtype=float32)
-      >>> partial
-      Array([[ 1.,  0.],
-             [ 3.,  6.],
-             [ 0., 13.]], dtype=float32)
+      >>> total.tolist()
+      [3.0, 13.0]
+      >>> partial.tolist()
+      [[1.0, 0.0], [3.0, 6.0], [0.0, 13.0]]
     """
-    return _masked_scan(
+    where = "masked_scan"
+    _checks.function(f, "f", where, "(carry, x) -> (new_carry, y)")
+    reverse = _checks.flag(reverse, "reverse", where)
+    unroll = _checks.flag_or_int(unroll, "unroll", where)
+    if length is not None:
+        length = _checks.non_negative_int(length, "length", where)
+    time = _time_steps(xs, mask, resets, length)
+    mask, resets = _step_flags(init, xs, mask, resets)
+    if resets is not None:
+        reset_to = _fit_reset_to(init if reset_to is None else reset_to, init, where)
+    return _scanning.masked(
         f,
         init,
         xs,
         mask,
-        resets=resets,
-        reset_to=reset_to,
+        resets,
+        reset_to,
         reverse=reverse,
         unroll=unroll,
         pad_value=pad_value,
-        length=length,
-    )
-
-
-def _masked_scan(
-    f,
-    init,
-    xs,
-    mask=None,
-    *,
-    resets=None,
-    reset_to=None,
-    reverse: bool = False,
-    unroll: int | bool = 1,
-    pad_value=0,
-    length: int | None = None,
-    select_inputs: bool = True,
-):
-    """:func:`masked_scan`; ``select_inputs=False`` skips the per-step select
-    of the inputs, for callers that already zeroed ``xs`` at padded steps
-    (one select over the whole sequence instead of one kernel per step)."""
-    if not callable(f):
-        raise TypeError(f"masked_scan: f must be callable; got {type(f).__name__}.")
-    time = _time_steps(xs, mask, resets, length)
-    if mask is None and resets is None:
-        return jax.lax.scan(f, init, xs, length=time, reverse=reverse, unroll=unroll)
-
-    if mask is not None:
-        mask = _as_step_mask(mask, "mask", time)
-        batch_shape = tuple(mask.shape[1:])
-    if resets is not None:
-        resets = _as_step_mask(resets, "resets", time)
-        if mask is not None and resets.shape != mask.shape:
-            raise ValueError(
-                f"masked_scan: resets must have the shape of mask {tuple(mask.shape)}; "
-                f"got {tuple(resets.shape)}."
-            )
-        batch_shape = tuple(resets.shape[1:])
-    _check_batch_prefix(init, batch_shape, "init", skip=0)
-    _check_batch_prefix(xs, batch_shape, "xs", skip=1)
-
-    if resets is not None:
-        reset_to = init if reset_to is None else reset_to
-        reset_to = _broadcast_like(reset_to, init)
-
-    def body(carry, inputs):
-        x, step_mask, step_reset = inputs
-        if step_reset is not None:
-            carry = _select(step_reset, reset_to, carry)
-        if step_mask is not None and select_inputs:
-            x = jax.tree.map(lambda v: _where(step_mask, v, jnp.zeros_like(v)), x)
-        new_carry, y = f(carry, x)
-        _check_carry(new_carry, carry)
-        if step_mask is None:
-            return new_carry, y
-        _check_batch_prefix(y, batch_shape, "the outputs of f", skip=0)
-        new_carry = _select(step_mask, new_carry, carry)
-        y = jax.tree.map(
-            lambda v: _where(step_mask, v, jnp.asarray(pad_value, v.dtype)), y
-        )
-        return new_carry, y
-
-    return jax.lax.scan(
-        body,
-        init,
-        (xs, mask, resets),
         length=time,
-        reverse=reverse,
-        unroll=unroll,
+        select_inputs=True,
+        where=where,
     )
-
-
-def _where_impl(step_mask, on_true, on_false):
-    shape = jnp.broadcast_shapes(jnp.shape(on_true), jnp.shape(on_false))
-    selector = step_mask.reshape(step_mask.shape + (1,) * (len(shape) - step_mask.ndim))
-    on_true, on_false = _sharding.unify(
-        jnp.broadcast_to(on_true, shape), jnp.broadcast_to(on_false, shape)
-    )
-    return jnp.where(jnp.broadcast_to(selector, shape), on_true, on_false)
-
-
-# Differentiating a select keeps its predicate for the backward pass. Inside
-# a scan that predicate is the [*batch] step mask broadcast to the full
-# shape of the value, stacked over time: one [T, *batch, features] boolean
-# residual, and one more kernel per step, for every selected leaf.
-# Checkpointing the select keeps the [*batch] mask instead and broadcasts
-# it again in the backward pass, where the broadcast fuses into the select.
-_where_checkpointed = jax.checkpoint(_where_impl, prevent_cse=False)
-
-
-def _where(step_mask, on_true, on_false):
-    """``jnp.where`` with the ``[*batch]`` mask broadcast over trailing axes."""
-    return _where_checkpointed(step_mask, on_true, on_false)
-
-
-def _select(step_mask, on_true, on_false):
-    return jax.tree.map(lambda a, b: _where(step_mask, a, b), on_true, on_false)
 
 
 def _time_steps(xs, mask, resets, length) -> int:
+    """The one size of the time axis of ``xs``, ``mask``, ``resets``, ``length``."""
+    where = "masked_scan"
     candidates = []
     for path, leaf in jax.tree_util.tree_leaves_with_path(xs):
-        if jnp.ndim(leaf) == 0:
-            raise ValueError(
-                f"masked_scan: xs{jax.tree_util.keystr(path)} is a scalar; every "
-                "leaf of xs needs a leading time axis."
-            )
+        _checks.min_rank(leaf, 1, f"xs{jax.tree_util.keystr(path)}", where, "time")
         candidates.append((f"xs{jax.tree_util.keystr(path)}", jnp.shape(leaf)[0]))
     for name, value in (("mask", mask), ("resets", resets)):
         if value is not None:
-            if jnp.ndim(value) == 0:
-                raise ValueError(
-                    f"masked_scan: {name} must be [time, *batch]; got a scalar."
-                )
+            _checks.min_rank(value, 1, name, where, "[time, *batch]")
             candidates.append((name, jnp.shape(value)[0]))
     if length is not None:
-        candidates.append(("length", int(length)))
+        candidates.append(("length", length))
     if not candidates:
-        raise ValueError(
-            "masked_scan: cannot tell the number of steps: xs is empty and neither "
-            "mask, resets nor length is given."
+        _checks.fail(
+            where,
+            "cannot tell the number of steps: xs is empty and neither mask, resets "
+            "nor length is given.",
         )
-    sizes = {size for _, size in candidates}
-    if len(sizes) > 1:
+    if len({size for _, size in candidates}) > 1:
         listing = ", ".join(f"{name}: {size}" for name, size in candidates)
-        raise ValueError(
-            "masked_scan: the time axis (leading axis) must have one size across "
-            f"xs, mask, resets and length; got {listing}."
+        _checks.fail(
+            where,
+            "the time axis (leading axis) must have one size across xs, mask, "
+            f"resets and length; got {listing}.",
         )
     return int(candidates[0][1])
 
 
-def _as_step_mask(value, name: str, time: int):
-    value = jnp.asarray(value)
-    if value.dtype != jnp.bool_:
-        raise TypeError(
-            f"masked_scan: {name} must be a boolean array [time, *batch]; got dtype "
-            f"{value.dtype}. Use `{name} != 0` to convert."
-        )
-    if value.shape[0] != time:
-        raise ValueError(
-            f"masked_scan: {name} must have {time} steps on its leading axis; got "
-            f"shape {tuple(value.shape)}."
-        )
-    return value
-
-
-def _check_batch_prefix(tree, batch_shape, name: str, *, skip: int) -> None:
-    """Every leaf must be ``[*skipped, *batch_shape, ...]``."""
-    n = len(batch_shape)
-    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-        shape = tuple(jnp.shape(leaf))
-        if shape[skip : skip + n] != tuple(batch_shape):
-            where = "after the time axis " if skip else ""
-            raise ValueError(
-                f"masked_scan: {name}{jax.tree_util.keystr(path)} has shape {shape}; "
-                f"its leading axes {where}must be the batch shape "
-                f"{tuple(batch_shape)} of the mask, so that the mask can select "
-                "per row. Give every leaf the batch axes (broadcast it first)."
+def _step_flags(init, xs, mask, resets):
+    """``mask`` and ``resets`` checked: boolean ``[time, *batch]``, one shape,
+    the batch axes leading every leaf of ``init`` and (after time) ``xs``."""
+    where = "masked_scan"
+    if mask is not None:
+        mask = _checks.bool_array(mask, "mask", where)
+    if resets is not None:
+        resets = _checks.bool_array(resets, "resets", where)
+        if mask is not None and resets.shape != mask.shape:
+            _checks.fail(
+                where,
+                f"resets must have the shape of mask {tuple(mask.shape)}; got "
+                f"{tuple(resets.shape)}.",
             )
+    flags = mask if mask is not None else resets
+    if flags is not None:
+        _checks.leading_axes(init, flags.shape[1:], "init", where)
+        _checks.leading_axes(xs, flags.shape[1:], "xs", where, skip=1)
+    return mask, resets
 
 
-def _broadcast_like(tree, like):
-    try:
-        return jax.tree.map(
-            lambda a, b: _sharding.shard_like(
-                jnp.broadcast_to(jnp.asarray(a, jnp.result_type(b)), b.shape), b
-            ),
-            tree,
-            like,
-        )
-    except (ValueError, TypeError) as error:
-        raise ValueError(
-            "masked_scan: reset_to must have the structure of init "
-            f"({jax.tree.structure(like)}) with leaves that broadcast to init's "
-            f"leaves; got {jax.tree.structure(tree)} with shapes "
-            f"{[np.shape(x) for x in jax.tree.leaves(tree)]}: {error}"
-        ) from None
-
-
-def _check_carry(new_carry, carry) -> None:
-    new_def, old_def = jax.tree.structure(new_carry), jax.tree.structure(carry)
-    if new_def != old_def:
-        raise TypeError(
-            "masked_scan: f must return a carry with the structure of its input "
-            f"carry; got {new_def}, expected {old_def}."
-        )
-    problems = []
-    for (path, new), old in zip(
-        jax.tree_util.tree_leaves_with_path(new_carry),
-        jax.tree.leaves(carry),
-        strict=True,
-    ):
-        new_type = (tuple(jnp.shape(new)), jnp.result_type(new))
-        old_type = (tuple(jnp.shape(old)), jnp.result_type(old))
-        if new_type != old_type:
-            problems.append(
-                f"  carry{jax.tree_util.keystr(path)}: f returned "
-                f"{new_type[1]}{list(new_type[0])}, the carry is "
-                f"{old_type[1]}{list(old_type[0])}"
-            )
-    if problems:
-        raise TypeError(
-            "masked_scan: f must return a carry with the shapes and dtypes of its "
-            "input carry:\n"
-            + "\n".join(problems)
-            + "\nCast inside f (e.g. `.astype(carry.dtype)`) or build init with the "
-            "dtype f computes in."
-        )
+def _fit_reset_to(reset_to, init, where: str):
+    """``reset_to`` broadcast to ``init``'s leaves and laid out like them."""
+    expected = jax.tree.map(
+        lambda leaf: jax.ShapeDtypeStruct(jnp.shape(leaf), jnp.result_type(leaf)), init
+    )
+    fitted = _checks.broadcast_tree_like(
+        reset_to, expected, "reset_to", where, expected_from="init", error=ValueError
+    )
+    return jax.tree.map(_sharding.shard_like, fitted, init)

@@ -1,0 +1,311 @@
+"""One cell over a padded batch: the machinery behind the recurrent layers.
+
+:func:`seqmask.rnn`, :func:`seqmask.bidirectional`, :func:`seqmask.stacked`
+and :func:`seqmask.carry.rnn_with_carries` share it. A layer call
+:func:`prepare` s its sequence once (checks, mask from ``mask`` or
+``lengths``, time-major layout, padded inputs zeroed) and :func:`run` s a
+cell over it, once or once per direction. :func:`run` checks the cell's
+parameters and carries, then scans: a cell that declares a linear
+recurrence runs as one linear scan over its projected inputs, any other
+cell step by step (its input projection hoisted out of the loop or not).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from seqmask import _checks, _scanning, _sharding
+from seqmask._masking import zero_padding
+from seqmask.cells import Cell
+from seqmask.masks import resolve_mask
+
+Params = Any
+Carry = Any
+
+
+class Prepared(NamedTuple):
+    """A checked sequence, time-major, zero at padded steps."""
+
+    xs: jax.Array  # [time, *batch, features]
+    mask: jax.Array | None  # [time, *batch]
+    resets: jax.Array | None  # [time, *batch]
+    batch_shape: tuple[int, ...]
+    time_major: bool  # the caller's layout, which outputs return to
+
+    def restore(self, ys):
+        """Outputs ``[time, *batch, ...]`` in the caller's layout."""
+        if self.time_major:
+            return ys
+        n_batch = len(self.batch_shape)
+        return jax.tree.map(lambda y: jnp.moveaxis(y, 0, n_batch), ys)
+
+
+class Options(NamedTuple):
+    """How the time loop runs (checked): see :func:`seqmask.rnn`."""
+
+    unroll: int | bool = 1
+    remat: int | bool = False
+    hoist: bool | None = None
+
+
+def check_cell(cell, where: str, name: str = "cell") -> Cell:
+    return _checks.instance(
+        cell,
+        Cell,
+        name,
+        where,
+        expected="a seqmask.cells.Cell (e.g. seqmask.cells.lstm(128))",
+    )
+
+
+def options(unroll, remat, hoist, where: str) -> Options:
+    return Options(
+        unroll=_checks.flag_or_int(unroll, "unroll", where),
+        remat=_checks.flag_or_int(remat, "remat", where),
+        hoist=None if hoist is None else _checks.flag(hoist, "hoist", where),
+    )
+
+
+def prepare(xs, *, mask, lengths, resets, time_major, where: str) -> Prepared:
+    """Check a layer's sequence and bring it to the layout the scans use."""
+    time_major = _checks.flag(time_major, "time_major", where)
+    xs = _checks.floating_array(
+        xs, "xs", where, hint=" Embed integer tokens first (e.g. a lookup table)."
+    )
+    layout_name = "[time, *batch]" if time_major else "[*batch, time]"
+    _checks.min_rank(xs, 2, "xs", where, f"{layout_name[:-1]}, features]")
+    batch_shape = tuple(xs.shape[1:-1] if time_major else xs.shape[:-2])
+    time = xs.shape[0 if time_major else -2]
+    layout = (time, *batch_shape) if time_major else (*batch_shape, time)
+    mask = resolve_mask(
+        xs, mask=mask, lengths=lengths, time_major=time_major, name=where
+    )
+    if mask is not None:
+        mask = _checks.bool_array(mask, "mask", where, shape=layout, layout=layout_name)
+    if resets is not None:
+        resets = _checks.bool_array(
+            resets, "resets", where, shape=layout, layout=layout_name
+        )
+    if not time_major:
+        n_batch = len(batch_shape)
+        xs = jnp.moveaxis(xs, n_batch, 0)
+        mask = None if mask is None else jnp.moveaxis(mask, -1, 0)
+        resets = None if resets is None else jnp.moveaxis(resets, -1, 0)
+    if mask is not None:
+        # Select before the input projection: NaN at a padded step would
+        # otherwise reach the kernel's gradient as NaN * 0. One select over
+        # the sequence, so the scan skips its per-step input select.
+        xs = zero_padding(mask, xs)
+    return Prepared(xs, mask, resets, batch_shape, time_major)
+
+
+def rnn(
+    cell,
+    params,
+    xs,
+    *,
+    mask,
+    lengths,
+    initial_carry,
+    resets,
+    reset_to,
+    reverse,
+    time_major,
+    options: Options,
+    where: str,
+):
+    """:func:`seqmask.rnn` (``options`` checked), for the public ``where``."""
+    check_cell(cell, where)
+    reverse = _checks.flag(reverse, "reverse", where)
+    seq = prepare(
+        xs,
+        mask=mask,
+        lengths=lengths,
+        resets=resets,
+        time_major=time_major,
+        where=where,
+    )
+    final_carry, ys = run(
+        cell,
+        params,
+        seq,
+        initial_carry=initial_carry,
+        reset_to=reset_to,
+        reverse=reverse,
+        options=options,
+        where=where,
+    )
+    return final_carry, seq.restore(ys)
+
+
+def run(
+    cell: Cell,
+    params,
+    seq: Prepared,
+    *,
+    initial_carry,
+    reset_to,
+    reverse: bool,
+    options: Options,
+    where: str,
+    name: str = "params",
+):
+    """``cell`` over a prepared sequence: ``(final_carry, ys)``, ys time-major."""
+    if cell.check_params is not None:
+        cell.check_params(params, where, seq.xs.shape[-1], name)
+    default = cell.initial_carry(params, seq.batch_shape)
+    carry = _fit(initial_carry, default, "initial_carry", where)
+    reset_to = (
+        None if seq.resets is None else _fit(reset_to, default, "reset_to", where)
+    )
+    # Under explicit mesh axes a carry built here (zeros, a broadcast learned
+    # state) is replicated, and a replicated scan carry all-gathers the
+    # batch at every step: lay carries out like the batch of the inputs.
+    batch_axes = tuple(range(1, 1 + len(seq.batch_shape)))
+    carry = _sharding.shard_like_batch(carry, seq.xs, batch_axes)
+    if reset_to is not None:
+        reset_to = _sharding.shard_like_batch(reset_to, seq.xs, batch_axes)
+    if cell.linear is not None:
+        return _run_linear(cell, params, seq, carry, reset_to, reverse, where)
+    return _run_steps(cell, params, seq, carry, reset_to, reverse, options, where)
+
+
+def _fit(given, default, name: str, where: str):
+    """``given`` checked against the cell's carry and broadcast to it."""
+    if given is None:
+        return default
+    return _checks.broadcast_tree_like(
+        given,
+        default,
+        name,
+        where,
+        expected_from="the cell's carry for this batch",
+        hint=" Leaves must have the carry's dtype and broadcast to its shape "
+        "([*batch, ...]).",
+        dtype_error=TypeError,
+    )
+
+
+def _run_linear(cell: Cell, params, seq: Prepared, carry, reset_to, reverse, where):
+    """A cell that declares ``h = a * h + b``: one linear scan over its
+    projected inputs, in the dtype the projection accumulates in."""
+    linear, project = cell.linear, cell.project_inputs
+    assert linear is not None
+    if project is None or cell.apply_projected is None or not _is_array(carry):
+        _checks.fail(
+            where,
+            f"the cell {cell.name!r} declares a linear recurrence, which needs "
+            "project_inputs, apply_projected and a carry that is one array.",
+            TypeError,
+        )
+    projected = project(params, seq.xs)
+    step = jax.ShapeDtypeStruct(projected.shape[1:], projected.dtype)
+    _, y = jax.eval_shape(cell.apply_projected, params, carry, step)
+    acc = projected.dtype
+    init = carry.astype(acc)
+    reset_to = init if reset_to is None else reset_to.astype(acc)
+    if linear.log_coefficients is not None:
+        log_a, log_b = linear.log_coefficients(params, projected)
+        final, hs = _scanning.log_linear(
+            log_a, log_b, seq.mask, seq.resets, init, reset_to, reverse=reverse
+        )
+    else:
+        a, b = linear.coefficients(params, projected)
+        final, hs = _scanning.linear(
+            a,
+            b,
+            seq.mask,
+            seq.resets,
+            init,
+            reset_to,
+            reverse=reverse,
+            method=linear.method,
+        )
+    return final.astype(carry.dtype), hs.astype(y.dtype)
+
+
+def _is_array(x) -> bool:
+    return hasattr(x, "shape") and hasattr(x, "dtype")
+
+
+def _run_steps(cell, params, seq: Prepared, carry, reset_to, reverse, options, where):
+    """The step-by-step scan, the input projection hoisted or per step."""
+    hoist = options.hoist
+    if hoist is None:
+        # Per step only on a single CPU device: with several devices the
+        # per-step projection accumulates the kernel gradient inside the loop,
+        # where XLA gathers the sharded batch at every step.
+        hoist = jax.default_backend() != "cpu" or jax.device_count() > 1
+    project, apply_projected = cell.project_inputs, cell.apply_projected
+    if hoist and project is not None and apply_projected is not None:
+        inputs = project(params, seq.xs)
+
+        def step(c, x):
+            return apply_projected(params, c, x)
+
+    else:
+        inputs = seq.xs
+
+        def step(c, x):
+            return cell.apply(params, c, x)
+
+    scan = dict(reverse=reverse, unroll=options.unroll, where=where)
+    if options.remat is True or options.remat is False:
+        if options.remat:
+            step = jax.checkpoint(step)
+        return _scanning.masked(
+            step,
+            carry,
+            inputs,
+            seq.mask,
+            seq.resets,
+            reset_to,
+            pad_value=0,
+            length=seq.xs.shape[0],
+            select_inputs=False,  # prepare zeroed the padded inputs
+            **scan,
+        )
+    return _chunked(step, carry, inputs, seq, reset_to, chunk=options.remat, **scan)
+
+
+def _chunked(step, carry, inputs, seq: Prepared, reset_to, *, chunk, **scan):
+    """The masked scan over chunks of ``chunk`` steps, each chunk checkpointed.
+
+    The time axis is padded to a multiple of ``chunk`` with masked-out steps:
+    padded steps carry the state through, so the padding changes nothing.
+    """
+    steps = seq.xs.shape[0]
+    mask = seq.mask
+    if mask is None:
+        mask = jnp.ones((steps, *seq.batch_shape), jnp.bool_)
+    chunks = -(-steps // chunk)
+    pad = chunks * chunk - steps
+
+    def split(x):
+        x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
+        return x.reshape(chunks, chunk, *x.shape[1:])
+
+    chunked = jax.tree.map(split, (inputs, mask, seq.resets))
+
+    @jax.checkpoint
+    def run_chunk(c, chunk_inputs):
+        x, m, r = chunk_inputs
+        return _scanning.masked(
+            step,
+            c,
+            x,
+            m,
+            r,
+            reset_to,
+            pad_value=0,
+            length=chunk,
+            select_inputs=False,  # prepare zeroed the padded inputs
+            **scan,
+        )
+
+    final_carry, ys = jax.lax.scan(run_chunk, carry, chunked, reverse=scan["reverse"])
+    ys = jax.tree.map(lambda y: y.reshape(chunks * chunk, *y.shape[2:])[:steps], ys)
+    return final_carry, ys

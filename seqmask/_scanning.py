@@ -1,0 +1,328 @@
+"""The scan loops of seqmask, without argument checks.
+
+:mod:`seqmask.scan` checks the arguments of ``masked_scan`` and
+``linear_scan`` and runs these loops; the layers (:mod:`seqmask.layers`,
+:mod:`seqmask.carry`) check their own arguments once per call, resolve the
+mask and zero the padded inputs once, and run the same loops: the masked
+scan without its per-step input select (``select_inputs=False``), and the
+linear recurrences of cells that declare one, in linear or in log space.
+Every per-row select is :mod:`seqmask._masking`'s.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from seqmask import _checks
+from seqmask._masking import where_rows, where_rows_in_scan, where_rows_tree
+
+# --------------------------------------------------------------------------
+# The masked scan
+
+
+def masked(
+    f,
+    init,
+    xs,
+    mask,
+    resets,
+    reset_to,
+    *,
+    reverse: bool,
+    unroll,
+    pad_value,
+    length: int,
+    select_inputs: bool,
+    where: str,
+):
+    """DESIGN.md's masked scan loop; ``reset_to`` broadcast like ``init``.
+
+    With ``select_inputs=False`` the inputs at padded steps reach ``f`` as
+    given: for callers that zeroed them over the whole sequence already (one
+    select instead of one kernel a step).
+    """
+    if mask is None and resets is None:
+        return jax.lax.scan(f, init, xs, length=length, reverse=reverse, unroll=unroll)
+    batch_shape = tuple((mask if mask is not None else resets).shape[1:])
+
+    def body(carry, inputs):
+        x, step_mask, step_reset = inputs
+        if step_reset is not None:
+            carry = where_rows_tree(step_reset, reset_to, carry, in_scan=True)
+        if step_mask is not None and select_inputs:
+            x = jax.tree.map(
+                lambda v: where_rows_in_scan(step_mask, v, jnp.zeros((), v.dtype)), x
+            )
+        new_carry, y = f(carry, x)
+        _checks.tree_like(
+            new_carry,
+            carry,
+            "carry",
+            where,
+            expected_from="the step function must return a carry like its input",
+            hint=" Cast inside the step function (e.g. `.astype(carry.dtype)`) or "
+            "start from a carry of the dtype it computes in.",
+            error=TypeError,
+        )
+        if step_mask is None:
+            return new_carry, y
+        _checks.leading_axes(y, batch_shape, "the step's output", where)
+        new_carry = where_rows_tree(step_mask, new_carry, carry, in_scan=True)
+        y = jax.tree.map(
+            lambda v: where_rows_in_scan(step_mask, v, jnp.asarray(pad_value, v.dtype)),
+            y,
+        )
+        return new_carry, y
+
+    return jax.lax.scan(
+        body, init, (xs, mask, resets), length=length, reverse=reverse, unroll=unroll
+    )
+
+
+# --------------------------------------------------------------------------
+# Linear recurrences h_t = a_t * h_{t-1} + b_t
+
+
+def scan_method(method: str) -> str:
+    """``"auto"``: sequential on CPU, associative on accelerators (the
+    associative form does ``O(T log T)`` work for ``O(log T)`` depth, which
+    only parallel hardware turns into speed; see benchmarks/README.md)."""
+    if method != "auto":
+        return method
+    return "sequential" if jax.default_backend() == "cpu" else "associative"
+
+
+def linear(
+    a, b, mask, resets, init, reset_to, *, reverse: bool, method: str, use_init=True
+):
+    """``(final, hs)`` of the masked linear recurrence.
+
+    ``a`` broadcasts to ``b`` ``[time, *batch, ...]``; ``init`` and
+    ``reset_to`` are ``b.shape[1:]`` in ``b``'s dtype (``reset_to`` is used
+    only with ``resets``). Without ``use_init`` the state starts at zero
+    (``init`` must be zeros then): the associative form skips the product
+    with ``init``, which keeps an overflowed prefix (inf * 0) out.
+    """
+    if b.shape[0] == 0:
+        return init, b
+    if scan_method(method) == "associative":
+        return _associative(
+            a, b, mask, resets, init, reset_to, reverse=reverse, use_init=use_init
+        )
+    # masked scans need the batch axes on every input; a narrow `a` keeps its
+    # size-1 feature axes.
+    flags = mask if mask is not None else resets
+    if flags is not None:
+        expanded = flags.shape + (1,) * (a.ndim - flags.ndim)
+        a = jnp.broadcast_to(a, tuple(np.broadcast_shapes(expanded, a.shape)))
+
+    def step(h, inputs):
+        a_t, b_t = inputs
+        h = a_t * h + b_t
+        return h, h
+
+    return masked(
+        step,
+        init,
+        (a, b),
+        mask,
+        resets,
+        reset_to,
+        reverse=reverse,
+        unroll=1,
+        pad_value=0,
+        length=b.shape[0],
+        select_inputs=True,
+        where="linear_scan",
+    )
+
+
+# Jitted so that eager calls compile the O(log T) levels once instead of
+# dispatching each slice of them; under an outer jit it is inlined.
+@functools.partial(jax.jit, static_argnames=("reverse", "use_init"))
+def _associative(a, b, mask, resets, init, reset_to, *, reverse: bool, use_init: bool):
+    hs = _linear_states(
+        a, b, mask, resets, init if use_init else None, reset_to, reverse
+    )
+    final = hs[0] if reverse else hs[-1]
+    if mask is not None:
+        hs = where_rows(mask, hs, jnp.zeros((), hs.dtype))
+    return final, hs
+
+
+def _linear_states(a, b, mask, resets, init, reset_to, reverse: bool):
+    """The state after every step, padded steps included (carried through)."""
+    # Select before combining: a padded step's entries never reach an
+    # arithmetic op, so NaN there cannot leak into values or gradients.
+    if mask is not None:
+        a = where_rows(mask, a, jnp.ones((), a.dtype))
+        b = where_rows(mask, b, jnp.zeros((), b.dtype))
+    if resets is not None:
+        # The state becomes reset_to before the step: h_t = a_t * r + b_t, a
+        # constant map. A padded reset step has a = 1, b = 0 here: h_t = r.
+        b = where_rows(resets, a * reset_to[None] + b, b)
+        a = where_rows(resets, jnp.zeros((), a.dtype), a)
+    prefix_a, prefix_b = jax.lax.associative_scan(
+        _compose_affine, (a, b), reverse=reverse
+    )
+    if init is None:
+        return prefix_b
+    return prefix_a * init[None] + prefix_b
+
+
+def _compose_affine(first, second):
+    """The map ``h -> a2 * (a1 * h + b1) + b2``: ``first`` applied, then ``second``."""
+    a1, b1 = first
+    a2, b2 = second
+    return a1 * a2, a2 * b1 + b2
+
+
+# --------------------------------------------------------------------------
+# The same recurrence with positive coefficients, summed in log space
+
+# Stands for log(0) in the log-space scan. A finite value keeps every
+# intermediate finite (no inf - inf, no derivative of log at 0): exp of it,
+# and of sums of it with anything the scan adds, is exactly 0 in float32 and
+# float64, so it behaves as -inf.
+_LOG_ZERO = -1e4
+
+
+def log_linear(log_a, log_b, mask, resets, init, reset_to, *, reverse: bool):
+    r"""``h_t = exp(log_a_t) h_{t-1} + exp(log_b_t)`` with the sums in log space.
+
+    The log-space form of :func:`linear` for positive coefficients and
+    inputs (Feng et al. 2024, "Were RNNs All We Needed?", section 3.3). The
+    prefix maps are composed as :math:`(\alpha_1, \beta_1) \circ (\alpha_2,
+    \beta_2) = (\alpha_1 + \alpha_2, \operatorname{logaddexp}(\alpha_2 +
+    \beta_1, \beta_2))`, where :math:`\alpha = \log a`, :math:`\beta = \log b`.
+    Unlike the paper, the initial state and the reset state stay out of the
+    logarithm: with the prefix :math:`(A_t, B_t)` and :math:`C_t` (the product
+    of the coefficients since the last reset, 0 before one, kept in linear
+    space: it lies in [0, 1] for coefficients up to 1),
+    :math:`h_t = e^{A_t} h_0 + e^{B_t} + C_t r`. So ``init`` and
+    ``reset_to`` may be zero or negative and their gradients stay finite. A
+    reset is :math:`\alpha = \log 0`, which the paper's cumsum/logcumsumexp
+    form cannot express (and whose long cumulative sum loses float32
+    precision); the associative form has neither problem. Derivatives
+    (forward and reverse mode) come from a JVP rule that runs the tangent
+    recurrence in linear space.
+
+    ``log_a`` and ``log_b`` have one shape and floating dtype (computed in
+    float32 when narrower); ``init`` and ``reset_to`` are ``log_b.shape[1:]``.
+    Returns ``(final, hs)`` as :func:`linear`, in the dtype of ``log_b``.
+    """
+    if log_b.shape[0] == 0:
+        return init, log_b
+    dtype = log_b.dtype
+    # _LOG_ZERO summed over many steps overflows narrower floats.
+    wide = dtype if jnp.finfo(dtype).bits >= 32 else jnp.dtype(jnp.float32)
+    final, hs = _associative_log(
+        *(x.astype(wide) for x in (log_a, log_b)),
+        mask,
+        resets,
+        *(x.astype(wide) for x in (init, reset_to)),
+        reverse=reverse,
+    )
+    return final.astype(dtype), hs.astype(dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("reverse",))
+def _associative_log(log_a, log_b, mask, resets, init, reset_to, *, reverse: bool):
+    hs = _log_linear_states(log_a, log_b, mask, resets, init, reset_to, reverse)
+    final = hs[0] if reverse else hs[-1]
+    if mask is not None:
+        hs = where_rows(mask, hs, jnp.zeros((), hs.dtype))
+    return final, hs
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(6,))
+def _log_linear_states(log_a, log_b, mask, resets, init, reset_to, reverse):
+    """:func:`_linear_states` for ``a = exp(log_a)``, ``b = exp(log_b)``."""
+    log_zero = jnp.asarray(_LOG_ZERO, log_b.dtype)
+    log_a, log_b = _select_log_coefficients(log_a, log_b, mask)
+    if resets is None:
+        prefix_a, prefix_b = jax.lax.associative_scan(
+            _compose_log_affine, (log_a, log_b), reverse=reverse
+        )
+        return jnp.exp(prefix_a) * init[None] + jnp.exp(prefix_b)
+    # The reset state enters through its own channel: its coefficient is a_t
+    # at a valid reset step and 1 at a padded one.
+    reset_coefficient = where_rows(resets, jnp.exp(log_a), jnp.zeros((), log_a.dtype))
+    log_a = where_rows(resets, log_zero, log_a)
+    prefix_a, prefix_b, prefix_c = jax.lax.associative_scan(
+        _compose_log_affine_with_reset,
+        (log_a, log_b, reset_coefficient),
+        reverse=reverse,
+    )
+    return (
+        jnp.exp(prefix_a) * init[None] + jnp.exp(prefix_b) + prefix_c * reset_to[None]
+    )
+
+
+@_log_linear_states.defjvp
+def _log_linear_states_jvp(reverse, primals, tangents):
+    """The tangent is itself a linear recurrence, run in linear space.
+
+    Differentiating ``h_t = a_t h'_{t-1} + b_t`` (``h'`` the state before
+    step ``t``: ``reset_to`` at a reset) gives ``dh_t = a_t dh'_{t-1} +
+    (a_t d(log a_t) h'_{t-1} + b_t d(log b_t))``: a :func:`_linear_states`
+    scan whose coefficients lie in [0, 1], so it needs no logarithms. Its
+    transpose is a far smaller program than the transpose of the log-space
+    combine, which is what makes reverse mode cheap to compile here.
+    """
+    log_a, log_b, mask, resets, init, reset_to = primals
+    d_log_a, d_log_b, _, _, d_init, d_reset_to = tangents
+    hs = _log_linear_states(log_a, log_b, mask, resets, init, reset_to, reverse)
+    log_a, log_b = _select_log_coefficients(log_a, log_b, mask)
+    a, b = jnp.exp(log_a), jnp.exp(log_b)
+    if reverse:
+        before = jnp.concatenate([hs[1:], init[None]])
+    else:
+        before = jnp.concatenate([init[None], hs[:-1]])
+    if resets is not None:
+        before = where_rows(resets, reset_to[None], before)
+    d_inputs = a * d_log_a * before + b * d_log_b
+    d_hs = _linear_states(a, d_inputs, mask, resets, d_init, d_reset_to, reverse)
+    return hs, d_hs
+
+
+def _select_log_coefficients(log_a, log_b, mask):
+    """A padded step is the identity map: log a = 0, log b = log 0."""
+    if mask is None:
+        return log_a, log_b
+    return (
+        where_rows(mask, log_a, jnp.zeros((), log_a.dtype)),
+        where_rows(mask, log_b, jnp.asarray(_LOG_ZERO, log_b.dtype)),
+    )
+
+
+def _compose_log_affine(first, second):
+    """:func:`_compose_affine` on ``(log a, log b)``."""
+    log_a1, log_b1 = first
+    log_a2, log_b2 = second
+    return log_a1 + log_a2, _log_add(log_a2 + log_b1, log_b2)
+
+
+def _compose_log_affine_with_reset(first, second):
+    """Also carries the reset state's coefficient ``c`` (linear, in [0, 1])."""
+    log_a1, log_b1, c1 = first
+    log_a2, log_b2, c2 = second
+    return (
+        log_a1 + log_a2,
+        _log_add(log_a2 + log_b1, log_b2),
+        jnp.exp(log_a2) * c1 + c2,
+    )
+
+
+def _log_add(x, y):
+    """``log(exp(x) + exp(y))`` for finite ``x``, ``y``.
+
+    Fewer operations than ``jnp.logaddexp``, which also handles infinities
+    that the scan never produces; at ``x == y`` the derivative is 1/2 each
+    (``max`` splits ties, ``abs'(0) = 0``).
+    """
+    return jnp.maximum(x, y) + jnp.log1p(jnp.exp(-jnp.abs(x - y)))

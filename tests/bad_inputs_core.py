@@ -1,0 +1,1578 @@
+"""Bad inputs to the core: scans, cells, layers, masks and carries.
+
+Each case makes one plausible mistake and names the exception type and the
+words its message must hold (the public function, the argument, the bound
+or what was expected). Value mistakes (lengths, dropout rates) also run
+traced under ``jit`` and must be reported by ``checkify``. The cases marked
+*silent* returned a wrong answer without any error before these checks:
+lengths outside the time axis (clipped), an LSTM carry in Flax's ``(c, h)``
+order or without its batch axes (unpacked or broadcast), parameters of
+another cell whose shapes happen to fit.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from bad_inputs_common import Case
+
+import seqmask
+from seqmask import cells, masks
+from seqmask.carry import (
+    reset,
+    rnn_with_carries,
+    truncated_bptt_step,
+    truncated_value_and_grad,
+)
+
+B, T, IN, H = 2, 5, 3, 4
+XS = np.linspace(-1.0, 1.0, B * T * IN, dtype=np.float32).reshape(B, T, IN)
+XS_TM = np.ascontiguousarray(np.swapaxes(XS, 0, 1))
+MASK = np.ones((B, T), bool)
+LENGTHS = np.array([T, 2], np.int32)
+TOO_LONG = np.array([T + 1, 2], np.int32)
+NEGATIVE = np.array([3, -1], np.int32)
+
+
+def random_params(cell, input_size=IN, seed=0):
+    """The cell's parameters, drawn in NumPy (no initialiser compiles)."""
+    shapes = jax.eval_shape(lambda key: cell.init(key, input_size), jax.random.key(0))
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(
+        lambda s: (0.3 * rng.normal(size=s.shape)).astype(s.dtype), shapes
+    )
+
+
+LSTM, GRU, RNN = cells.lstm(H), cells.gru(H), cells.simple_rnn(H)
+MIN_GRU, MIN_LSTM = cells.min_gru(H), cells.min_lstm(H)
+LEARNED = cells.learnable_initial_state(cells.lstm(H))
+P_LSTM, P_GRU, P_RNN = (random_params(c) for c in (LSTM, GRU, RNN))
+P_MIN_GRU, P_MIN_LSTM = random_params(MIN_GRU), random_params(MIN_LSTM)
+P_LEARNED = random_params(LEARNED)
+P_LSTM8 = random_params(cells.lstm(8))
+P_BI = {"forward": P_LSTM, "backward": P_LSTM}
+P_STACK = [P_GRU, random_params(GRU, H)]
+H0 = np.zeros((B, H), np.float32)
+LSTM_CARRY = cells.LSTMCarry(h=H0, c=H0)
+X = XS[:, 0]
+KEY = jax.random.key(0)
+
+
+def _ok_step(c, x):
+    return c + x, c
+
+
+def _bf16_step(c, x):
+    return (c + x).astype(jnp.bfloat16), c
+
+
+def _grow_step(c, x):
+    return jnp.concatenate([c, x], -1), c
+
+
+INIT = np.zeros((B, IN), np.float32)
+
+
+def case(id, call, error, *words, traced=None):
+    return Case(id, call, error, words, traced)
+
+
+def _lengths_case(id, where, fn, bad, bound=T):
+    """A lengths mistake, eager and traced: ``fn(lengths)``."""
+    return case(
+        id,
+        lambda: fn(bad),
+        ValueError,
+        rf"^{where}",
+        "lengths",
+        rf"\[0, {bound}\]",
+        traced=(fn, (bad,)),
+    )
+
+
+CASES: list[Case] = []
+
+# --- masked_scan ---
+CASES += [
+    case(
+        "masked_scan-f-none",
+        lambda: seqmask.masked_scan(None, INIT, XS_TM),
+        TypeError,
+        "^masked_scan",
+        "f must be a function",
+    ),
+    case(
+        "masked_scan-mask-int",
+        lambda: seqmask.masked_scan(_ok_step, INIT, XS_TM, MASK.T.astype(int)),
+        TypeError,
+        "^masked_scan",
+        "mask",
+        "boolean",
+    ),
+    case(
+        "masked_scan-mask-float",
+        lambda: seqmask.masked_scan(_ok_step, INIT, XS_TM, MASK.T * 1.0),
+        TypeError,
+        "^masked_scan",
+        "mask",
+        "boolean",
+    ),
+    case(
+        "masked_scan-resets-int",
+        lambda: seqmask.masked_scan(
+            _ok_step, INIT, XS_TM, MASK.T, resets=MASK.T.astype(np.int8)
+        ),
+        TypeError,
+        "^masked_scan",
+        "resets",
+        "boolean",
+    ),
+    case(
+        "masked_scan-mask-time",
+        lambda: seqmask.masked_scan(_ok_step, INIT, XS_TM, MASK.T[:-1]),
+        ValueError,
+        "^masked_scan",
+        "time axis",
+        "mask: 4",
+    ),
+    case(
+        "masked_scan-mask-batch-major",
+        lambda: seqmask.masked_scan(_ok_step, INIT, XS_TM, np.ones((T, T), bool)),
+        ValueError,
+        "^masked_scan",
+        "init",
+        "batch shape",
+    ),
+    case(
+        "masked_scan-resets-shape",
+        lambda: seqmask.masked_scan(
+            _ok_step, INIT, XS_TM, MASK.T, resets=np.ones((T, 3), bool)
+        ),
+        ValueError,
+        "^masked_scan",
+        "resets",
+        "shape of mask",
+    ),
+    case(
+        "masked_scan-init-batch",
+        lambda: seqmask.masked_scan(_ok_step, INIT[:1], XS_TM, MASK.T),
+        ValueError,
+        "^masked_scan",
+        "init",
+        r"batch shape \(2,\)",
+    ),
+    case(
+        "masked_scan-xs-batch",
+        lambda: seqmask.masked_scan(_ok_step, INIT, XS_TM[:, :1], MASK.T),
+        ValueError,
+        "^masked_scan",
+        "xs",
+        r"batch shape \(2,\)",
+    ),
+    case(
+        "masked_scan-carry-dtype",
+        lambda: seqmask.masked_scan(_bf16_step, INIT, XS_TM, MASK.T),
+        TypeError,
+        "^masked_scan",
+        "carry",
+        "bfloat16",
+        "float32",
+    ),
+    case(
+        "masked_scan-carry-shape",
+        lambda: seqmask.masked_scan(_grow_step, INIT, XS_TM, MASK.T),
+        TypeError,
+        "^masked_scan",
+        "carry",
+        r"\[2, 6\]",
+        r"\[2, 3\]",
+    ),
+    case(
+        "masked_scan-reset_to-structure",
+        lambda: seqmask.masked_scan(
+            _ok_step, INIT, XS_TM, MASK.T, resets=MASK.T, reset_to=(INIT, INIT)
+        ),
+        ValueError,
+        "^masked_scan",
+        "reset_to",
+        "structure",
+    ),
+    case(
+        "masked_scan-reset_to-shape",
+        lambda: seqmask.masked_scan(
+            _ok_step, INIT, XS_TM, MASK.T, resets=MASK.T, reset_to=np.zeros(4)
+        ),
+        ValueError,
+        "^masked_scan",
+        "reset_to",
+        "broadcasts",
+    ),
+    case(
+        "masked_scan-xs-scalar-leaf",
+        lambda: seqmask.masked_scan(_ok_step, INIT, {"x": np.float32(1.0)}),
+        ValueError,
+        "^masked_scan",
+        r"xs\['x'\]",
+        "axes",
+    ),
+    case(
+        "masked_scan-no-steps",
+        lambda: seqmask.masked_scan(_ok_step, INIT, None),
+        ValueError,
+        "^masked_scan",
+        "number of steps",
+    ),
+    case(
+        "masked_scan-unroll-zero",
+        lambda: seqmask.masked_scan(_ok_step, INIT, XS_TM, unroll=0),
+        ValueError,
+        "^masked_scan",
+        "unroll",
+    ),
+    case(
+        "masked_scan-unroll-float",
+        lambda: seqmask.masked_scan(_ok_step, INIT, XS_TM, unroll=2.0),
+        TypeError,
+        "^masked_scan",
+        "unroll",
+        "float",
+    ),
+    case(
+        "masked_scan-reverse-string",
+        lambda: seqmask.masked_scan(_ok_step, INIT, XS_TM, reverse="yes"),
+        TypeError,
+        "^masked_scan",
+        "reverse",
+        "True or False",
+    ),
+    case(
+        "masked_scan-length-negative",
+        lambda: seqmask.masked_scan(_ok_step, INIT, None, length=-1),
+        ValueError,
+        "^masked_scan",
+        "length",
+        "non-negative",
+    ),
+]
+
+# --- linear_scan ---
+A = np.full((T, B, H), 0.5, np.float32)
+BS = np.ones((T, B, H), np.float32)
+CASES += [
+    case(
+        "linear_scan-method",
+        lambda: seqmask.linear_scan(A, BS, method="parallel"),
+        ValueError,
+        "^linear_scan",
+        "method",
+        "associative",
+    ),
+    case(
+        "linear_scan-a-int",
+        lambda: seqmask.linear_scan(A.astype(int), BS),
+        TypeError,
+        "^linear_scan",
+        "a must be floating",
+    ),
+    case(
+        "linear_scan-dtypes",
+        lambda: seqmask.linear_scan(A.astype(np.float16), BS),
+        TypeError,
+        "^linear_scan",
+        "one dtype",
+        "float16",
+    ),
+    case(
+        "linear_scan-a-shape",
+        lambda: seqmask.linear_scan(A[:, :, :2], BS),
+        ValueError,
+        "^linear_scan",
+        "a must have the shape of b",
+    ),
+    case(
+        "linear_scan-a-scalar",
+        lambda: seqmask.linear_scan(np.float32(0.5), BS),
+        ValueError,
+        "^linear_scan",
+        "a must have at least 1 axes",
+    ),
+    case(
+        "linear_scan-mask-int",
+        lambda: seqmask.linear_scan(A, BS, mask=MASK.T.astype(int)),
+        TypeError,
+        "^linear_scan",
+        "mask",
+        "boolean",
+    ),
+    case(
+        "linear_scan-mask-batch-major",
+        lambda: seqmask.linear_scan(A, BS, mask=MASK),
+        ValueError,
+        "^linear_scan",
+        "mask",
+        r"\[time, \*batch\]",
+    ),
+    case(
+        "linear_scan-resets-vs-mask",
+        lambda: seqmask.linear_scan(A, BS, mask=MASK.T, resets=MASK.T[:, 0]),
+        ValueError,
+        "^linear_scan",
+        "resets",
+        "shape of mask",
+    ),
+    case(
+        "linear_scan-init-shape",
+        lambda: seqmask.linear_scan(A, BS, init=np.zeros((B, 3), np.float32)),
+        ValueError,
+        "^linear_scan",
+        "init",
+        r"\[2, 4\]",
+    ),
+    case(
+        "linear_scan-init-dtype",
+        lambda: seqmask.linear_scan(A, BS, init=np.zeros((B, H), np.float16)),
+        TypeError,
+        "^linear_scan",
+        "init",
+        "float16",
+    ),
+    case(
+        "linear_scan-reset_to-dtype",
+        lambda: seqmask.linear_scan(
+            A, BS, resets=MASK.T, reset_to=np.zeros(H, np.int32)
+        ),
+        TypeError,
+        "^linear_scan",
+        "reset_to",
+        "int32",
+    ),
+    case(
+        "linear_scan-reverse-int",
+        lambda: seqmask.linear_scan(A, BS, reverse=1),
+        TypeError,
+        "^linear_scan",
+        "reverse",
+    ),
+]
+
+# --- cells: hyperparameters and init ------------------------------------------
+for _name, _maker in (
+    ("simple_rnn", cells.simple_rnn),
+    ("lstm", cells.lstm),
+    ("gru", cells.gru),
+    ("min_gru", cells.min_gru),
+    ("min_lstm", cells.min_lstm),
+):
+    CASES += [
+        case(
+            f"{_name}-hidden_size-zero",
+            lambda m=_maker: m(0),
+            ValueError,
+            f"^{_name}",
+            "hidden_size",
+            "positive",
+        ),
+        case(
+            f"{_name}-hidden_size-float",
+            lambda m=_maker: m(4.0),
+            TypeError,
+            f"^{_name}",
+            "hidden_size",
+            "int",
+            "Pass 4",
+        ),
+        case(
+            f"{_name}.init-input_size-zero",
+            lambda m=_maker: m(H).init(KEY, 0),
+            ValueError,
+            rf"^{_name}\.init",
+            "input_size",
+            "positive",
+        ),
+        case(
+            f"{_name}.apply-params-none",
+            lambda m=_maker: m(H).apply(None, H0, X),
+            TypeError,
+            rf"^{_name}\.apply",
+            "params",
+            rf"{_name}\(4\)",
+            "None",
+        ),
+    ]
+CASES += [
+    case(
+        "min_gru-method",
+        lambda: cells.min_gru(H, method="parallel"),
+        ValueError,
+        "^min_gru",
+        "method",
+        "'auto'",
+    ),
+    case(
+        "min_lstm-log_space-string",
+        lambda: cells.min_lstm(H, log_space="yes"),
+        TypeError,
+        "^min_lstm",
+        "log_space",
+    ),
+    case(
+        "simple_rnn-activation-name",
+        lambda: cells.simple_rnn(H, activation="gelu"),
+        ValueError,
+        "^simple_rnn",
+        "activation",
+        "'relu'",
+    ),
+    case(
+        "simple_rnn-activation-number",
+        lambda: cells.simple_rnn(H, activation=3),
+        TypeError,
+        "^simple_rnn",
+        "activation",
+        "function",
+    ),
+    case(
+        "lstm-forget_bias-string",
+        lambda: cells.lstm(H, forget_bias="1"),
+        TypeError,
+        "^lstm",
+        "forget_bias",
+        "number",
+    ),
+]
+
+# --- cells: parameters of another cell -----------------------------------------
+CASES += [
+    case(
+        "lstm.apply-gru-params",
+        lambda: LSTM.apply(P_GRU, LSTM_CARRY, X),
+        ValueError,
+        r"^lstm\.apply",
+        r"lstm\(4\)",
+        "missing",
+        "look like gru\\(4\\)",
+    ),
+    case(
+        "gru.apply-lstm-params",
+        lambda: GRU.apply(P_LSTM, H0, X),
+        ValueError,
+        r"^gru\.apply",
+        "input_bias",
+        r"look like lstm\(4\)",
+    ),
+    case(
+        "lstm8.apply-lstm4-params",
+        lambda: cells.lstm(8).apply(P_LSTM, LSTM_CARRY, X),
+        ValueError,
+        r"^lstm\.apply",
+        r"lstm\(8\)",
+        r"\[3, 32\]",
+        r"look like lstm\(4\)",
+    ),
+    case(
+        "simple_rnn.apply-lstm-params",
+        lambda: RNN.apply(P_LSTM, H0, X),
+        ValueError,
+        r"^simple_rnn\.apply",
+        r"\[4, 4\]",
+        r"look like lstm\(4\)",
+    ),
+    case(
+        "min_gru.apply-min_lstm-params",
+        lambda: MIN_GRU.apply(P_MIN_LSTM, H0, X),
+        ValueError,
+        r"^min_gru\.apply",
+        r"\[3, 8\]",
+        r"min_lstm\(4\)",
+    ),
+    case(
+        "min_lstm.apply-lstm-params",
+        lambda: MIN_LSTM.apply(P_LSTM, H0, X),
+        ValueError,
+        r"^min_lstm\.apply",
+        "unexpected",
+        "recurrent_kernel",
+    ),
+    case(
+        "lstm.apply-missing-key",
+        lambda: LSTM.apply(
+            {k: v for k, v in P_LSTM.items() if k != "bias"}, LSTM_CARRY, X
+        ),
+        ValueError,
+        r"^lstm\.apply",
+        r"missing params\['bias'\]",
+    ),
+    case(
+        "lstm.apply-int-params",
+        lambda: LSTM.apply(
+            jax.tree.map(lambda p: p.astype(np.int32), P_LSTM), LSTM_CARRY, X
+        ),
+        TypeError,
+        r"^lstm\.apply",
+        "floating",
+        "int32",
+    ),
+    case(
+        "lstm.apply-mixed-dtypes",
+        lambda: LSTM.apply(
+            {**P_LSTM, "bias": P_LSTM["bias"].astype(np.float16)}, LSTM_CARRY, X
+        ),
+        TypeError,
+        r"^lstm\.apply",
+        r"params\['bias'\]",
+        "float16",
+    ),
+    case(
+        "lstm.apply-list-params",
+        lambda: LSTM.apply(list(P_LSTM.values()), LSTM_CARRY, X),
+        TypeError,
+        r"^lstm\.apply",
+        "params",
+        "dict",
+    ),
+    case(
+        "gru.initial_carry-lstm-params",
+        lambda: GRU.initial_carry(P_LSTM, (B,)),
+        ValueError,
+        r"^gru\.initial_carry",
+        r"look like lstm\(4\)",
+    ),
+    case(
+        "lstm.initial_carry-none",
+        lambda: LSTM.initial_carry(None, (B,)),
+        TypeError,
+        r"^lstm\.initial_carry",
+        "params",
+    ),
+    case(
+        "lstm.project_inputs-gru-params",
+        lambda: LSTM.project_inputs(P_GRU, XS),
+        ValueError,
+        r"^lstm\.project_inputs",
+        r"look like gru\(4\)",
+    ),
+    case(
+        "gru.apply_projected-lstm-params",
+        lambda: GRU.apply_projected(P_LSTM, H0, np.zeros((B, 3 * H), np.float32)),
+        ValueError,
+        r"^gru\.apply_projected",
+        r"look like lstm\(4\)",
+    ),
+]
+
+# --- cells: carries and inputs given directly ----------------------------------
+CASES += [
+    # silent: the old step unpacked (c, h) as (h, c)
+    case(
+        "lstm.apply-flax-order-tuple",
+        lambda: LSTM.apply(P_LSTM, (H0, H0 + 1), X),
+        ValueError,
+        r"^lstm\.apply",
+        "carry",
+        "structure",
+        "LSTMCarry",
+        r"\(c, h\)",
+    ),
+    # silent: the old step broadcast an unbatched carry over the batch
+    case(
+        "lstm.apply-carry-no-batch",
+        lambda: LSTM.apply(P_LSTM, cells.LSTMCarry(H0[0], H0[0]), X),
+        ValueError,
+        r"^lstm\.apply",
+        r"carry\.h",
+        r"\[2, 4\]",
+    ),
+    case(
+        "lstm.apply-carry-hidden",
+        lambda: LSTM.apply(P_LSTM, cells.LSTMCarry(H0[:, :3], H0[:, :3]), X),
+        ValueError,
+        r"^lstm\.apply",
+        r"carry\.c",
+        r"got float32\[2, 3\]",
+    ),
+    case(
+        "lstm.apply-carry-dtype",
+        lambda: LSTM.apply(
+            P_LSTM, jax.tree.map(lambda c: c.astype(jnp.bfloat16), LSTM_CARRY), X
+        ),
+        TypeError,
+        r"^lstm\.apply",
+        "carry",
+        "bfloat16",
+    ),
+    case(
+        "gru.apply-carry-batch",
+        lambda: GRU.apply(P_GRU, H0[:1], X),
+        ValueError,
+        r"^gru\.apply",
+        "carry",
+        r"batch shape \(2,\)",
+    ),
+    case(
+        "gru.apply-lstm-carry",
+        lambda: GRU.apply(P_GRU, LSTM_CARRY, X),
+        ValueError,
+        r"^gru\.apply",
+        "carry",
+        "structure",
+    ),
+    case(
+        "min_gru.apply-carry-hidden",
+        lambda: MIN_GRU.apply(P_MIN_GRU, H0[:, :2], X),
+        ValueError,
+        r"^min_gru\.apply",
+        "carry",
+        r"\[2, 4\]",
+    ),
+    case(
+        "simple_rnn.apply-int-inputs",
+        lambda: RNN.apply(P_RNN, H0, X.astype(np.int32)),
+        TypeError,
+        r"^simple_rnn\.apply",
+        "inputs",
+        "floating",
+        "embed",
+    ),
+    case(
+        "gru.apply-input-features",
+        lambda: GRU.apply(P_GRU, H0, XS[:, 0, :2]),
+        ValueError,
+        r"^gru\.apply",
+        "inputs",
+        r"\[\.\.\., 3\]",
+    ),
+    case(
+        "lstm.apply_projected-width",
+        lambda: LSTM.apply_projected(
+            P_LSTM, LSTM_CARRY, np.zeros((B, 3 * H), np.float32)
+        ),
+        ValueError,
+        r"^lstm\.apply_projected",
+        "projected",
+        r"\[\.\.\., 16\]",
+    ),
+    case(
+        "lstm.initial_carry-batch-float",
+        lambda: LSTM.initial_carry(P_LSTM, (2.5,)),
+        TypeError,
+        r"^lstm\.initial_carry",
+        "batch_shape",
+    ),
+    case(
+        "gru.initial_carry-batch-negative",
+        lambda: GRU.initial_carry(P_GRU, (-1,)),
+        ValueError,
+        r"^gru\.initial_carry",
+        "batch_shape",
+        "non-negative",
+    ),
+]
+
+# --- learnable_initial_state ---
+CASES += [
+    case(
+        "learnable_initial_state-not-a-cell",
+        lambda: cells.learnable_initial_state(lambda x: x),
+        TypeError,
+        "^learnable_initial_state",
+        "cell",
+        "seqmask.cells.Cell",
+    ),
+    case(
+        "learnable_initial_state-carry_init",
+        lambda: cells.learnable_initial_state(LSTM, carry_init="zeros"),
+        TypeError,
+        "^learnable_initial_state",
+        "carry_init",
+        "function",
+    ),
+    case(
+        "learnable_initial_state.apply-plain-params",
+        lambda: LEARNED.apply(P_LSTM, LSTM_CARRY, X),
+        ValueError,
+        r"^learnable_initial_state\(lstm\)\.apply",
+        "'cell'",
+        r"look like lstm\(4\)",
+    ),
+    case(
+        "learnable_initial_state.initial_carry-none",
+        lambda: LEARNED.initial_carry(None, (B,)),
+        TypeError,
+        r"^learnable_initial_state\(lstm\)\.initial_carry",
+        "params",
+    ),
+    case(
+        "learnable_initial_state.apply-inner-gru",
+        lambda: LEARNED.apply({**P_LEARNED, "cell": P_GRU}, LSTM_CARRY, X),
+        ValueError,
+        r"params\['cell'\]",
+        r"look like gru\(4\)",
+    ),
+    case(
+        "learnable_initial_state.apply-state-shape",
+        lambda: LEARNED.apply(
+            {**P_LEARNED, "initial_carry": LSTM_CARRY}, LSTM_CARRY, X
+        ),
+        ValueError,
+        r"params\['initial_carry'\]",
+        r"\[2, 4\]",
+    ),
+    case(
+        "learnable_initial_state.apply-carry-tuple",
+        lambda: LEARNED.apply(P_LEARNED, (H0, H0), X),
+        ValueError,
+        r"^learnable_initial_state\(lstm\)\.apply",
+        "carry",
+        "structure",
+    ),
+]
+
+
+# --- rnn ---
+def _rnn_lengths(lengths):
+    return seqmask.rnn(LSTM, P_LSTM, XS, lengths=lengths)
+
+
+def _rnn_lengths_time_major(lengths):
+    return seqmask.rnn(GRU, P_GRU, XS_TM, lengths=lengths, time_major=True)
+
+
+def _rnn_min_gru_lengths(lengths):
+    return seqmask.rnn(MIN_GRU, P_MIN_GRU, XS, lengths=lengths)
+
+
+CASES += [
+    # silent: lengths above the time axis were read as T, below zero as 0
+    _lengths_case("rnn-lengths-too-long", "rnn", _rnn_lengths, TOO_LONG),
+    _lengths_case("rnn-lengths-negative", "rnn", _rnn_lengths, NEGATIVE),
+    _lengths_case("rnn-lengths-time-major", "rnn", _rnn_lengths_time_major, TOO_LONG),
+    _lengths_case("rnn-min_gru-lengths", "rnn", _rnn_min_gru_lengths, TOO_LONG),
+    case(
+        "rnn-lengths-rows",
+        lambda: _rnn_lengths(np.array([9, 7], np.int32)),
+        ValueError,
+        "^rnn",
+        r"rows \[0, 1\]",
+        r"lengths \[9, 7\]",
+    ),
+    case(
+        "rnn-lengths-float",
+        lambda: _rnn_lengths(LENGTHS * 1.0),
+        TypeError,
+        "^rnn",
+        "lengths",
+        "integer",
+    ),
+    case(
+        "rnn-lengths-shape",
+        lambda: _rnn_lengths(np.array([1, 2, 3])),
+        ValueError,
+        "^rnn",
+        "lengths",
+        r"batch shape \(2,\)",
+    ),
+    case(
+        "rnn-cell-function",
+        lambda: seqmask.rnn(lambda x: x, P_LSTM, XS),
+        TypeError,
+        "^rnn",
+        "cell",
+        "seqmask.cells.Cell",
+    ),
+    case(
+        "rnn-mask-int",
+        lambda: seqmask.rnn(LSTM, P_LSTM, XS, mask=MASK.astype(int)),
+        TypeError,
+        "^rnn",
+        "mask",
+        "boolean",
+    ),
+    case(
+        "rnn-mask-time-major",
+        lambda: seqmask.rnn(LSTM, P_LSTM, XS, mask=MASK.T),
+        ValueError,
+        "^rnn",
+        "mask",
+        r"\(2, 5\)",
+    ),
+    case(
+        "rnn-mask-and-lengths",
+        lambda: seqmask.rnn(LSTM, P_LSTM, XS, mask=MASK, lengths=LENGTHS),
+        ValueError,
+        "^rnn",
+        "mask or lengths, not both",
+    ),
+    case(
+        "rnn-resets-int",
+        lambda: seqmask.rnn(LSTM, P_LSTM, XS, resets=MASK * 1),
+        TypeError,
+        "^rnn",
+        "resets",
+        "boolean",
+    ),
+    case(
+        "rnn-resets-shape",
+        lambda: seqmask.rnn(LSTM, P_LSTM, XS, resets=MASK[:, :3]),
+        ValueError,
+        "^rnn",
+        "resets",
+        r"\(2, 5\)",
+    ),
+    case(
+        "rnn-gru-params-to-lstm",
+        lambda: seqmask.rnn(LSTM, P_GRU, XS),
+        ValueError,
+        "^rnn",
+        r"lstm\(4\)",
+        r"look like gru\(4\)",
+    ),
+    case(
+        "rnn-lstm4-params-to-lstm8",
+        lambda: seqmask.rnn(cells.lstm(8), P_LSTM, XS),
+        ValueError,
+        "^rnn",
+        r"lstm\(8\)",
+        r"look like lstm\(4\)",
+    ),
+    case(
+        "rnn-lstm8-params-to-lstm4",
+        lambda: seqmask.rnn(LSTM, P_LSTM8, XS),
+        ValueError,
+        "^rnn",
+        r"lstm\(4\)",
+        r"look like lstm\(8\)",
+    ),
+    case(
+        "rnn-params-none",
+        lambda: seqmask.rnn(LSTM, None, XS),
+        TypeError,
+        "^rnn",
+        "params",
+        r"lstm\(4\)",
+    ),
+    case(
+        "rnn-plain-params-to-learned",
+        lambda: seqmask.rnn(LEARNED, P_LSTM, XS),
+        ValueError,
+        "^rnn",
+        "'cell'",
+        "'initial_carry'",
+        r"look like lstm\(4\)",
+    ),
+    case(
+        "rnn-learned-params-to-plain",
+        lambda: seqmask.rnn(LSTM, P_LEARNED, XS),
+        ValueError,
+        "^rnn",
+        r"lstm\(4\)",
+        r"learnable_initial_state\(lstm\(4\)\)",
+    ),
+    case(
+        "rnn-params-input-size",
+        lambda: seqmask.rnn(LSTM, P_LSTM, XS[..., :2]),
+        ValueError,
+        "^rnn",
+        "2 input features",
+        r"\[2, 16\]",
+    ),
+    case(
+        "rnn-xs-int",
+        lambda: seqmask.rnn(LSTM, P_LSTM, XS.astype(np.int32)),
+        TypeError,
+        "^rnn",
+        "xs",
+        "floating",
+        "Embed",
+    ),
+    case(
+        "rnn-xs-rank-1",
+        lambda: seqmask.rnn(LSTM, P_LSTM, XS[0, 0]),
+        ValueError,
+        "^rnn",
+        "xs",
+        "at least 2 axes",
+    ),
+    case(
+        "rnn-initial_carry-flax-order",
+        lambda: seqmask.rnn(LSTM, P_LSTM, XS, initial_carry=(H0, H0)),
+        ValueError,
+        "^rnn",
+        "initial_carry",
+        "structure",
+    ),
+    case(
+        "rnn-initial_carry-dtype",
+        lambda: seqmask.rnn(GRU, P_GRU, XS, initial_carry=H0.astype(np.float16)),
+        TypeError,
+        "^rnn",
+        "initial_carry",
+        "float16",
+    ),
+    case(
+        "rnn-initial_carry-hidden",
+        lambda: seqmask.rnn(GRU, P_GRU, XS, initial_carry=H0[:, :3]),
+        ValueError,
+        "^rnn",
+        "initial_carry",
+        r"float32\[2, 3\]",
+    ),
+    case(
+        "rnn-reset_to-shape",
+        lambda: seqmask.rnn(GRU, P_GRU, XS, resets=MASK, reset_to=H0[:, :3]),
+        ValueError,
+        "^rnn",
+        "reset_to",
+        r"\[2, 3\]",
+    ),
+    case(
+        "rnn-unroll-zero",
+        lambda: seqmask.rnn(LSTM, P_LSTM, XS, unroll=0),
+        ValueError,
+        "^rnn",
+        "unroll",
+    ),
+    case(
+        "rnn-remat-negative",
+        lambda: seqmask.rnn(LSTM, P_LSTM, XS, remat=-2),
+        ValueError,
+        "^rnn",
+        "remat",
+        "positive",
+    ),
+    case(
+        "rnn-remat-float",
+        lambda: seqmask.rnn(LSTM, P_LSTM, XS, remat=0.5),
+        TypeError,
+        "^rnn",
+        "remat",
+        "bool or an int",
+    ),
+    case(
+        "rnn-hoist-string",
+        lambda: seqmask.rnn(LSTM, P_LSTM, XS, hoist="auto"),
+        TypeError,
+        "^rnn",
+        "hoist",
+        "True or False",
+    ),
+    case(
+        "rnn-reverse-string",
+        lambda: seqmask.rnn(LSTM, P_LSTM, XS, reverse="yes"),
+        TypeError,
+        "^rnn",
+        "reverse",
+    ),
+    case(
+        "rnn-time_major-none",
+        lambda: seqmask.rnn(LSTM, P_LSTM, XS, time_major=None),
+        TypeError,
+        "^rnn",
+        "time_major",
+    ),
+]
+
+
+# --- bidirectional ---
+def _bidirectional_lengths(lengths):
+    return seqmask.bidirectional(LSTM, P_BI, XS, lengths=lengths)
+
+
+CASES += [
+    _lengths_case(
+        "bidirectional-lengths-too-long",
+        "bidirectional",
+        _bidirectional_lengths,
+        TOO_LONG,
+    ),
+    _lengths_case(
+        "bidirectional-lengths-negative",
+        "bidirectional",
+        _bidirectional_lengths,
+        NEGATIVE,
+    ),
+    case(
+        "bidirectional-merge",
+        lambda: seqmask.bidirectional(LSTM, P_BI, XS, merge="mean"),
+        ValueError,
+        "^bidirectional",
+        "merge",
+        "'concat'",
+    ),
+    case(
+        "bidirectional-params-none",
+        lambda: seqmask.bidirectional(LSTM, None, XS),
+        TypeError,
+        "^bidirectional",
+        "params",
+        "'forward'",
+    ),
+    case(
+        "bidirectional-params-plain",
+        lambda: seqmask.bidirectional(LSTM, P_LSTM, XS),
+        ValueError,
+        "^bidirectional",
+        "params",
+        "'backward'",
+    ),
+    case(
+        "bidirectional-backward-gru",
+        lambda: seqmask.bidirectional(LSTM, {**P_BI, "backward": P_GRU}, XS),
+        ValueError,
+        "^bidirectional",
+        r"params\['backward'\]",
+        r"look like gru",
+    ),
+    case(
+        "bidirectional-backward_cell",
+        lambda: seqmask.bidirectional(LSTM, P_BI, XS, backward_cell="gru"),
+        TypeError,
+        "^bidirectional",
+        "backward_cell",
+        "Cell",
+    ),
+    case(
+        "bidirectional-initial_carry-single",
+        lambda: seqmask.bidirectional(LSTM, P_BI, XS, initial_carry=LSTM_CARRY),
+        ValueError,
+        "^bidirectional",
+        "initial_carry",
+        "structure",
+    ),
+    case(
+        "bidirectional-initial_carry-list",
+        lambda: seqmask.bidirectional(LSTM, P_BI, XS, initial_carry=[None, None]),
+        TypeError,
+        "^bidirectional",
+        "initial_carry",
+        "pair",
+    ),
+    case(
+        "bidirectional-mask-int",
+        lambda: seqmask.bidirectional(LSTM, P_BI, XS, mask=MASK.astype(np.uint8)),
+        TypeError,
+        "^bidirectional",
+        "mask",
+        "boolean",
+    ),
+    case(
+        "bidirectional-cell",
+        lambda: seqmask.bidirectional("lstm", P_BI, XS),
+        TypeError,
+        "^bidirectional",
+        "cell",
+        "Cell",
+    ),
+]
+
+
+# --- stacked ---
+def _stacked_lengths(lengths):
+    return seqmask.stacked(GRU, P_STACK, XS, lengths=lengths)
+
+
+def _stacked_dropout(rate):
+    return seqmask.stacked(GRU, P_STACK, XS, dropout_rate=rate, dropout_key=KEY)
+
+
+CASES += [
+    _lengths_case("stacked-lengths-too-long", "stacked", _stacked_lengths, TOO_LONG),
+    case(
+        "stacked-dropout-one",
+        lambda: _stacked_dropout(1.0),
+        ValueError,
+        "^stacked",
+        "dropout_rate",
+        r"\[0\.0, 1\.0\)",
+        traced=(_stacked_dropout, (np.float32(1.0),)),
+    ),
+    case(
+        "stacked-dropout-negative",
+        lambda: _stacked_dropout(-0.1),
+        ValueError,
+        "^stacked",
+        "dropout_rate",
+        r"\[0\.0, 1\.0\)",
+        traced=(_stacked_dropout, (np.float32(-0.1),)),
+    ),
+    case(
+        "stacked-dropout-string",
+        lambda: _stacked_dropout("0.1"),
+        TypeError,
+        "^stacked",
+        "dropout_rate",
+        "number",
+    ),
+    case(
+        "stacked-merge-none",
+        lambda: seqmask.stacked(GRU, P_STACK, XS, bidirectional=True, merge="none"),
+        ValueError,
+        "^stacked",
+        "merge",
+        "'sum'",
+    ),
+    case(
+        "stacked-params-empty",
+        lambda: seqmask.stacked(GRU, [], XS),
+        ValueError,
+        "^stacked",
+        "params",
+        "one entry a layer",
+    ),
+    case(
+        "stacked-params-dict",
+        lambda: seqmask.stacked(GRU, P_GRU, XS),
+        TypeError,
+        "^stacked",
+        "params",
+        "list",
+    ),
+    case(
+        "stacked-layer-params-wrong",
+        lambda: seqmask.stacked(GRU, [P_GRU, P_LSTM], XS),
+        ValueError,
+        "^stacked",
+        r"params\[1\]",
+        r"look like lstm\(4\)",
+    ),
+    case(
+        "stacked-initial_carries-length",
+        lambda: seqmask.stacked(GRU, P_STACK, XS, initial_carries=[None]),
+        ValueError,
+        "^stacked",
+        "initial_carries",
+        "one entry a layer",
+    ),
+    case(
+        "stacked-resets-bidirectional",
+        lambda: seqmask.stacked(GRU, P_STACK, XS, resets=MASK, bidirectional=True),
+        ValueError,
+        "^stacked",
+        "resets",
+        "bidirectional",
+    ),
+    case(
+        "stacked-residual-string",
+        lambda: seqmask.stacked(GRU, P_STACK, XS, residual="yes"),
+        TypeError,
+        "^stacked",
+        "residual",
+    ),
+    case(
+        "stacked-cells-count",
+        lambda: seqmask.stacked([GRU], P_STACK, XS),
+        ValueError,
+        "^stacked",
+        "1 cells for 2 layers",
+    ),
+    case(
+        "stacked-cells-entry",
+        lambda: seqmask.stacked([GRU, "gru"], P_STACK, XS),
+        TypeError,
+        "^stacked",
+        r"cells\[1\]",
+        "Cell",
+    ),
+    case(
+        "stacked-mask-shape",
+        lambda: seqmask.stacked(GRU, P_STACK, XS, mask=MASK.T),
+        ValueError,
+        "^stacked",
+        "mask",
+    ),
+]
+
+# --- init_bidirectional, init_stacked ---
+CASES += [
+    case(
+        "init_bidirectional-cell",
+        lambda: seqmask.init_bidirectional(KEY, "lstm", IN),
+        TypeError,
+        "^init_bidirectional",
+        "cell",
+        "Cell",
+    ),
+    case(
+        "init_bidirectional-input_size-zero",
+        lambda: seqmask.init_bidirectional(KEY, LSTM, 0),
+        ValueError,
+        "^init_bidirectional",
+        "input_size",
+        "positive",
+    ),
+    case(
+        "init_bidirectional-input_size-float",
+        lambda: seqmask.init_bidirectional(KEY, LSTM, 3.0),
+        TypeError,
+        "^init_bidirectional",
+        "input_size",
+        "int",
+    ),
+    case(
+        "init_bidirectional-backward_cell",
+        lambda: seqmask.init_bidirectional(KEY, LSTM, IN, backward_cell=object()),
+        TypeError,
+        "^init_bidirectional",
+        "backward_cell",
+    ),
+    case(
+        "init_stacked-num_layers-missing",
+        lambda: seqmask.init_stacked(KEY, GRU, IN),
+        ValueError,
+        "^init_stacked",
+        "num_layers",
+    ),
+    case(
+        "init_stacked-num_layers-zero",
+        lambda: seqmask.init_stacked(KEY, GRU, IN, num_layers=0),
+        ValueError,
+        "^init_stacked",
+        "num_layers",
+        "positive",
+    ),
+    case(
+        "init_stacked-num_layers-mismatch",
+        lambda: seqmask.init_stacked(KEY, [GRU, GRU], IN, num_layers=3),
+        ValueError,
+        "^init_stacked",
+        "num_layers=3",
+        "2 cells",
+    ),
+    case(
+        "init_stacked-merge",
+        lambda: seqmask.init_stacked(KEY, GRU, IN, num_layers=2, merge="none"),
+        ValueError,
+        "^init_stacked",
+        "merge",
+    ),
+    case(
+        "init_stacked-input_size",
+        lambda: seqmask.init_stacked(KEY, GRU, -3, num_layers=2),
+        ValueError,
+        "^init_stacked",
+        "input_size",
+    ),
+    case(
+        "init_stacked-cells-entry",
+        lambda: seqmask.init_stacked(KEY, [GRU, 4], IN),
+        TypeError,
+        "^init_stacked",
+        r"cells\[1\]",
+        "Cell",
+    ),
+]
+
+
+# --- masks ---
+def _lengths_to_mask(lengths):
+    return masks.lengths_to_mask(lengths, T)
+
+
+def _reverse_valid_steps(lengths):
+    return masks.reverse_valid_steps(XS, lengths=lengths)
+
+
+def _check_lengths(lengths):
+    masks.check_lengths(lengths, T)
+    return lengths
+
+
+def _resolve_mask(lengths):
+    return masks.resolve_mask(XS, lengths=lengths, name="my_layer")
+
+
+CASES += [
+    # silent: lengths_to_mask clipped lengths outside [0, max_length]
+    _lengths_case(
+        "lengths_to_mask-too-long", "lengths_to_mask", _lengths_to_mask, TOO_LONG
+    ),
+    _lengths_case(
+        "lengths_to_mask-negative", "lengths_to_mask", _lengths_to_mask, NEGATIVE
+    ),
+    _lengths_case(
+        "reverse_valid_steps-too-long",
+        "reverse_valid_steps",
+        _reverse_valid_steps,
+        TOO_LONG,
+    ),
+    _lengths_case("check_lengths-too-long", "check_lengths", _check_lengths, TOO_LONG),
+    _lengths_case("resolve_mask-too-long", "my_layer", _resolve_mask, NEGATIVE),
+    case(
+        "lengths_to_mask-float",
+        lambda: masks.lengths_to_mask(LENGTHS * 1.0, T),
+        TypeError,
+        "^lengths_to_mask",
+        "lengths",
+        "integer",
+    ),
+    case(
+        "lengths_to_mask-bool",
+        lambda: masks.lengths_to_mask(MASK[:, 0], T),
+        TypeError,
+        "^lengths_to_mask",
+        "lengths",
+        "integer",
+    ),
+    case(
+        "lengths_to_mask-max_length-float",
+        lambda: masks.lengths_to_mask(LENGTHS, 5.0),
+        TypeError,
+        "^lengths_to_mask",
+        "max_length",
+        "int",
+    ),
+    case(
+        "lengths_to_mask-max_length-negative",
+        lambda: masks.lengths_to_mask(LENGTHS, -1),
+        ValueError,
+        "^lengths_to_mask",
+        "max_length",
+        "non-negative",
+    ),
+    case(
+        "lengths_to_mask-clip-string",
+        lambda: masks.lengths_to_mask(LENGTHS, T, clip="yes"),
+        TypeError,
+        "^lengths_to_mask",
+        "clip",
+    ),
+    case(
+        "mask_to_lengths-int",
+        lambda: masks.mask_to_lengths(MASK.astype(int)),
+        TypeError,
+        "^mask_to_lengths",
+        "mask",
+        "boolean",
+    ),
+    case(
+        "mask_to_lengths-scalar",
+        lambda: masks.mask_to_lengths(np.bool_(True)),
+        ValueError,
+        "^mask_to_lengths",
+        "mask",
+        "time axis",
+    ),
+    case(
+        "reverse_valid_steps-neither",
+        lambda: masks.reverse_valid_steps(XS),
+        ValueError,
+        "^reverse_valid_steps",
+        "mask or lengths",
+    ),
+    case(
+        "reverse_valid_steps-mask-float",
+        lambda: masks.reverse_valid_steps(XS, MASK * 1.0),
+        TypeError,
+        "^reverse_valid_steps",
+        "mask",
+        "boolean",
+    ),
+    case(
+        "reverse_valid_steps-mask-shape",
+        lambda: masks.reverse_valid_steps(XS, MASK.T),
+        ValueError,
+        "^reverse_valid_steps",
+        "mask",
+        r"\(2, 5\)",
+    ),
+    case(
+        "check_lengths-float",
+        lambda: masks.check_lengths(LENGTHS * 1.0, T),
+        TypeError,
+        "^check_lengths",
+        "lengths",
+        "integer",
+    ),
+    case(
+        "check_mask-int",
+        lambda: masks.check_mask(MASK.astype(int), (B, T)),
+        TypeError,
+        "^check_mask",
+        "mask",
+        "boolean",
+    ),
+    case(
+        "check_mask-shape",
+        lambda: masks.check_mask(MASK.T, (B, T)),
+        ValueError,
+        "^check_mask",
+        "mask",
+        r"\(2, 5\)",
+    ),
+    case(
+        "resolve_mask-both",
+        lambda: masks.resolve_mask(XS, mask=MASK, lengths=LENGTHS, name="my_layer"),
+        ValueError,
+        "^my_layer",
+        "not both",
+    ),
+    case(
+        "resolve_mask-lengths-batch",
+        lambda: masks.resolve_mask(XS, lengths=LENGTHS[:1]),
+        ValueError,
+        "^rnn",
+        "lengths",
+        "batch shape",
+    ),
+]
+
+
+# --- carry ---
+def _rnn_with_carries_lengths(lengths):
+    return rnn_with_carries(LSTM, P_LSTM, XS, lengths=lengths)
+
+
+CASES += [
+    _lengths_case(
+        "rnn_with_carries-lengths-too-long",
+        "rnn_with_carries",
+        _rnn_with_carries_lengths,
+        TOO_LONG,
+    ),
+    case(
+        "rnn_with_carries-cell",
+        lambda: rnn_with_carries(None, P_LSTM, XS),
+        TypeError,
+        "^rnn_with_carries",
+        "cell",
+        "Cell",
+    ),
+    case(
+        "rnn_with_carries-gru-params",
+        lambda: rnn_with_carries(LSTM, P_GRU, XS),
+        ValueError,
+        "^rnn_with_carries",
+        r"look like gru\(4\)",
+    ),
+    case(
+        "rnn_with_carries-unroll",
+        lambda: rnn_with_carries(LSTM, P_LSTM, XS, unroll=-1),
+        ValueError,
+        "^rnn_with_carries",
+        "unroll",
+    ),
+    case(
+        "rnn_with_carries-mask-int",
+        lambda: rnn_with_carries(LSTM, P_LSTM, XS, mask=MASK * 1),
+        TypeError,
+        "^rnn_with_carries",
+        "mask",
+        "boolean",
+    ),
+    case(
+        "reset-where-int",
+        lambda: reset(H0, np.array([1, 0])),
+        TypeError,
+        "^reset",
+        "where",
+        "boolean",
+    ),
+    case(
+        "reset-where-batch",
+        lambda: reset(H0, np.array([True, False, True])),
+        ValueError,
+        "^reset",
+        "carry",
+        r"batch shape \(3,\)",
+    ),
+    case(
+        "reset-reset_to-structure",
+        lambda: reset(H0, MASK[:, 0], reset_to=(H0[0], H0[0])),
+        ValueError,
+        "^reset",
+        "reset_to",
+        "structure",
+    ),
+    case(
+        "reset-reset_to-dtype",
+        lambda: reset(H0, MASK[:, 0], reset_to=np.zeros(H, np.int32)),
+        TypeError,
+        "^reset",
+        "reset_to",
+        "int32",
+    ),
+    case(
+        "reset-reset_to-shape",
+        lambda: reset(H0, MASK[:, 0], reset_to=np.zeros(H + 1, np.float32)),
+        ValueError,
+        "^reset",
+        "reset_to",
+        r"\[5\]",
+    ),
+    case(
+        "truncated_value_and_grad-loss_fn",
+        lambda: truncated_value_and_grad("loss"),
+        TypeError,
+        "^truncated_value_and_grad",
+        "loss_fn",
+        "function",
+    ),
+    case(
+        "truncated_value_and_grad-vector-loss",
+        lambda: truncated_value_and_grad(lambda p, c, x: (p * x, c))(
+            1.0, 0.0, np.ones(3, np.float32)
+        ),
+        ValueError,
+        "^truncated_value_and_grad",
+        "scalar loss",
+    ),
+    case(
+        "truncated_bptt_step-optimizer",
+        lambda: truncated_bptt_step(lambda p, c, x: (p, c), "adam"),
+        TypeError,
+        "^truncated_bptt_step",
+        "optimizer",
+        "update",
+    ),
+]
+
+# --- cells.named, cells.output_size ---
+CASES += [
+    case(
+        "named-unknown",
+        lambda: cells.named("transformer", H),
+        ValueError,
+        "^named",
+        "name",
+        "'lstm'",
+    ),
+    case(
+        "named-hidden_size",
+        lambda: cells.named("gru", 0),
+        ValueError,
+        "^named",
+        "hidden_size",
+        "positive",
+    ),
+    case(
+        "named-option",
+        lambda: cells.named("gru", H, forget_bias=1.0),
+        TypeError,
+        "^named",
+        "gru",
+        "forget_bias",
+    ),
+    case(
+        "output_size-cell",
+        lambda: cells.output_size("lstm", P_LSTM, IN),
+        TypeError,
+        "^output_size",
+        "cell",
+        "Cell",
+    ),
+    case(
+        "output_size-params",
+        lambda: cells.output_size(GRU, P_LSTM, IN),
+        ValueError,
+        "^output_size",
+        r"look like lstm\(4\)",
+    ),
+    case(
+        "output_size-input_size",
+        lambda: cells.output_size(GRU, P_GRU, 0),
+        ValueError,
+        "^output_size",
+        "input_size",
+        "positive",
+    ),
+]

@@ -1,0 +1,134 @@
+"""The documentation site: every public name has a page entry, the
+docstring markup converts, the completeness check can fail, and the guides'
+code runs. (``mkdocs build --strict`` itself runs in ``.ci/run``.)"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+import types
+from pathlib import Path
+
+import pytest
+from markdown_code import python_blocks, run_blocks
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+sys.path.insert(0, str(DOCS))
+
+import public_api  # noqa: E402
+
+# Fragments of a multi-host program: they need several hosts to run.
+NOT_RUNNABLE = {"scaling_out.md"}
+GUIDES = sorted(
+    path
+    for path in [DOCS / "index.md", *DOCS.glob("guides/*.md")]
+    if path.name not in NOT_RUNNABLE
+)
+
+
+def modules_on_disk() -> set[str]:
+    """Public module names read off the file tree (an independent walk)."""
+    found = {"seqmask"}
+    for path in (ROOT / "seqmask").rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if not any(part.startswith("_") for part in parts):
+            found.add(".".join(parts))
+    return found
+
+
+def test_every_public_module_has_a_page():
+    assert set(public_api.public_modules()) == modules_on_disk() - {"seqmask.__main__"}
+
+
+@pytest.mark.parametrize("module", public_api.public_modules())
+def test_every_exported_name_has_one_documented_home(module):
+    page = public_api.api_page(module)
+    homes = public_api.homes()
+    value = importlib.import_module(module)
+    names = getattr(value, "__all__", None) or public_api.exported(module)
+    for name in names:
+        member = getattr(value, name)
+        if isinstance(member, types.ModuleType):  # a page of its own, linked
+            assert member.__name__ in public_api.public_modules(), name
+            assert f"[`{member.__name__}`][{member.__name__}]" in page, name
+            continue
+        path, home = f"{module}.{name}", homes[f"{module}.{name}"]
+        if home == path:
+            assert f"::: {path}\n" in page, name
+        else:  # documented where users meet it; this page links there
+            assert f"[`{home}`][{home}]" in page, name
+            home_module = home.rsplit(".", 1)[0]
+            assert f"::: {home}\n" in public_api.api_page(home_module), name
+            assert (
+                getattr(importlib.import_module(home_module), home.rsplit(".")[-1])
+                is member
+            )
+
+
+def test_completeness_check_finds_a_missing_name(tmp_path):
+    hooks = pytest.importorskip("hooks", reason="needs mkdocs (the docs extra)")
+    expected = sorted(set(public_api.homes().values()))
+    for module in public_api.public_modules():
+        page = tmp_path / "api" / module / "index.html"
+        page.parent.mkdir(parents=True)
+        ids = [module] + [f"{module}.{n}" for n in public_api.documented(module)]
+        page.write_text("".join(f'<h2 id="{i}">{i}</h2>' for i in ids))
+    assert hooks.missing_names(tmp_path) == []
+    dropped = expected[len(expected) // 2]
+    module = max(
+        (m for m in public_api.public_modules() if dropped.startswith(m + ".")),
+        key=len,
+        default=dropped,
+    )
+    page = tmp_path / "api" / module / "index.html"
+    page.write_text(page.read_text().replace(f'id="{dropped}"', 'id="gone"'))
+    assert hooks.missing_names(tmp_path) == [dropped]
+
+
+def test_docstring_markup_becomes_markdown():
+    griffe_rst = pytest.importorskip("griffe_rst", reason="needs griffe (docs extra)")
+    text = textwrap.dedent(
+        """\
+    Runs :func:`seqmask.layers.rnn` like :func:`jax.lax.scan`.
+
+    See :class:`~seqmask.cells.Cell` and :func:`greedy`; :math:`x^2`;
+    :attr:`seqmask.decoding.Decoded.tokens`.
+
+    .. math::
+      y = a x + b
+
+    Args:
+      xs, mask: as :func:`rnn`.
+      broken: :func:`seqmask.no_such_function`.
+
+    Written as a loop::
+
+        for t in range(T):
+            step()
+    """
+    )
+    out = griffe_rst.to_markdown(text, "seqmask.decoding.beam_search")
+    assert "[`seqmask.layers.rnn`][seqmask.rnn]" in out  # the documented home
+    assert "`jax.lax.scan`" in out and "[`jax" not in out
+    assert "[`Cell`][seqmask.cells.Cell]" in out
+    assert "[`greedy`][seqmask.decoding.greedy]" in out  # relative to the module
+    assert "$x^2$" in out
+    # A NamedTuple field has no anchor of its own: its class documents it.
+    assert "[`seqmask.decoding.Decoded.tokens`][seqmask.decoding.Decoded]" in out
+    assert "$$\ny = a x + b\n$$" in out
+    assert "  xs: as [`rnn`][seqmask.rnn].\n  mask: as [`rnn`][seqmask.rnn]." in out
+    # A full seqmask path that resolves to nothing stays a reference, which
+    # fails the strict build.
+    assert "[`seqmask.no_such_function`][seqmask.no_such_function]" in out
+    assert "Written as a loop:\n\n```python\nfor t in range(T):\n    step()\n```" in out
+
+
+@pytest.mark.parametrize("path", GUIDES, ids=[p.stem for p in GUIDES])
+def test_guide_code_runs(path):
+    if not python_blocks(path):
+        pytest.skip("no Python blocks")
+    run_blocks(path)
