@@ -11,6 +11,7 @@ import numpy as np
 from bad_inputs_common import Case
 from flax import nnx
 
+import seqmask
 import seqmask.linen as slinen
 import seqmask.nnx as snnx
 from seqmask import cells
@@ -225,6 +226,30 @@ CASES = [
         ),
         ValueError,
         ["LSTMCell", "params", "structure", "another cell"],
+    ),
+    Case(
+        "rnn-linen-as-cell-params-of-another-cell",
+        lambda: seqmask.rnn(
+            slinen.as_cell(nn.LSTMCell(H)), GRU_VARIABLES["params"]["cell"], XS
+        ),
+        ValueError,
+        ["^rnn", "params", "structure", r"LSTMCell\(features=4\)"],
+    ),
+    Case(
+        "rnn-nnx-as-cell-inputs-of-another-size",
+        lambda: seqmask.rnn(
+            snnx.as_cell(nnx.GRUCell(IN, H, rngs=nnx.Rngs(0))),
+            {
+                "dense_h": {"kernel": np.zeros((H, 3 * H), np.float32)},
+                "dense_i": {
+                    "bias": np.zeros((3 * H,), np.float32),
+                    "kernel": np.zeros((IN, 3 * H), np.float32),
+                },
+            },
+            np.zeros((B, T, IN + 1), np.float32),
+        ),
+        ValueError,
+        ["^rnn", "inputs have 3 features", "in_features=2"],
     ),
     Case(
         "linen.as_cell-input-size-zero",

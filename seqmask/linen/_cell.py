@@ -38,7 +38,8 @@ def as_cell(cell: nn.Module, *, feature_shape: Sequence[int] | None = None) -> C
     - ``apply(params, carry, x)`` is ``cell.apply({"params": params}, carry,
       x)``, after checking ``params`` against the cell for ``x``'s feature
       size (structure, shapes, dtypes), so another cell's parameters are a
-      clear error, not a failure deep inside Flax.
+      clear error, not a failure deep inside Flax; ``check_params`` does the
+      same once a call of :func:`seqmask.rnn`.
 
     Args:
       cell: a Linen cell instance (unbound, or a submodule: it is cloned
@@ -126,6 +127,16 @@ def adapter(
         carry = flax_carry(cell, jax.random.key(0), (*batch, *carry_shape))
         return carry if streams is None else (carry, jnp.zeros(batch, jnp.int32))
 
+    def check_step_params(params, where, input_size=None, argument="params"):
+        """``Cell.check_params``: against what ``init`` makes for
+        ``input_size`` (nothing to check without it, or for a cell that has
+        no ``initialize_carry``)."""
+        if input_size is None or not has_initialize_carry(cell):
+            return
+        size = int(input_size)
+        template = jax.eval_shape(lambda key: init(key, size), jax.random.key(0))
+        check_params(params, template, name, size, where, argument)
+
     def apply(params, carry, x):
         size = int(jnp.shape(x)[-1])
         if feature_shape is not None:
@@ -151,6 +162,7 @@ def adapter(
         apply=apply,
         name=name,
         hidden_size=getattr(cell, "features", None),
+        check_params=check_step_params,
     )
 
 

@@ -36,7 +36,8 @@ def as_cell(cell: nnx.Module) -> Cell:
       cells, where seqmask's own :func:`~seqmask.cells.lstm` has
       ``LSTMCarry(h, c)``).
     - ``apply(params, carry, x)`` calls the cell rebuilt with ``params``,
-      after checking them against the cell (structure, shapes, dtypes).
+      after checking them against the cell (structure, shapes, dtypes; also
+      ``check_params``, which :func:`seqmask.rnn` calls once a call).
 
     Args:
       cell: an NNX cell instance.
@@ -91,15 +92,25 @@ def adapter(cell: nnx.Module, where: str) -> Cell:
             (*tuple(batch_shape), size), rngs=nnx.Rngs(carry=0)
         )
 
-    def apply(params, carry, x):
+    def check_params(params, where, input_size=None, argument="params"):
         _checks.tree_like(
             params,
             template,
-            "params",
-            f"{name}.apply",
+            argument,
+            where,
             expected_from=f"the parameters of {name}",
             hint=" Were these parameters made for another cell?",
         )
+        if input_size is not None and in_features is not None:
+            if int(input_size) != in_features:
+                _checks.fail(
+                    where,
+                    f"the inputs have {int(input_size)} features, but {name} was "
+                    f"built for in_features={in_features}.",
+                )
+
+    def apply(params, carry, x):
+        check_params(params, f"{name}.apply", jnp.shape(x)[-1])
         return merged(params)(carry, x)
 
     return Cell(
@@ -108,6 +119,7 @@ def adapter(cell: nnx.Module, where: str) -> Cell:
         apply=apply,
         name=name,
         hidden_size=getattr(cell, "hidden_features", None),
+        check_params=check_params,
     )
 
 
