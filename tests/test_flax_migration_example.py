@@ -7,6 +7,7 @@ import pathlib
 import re
 
 import jax
+import pytest
 
 EXAMPLE = pathlib.Path(__file__).parents[1] / "examples" / "flax_migration.py"
 
@@ -17,6 +18,7 @@ def _numbers(pattern: str, text: str) -> list[float]:
     return [float(group) for group in match.groups()]
 
 
+@pytest.mark.slow
 def test_flax_migration_quick(capsys):
     spec = importlib.util.spec_from_file_location("flax_migration", EXAMPLE)
     assert spec is not None and spec.loader is not None
