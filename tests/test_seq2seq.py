@@ -869,3 +869,56 @@ def test_pure_modules_do_not_import_flax():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def _lstm_from_flax(params):
+    """A Flax LSTMCell's parameters in seqmask's lstm layout (gate blocks i,
+    f, g, o; Flax puts the bias on the recurrent dense)."""
+    gates = ("i", "f", "g", "o")
+    inputs = ("ii", "if_", "ig", "io")  # "if" is a Python keyword
+    return {
+        "input_kernel": jnp.concatenate(
+            [params[name]["kernel"] for name in inputs], axis=1
+        ),
+        "recurrent_kernel": jnp.concatenate(
+            [params[f"h{g}"]["kernel"] for g in gates], axis=1
+        ),
+        "bias": jnp.concatenate([params[f"h{g}"]["bias"] for g in gates]),
+    }
+
+
+def test_adapted_flax_cells_are_encoder_and_decoder_cells():
+    """Flax NNX LSTM cells adapted with seqmask.nnx.as_cell build the model of
+    seqmask's own LSTM: with their kernels laid out as seqmask's, the loss
+    and the logits are the same."""
+    from seqmask.nnx import as_cell
+
+    encoder = as_cell(nnx.LSTMCell(E, H, rngs=nnx.Rngs(0)))
+    decoder = as_cell(nnx.LSTMCell(E + H, H, rngs=nnx.Rngs(1)))
+    options = dict(embed_size=E, hidden_size=H, bridge="none")
+    adapted = seq2seq.encoder_decoder(
+        VS, VT, encoder_cell=encoder, decoder_cell=decoder, **options
+    )
+    native = seq2seq.encoder_decoder(VS, VT, **options)
+    params = perturbed(adapted, seed=9, poison=False)
+    converted = {
+        **params,
+        "encoder": {
+            side: _lstm_from_flax(params["encoder"][side])
+            for side in ("forward", "backward")
+        },
+        "decoder": _lstm_from_flax(params["decoder"]),
+    }
+    source, source_lengths, targets, target_lengths = batch(garbage=True, seed=16)
+    kwargs = dict(source_lengths=source_lengths, target_lengths=target_lengths)
+
+    @fast_jit
+    def run(params, converted):
+        return (
+            adapted.loss(params, source, targets, **kwargs),
+            native.loss(converted, source, targets, **kwargs),
+        )
+
+    got, want = run(params, converted)
+    assert np.isfinite(got)
+    np.testing.assert_allclose(got, want, rtol=1e-5)

@@ -1,4 +1,4 @@
-"""The Flax NNX module over a pure :class:`~seqmask.seq2seq.EncoderDecoder`.
+"""The NNX module over a pure :class:`~seqmask.seq2seq.EncoderDecoder`.
 
 :class:`Seq2Seq` takes the pure model (or builds one with
 :meth:`Seq2Seq.build`) and holds the exact parameter dict its functions take,
@@ -6,9 +6,7 @@ as ``nnx.Param`` leaves named by their paths (``encoder_forward_input_kernel``,
 ``output_bias``, ...). Every method rebuilds that dict and calls the pure
 function: there is no second implementation of the math and no second list
 of options, so the module and the pure functions called with
-``module.pure_params()`` give the same values. It is re-exported as
-``seqmask.nnx.Seq2Seq``; importing it imports flax, ``import seqmask`` does
-not.
+``module.pure_params()`` give the same values.
 """
 
 from __future__ import annotations
@@ -16,20 +14,19 @@ from __future__ import annotations
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from seqmask import _checks
 from seqmask import decoding as _decoding
 from seqmask import seq2seq as _seq2seq
-from seqmask._modules import _leaf_names
+from seqmask.nnx._named import _NamedLeaves
 
 __all__ = ["Seq2Seq"]
 
 Params = Any
 
 
-class Seq2Seq(nnx.Module):
+class Seq2Seq(_NamedLeaves):
     """An encoder-decoder as an NNX module, over a pure model.
 
     ``module(source, targets, **options)`` equals ``module.pure_model.apply(
@@ -70,22 +67,10 @@ class Seq2Seq(nnx.Module):
                 "target_vocab_size, ..., rngs=rngs).",
                 TypeError,
             )
+        super().__init__(
+            model.init(rngs.params()), single_name="params", where="Seq2Seq"
+        )
         self.pure_model = model
-        params = model.init(rngs.params())
-        # STAND-IN for seqmask.nnx's shared _NamedLeaves (the same naming).
-        leaves, treedef = jax.tree.flatten(params)
-        names = _leaf_names(params, "params", "Seq2Seq")
-        clashes = [n for n in names if n.startswith("_") or hasattr(type(self), n)]
-        if clashes:
-            _checks.fail(
-                "Seq2Seq",
-                f"parameter names {clashes} clash with attributes of the module; "
-                "rename the keys of the cell's parameters.",
-            )
-        self._treedef = treedef
-        self._names = tuple(names)
-        for name, leaf in zip(names, leaves, strict=True):
-            setattr(self, name, nnx.Param(jnp.asarray(leaf)))
 
     @classmethod
     def build(
@@ -113,9 +98,7 @@ class Seq2Seq(nnx.Module):
 
     def pure_params(self) -> Params:
         """The parameter dict that the functions of :attr:`pure_model` take."""
-        return jax.tree.unflatten(
-            self._treedef, [getattr(self, name)[...] for name in self._names]
-        )
+        return self._tree()
 
     def __call__(self, source, targets, **options) -> jax.Array:
         """Logits ``[*batch, target, Vt]`` (see :func:`seqmask.seq2seq.apply`)."""
