@@ -1,22 +1,8 @@
-r"""The decoder: one step, and whole target sequences with teacher forcing.
+"""The decoder: one step, and whole target sequences with teacher forcing.
 
-With :math:`e` the target embedding and :math:`\tilde h_{t-1}` the previous
-attentional vector (zeros at first), one decoder step reads the previous
-token :math:`y_{t-1}` and computes
-
-.. math::
-
-  (s_t, h_t) &= \mathrm{cells}(s_{t-1}, [e(y_{t-1}); \tilde h_{t-1}]) \\
-  c_t, \alpha_t &= \mathrm{attention}(h_t, \mathrm{memory},
-    \mathrm{source\ mask}) \\
-  \tilde h_t &= \tanh([h_t; c_t] W_c) \\
-  \mathrm{logits}_t &= \tilde h_t W_o + b_o
-
-where :math:`\mathrm{cells}` runs the decoder layers in turn (each reading
-the previous layer's output) and :math:`h_t` is the top layer's output.
-Without input feeding the input is :math:`e(y_{t-1})` alone; without
-attention :math:`\tilde h_t = h_t`; with tied embeddings :math:`W_o =
-e^\top`.
+The equations of a step are in :mod:`seqmask.seq2seq`; here the decoder
+layers run in turn (each reading the previous layer's output), then the
+attention and the output layer.
 """
 
 from __future__ import annotations
@@ -228,15 +214,7 @@ def teacher_forcing(
       Logits ``[*batch, target, Vt]``.
     """
     where = "teacher_forcing"
-    inputs, mask = _inputs.tokens_and_mask(
-        inputs,
-        mask,
-        None,
-        name="inputs",
-        prefix="inputs",
-        vocab_size=config.target_vocab_size,
-        where=where,
-    )
+    inputs, mask = _inputs.inputs_and_mask(inputs, mask, config, where)
     dropout_key = _inputs.prng_key(dropout_key, "dropout_key", where)
     lead = (inputs.shape[-1], *inputs.shape[:-1])
     embedding, between, output = dropout_keeps(config, params, dropout_key, lead)

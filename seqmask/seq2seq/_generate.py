@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from seqmask import _checks
 from seqmask import decoding as _decoding
-from seqmask.seq2seq._config import Bound, Config, DecoderState, Params
+from seqmask.seq2seq._config import Bound, Config, Params
 from seqmask.seq2seq._decoder import step
 from seqmask.seq2seq._encoder import encode
 
@@ -56,16 +56,13 @@ def greedy(
       >>> out.tokens.shape, bool(jnp.all(out.lengths <= 4))
       ((2, 4), True)
     """
-    state, start = _start(config, params, source, source_mask, source_lengths)
-    _check_options(options, "greedy")
-    return _decoding.greedy(
-        Bound(step, config),
+    return _decode(
+        _decoding.greedy,
+        config,
         params,
-        state,
-        start,
+        source,
+        (source_mask, source_lengths),
         max_length=max_length,
-        eos_id=config.eos_id,
-        pad_id=config.pad_id,
         **options,
     )
 
@@ -104,17 +101,14 @@ def beam_search(
       >>> bool(jnp.all(beam.tokens[:, 0] == greedy.tokens))
       True
     """
-    state, start = _start(config, params, source, source_mask, source_lengths)
-    _check_options(options, "beam_search")
-    return _decoding.beam_search(
-        Bound(step, config),
+    return _decode(
+        _decoding.beam_search,
+        config,
         params,
-        state,
-        start,
+        source,
+        (source_mask, source_lengths),
         beam_width=beam_width,
         max_length=max_length,
-        eos_id=config.eos_id,
-        pad_id=config.pad_id,
         **options,
     )
 
@@ -154,38 +148,43 @@ def sample(
       >>> bool(jnp.all(drawn.tokens == greedy.tokens))
       True
     """
-    state, start = _start(config, params, source, source_mask, source_lengths)
-    _check_options(options, "sample")
-    return _decoding.sample(
-        Bound(step, config),
+    return _decode(
+        _decoding.sample,
+        config,
         params,
-        state,
-        start,
+        source,
+        (source_mask, source_lengths),
         key,
         max_length=max_length,
-        eos_id=config.eos_id,
-        pad_id=config.pad_id,
         **options,
     )
 
 
-def _start(
-    config: Config, params, source, source_mask, source_lengths
-) -> tuple[DecoderState, jax.Array]:
-    state = encode(
-        config, params, source, source_mask=source_mask, source_lengths=source_lengths
-    )
-    start = jnp.full(jnp.shape(source)[:-1], config.bos_id, jnp.int32)
-    return state, start
-
-
-def _check_options(options, where: str) -> None:
-    given = sorted(set(options) & set(_OWN))
+def _decode(decoder, config: Config, params, source, source_masking, *args, **kw):
+    """``decoder`` (a :mod:`seqmask.decoding` function) on the encoded source,
+    from ``bos_id`` with the model's step function, ``eos_id`` and ``pad_id``.
+    """
+    given = sorted(set(kw) & set(_OWN))
     if given:
         _checks.fail(
-            where,
+            decoder.__name__,
             f"{', '.join(given)} cannot be given here: the model decodes with its own "
             "bos_id, eos_id and pad_id (see encoder_decoder); call "
             "seqmask.decoding with model.step to use other ones.",
             TypeError,
         )
+    source_mask, source_lengths = source_masking
+    state = encode(
+        config, params, source, source_mask=source_mask, source_lengths=source_lengths
+    )
+    start = jnp.full(jnp.shape(source)[:-1], config.bos_id, jnp.int32)
+    return decoder(
+        Bound(step, config),
+        params,
+        state,
+        start,
+        *args,
+        eos_id=config.eos_id,
+        pad_id=config.pad_id,
+        **kw,
+    )

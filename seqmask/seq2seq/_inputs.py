@@ -67,6 +67,20 @@ def tokens_and_mask(
     return tokens, mask
 
 
+def inputs_and_mask(inputs, mask, config, where: str):
+    """The decoder's input tokens and their mask, as the pieces that take
+    them alone (teacher forcing, own predictions) check them."""
+    return tokens_and_mask(
+        inputs,
+        mask,
+        None,
+        name="inputs",
+        prefix="inputs",
+        vocab_size=config.target_vocab_size,
+        where=where,
+    )
+
+
 def same_batch(tokens, batch_shape, name: str, other: str, where: str) -> None:
     """``tokens`` ``[*batch, time]`` has the batch shape of ``other``."""
     if tuple(tokens.shape[:-1]) != tuple(batch_shape):

@@ -331,15 +331,7 @@ def own_predictions(
       each position (``bos_id`` where padded), integer ``[*batch, target]``.
     """
     where = "own_predictions"
-    inputs, mask = _inputs.tokens_and_mask(
-        inputs,
-        mask,
-        None,
-        name="inputs",
-        prefix="inputs",
-        vocab_size=config.target_vocab_size,
-        where=where,
-    )
+    inputs, mask = _inputs.inputs_and_mask(inputs, mask, config, where)
     _check_sampling(sampling_probability, sampling, where)
     sampling_key = _inputs.prng_key(sampling_key, "sampling_key", where)
     dropout_key = _inputs.prng_key(dropout_key, "dropout_key", where)
