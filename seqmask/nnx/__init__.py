@@ -21,10 +21,10 @@ module. Construction is eager with explicit sizes, as in ``flax.nnx``.
 Importing this module imports flax; ``import seqmask`` does not.
 """
 
-from seqmask._nnx_seq2seq import Seq2Seq as Seq2Seq
 from seqmask.nnx._cell import as_cell as as_cell
 from seqmask.nnx._rnn import RNN as RNN
 from seqmask.nnx._rnn import Bidirectional as Bidirectional
+from seqmask.nnx._seq2seq import Seq2Seq as Seq2Seq
 from seqmask.nnx._stacked import Stacked as Stacked
 from seqmask.nnx._state import LearnableInitialState as LearnableInitialState
 
