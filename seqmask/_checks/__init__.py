@@ -47,6 +47,7 @@ from seqmask._checks._ranges import lengths as lengths
 from seqmask._checks._ranges import token_ids as token_ids
 from seqmask._checks._trees import broadcast_tree_like as broadcast_tree_like
 from seqmask._checks._trees import leading_axes as leading_axes
+from seqmask._checks._trees import mapping_with_keys as mapping_with_keys
 from seqmask._checks._trees import params_like as params_like
 from seqmask._checks._trees import tree_like as tree_like
 from seqmask._checks._values import flag as flag

@@ -93,6 +93,24 @@ def broadcast_tree_like(given: PyTree, expected: PyTree, name: str, where: str, 
     )
 
 
+def mapping_with_keys(
+    value, keys, name: str, where: str, *, expected: str, hint: str = ""
+) -> Mapping:
+    """``value`` is a mapping with exactly the keys ``keys``: ``TypeError``
+    for anything else than a mapping, ``ValueError`` for other keys. The
+    message says that ``name`` must be ``expected`` (e.g. "a dict with keys
+    'forward' and 'backward'"), then what was given, then ``hint``."""
+    if isinstance(value, Mapping) and set(value) == set(keys):
+        return value
+    mapping = isinstance(value, Mapping)
+    got = sorted(value) if mapping else describe(value)
+    fail(
+        where,
+        f"{name} must be {expected}; got {got}.{hint}",
+        ValueError if mapping else TypeError,
+    )
+
+
 def leading_axes(
     tree: PyTree, batch_shape: Sequence[int], name: str, where: str, *, skip: int = 0
 ) -> None:

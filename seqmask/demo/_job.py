@@ -288,36 +288,13 @@ def _evaluation(model, beam_width: int, max_length: int):
     def evaluate(params, batch: Batch):
         state = model.encode(params, batch.source, source_mask=batch.source_mask)
         bos = jnp.full(batch.source.shape[:1], BOS, jnp.int32)
-        greedy = decoding.greedy(
-            model.step,
-            params,
-            state,
-            bos,
-            max_length=max_length,
-            eos_id=EOS,
-            pad_id=PAD,
-        )
+        start = (model.step, params, state, bos)
+        ids: dict[str, Any] = dict(max_length=max_length, eos_id=EOS, pad_id=PAD)
+        greedy = decoding.greedy(*start, **ids)
         beam = decoding.beam_search(
-            model.step,
-            params,
-            state,
-            bos,
-            beam_width=beam_width,
-            length_penalty=0.6,
-            max_length=max_length,
-            eos_id=EOS,
-            pad_id=PAD,
+            *start, beam_width=beam_width, length_penalty=0.6, **ids
         )
-        beam1 = decoding.beam_search(
-            model.step,
-            params,
-            state,
-            bos,
-            beam_width=1,
-            max_length=max_length,
-            eos_id=EOS,
-            pad_id=PAD,
-        )
+        beam1 = decoding.beam_search(*start, beam_width=1, **ids)
         logits = model.apply(
             params,
             batch.source,

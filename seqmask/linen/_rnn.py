@@ -287,12 +287,7 @@ class RNN(nn.Module):
         """
         where = "RNN"
         options = _modules.resolve(
-            self,
-            where,
-            return_carry=return_carry,
-            time_major=time_major,
-            reverse=reverse,
-            keep_order=keep_order,
+            self, where, time_major, return_carry, reverse, keep_order
         )
         axes = self._feature_axes()
         step = _modules.step_shape(inputs, axes, options.time_major, where)
@@ -311,18 +306,9 @@ class RNN(nn.Module):
                 # given carry, which stands in for its own.
                 given = initial_carry
                 cell = cell._replace(initial_carry=lambda params, batch: given)
+        call = _modules.RNNCall(options, initial_carry, seq_lengths, mask, resets)
         result = _modules.run_rnn(
-            cell,
-            params,
-            inputs,
-            where=where,
-            options=options,
-            initial_carry=initial_carry,
-            seq_lengths=seq_lengths,
-            mask=mask,
-            resets=resets,
-            unroll=self.unroll,
-            feature_axes=axes,
+            cell, params, inputs, call, where, unroll=self.unroll, feature_axes=axes
         )
         if counted and options.return_carry:
             (carry, _), ys = result

@@ -229,12 +229,7 @@ class RNN(nnx.Module):
         """
         where = "RNN"
         options = _modules.resolve(
-            self,
-            where,
-            return_carry=return_carry,
-            time_major=time_major,
-            reverse=reverse,
-            keep_order=keep_order,
+            self, where, time_major, return_carry, reverse, keep_order
         )
         if (
             initial_carry is None
@@ -247,18 +242,9 @@ class RNN(nnx.Module):
                 stream = stream.carry.fork()
             flax_cell: Any = self.cell
             initial_carry = flax_cell.initialize_carry(step, stream)
-        return _modules.run_rnn(
-            self.pure_cell,
-            self.pure_params(),
-            inputs,
-            where=where,
-            options=options,
-            initial_carry=initial_carry,
-            seq_lengths=seq_lengths,
-            mask=mask,
-            resets=resets,
-            unroll=self.unroll,
-        )
+        call = _modules.RNNCall(options, initial_carry, seq_lengths, mask, resets)
+        cell, params = self.pure_cell, self.pure_params()
+        return _modules.run_rnn(cell, params, inputs, call, where, unroll=self.unroll)
 
 
 class Bidirectional(nnx.Module):
