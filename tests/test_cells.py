@@ -135,12 +135,12 @@ def test_bfloat16(name):
     )
     # bfloat16 inputs with float32 parameters compute in float32 (as Flax).
     carry, ys = seqmask.rnn(cell, params, xs_bf16, mask=mask)
-    assert ys.dtype == jnp.float32
+    chex.assert_type(ys, jnp.float32)
     np.testing.assert_allclose(ys, f32_ys, rtol=1e-6, atol=1e-6)
     # An explicit bfloat16 compute dtype: bfloat16 outputs, float32 carry.
     cell16 = MAKERS[name](H, dtype=jnp.bfloat16)
     carry16, ys16 = seqmask.rnn(cell16, params, xs_bf16, mask=mask)
-    assert ys16.dtype == jnp.bfloat16
+    chex.assert_type(ys16, jnp.bfloat16)
     assert all(c.dtype == jnp.float32 for c in jax.tree.leaves(carry16))
     np.testing.assert_allclose(np.asarray(ys16, np.float32), f32_ys, atol=3e-2)
     for got, want in zip(
@@ -288,9 +288,9 @@ def test_params_cast_as_a_whole_are_accepted():
     half = jax.tree.map(lambda p: p.astype(jnp.bfloat16), params)
     x = np.random.default_rng(15).normal(size=(B, IN)).astype(np.float32)
     carry = cell.initial_carry(half, (B,))
-    assert carry.dtype == jnp.bfloat16
+    chex.assert_type(carry, jnp.bfloat16)
     new, y = cell.apply(half, carry, x)
-    assert new.dtype == jnp.bfloat16
+    chex.assert_type(new, jnp.bfloat16)
     want, _ = cell.apply(params, np.zeros((B, H), np.float32), x)
     np.testing.assert_allclose(np.asarray(new, np.float32), want, atol=3e-2)
     mixed = {**params, "input_bias": half["input_bias"]}

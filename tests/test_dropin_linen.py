@@ -243,7 +243,7 @@ def test_conv_lstm_cell_runs_with_its_feature_axes():
 
     our_variables, variables, (carry, ys), (their_carry, their_ys) = run()
     assert jax.tree.all(jax.tree.map(np.array_equal, our_variables, variables))
-    assert ys.shape == (2, 3, 3, 3, 3)
+    chex.assert_shape(ys, (2, 3, 3, 3, 3))
     chex.assert_trees_all_close(carry, their_carry, atol=1e-5)
     np.testing.assert_allclose(ys[0], their_ys[0], atol=1e-5)
     np.testing.assert_allclose(ys[1, :1], their_ys[1, :1], atol=1e-5)
@@ -365,7 +365,7 @@ def test_flax_seq2seq_example_model_migrates_by_swapping_the_rnn_class():
     assert jax.tree.all(jax.tree.map(np.array_equal, ours_init, variables))
     np.testing.assert_allclose(logits, their_logits, atol=1e-5)
     chex.assert_trees_all_close(grads, their_grads, atol=1e-5)
-    assert sampled.shape == (B, 3, 6)
+    chex.assert_shape(sampled, (B, 3, 6))
     np.testing.assert_array_equal(np.sum(sampled, -1), 1)  # one-hot samples
 
 

@@ -111,7 +111,7 @@ def test_zero_length(method):
     a, b, _, _, initial, _ = make_inputs(seed=3, shape=(0, B, F))
     final, hs = linear_scan(a, b, init=initial[0], method=method)
     np.testing.assert_array_equal(final, np.broadcast_to(initial[0], (B, F)))
-    assert hs.shape == (0, B, F)
+    chex.assert_shape(hs, (0, B, F))
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -168,7 +168,7 @@ def test_complex_coefficients():
             a_c, b_c, mask=mask, resets=resets, init=initial_c, method=method
         )
         for g, w in zip(got, want, strict=True):
-            assert g.dtype == jnp.complex64
+            chex.assert_type(g, jnp.complex64)
             np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
 
 

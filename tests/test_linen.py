@@ -138,7 +138,7 @@ def test_parameter_names_in_linen_variables():
     }
     assert paths == expected
     second = variables["params"]["layers_1"]["forward"]["cell"]["input_kernel"]
-    assert second.shape == (2 * H, 4 * H)
+    chex.assert_shape(second, (2 * H, 4 * H))
     rnn = slinen.RNN(cells.lstm(H), learnable_initial_state=True)
     names = traverse_util.flatten_dict(jax.eval_shape(rnn.init, KEY, XS)["params"])
     assert set(names) == {
@@ -233,7 +233,7 @@ def test_stacked_equals_pure_core_and_dropout_uses_make_rng():
     got, want, evaluated, plain = run(variables, ref_params, jax.random.key(1))
     chex.assert_trees_all_close(got, want, rtol=0, atol=1e-6)
     chex.assert_trees_all_close(evaluated, plain, rtol=0, atol=1e-6)
-    assert got[1].shape == (B, T, 2 * H)
+    chex.assert_shape(got[1], (B, T, 2 * H))
     assert not np.allclose(got[1], evaluated[1])
     other, *_ = run(variables, ref_params, jax.random.key(2))
     assert not np.allclose(got[1], other[1])

@@ -189,7 +189,7 @@ def test_bidirectional_equals_pure_core_and_numpy_reference():
     )
     chex.assert_trees_all_close(got, want, rtol=0, atol=1e-6)
     (_, backward_carry), ys = got
-    assert ys.shape == (B, T, 2 * H)
+    chex.assert_shape(ys, (B, T, 2 * H))
     _, forward_ys = numpy_layer("lstm", forward_params, XS, MASK)
     final, backward_ys = numpy_layer("lstm", backward_params, XS, MASK, reverse=True)
     np.testing.assert_allclose(ys, np.concatenate([forward_ys, backward_ys], -1), 1e-5)
