@@ -104,9 +104,10 @@ def run_rnn(
         and unflattened by the cell.
 
     Returns:
-      ``ys``, or ``(carry, ys)`` with ``options.return_carry``.
+      ``ys``, or ``(carry, ys)`` with ``return_carry``.
     """
     options, initial_carry, seq_lengths, mask, resets = call
+    time_major, return_carry, reverse, keep_order = options
     inputs = _checks.floating_array(inputs, "inputs", where)
     _checks.min_rank(inputs, feature_axes + 1, "inputs", where, "time and feature axes")
     if seq_lengths is not None and mask is not None:
@@ -118,7 +119,6 @@ def run_rnn(
     xs = inputs
     if feature_axes > 1:
         xs = inputs.reshape(*inputs.shape[:-feature_axes], -1)
-    reverse, time_major = options.reverse, options.time_major
     carry, ys = _layers.rnn(
         cell,
         params,
@@ -131,14 +131,12 @@ def run_rnn(
         time_major=time_major,
         unroll=unroll,
     )
-    if options.reverse and not options.keep_order:
+    if reverse and not keep_order:
         ys = jax.tree.map(
-            lambda y: _processing_order(
-                y, mask, seq_lengths, options.time_major, feature_axes
-            ),
+            lambda y: _processing_order(y, mask, seq_lengths, time_major, feature_axes),
             ys,
         )
-    return (carry, ys) if options.return_carry else ys
+    return (carry, ys) if return_carry else ys
 
 
 def _processing_order(ys, mask, seq_lengths, time_major: bool, feature_axes: int):
