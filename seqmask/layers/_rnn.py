@@ -28,6 +28,7 @@ def rnn(
     unroll: int | bool = 1,
     remat: bool | int = False,
     hoist: bool | None = None,
+    skip_padding: bool | int = True,
 ) -> tuple[Carry, jax.Array]:
     """Run ``cell`` over a padded batch of sequences.
 
@@ -78,6 +79,22 @@ def rnn(
         sharded batch the kernel gradient is one matmul after the loop and
         the loop body needs no collective. ``benchmarks/README.md`` reports
         both. Values are the same either way.
+      skip_padding: skip the time steps where every row is padding. ``K``
+        (an int) runs time in chunks of ``K`` steps (the last one shorter)
+        and skips every chunk in which no row has a valid step, in the
+        forward and in the backward pass; ``True`` picks ``K`` (``remat``'s
+        chunk when ``remat`` is an int, else 16); ``False`` scans every
+        step. A skipped chunk still applies its ``resets`` (a reset at a
+        padded step sets the carry, see :func:`seqmask.masked_scan`).
+        Values and gradients equal those of ``False``. The chunks that run
+        are checkpointed (as ``remat=K``; the backward pass recomputes
+        them), so that skipped ones cost nothing in either pass; with
+        ``remat`` an int ``R``, chunks of ``R`` and ``K`` nest. Without a
+        mask (and for cells with a linear recurrence, whose cost is one
+        input projection over the whole sequence) there is nothing to skip.
+        Under :func:`jax.vmap` over a batch of masks the choice to skip is
+        batched, so both branches run and nothing is skipped: give the extra
+        axes as batch axes of ``xs`` instead (``[*batch, time, features]``).
 
     Returns:
       ``(final_carry, ys)``: the carry after each row's last valid step
@@ -121,6 +138,6 @@ def rnn(
         reset_to=reset_to,
         reverse=reverse,
         time_major=time_major,
-        options=_layer.options(unroll, remat, hoist, "rnn"),
+        options=_layer.options(unroll, remat, hoist, "rnn", skip_padding),
         where="rnn",
     )
