@@ -50,13 +50,13 @@ class Options(NamedTuple):
     unroll: int | bool = 1
     remat: int | bool = False
     hoist: bool | None = None
-    skip_padding: int | bool = True
+    skip_padding: int | bool = False
 
 
-# The chunk length of ``skip_padding=True``: short enough that a batch whose
-# longest row is a quarter of the padded axis skips most of it at the
-# lengths users pad to (64 and up), long enough that the loop over chunks
-# costs nothing measurable at full occupancy (benchmarks/README.md).
+# About the chunk length of ``skip_padding=True``: short enough that a batch
+# whose longest row covers a quarter of the padded axis skips most of it at
+# the lengths users pad to (64 and up); longer chunks skip less, shorter ones
+# make more, shorter loops (benchmarks/README.md).
 SKIP_CHUNK = 16
 
 
@@ -70,7 +70,7 @@ def check_cell(cell, where: str, name: str = "cell") -> Cell:
     )
 
 
-def options(unroll, remat, hoist, where: str, skip_padding=True) -> Options:
+def options(unroll, remat, hoist, where: str, skip_padding=False) -> Options:
     return Options(
         unroll=_checks.flag_or_int(unroll, "unroll", where),
         remat=_checks.flag_or_int(remat, "remat", where),
@@ -298,16 +298,34 @@ def _run_steps(cell, params, seq: Prepared, carry, reset_to, reverse, options, w
         )
 
     inputs = project(params, seq.xs) if hoist and not skip else seq.xs
-    if remat is True or remat is False:
-        remat_chunk = 0
-    else:
-        remat_chunk = min(remat, steps)
-    # (chunk, checkpointed, skipped) from the outer loop to the inner one.
-    # Skipped chunks are checkpointed: JAX keeps a chunk's residuals for the
-    # backward pass in buffers over the whole time axis, which a skipped
-    # chunk would still fill and the backward pass still read; with the
-    # chunk checkpointed only its carries are kept, and a skipped chunk
-    # costs nothing in either pass (benchmarks/README.md).
+    parts = (inputs, seq.mask, seq.resets)
+    auto = options.skip_padding is True and (remat is True or remat is False)
+    extra = -steps % skip if auto and skip else 0
+    if extra:
+        # Padded steps carry the state through: the extra steps change nothing.
+        parts = jax.tree.map(
+            lambda x: jnp.concatenate([x, jnp.zeros((extra, *x.shape[1:]), x.dtype)]),
+            parts,
+        )
+    remat_chunk = 0 if remat is True or remat is False else min(remat, steps)
+    run = _nest(run, remat_chunk, skip, reset_to=reset_to, reverse=reverse)
+    final_carry, ys = run(carry, parts)
+    if extra:
+        ys = jax.tree.map(lambda y: y[:steps], ys)
+    return final_carry, ys
+
+
+def _nest(run, remat_chunk: int, skip: int, **scan):
+    """``run`` in checkpointed chunks of ``remat_chunk`` steps and in skipped
+    chunks of ``skip`` steps (0: none), the longer chunks outside.
+
+    Skipped chunks are checkpointed too: JAX keeps a chunk's residuals for
+    the backward pass in buffers over the whole time axis, which a skipped
+    chunk would still fill and the backward pass still read; checkpointed,
+    a chunk leaves only its carries, and a skipped one costs nothing in
+    either pass (benchmarks/README.md).
+    """
+    # (chunk, checkpointed, skipped), from the outer loop to the inner one.
     levels = []
     if remat_chunk and skip == remat_chunk:
         levels = [(skip, True, True)]
@@ -321,23 +339,29 @@ def _run_steps(cell, params, seq: Prepared, carry, reset_to, reverse, options, w
         run = functools.partial(
             _scanning.chunked,
             run,
-            reset_to=reset_to,
-            reverse=reverse,
             chunk=chunk,
             checkpoint=checkpoint,
             skip_empty=skip_empty,
+            **scan,
         )
-    return run(carry, (inputs, seq.mask, seq.resets))
+    return run
 
 
 def _skip_chunk(options: Options, seq: Prepared) -> int:
-    """The length of the chunks that ``skip_padding`` skips; 0 for none."""
-    if options.skip_padding is False or seq.mask is None or seq.xs.shape[0] == 0:
+    """The length of the chunks that ``skip_padding`` skips; 0 for none.
+
+    ``True`` takes ``remat``'s chunk when it is an int; else it cuts time
+    into ``ceil(time / SKIP_CHUNK)`` chunks of equal length (time is then
+    padded by fewer steps than there are chunks), so that the loop has one
+    body: a shorter last chunk would compile the chunk a second time.
+    """
+    steps = seq.xs.shape[0]
+    if options.skip_padding is False or seq.mask is None or steps == 0:
         return 0
-    if options.skip_padding is True:
-        remat = options.remat
-        # With chunked remat the checkpointed chunks are the skipped ones.
-        chunk = remat if remat is not True and remat is not False else SKIP_CHUNK
-    else:
-        chunk = options.skip_padding
-    return min(chunk, seq.xs.shape[0])
+    if options.skip_padding is not True:
+        return min(options.skip_padding, steps)
+    remat = options.remat
+    if remat is not True and remat is not False:
+        return min(remat, steps)
+    count = -(-steps // SKIP_CHUNK)
+    return -(-steps // count)

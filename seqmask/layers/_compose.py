@@ -34,7 +34,7 @@ def bidirectional(
     unroll: int | bool = 1,
     remat: bool | int = False,
     hoist: bool | None = None,
-    skip_padding: bool | int = True,
+    skip_padding: bool | int = False,
 ) -> tuple[tuple[Carry, Carry], Any]:
     """A forward and a backward :func:`rnn` over the same masked sequences.
 
@@ -174,7 +174,7 @@ def stacked(
     unroll: int | bool = 1,
     remat: bool | int = False,
     hoist: bool | None = None,
-    skip_padding: bool | int = True,
+    skip_padding: bool | int = False,
 ) -> tuple[list[Carry], jax.Array]:
     """Several recurrent layers, each reading the previous layer's outputs.
 
