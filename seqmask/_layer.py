@@ -70,7 +70,9 @@ def check_cell(cell, where: str, name: str = "cell") -> Cell:
     )
 
 
-def options(unroll, remat, hoist, where: str, skip_padding=False) -> Options:
+def options(
+    unroll, remat, hoist, where: str, skip_padding: bool | int = False
+) -> Options:
     return Options(
         unroll=_checks.flag_or_int(unroll, "unroll", where),
         remat=_checks.flag_or_int(remat, "remat", where),
@@ -265,12 +267,13 @@ def _run_steps(cell, params, seq: Prepared, carry, reset_to, reverse, options, w
         # where XLA gathers the sharded batch at every step.
         hoist = jax.default_backend() != "cpu" or jax.device_count() > 1
     project, apply_projected = cell.project_inputs, cell.apply_projected
-    hoist = hoist and project is not None and apply_projected is not None
+    if project is None or apply_projected is None:
+        hoist = False
     steps, remat = seq.xs.shape[0], options.remat
     skip = _skip_chunk(options, seq)
 
     def step(c, x):
-        if hoist:
+        if hoist and apply_projected is not None:
             return apply_projected(params, c, x)
         return cell.apply(params, c, x)
 
@@ -279,7 +282,7 @@ def _run_steps(cell, params, seq: Prepared, carry, reset_to, reverse, options, w
 
     def run(c, parts):
         x, m, r = parts
-        if hoist and skip:
+        if hoist and skip and project is not None:
             # Projected chunk by chunk, so a skipped chunk skips its share.
             x = project(params, x)
         return _scanning.masked(
@@ -297,7 +300,9 @@ def _run_steps(cell, params, seq: Prepared, carry, reset_to, reverse, options, w
             where=where,
         )
 
-    inputs = project(params, seq.xs) if hoist and not skip else seq.xs
+    inputs = seq.xs
+    if hoist and not skip and project is not None:
+        inputs = project(params, seq.xs)
     parts = (inputs, seq.mask, seq.resets)
     auto = options.skip_padding is True and (remat is True or remat is False)
     extra = -steps % skip if auto and skip else 0

@@ -130,11 +130,7 @@ def chunked(
         run = _run_or_skip(run, reset_to)
         parts = (xs, mask, resets, occupied)
     else:
-        plain = run
-
-        def run(carry, parts):
-            return plain(carry, parts[:3])
-
+        run = _without_flags(run)
         parts = (xs, mask, resets, None)
     count, main = steps // chunk, steps // chunk * chunk
     head = jax.tree.map(lambda x: x[:main].reshape(count, chunk, *x.shape[1:]), parts)
@@ -159,6 +155,15 @@ def chunked(
     if len(pieces) == 1:
         return carry, pieces[0]
     return carry, jax.tree.map(lambda *ys: jnp.concatenate(ys), *pieces)
+
+
+def _without_flags(run):
+    """``run`` on ``parts`` that end with a (None) slot for the flags."""
+
+    def run_parts(carry, parts):
+        return run(carry, parts[:3])
+
+    return run_parts
 
 
 def _run_or_skip(run, reset_to):
