@@ -103,7 +103,12 @@ def main() -> None:
     xs = jnp.asarray(rng.normal(size=(args.batch, args.time, args.input)), jnp.float32)
     lengths = rng.integers(args.time // 2, args.time + 1, size=args.batch)
     mask = jnp.asarray(np.arange(args.time) < lengths[:, None])
-    model = seqmask.nnx.RNN(args.input, args.hidden, cell="lstm", rngs=nnx.Rngs(0))
+    model = seqmask.nnx.RNN(
+        seqmask.cells.lstm(args.hidden),
+        in_features=args.input,
+        return_carry=True,
+        rngs=nnx.Rngs(0),
+    )
     variants = build_variants(model)
 
     calls = {

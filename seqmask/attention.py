@@ -27,16 +27,13 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-# The cells' float-widening rule (independent of the promotion mode) keeps
-# attention's dtypes consistent with theirs.
-from seqmask._numerics import wider as _wider
+from seqmask import _checks, _masking
+from seqmask._numerics import LECUN_NORMAL, dense, wider
 
 __all__ = ["Attention", "additive", "dot", "general", "masked_softmax"]
 
 Params = Any
 Initializer = Callable[..., jax.Array]
-
-_LECUN_NORMAL = jax.nn.initializers.lecun_normal()
 
 
 class Attention(NamedTuple):
@@ -94,19 +91,13 @@ def masked_softmax(scores, mask=None) -> jax.Array:
       [[0.25 0.75 0.  ]
        [0.   0.   0.  ]]
     """
-    scores = jnp.asarray(scores)
-    if not jnp.issubdtype(scores.dtype, jnp.floating):
-        raise TypeError(
-            f"masked_softmax: scores must be floating point; got {scores.dtype}."
-        )
-    if scores.ndim < 1:
-        raise ValueError(
-            "masked_softmax: scores must be [*batch, source]; got a scalar."
-        )
-    scores = scores.astype(_wider(scores.dtype, jnp.float32))
+    where = "masked_softmax"
+    scores = _checks.floating_array(scores, "scores", where)
+    _checks.min_rank(scores, 1, "scores", where, "[*batch, source]")
+    scores = scores.astype(wider(scores.dtype, jnp.float32))
     if mask is None:
         return jax.nn.softmax(scores, axis=-1)
-    mask = _check_mask(mask, scores.shape, "masked_softmax")
+    mask = _mask(mask, scores.shape, where)
     zero = jnp.zeros((), scores.dtype)
     top = jnp.max(
         jnp.where(mask, scores, jnp.asarray(-jnp.inf, scores.dtype)),
@@ -128,8 +119,8 @@ def additive(
     attention_size: int,
     *,
     param_dtype=jnp.float32,
-    kernel_init: Initializer = _LECUN_NORMAL,
-    energy_init: Initializer = _LECUN_NORMAL,
+    kernel_init: Initializer = LECUN_NORMAL,
+    energy_init: Initializer = LECUN_NORMAL,
 ) -> Attention:
     r"""Additive attention (Bahdanau et al. 2015, "concat" in Luong et al.).
 
@@ -157,14 +148,15 @@ def additive(
       >>> memory = jnp.ones((2, 4, 5))
       >>> mask = jnp.array([[True, True, False, False], [True] * 4])
       >>> context, weights = att.apply(params, jnp.ones((2, 3)), memory, mask)
-      >>> context.shape, weights[0]
-      ((2, 5), Array([0.5, 0.5, 0. , 0. ], dtype=float32))
+      >>> print(context.shape, weights[0])
+      (2, 5) [0.5 0.5 0.  0. ]
     """
-    attention_size = _check_size(attention_size, "additive: attention_size")
+    attention_size = _checks.positive_int(attention_size, "attention_size", "additive")
+    _checks.function(kernel_init, "kernel_init", "additive", "(key, shape, dtype)")
+    _checks.function(energy_init, "energy_init", "additive", "(key, shape, dtype)")
 
     def init(key, query_size, memory_size):
-        query_size = _check_size(query_size, "additive.init: query_size")
-        memory_size = _check_size(memory_size, "additive.init: memory_size")
+        query_size, memory_size = _sizes(query_size, memory_size, "additive.init")
         k_query, k_memory, k_energy = jax.random.split(key, 3)
         size = attention_size
         return {
@@ -175,17 +167,14 @@ def additive(
         }
 
     def project_memory(params, memory, mask=None):
-        memory = _masked_memory(memory, mask, params["memory_kernel"].shape[0])
-        dtype = _wider(memory.dtype, params["memory_kernel"].dtype)
-        keys = jnp.matmul(memory.astype(dtype), params["memory_kernel"].astype(dtype))
-        return keys + jnp.broadcast_to(params["bias"].astype(dtype), keys.shape)
+        kernel = params["memory_kernel"]
+        memory = _masked_memory(memory, mask, kernel.shape[0], "additive")
+        return dense(memory, kernel, params["bias"])
 
     def score(params, query, keys):
         _check_query(query, params["query_kernel"].shape[0], keys, "additive")
-        dtype = _wider(query.dtype, keys.dtype)
-        projected = jnp.matmul(
-            query.astype(dtype), params["query_kernel"].astype(dtype)
-        )
+        dtype = wider(query.dtype, keys.dtype)
+        projected = dense(query, params["query_kernel"], dtype=dtype, acc_dtype=dtype)
         hidden = jnp.tanh(keys.astype(dtype) + projected[..., None, :])
         return jnp.matmul(hidden, params["energy"].astype(dtype))
 
@@ -219,26 +208,28 @@ def dot(*, scaled: bool = False) -> Attention:
       [0.75 0.25 0.  ]
     """
 
+    scaled = _checks.flag(scaled, "scaled", "dot")
+
     def init(key, query_size, memory_size):
         del key
-        query_size = _check_size(query_size, "dot.init: query_size")
-        memory_size = _check_size(memory_size, "dot.init: memory_size")
+        query_size, memory_size = _sizes(query_size, memory_size, "dot.init")
         if query_size != memory_size:
-            raise ValueError(
+            _checks.fail(
+                "dot.init",
                 f"dot attention needs query_size == memory_size; got query_size="
                 f"{query_size}, memory_size={memory_size}. Use general() or "
-                "additive() for different sizes."
+                "additive() for different sizes.",
             )
         return {}
 
     def project_memory(params, memory, mask=None):
         del params
-        return _masked_memory(memory, mask, None)
+        return _masked_memory(memory, mask, None, "dot")
 
     def score(params, query, keys):
         del params
         _check_query(query, keys.shape[-1], keys, "dot")
-        dtype = _wider(query.dtype, keys.dtype)
+        dtype = wider(query.dtype, keys.dtype)
         scores = jnp.einsum("...k,...sk->...s", query.astype(dtype), keys.astype(dtype))
         if scaled:
             scores = scores / jnp.sqrt(jnp.asarray(keys.shape[-1], dtype))
@@ -248,7 +239,7 @@ def dot(*, scaled: bool = False) -> Attention:
 
 
 def general(
-    *, param_dtype=jnp.float32, kernel_init: Initializer = _LECUN_NORMAL
+    *, param_dtype=jnp.float32, kernel_init: Initializer = LECUN_NORMAL
 ) -> Attention:
     r"""Bilinear attention (Luong et al. 2015, "general").
 
@@ -277,21 +268,20 @@ def general(
       ((2, 4), (2, 6))
     """
 
+    _checks.function(kernel_init, "kernel_init", "general", "(key, shape, dtype)")
+
     def init(key, query_size, memory_size):
-        query_size = _check_size(query_size, "general.init: query_size")
-        memory_size = _check_size(memory_size, "general.init: memory_size")
+        query_size, memory_size = _sizes(query_size, memory_size, "general.init")
         return {"kernel": kernel_init(key, (query_size, memory_size), param_dtype)}
 
     def project_memory(params, memory, mask=None):
-        memory = _masked_memory(memory, mask, params["kernel"].shape[1])
-        dtype = _wider(memory.dtype, params["kernel"].dtype)
-        return jnp.einsum(
-            "...sm,qm->...sq", memory.astype(dtype), params["kernel"].astype(dtype)
-        )
+        kernel = params["kernel"]
+        memory = _masked_memory(memory, mask, kernel.shape[1], "general")
+        return dense(memory, jnp.swapaxes(kernel, 0, 1))
 
     def score(params, query, keys):
         _check_query(query, params["kernel"].shape[0], keys, "general")
-        dtype = _wider(query.dtype, keys.dtype)
+        dtype = wider(query.dtype, keys.dtype)
         return jnp.einsum("...q,...sq->...s", query.astype(dtype), keys.astype(dtype))
 
     return _make_attention("general", init, project_memory, score)
@@ -299,29 +289,28 @@ def general(
 
 def _make_attention(name, init, project_memory, score) -> Attention:
     """Assemble an :class:`Attention` from its query-dependent ``score``."""
+    where = f"{name}.apply"
 
     def apply(params, query, memory, mask=None, *, keys=None):
-        memory = jnp.asarray(memory)
-        if memory.ndim < 2:
-            raise ValueError(
-                f"{name} attention: memory must be [*batch, source, features]; got "
-                f"shape {tuple(memory.shape)}."
-            )
+        memory = _checks.floating_array(memory, "memory", where)
+        _checks.min_rank(memory, 2, "memory", where, "[*batch, source, features]")
         if mask is not None:
-            mask = _check_mask(mask, memory.shape[:-1], f"{name} attention")
+            mask = _mask(mask, memory.shape[:-1], where)
         if keys is None:
             keys = project_memory(params, memory, mask)
         else:
-            keys = jnp.asarray(keys)
+            keys = _checks.floating_array(keys, "keys", where)
             if keys.shape[:-1] != memory.shape[:-1]:
-                raise ValueError(
-                    f"{name} attention: keys must be [*batch, source, K] = "
-                    f"{tuple(memory.shape[:-1])} + (K,) like memory; got "
-                    f"{tuple(keys.shape)}. Make them with project_memory."
+                _checks.fail(
+                    where,
+                    f"keys must be [*batch, source, K] = {tuple(memory.shape[:-1])} "
+                    f"+ (K,) like memory; got {tuple(keys.shape)}. Make them with "
+                    "project_memory.",
                 )
-        weights = masked_softmax(score(params, jnp.asarray(query), keys), mask)
-        memory = _masked_memory(memory, mask, None)
-        acc = _wider(memory.dtype, weights.dtype)
+        query = _checks.floating_array(query, "query", where)
+        weights = masked_softmax(score(params, query, keys), mask)
+        memory = _masked_memory(memory, mask, None, name)
+        acc = wider(memory.dtype, weights.dtype)
         context = jnp.einsum(
             "...s,...sm->...m",
             weights.astype(acc),
@@ -333,58 +322,41 @@ def _make_attention(name, init, project_memory, score) -> Attention:
     return Attention(init=init, project_memory=project_memory, apply=apply, name=name)
 
 
-def _masked_memory(memory, mask, size: int | None) -> jax.Array:
-    memory = jnp.asarray(memory)
-    if not jnp.issubdtype(memory.dtype, jnp.floating):
-        raise TypeError(
-            f"attention: memory must be floating point; got {memory.dtype}."
-        )
+def _masked_memory(memory, mask, size: int | None, name: str) -> jax.Array:
+    """``memory`` checked, with zeros at padded positions (selected, so that
+    NaN there reaches nothing)."""
+    where = f"{name}.project_memory"
+    memory = _checks.floating_array(memory, "memory", where)
     if memory.ndim < 2 or (size is not None and memory.shape[-1] != size):
         want = "F" if size is None else size
-        raise ValueError(
-            f"attention: memory must be [*batch, source, {want}] (the memory_size "
-            f"the parameters were made for); got shape {tuple(memory.shape)}."
+        _checks.fail(
+            where,
+            f"memory must be [*batch, source, {want}] (the memory_size the "
+            f"parameters were made for); got shape {tuple(memory.shape)}.",
         )
     if mask is None:
         return memory
-    mask = _check_mask(mask, memory.shape[:-1], "attention")
-    return jnp.where(
-        jnp.broadcast_to(mask[..., None], memory.shape),
-        memory,
-        jnp.zeros((), memory.dtype),
+    return _masking.zero_padding(_mask(mask, memory.shape[:-1], where), memory)
+
+
+def _mask(mask, shape, where: str) -> jax.Array:
+    return _checks.bool_array(
+        mask, "mask", where, shape=shape, layout="[*batch, source]"
     )
 
 
-def _check_mask(mask, shape, where: str) -> jax.Array:
-    mask = jnp.asarray(mask)
-    if mask.dtype != jnp.bool_:
-        raise TypeError(
-            f"{where}: mask must be boolean [*batch, source]; got dtype {mask.dtype}. "
-            "Use `mask != 0` to convert."
-        )
-    if mask.shape != tuple(shape):
-        raise ValueError(
-            f"{where}: mask must have shape [*batch, source] = {tuple(shape)}; got "
-            f"{tuple(mask.shape)}."
-        )
-    return mask
-
-
 def _check_query(query, size: int, keys, name: str) -> None:
-    if not jnp.issubdtype(query.dtype, jnp.floating):
-        raise TypeError(
-            f"{name} attention: query must be floating point; got {query.dtype}."
-        )
     want = (*keys.shape[:-2], size)
     if tuple(query.shape) != want:
-        raise ValueError(
-            f"{name} attention: query must be [*batch, query_size] = {want} for "
-            f"memory of batch shape {tuple(keys.shape[:-2])}; got "
-            f"{tuple(query.shape)}."
+        _checks.fail(
+            f"{name}.apply",
+            f"query must be [*batch, query_size] = {want} for memory of batch "
+            f"shape {tuple(keys.shape[:-2])}; got {tuple(query.shape)}.",
         )
 
 
-def _check_size(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int; got {value!r}.")
-    return value
+def _sizes(query_size, memory_size, where: str) -> tuple[int, int]:
+    return (
+        _checks.positive_int(query_size, "query_size", where),
+        _checks.positive_int(memory_size, "memory_size", where),
+    )

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import sys
+import types
 from pathlib import Path
 
 import jax
@@ -24,15 +26,22 @@ def python_blocks(path: Path) -> list[str]:
 
 
 def run_blocks(path: Path) -> str:
-    """Execute every Python block of ``path``; returns what they printed."""
-    namespace: dict = {"__name__": f"markdown:{path.name}"}
+    """Execute every Python block of ``path``; returns what they printed.
+
+    The namespace is a registered module, as a script's is, so that classes
+    defined in the blocks (dataclasses, Flax modules) find their module."""
+    module = types.ModuleType(f"markdown_{path.stem}")
     out = io.StringIO()
-    with (
-        jax.numpy_dtype_promotion("standard"),
-        jax.numpy_rank_promotion("allow"),
-        contextlib.redirect_stdout(out),
-    ):
-        for index, block in enumerate(python_blocks(path)):
-            code = compile(block, f"{path.name}, python block {index + 1}", "exec")
-            exec(code, namespace)
+    sys.modules[module.__name__] = module
+    try:
+        with (
+            jax.numpy_dtype_promotion("standard"),
+            jax.numpy_rank_promotion("allow"),
+            contextlib.redirect_stdout(out),
+        ):
+            for index, block in enumerate(python_blocks(path)):
+                name = f"{path.name}, python block {index + 1}"
+                exec(compile(block, name, "exec"), module.__dict__)
+    finally:
+        del sys.modules[module.__name__]
     return out.getvalue()

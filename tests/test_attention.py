@@ -191,20 +191,3 @@ def test_bfloat16_inputs_softmax_in_float32():
         "general", params, np.float32(query16), np.float32(memory16), MASK
     )
     np.testing.assert_allclose(weights, want, rtol=1e-5, atol=1e-6)
-
-
-def test_errors_name_the_argument():
-    att, params = KINDS["additive"], PARAMS["additive"]
-    query, memory = _inputs("additive")
-    with pytest.raises(TypeError, match="mask must be boolean"):
-        att.apply(params, query, memory, MASK.astype(np.int32))
-    with pytest.raises(ValueError, match=r"mask must have shape .*\(4, 5\)"):
-        att.apply(params, query, memory, MASK[:, :3])
-    with pytest.raises(ValueError, match=r"query must be \[\*batch, query_size\]"):
-        att.apply(params, query[:, :2], memory, MASK)
-    with pytest.raises(ValueError, match=r"memory must be \[\*batch, source, 6\]"):
-        att.apply(params, query, memory[..., :2], MASK)
-    with pytest.raises(ValueError, match="query_size == memory_size"):
-        attention.dot().init(jax.random.key(0), 3, 4)
-    with pytest.raises(ValueError, match="attention_size must be a positive int"):
-        attention.additive(0)

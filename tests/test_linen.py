@@ -1,15 +1,19 @@
-"""Linen modules: ``model.apply`` equals the pure core with the same parameters.
+"""Linen modules with seqmask cells: ``model.apply`` equals the pure core with
+the same parameters, and the independent NumPy reference.
 
 The references take the pure cell from its factory and assemble the
 parameter pytree by hand from the Linen variables by name, so these tests
-also pin the names. Module and reference run in one jitted program each time
-(one compilation instead of two: the machine is shared).
+also pin the names; ``numpy_reference`` shares no code with seqmask. Module
+and references run in one jitted program each time (one compilation instead
+of two: the machine is shared). The Flax drop-in (Flax cells, Flax's
+arguments) is tested against real Flax modules in ``test_dropin_linen.py``.
 """
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy_reference as ref
 import optax
 import orbax.checkpoint as ocp
 import pytest
@@ -53,6 +57,18 @@ def reference(params, cell_name):
     return cells.learnable_initial_state(cell), params
 
 
+def numpy_rnn(cell_name, params, mask, *, reverse=False):
+    """``numpy_reference.rnn`` from the pure params (learned carry or zeros)."""
+    if "initial_carry" in params:
+        learned = params["initial_carry"]
+        start = learned if isinstance(learned, tuple) else (learned,)
+        start = tuple(np.broadcast_to(leaf, (B, H)) for leaf in start)
+        params = params["cell"]
+    else:
+        start = tuple(np.zeros((B, H)) for _ in range(2 if cell_name == "lstm" else 1))
+    return ref.rnn(cell_name, params, XS, mask, start, reverse=reverse)
+
+
 def assert_trees_equal(actual, expected, atol=0.0):
     assert jax.tree.structure(actual) == jax.tree.structure(expected)
     for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
@@ -60,11 +76,16 @@ def assert_trees_equal(actual, expected, atol=0.0):
 
 
 @pytest.mark.parametrize(
-    "cell_name, learnable, reverse", [("lstm", True, False), ("gru", False, True)]
+    "cell_name, learnable, reverse",
+    [("lstm", True, False), ("gru", False, True), ("simple_rnn", False, False)],
 )
-def test_rnn_equals_pure_core(cell_name, learnable, reverse):
+def test_rnn_equals_pure_core_and_numpy_reference(cell_name, learnable, reverse):
     model = slinen.RNN(
-        H, cell=cell_name, learnable_initial_state=learnable, carry_init=NORMAL
+        FACTORIES[cell_name](H),
+        return_carry=True,
+        keep_order=True,
+        learnable_initial_state=learnable,
+        carry_init=NORMAL,
     )
     variables = model.init(KEY, IN, method="pure_params")
     cell, params = reference(variables["params"], cell_name)
@@ -76,13 +97,54 @@ def test_rnn_equals_pure_core(cell_name, learnable, reverse):
 
     (carry, ys), want = run(variables, params)
     assert_trees_equal((carry, ys), want, atol=1e-6)
+    final, outputs = numpy_rnn(cell_name, params, MASK, reverse=reverse)
+    np.testing.assert_allclose(ys, outputs, atol=1e-5)
+    np.testing.assert_allclose(jax.tree.leaves(carry)[0], final[0], atol=1e-5)
     start = params["initial_carry"] if learnable else cell.initial_carry(params, ())
     assert_trees_equal(jax.tree.map(lambda leaf: leaf[2], carry), start)
     assert np.all(np.asarray(ys)[~MASK] == 0)
 
 
+def test_flax_call_options_with_a_seqmask_cell():
+    """return_carry, time_major and reverse without keep_order mean what they
+    mean in Flax, for seqmask's cells too."""
+    model = slinen.RNN(cells.gru(H))
+    variables = model.init(KEY, IN, method="pure_params")
+    lengths = np.array([5, 2, 0])
+    mask = np.arange(T) < lengths[:, None]
+    params = dict(variables["params"]["cell"])
+
+    @jax.jit
+    def run(variables):
+        return (
+            model.apply(variables, XS, seq_lengths=lengths),
+            model.apply(
+                variables,
+                np.swapaxes(XS, 0, 1),
+                seq_lengths=lengths,
+                time_major=True,
+                return_carry=True,
+            ),
+            model.apply(variables, XS, seq_lengths=lengths, reverse=True),
+        )
+
+    ys, (carry_tm, ys_tm), ys_reversed = run(variables)
+    final, outputs = numpy_rnn("gru", params, mask)
+    np.testing.assert_allclose(ys, outputs, atol=1e-5)
+    np.testing.assert_allclose(np.swapaxes(ys_tm, 0, 1), outputs, atol=1e-5)
+    np.testing.assert_allclose(carry_tm, final[0], atol=1e-5)
+    _, backward = numpy_rnn("gru", params, mask, reverse=True)
+    # Processing order: row b's valid steps reversed in place, padding zero.
+    flipped = np.zeros_like(backward)
+    for row, length in enumerate(lengths):
+        flipped[row, :length] = backward[row, :length][::-1]
+    np.testing.assert_allclose(ys_reversed, flipped, atol=1e-5)
+
+
 def test_parameter_names_in_linen_variables():
-    model = slinen.Stacked(H, 2, bidirectional=True, learnable_initial_state=True)
+    model = slinen.Stacked(
+        cells.lstm(H), 2, bidirectional=True, learnable_initial_state=True
+    )
     # Names and shapes only: nothing is computed.
     variables = jax.eval_shape(model.init, KEY, XS)
     paths = set(traverse_util.flatten_dict(variables["params"]))
@@ -94,13 +156,21 @@ def test_parameter_names_in_linen_variables():
             ("cell", "input_kernel"),
             ("cell", "recurrent_kernel"),
             ("cell", "bias"),
-            ("initial_carry", "h"),
-            ("initial_carry", "c"),
+            ("initial_carry",),  # an LSTMCarry(h, c)
         ]
     }
     assert paths == expected
     second = variables["params"]["layers_1"]["forward"]["cell"]["input_kernel"]
     assert second.shape == (2 * H, 4 * H)
+    rnn = slinen.RNN(cells.lstm(H), learnable_initial_state=True)
+    names = traverse_util.flatten_dict(jax.eval_shape(rnn.init, KEY, XS)["params"])
+    assert set(names) == {
+        ("cell", "input_kernel"),
+        ("cell", "recurrent_kernel"),
+        ("cell", "bias"),
+        ("initial_carry", "h"),
+        ("initial_carry", "c"),
+    }
 
 
 @pytest.mark.parametrize("cell_name", ["lstm", "gru"])
@@ -115,17 +185,22 @@ def test_learnable_initial_state_broadcasts_the_learned_carry(cell_name):
         else learned["h"]
     )
     wrapped = cells.learnable_initial_state(cell)
-    expected = wrapped.initial_carry({"initial_carry": unbatched}, (2, 3))
+    full = {"cell": cell.init(KEY, IN), "initial_carry": unbatched}
+    expected = wrapped.initial_carry(full, (2, 3))
     assert_trees_equal(batched, expected)
     assert_trees_equal(module.apply(variables, ()), unbatched)
     assert float(jnp.abs(jax.tree.leaves(unbatched)[0]).sum()) > 0
 
 
-def test_bidirectional_equals_pure_core():
-    model = slinen.Bidirectional(H, learnable_initial_state=True, carry_init=NORMAL)
-    variables = model.init(KEY, IN, method="pure_params")
-    forward_cell, forward_params = reference(variables["params"]["forward"], "lstm")
-    _, backward_params = reference(variables["params"]["backward"], "lstm")
+def test_bidirectional_equals_pure_core_and_numpy_reference():
+    model = slinen.Bidirectional(
+        slinen.RNN(cells.lstm(H), learnable_initial_state=True, carry_init=NORMAL),
+        slinen.RNN(cells.lstm(H), learnable_initial_state=True, carry_init=NORMAL),
+        return_carry=True,
+    )
+    variables = model.init(KEY, XS, mask=MASK)
+    forward_cell, forward_params = reference(variables["params"]["forward_rnn"], "lstm")
+    _, backward_params = reference(variables["params"]["backward_rnn"], "lstm")
     params = {"forward": forward_params, "backward": backward_params}
 
     @jax.jit
@@ -135,7 +210,11 @@ def test_bidirectional_equals_pure_core():
 
     got, want = run(variables, params)
     assert_trees_equal(got, want, atol=1e-6)
-    assert got[1].shape == (B, T, 2 * H)
+    (_, backward_carry), ys = got
+    _, forward_ys = numpy_rnn("lstm", forward_params, MASK)
+    final, backward_ys = numpy_rnn("lstm", backward_params, MASK, reverse=True)
+    np.testing.assert_allclose(ys, np.concatenate([forward_ys, backward_ys], -1), 1e-5)
+    np.testing.assert_allclose(backward_carry.h, final[0], atol=1e-5)
 
 
 class _DropoutKey(nn.Module):
@@ -148,9 +227,8 @@ class _DropoutKey(nn.Module):
 
 def test_stacked_equals_pure_core_and_dropout_uses_make_rng():
     model = slinen.Stacked(
-        H,
+        cells.gru(H),
         2,
-        cell="gru",
         bidirectional=True,
         residual=True,
         dropout_rate=0.5,
@@ -158,15 +236,7 @@ def test_stacked_equals_pure_core_and_dropout_uses_make_rng():
         carry_init=NORMAL,
     )
     variables = model.init(KEY, IN, method="pure_params")
-    ref_params = [
-        {
-            direction: reference(variables["params"][f"layers_{k}"][direction], "gru")[
-                1
-            ]
-            for direction in ("forward", "backward")
-        }
-        for k in range(2)
-    ]
+    ref_params = [variables["params"][f"layers_{k}"] for k in range(2)]
     ref_cell = cells.learnable_initial_state(cells.gru(H))
     options = {"mask": MASK, "bidirectional": True, "residual": True}
 
@@ -190,10 +260,24 @@ def test_stacked_equals_pure_core_and_dropout_uses_make_rng():
     assert not np.allclose(got[1], evaluated[1])
     other, *_ = run(variables, ref_params, jax.random.key(2))
     assert not np.allclose(got[1], other[1])
+    # Without dropout, the first layer's forward direction is the NumPy
+    # reference's, started from its own learned carry.
+    first = ref_params[0]["forward"]
+    start = np.broadcast_to(first["initial_carry"], (B, H))
+    _, want_forward = ref.rnn("gru", first["cell"], XS, MASK, (start,))
+    evaluated_first = model.clone(num_layers=1, cell=cells.gru(H), residual=False)
+    one_layer = {"params": {"layers_0": ref_params[0]}}
+    _, ys = evaluated_first.apply(one_layer, XS, mask=MASK, deterministic=True)
+    np.testing.assert_allclose(ys[..., :H], want_forward, atol=1e-5)
 
 
 def test_resets_and_gradient_reach_the_learned_state_only_where_used():
-    model = slinen.RNN(H, learnable_initial_state=True, carry_init=NORMAL)
+    model = slinen.RNN(
+        cells.lstm(H),
+        return_carry=True,
+        learnable_initial_state=True,
+        carry_init=NORMAL,
+    )
     variables = model.init(KEY, IN, method="pure_params")
     cell, params = reference(variables["params"], "lstm")
     rng = np.random.default_rng(2)
@@ -264,6 +348,19 @@ def test_resets_and_gradient_reach_the_learned_state_only_where_used():
         (want_grads["cell"], dict(want_grads["initial_carry"]._asdict())),
         atol=1e-6,
     )
+    # The NumPy loop, resetting to the learned carry, gives the same outputs.
+    learned = params["initial_carry"]
+    reset_to = tuple(np.broadcast_to(leaf, (B, H)) for leaf in learned)
+    _, want = ref.rnn(
+        "lstm",
+        params["cell"],
+        XS,
+        MASK,
+        tuple(explicit),
+        resets=resets,
+        reset_to=reset_to,
+    )
+    np.testing.assert_allclose(outputs[1], want, atol=1e-5)
     # A reset row continues from the learned carry: its outputs from the reset
     # on are those of the same steps run alone from the learned state.
     _, ys = outputs
@@ -282,7 +379,7 @@ def test_resets_and_gradient_reach_the_learned_state_only_where_used():
 
 
 def test_jit_and_orbax_round_trip(tmp_path):
-    model = slinen.RNN(H, cell="gru", learnable_initial_state=True, carry_init=NORMAL)
+    model = slinen.RNN(cells.gru(H), learnable_initial_state=True, carry_init=NORMAL)
     variables = model.init(KEY, XS, mask=MASK)
     # Parameters alone, without running the layer: the same variables.
     assert_trees_equal(model.init(KEY, IN, method="pure_params"), variables)
@@ -308,14 +405,14 @@ def test_optax_training_learns_the_initial_state():
     targets = np.where(first[..., None], vector, 0).astype(np.float32)
     xs = np.zeros((len(lengths), T, IN), np.float32)
 
-    model = slinen.RNN(H, cell="gru", learnable_initial_state=True)
+    model = slinen.RNN(cells.gru(H), learnable_initial_state=True)
     params = model.init(KEY, IN, method="pure_params")["params"]
     optimizer = optax.adam(0.05)
 
     @jax.jit
     def step(params, opt_state):
         def loss_fn(params):
-            _, ys = model.apply({"params": params}, xs, mask=mask)
+            ys = model.apply({"params": params}, xs, mask=mask)
             error = jnp.where(mask[..., None], (ys - targets) ** 2, 0.0)
             return jnp.sum(error) / np.float32(mask.sum())
 
@@ -333,24 +430,3 @@ def test_optax_training_learns_the_initial_state():
         losses.append(float(loss))
     assert losses[-1] < 1e-3 < losses[0]
     assert float(jnp.linalg.norm(params["initial_carry"]["h"])) > 0.5
-
-
-def test_bad_input_is_reported():
-    with pytest.raises(ValueError, match=r"unknown cell 'lsmt'.*'gru', 'lstm'"):
-        slinen.RNN(H, cell="lsmt").init(KEY, XS)
-    with pytest.raises(ValueError, match="hidden_size=4 but the cell 'gru'.*=5"):
-        slinen.RNN(H, cell=cells.gru(5)).init(KEY, XS)
-    with pytest.raises(TypeError, match="cell_kwargs apply to a cell given by name"):
-        slinen.RNN(H, cell=cells.gru(H), cell_kwargs={"dtype": None}).init(KEY, XS)
-    with pytest.raises(ValueError, match="merge must be one of"):
-        slinen.Bidirectional(H, merge="mean").init(KEY, XS)
-    with pytest.raises(ValueError, match=r"dropout_rate must be in \[0, 1\); got 1.0"):
-        slinen.Stacked(H, 2, dropout_rate=1.0).init(KEY, XS)
-    with pytest.raises(ValueError, match="num_layers must be a positive int"):
-        slinen.Stacked(H, 0).init(KEY, XS)
-    with pytest.raises(ValueError, match="needs deterministic=False"):
-        slinen.Stacked(H, 2, dropout_rate=0.5).init(KEY, XS)
-    with pytest.raises(ValueError, match=r"xs must be \[\*batch, time, features\]"):
-        slinen.RNN(H).init(KEY, XS[0, 0])
-    with pytest.raises(TypeError, match="batch_shape must be an int or a sequence"):
-        slinen.LearnableInitialState(cells.gru(H)).init(KEY, (2.0,))

@@ -1,15 +1,19 @@
-"""NNX modules: each one equals the pure core called with its parameters.
+"""NNX modules with seqmask cells: each one equals the pure core called with
+its parameters, and the independent NumPy reference.
 
 References are built independently of the modules' own plumbing: the pure
 cell comes from its factory and the parameter pytree is assembled by hand
-from ``nnx.state`` by parameter name, so these tests also pin the names.
-Shapes stay tiny and every jitted function is compiled once, because the
-machine is shared.
+from ``nnx.state`` by parameter name, so these tests also pin the names;
+``numpy_reference`` shares no code with seqmask. Shapes stay tiny and every
+jitted function is compiled once, because the machine is shared. The Flax
+drop-in (Flax cells, Flax's arguments) is tested against real Flax modules
+in ``test_dropin_nnx.py``.
 """
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy_reference as ref
 import optax
 import orbax.checkpoint as ocp
 import pytest
@@ -50,11 +54,25 @@ def reference(model, cell_name):
     if cell_name == "lstm":
         assert set(learned) == {"h", "c"}
         carry = cells.LSTMCarry(h=learned["h"][...], c=learned["c"][...])
+    elif isinstance(learned, nnx.Param):  # a Stacked layer mirrors the pytree
+        carry = learned[...]
     else:
         assert set(learned) == {"h"}
         carry = learned["h"][...]
     params = {"cell": cell_params, "initial_carry": carry}
     return cells.learnable_initial_state(cell), params
+
+
+def numpy_rnn(cell_name, params, mask, *, reverse=False):
+    """``numpy_reference.rnn`` from the pure params (learned carry or zeros)."""
+    if "initial_carry" in params:
+        learned = params["initial_carry"]
+        start = learned if isinstance(learned, tuple) else (learned,)
+        start = tuple(np.broadcast_to(leaf, (B, H)) for leaf in start)
+        params = params["cell"]
+    else:
+        start = tuple(np.zeros((B, H)) for _ in range(2 if cell_name == "lstm" else 1))
+    return ref.rnn(cell_name, params, XS, mask, start, reverse=reverse)
 
 
 def run_both(module_fn, pure_fn, model, params):
@@ -73,13 +91,14 @@ def assert_trees_equal(actual, expected, atol=0.0):
 
 @pytest.mark.parametrize(
     "cell_name, learnable, reverse",
-    [("lstm", True, False), ("gru", False, True)],
+    [("lstm", True, False), ("gru", False, True), ("simple_rnn", False, False)],
 )
-def test_rnn_equals_pure_core(cell_name, learnable, reverse):
+def test_rnn_equals_pure_core_and_numpy_reference(cell_name, learnable, reverse):
     model = snnx.RNN(
-        IN,
-        H,
-        cell=cell_name,
+        FACTORIES[cell_name](H),
+        in_features=IN,
+        return_carry=True,
+        keep_order=True,
         learnable_initial_state=learnable,
         carry_init=NORMAL,
         rngs=nnx.Rngs(0),
@@ -92,6 +111,9 @@ def test_rnn_equals_pure_core(cell_name, learnable, reverse):
         params,
     )
     assert_trees_equal((carry, ys), want, atol=1e-6)
+    final, outputs = numpy_rnn(cell_name, params, MASK, reverse=reverse)
+    np.testing.assert_allclose(ys, outputs, atol=1e-5)
+    np.testing.assert_allclose(jax.tree.leaves(carry)[0], final[0], atol=1e-5)
     # The empty row ends where it started: the learned carry, or zeros.
     start = params["initial_carry"] if learnable else cell.initial_carry(params, ())
     assert_trees_equal(jax.tree.map(lambda leaf: leaf[2], carry), start)
@@ -103,7 +125,12 @@ def test_rnn_equals_pure_core(cell_name, learnable, reverse):
 def test_parameter_names_in_nnx_state():
     bi = nnx.eval_shape(  # names and shapes only: nothing is computed
         lambda: snnx.Stacked(
-            IN, H, 2, bidirectional=True, learnable_initial_state=True, rngs=nnx.Rngs(0)
+            cells.lstm(H),
+            2,
+            in_features=IN,
+            bidirectional=True,
+            learnable_initial_state=True,
+            rngs=nnx.Rngs(0),
         )
     )
     paths = {path for path, _ in nnx.to_flat_state(nnx.state(bi, nnx.Param))}
@@ -123,6 +150,22 @@ def test_parameter_names_in_nnx_state():
     state = nnx.state(bi, nnx.Param)
     # The second layer reads both directions of the first.
     assert state["layers"][1]["forward"]["cell"]["input_kernel"].shape == (2 * H, 4 * H)
+    rnn = nnx.eval_shape(
+        lambda: snnx.RNN(
+            cells.lstm(H),
+            in_features=IN,
+            learnable_initial_state=True,
+            rngs=nnx.Rngs(0),
+        )
+    )
+    paths = {path for path, _ in nnx.to_flat_state(nnx.state(rnn, nnx.Param))}
+    assert paths == {
+        ("cell", "input_kernel"),
+        ("cell", "recurrent_kernel"),
+        ("cell", "bias"),
+        ("initial_carry", "h"),
+        ("initial_carry", "c"),
+    }
 
 
 @pytest.mark.parametrize("cell_name", ["lstm", "gru"])
@@ -138,18 +181,28 @@ def test_learnable_initial_state_broadcasts_the_learned_carry(cell_name):
     )
     # The pure core's learnable_initial_state broadcasts the same carry.
     wrapped = cells.learnable_initial_state(cell)
-    expected = wrapped.initial_carry({"initial_carry": unbatched}, (2, 3))
+    full = {"cell": cell.init(jax.random.key(0), IN), "initial_carry": unbatched}
+    expected = wrapped.initial_carry(full, (2, 3))
     assert_trees_equal(state((2, 3)), expected)
     assert_trees_equal(state(()), unbatched)
     assert_trees_equal(state(2), jax.tree.map(lambda x: x[:, 0], expected))
 
 
 def test_bidirectional_equals_pure_core():
+    rngs = nnx.Rngs(2)
+    options = {
+        "in_features": IN,
+        "learnable_initial_state": True,
+        "carry_init": NORMAL,
+        "rngs": rngs,
+    }
     model = snnx.Bidirectional(
-        IN, H, learnable_initial_state=True, carry_init=NORMAL, rngs=nnx.Rngs(2)
+        snnx.RNN(cells.lstm(H), **options),
+        snnx.RNN(cells.lstm(H), **options),
+        return_carry=True,
     )
-    forward_cell, forward_params = reference(model.forward, "lstm")
-    _, backward_params = reference(model.backward, "lstm")
+    forward_cell, forward_params = reference(model.forward_rnn, "lstm")
+    _, backward_params = reference(model.backward_rnn, "lstm")
     params = {"forward": forward_params, "backward": backward_params}
     got, want = run_both(
         lambda model: model(XS, mask=MASK),
@@ -158,15 +211,19 @@ def test_bidirectional_equals_pure_core():
         params,
     )
     assert_trees_equal(got, want, atol=1e-6)
-    assert got[1].shape == (B, T, model.out_features) == (B, T, 2 * H)
+    (_, backward_carry), ys = got
+    assert ys.shape == (B, T, 2 * H)
+    _, forward_ys = numpy_rnn("lstm", forward_params, MASK)
+    final, backward_ys = numpy_rnn("lstm", backward_params, MASK, reverse=True)
+    np.testing.assert_allclose(ys, np.concatenate([forward_ys, backward_ys], -1), 1e-5)
+    np.testing.assert_allclose(backward_carry.h, final[0], atol=1e-5)
 
 
 def test_stacked_equals_pure_core_and_dropout_follows_nnx_rngs():
     model = snnx.Stacked(
-        IN,
-        H,
+        cells.gru(H),
         2,
-        cell="gru",
+        in_features=IN,
         residual=True,
         dropout_rate=0.5,
         learnable_initial_state=True,
@@ -175,6 +232,13 @@ def test_stacked_equals_pure_core_and_dropout_follows_nnx_rngs():
     )
     ref_cell = cells.learnable_initial_state(cells.gru(H))
     ref_params = [reference(layer, "gru")[1] for layer in model.layers]
+    # Without dropout, the first layer alone is the NumPy reference's.
+    start = np.broadcast_to(ref_params[0]["initial_carry"], (B, H))
+    _, want_first = ref.rnn("gru", ref_params[0]["cell"], XS, MASK, (start,))
+    _, got_first = seqmask.stacked(
+        model.pure_cells()[:1], model.pure_params()[:1], XS, mask=MASK
+    )
+    np.testing.assert_allclose(got_first, want_first, atol=1e-5)
 
     @nnx.jit(static_argnames="deterministic")
     def run(model, params, key, deterministic=None):
@@ -216,7 +280,12 @@ def test_stacked_equals_pure_core_and_dropout_follows_nnx_rngs():
 
 def test_resets_send_rows_to_the_learned_state():
     model = snnx.RNN(
-        IN, H, learnable_initial_state=True, carry_init=NORMAL, rngs=nnx.Rngs(5)
+        cells.lstm(H),
+        in_features=IN,
+        return_carry=True,
+        learnable_initial_state=True,
+        carry_init=NORMAL,
+        rngs=nnx.Rngs(5),
     )
     cell, params = reference(model, "lstm")
     rng = np.random.default_rng(1)
@@ -256,7 +325,12 @@ def test_resets_send_rows_to_the_learned_state():
 
 def test_gradient_reaches_learned_state_only_through_rows_that_start_from_it():
     model = snnx.RNN(
-        IN, H, learnable_initial_state=True, carry_init=NORMAL, rngs=nnx.Rngs(6)
+        cells.lstm(H),
+        in_features=IN,
+        return_carry=True,
+        learnable_initial_state=True,
+        carry_init=NORMAL,
+        rngs=nnx.Rngs(6),
     )
     rng = np.random.default_rng(2)
     explicit = cells.LSTMCarry(
@@ -336,8 +410,14 @@ def test_gradient_reaches_learned_state_only_through_rows_that_start_from_it():
 
 
 def test_jit_split_merge_and_orbax_round_trip(tmp_path):
+    lstm = cells.lstm(H)
     model = snnx.RNN(
-        IN, H, learnable_initial_state=True, carry_init=NORMAL, rngs=nnx.Rngs(7)
+        lstm,
+        in_features=IN,
+        return_carry=True,
+        learnable_initial_state=True,
+        carry_init=NORMAL,
+        rngs=nnx.Rngs(7),
     )
     call = nnx.jit(lambda m, xs, mask: m(xs, mask=mask))
     expected = call(model, XS, MASK)
@@ -356,13 +436,19 @@ def test_jit_split_merge_and_orbax_round_trip(tmp_path):
     checkpointer.wait_until_finished()
     abstract = nnx.eval_shape(
         lambda: snnx.RNN(
-            IN, H, learnable_initial_state=True, carry_init=NORMAL, rngs=nnx.Rngs(8)
+            lstm,
+            in_features=IN,
+            return_carry=True,
+            learnable_initial_state=True,
+            carry_init=NORMAL,
+            rngs=nnx.Rngs(8),
         )
     )
     abstract_graphdef, abstract_state = nnx.split(abstract)
     restored_state = checkpointer.restore(tmp_path / "rnn", abstract_state)
     restored = nnx.merge(abstract_graphdef, restored_state)
-    # Modules built alike share their cell, so this call compiles nothing new.
+    # Modules built with one cell share it (and their graph definition), so
+    # this call compiles nothing new.
     assert restored.pure_cell is model.pure_cell
     assert_trees_equal(call(restored, XS, MASK), call(model, XS, MASK))
     assert_trees_equal(nnx.state(restored), nnx.state(model))
@@ -385,14 +471,17 @@ def test_optax_training_learns_the_initial_state():
 
     def train(learnable, steps=120):
         model = snnx.RNN(
-            IN, H, cell="gru", learnable_initial_state=learnable, rngs=nnx.Rngs(0)
+            cells.gru(H),
+            in_features=IN,
+            learnable_initial_state=learnable,
+            rngs=nnx.Rngs(0),
         )
         optimizer = nnx.Optimizer(model, optax.adam(0.05), wrt=nnx.Param)
 
         @nnx.jit
         def step(model, optimizer):
             def loss_fn(model):
-                _, ys = model(xs, mask=mask)
+                ys = model(xs, mask=mask)
                 error = jnp.where(mask[..., None], (ys - targets) ** 2, 0.0)
                 return jnp.sum(error) / np.float32(mask.sum())
 
@@ -411,51 +500,3 @@ def test_optax_training_learns_the_initial_state():
     assert float(jnp.linalg.norm(model.initial_carry.h[...])) > 0.5
     _, baseline = train(False)
     assert min(baseline) > 5e-3
-
-
-def test_cell_options_and_cell_records():
-    default = snnx.RNN(IN, H, rngs=nnx.Rngs(0))
-    pytorch_init = snnx.RNN(IN, H, cell_kwargs={"forget_bias": 0.0}, rngs=nnx.Rngs(0))
-    np.testing.assert_array_equal(pytorch_init.cell.bias[...], np.zeros(4 * H))
-    np.testing.assert_array_equal(default.cell.bias[H : 2 * H], np.ones(H))
-    record = cells.gru(H)
-    given = snnx.RNN(IN, H, cell=record, rngs=nnx.Rngs(0))
-    assert given.pure_cell is record
-    assert given.initial_carry is None
-    elman = nnx.eval_shape(lambda: snnx.RNN(IN, H, cell="simple_rnn", rngs=nnx.Rngs(0)))
-    assert set(nnx.state(elman)["cell"]) == CELL_NAMES["simple_rnn"]
-    assert elman.pure_cell.name == "simple_rnn"
-
-
-def test_bad_input_is_reported():
-    with pytest.raises(ValueError, match=r"unknown cell 'lsmt'.*'gru', 'lstm'"):
-        snnx.RNN(IN, H, cell="lsmt", rngs=nnx.Rngs(0))
-    with pytest.raises(TypeError, match="cell must be one of"):
-        snnx.RNN(IN, H, cell=42, rngs=nnx.Rngs(0))  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="hidden_size=4 but the cell 'gru'.*=5"):
-        snnx.RNN(IN, H, cell=cells.gru(5), rngs=nnx.Rngs(0))
-    with pytest.raises(TypeError, match="cell_kwargs apply to a cell given by name"):
-        snnx.RNN(
-            IN, H, cell=cells.gru(H), cell_kwargs={"dtype": None}, rngs=nnx.Rngs(0)
-        )
-    with pytest.raises(ValueError, match="in_features must be a positive int; got 0"):
-        snnx.RNN(0, H, rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match="merge must be one of"):
-        snnx.Bidirectional(IN, H, merge="mean", rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match=r"dropout_rate must be in \[0, 1\); got 1.0"):
-        snnx.Stacked(IN, H, 2, dropout_rate=1.0, rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match="num_layers must be a positive int"):
-        snnx.Stacked(IN, H, 0, rngs=nnx.Rngs(0))
-    with pytest.raises(
-        ValueError, match=r"needs a 'dropout'.*got streams \['params'\]"
-    ):
-        snnx.Stacked(IN, H, 2, dropout_rate=0.5, rngs=nnx.Rngs(params=0))
-    with pytest.raises(TypeError, match="cell must be a seqmask.cells.Cell"):
-        snnx.LearnableInitialState("lstm", rngs=nnx.Rngs(0))  # type: ignore[arg-type]
-    model = snnx.RNN(IN, H, learnable_initial_state=True, rngs=nnx.Rngs(0))
-    with pytest.raises(
-        ValueError, match=r"xs must be \[\*batch, time, 3\].*\(2, 5, 4\)"
-    ):
-        model(jnp.zeros((2, 5, 4)))
-    with pytest.raises(TypeError, match="batch_shape must be an int or a sequence"):
-        model.initial_carry((2.0,))

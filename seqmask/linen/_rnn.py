@@ -1,0 +1,429 @@
+"""Linen's ``RNN`` and ``Bidirectional`` with seqmask's masking."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax.core import FrozenDict, unfreeze
+
+from seqmask import _checks, _modules
+from seqmask import cells as _cells
+from seqmask.cells import Cell
+from seqmask.linen._cell import (
+    adapter,
+    check_params,
+    checked_param,
+    describe_cell,
+    flax_carry,
+    has_initialize_carry,
+    unbound_cell,
+)
+from seqmask.linen._state import LearnableInitialState
+
+__all__ = ["RNN", "Bidirectional"]
+
+Carry = Any
+Params = Any
+Initializer = Callable[..., jax.Array]
+
+
+class RNN(nn.Module):
+    """``flax.linen.RNN`` with seqmask's masking: a drop-in replacement.
+
+    Takes a Flax Linen cell (``nn.LSTMCell``, ``nn.OptimizedLSTMCell``,
+    ``nn.GRUCell``, ``nn.SimpleCell``, ``nn.MGUCell``, ``nn.ConvLSTMCell``,
+    ...) or a :class:`seqmask.cells.Cell`, Flax's constructor and call
+    arguments, and, for a Flax cell, the variables of a ``flax.linen.RNN``
+    unchanged: the cell's parameters live under ``params/cell`` with Flax's
+    names, and ``init`` draws the same values as ``flax.linen.RNN``. A
+    seqmask cell keeps its parameter dict under ``params/cell``; with
+    ``learnable_initial_state`` the learned carry lives under
+    ``params/initial_carry`` (see :class:`LearnableInitialState`).
+
+    The time loop is the pure core's (:func:`seqmask.rnn`, one
+    ``jax.lax.scan``, no ``nn.scan``). Results equal Flax's wherever Flax is
+    right: outputs at valid steps, the carry of rows with at least one valid
+    step, and their gradients. Where Flax is wrong seqmask's answer is
+    returned: outputs at padded steps are zero (Flax leaves the cell's
+    outputs on padding there), a row of length 0 returns its initial carry
+    (Flax returns the carry after the last step of the padding), carries are
+    right for several batch axes, and ``mask=`` takes any pattern (left
+    padding, holes) that ``seq_lengths`` cannot express. With ``reverse``
+    and without ``keep_order``, outputs come in processing order as in Flax
+    (valid steps reversed in place, padding zero).
+
+    Attributes:
+      cell: a Flax Linen cell or a :class:`seqmask.cells.Cell`. A Flax LSTM
+        carry stays in Flax's layout ``(c, h)``.
+      time_major, return_carry, reverse, keep_order: Flax's defaults for the
+        call (``[*batch, time, *features]`` inputs, outputs only, forward,
+        processing order).
+      unroll: passed to ``jax.lax.scan``.
+      variable_axes, variable_broadcast, variable_carry: Flax's options of
+        its lifted scan, accepted at their defaults (parameters shared by
+        every step); other values raise.
+      split_rngs: ``{"params": False}`` (the parameters are shared), plus,
+        for a cell that draws random numbers in its step
+        (``self.make_rng(name)``), ``name: True`` for a new key at every
+        step or ``name: False`` for the same key at every step. The keys
+        derive from ``make_rng(name)`` and the step number: Flax's
+        distribution, not Flax's exact draws.
+      learnable_initial_state: whether rows start (and are reset) from a
+        trained carry instead of the cell's initial carry.
+      carry_init: initialiser of the learned carry.
+
+    Examples:
+      >>> import flax.linen as nn
+      >>> import jax, jax.numpy as jnp
+      >>> import seqmask.linen
+      >>> xs, lengths = jnp.ones((2, 5, 3)), jnp.array([5, 2])
+      >>> flax_rnn = nn.RNN(nn.GRUCell(4), return_carry=True)
+      >>> ours = seqmask.linen.RNN(nn.GRUCell(4), return_carry=True)
+      >>> variables = flax_rnn.init(jax.random.key(0), xs)
+      >>> jax.tree.all(jax.tree.map(jnp.array_equal, variables,
+      ...                           ours.init(jax.random.key(0), xs)))
+      True
+      >>> (h, ys), (h_flax, ys_flax) = (
+      ...     m.apply(variables, xs, seq_lengths=lengths) for m in (ours, flax_rnn))
+      >>> bool(jnp.allclose(h, h_flax, atol=1e-6))
+      True
+      >>> bool(jnp.allclose(ys[1, :2], ys_flax[1, :2], atol=1e-6))
+      True
+      >>> bool(jnp.all(ys[1, 2:] == 0)), bool(jnp.all(ys_flax[1, 2:] == 0))
+      (True, False)
+    """
+
+    cell: Any
+    time_major: bool = False
+    return_carry: bool = False
+    reverse: bool = False
+    keep_order: bool = False
+    unroll: int = 1
+    variable_axes: Mapping[Any, Any] = FrozenDict()
+    variable_broadcast: Any = "params"
+    variable_carry: Any = False
+    split_rngs: Mapping[Any, bool] = FrozenDict({"params": False})
+    learnable_initial_state: bool = False
+    carry_init: Initializer = _modules.ZEROS
+
+    @property
+    def pure_cell(self) -> Cell:
+        """The :class:`~seqmask.cells.Cell` the module runs: the seqmask cell,
+        or :func:`seqmask.linen.as_cell` of the Flax cell, wrapped by
+        :func:`seqmask.cells.learnable_initial_state` if the state is learned
+        (without the random streams of ``split_rngs``, which need a bound
+        module)."""
+        return self._cells(None, None)[1]
+
+    def _cells(self, feature_shape, streams) -> tuple[Cell, Cell]:
+        """The cell as a pure :class:`Cell`, and the one the module runs
+        (with the learned initial carry, if any)."""
+        learned = _checks.flag(
+            self.learnable_initial_state, "learnable_initial_state", "RNN"
+        )
+        if isinstance(self.cell, Cell):
+            base = self.cell
+            if learned:
+                return base, _modules.learned_carry_cell(base, self.carry_init)
+            return base, base
+        if learned and streams:
+            _checks.fail(
+                "RNN",
+                "learnable_initial_state=True does not combine with random "
+                f"streams in the cell's steps (split_rngs={dict(self.split_rngs)}).",
+            )
+        flax_cell = unbound_cell(self.cell, "RNN")
+        base = adapter(flax_cell, feature_shape, "RNN", streams)
+        if learned:
+            return base, _cells.learnable_initial_state(
+                base, carry_init=self.carry_init
+            )
+        return base, base
+
+    def _feature_axes(self) -> int:
+        if isinstance(self.cell, Cell):
+            return 1
+        return unbound_cell(self.cell, "RNN").num_feature_axes
+
+    def _streams(self) -> dict[str, bool]:
+        """Flax's lifted-scan options checked; the cell's random streams
+        (``split_rngs`` other than ``params``) by name."""
+        where = "RNN"
+        _modules.check_lifted_options(
+            where,
+            variable_axes=(self.variable_axes, FrozenDict()),
+            variable_broadcast=(self.variable_broadcast, "params"),
+            variable_carry=(self.variable_carry, False),
+        )
+        split = self.split_rngs
+        if not isinstance(split, Mapping) or not all(
+            isinstance(name, str) and isinstance(value, bool)
+            for name, value in split.items()
+        ):
+            _checks.fail(
+                where,
+                "split_rngs must map stream names to True or False (e.g. "
+                f"{{'params': False, 'dropout': True}}); got {split!r}.",
+                TypeError,
+            )
+        _modules.check_lifted_options(
+            where,
+            split_rngs=({"params": split.get("params", False)}, {"params": False}),
+        )
+        return {name: value for name, value in split.items() if name != "params"}
+
+    @nn.compact
+    def _params(self, step, first=None, carry=None) -> tuple[Cell, Params]:
+        """The pure cell and its parameters for steps of shape ``step``
+        (``[*batch, *features]``), created at ``init`` (by one step of the
+        cell on ``first`` from ``carry`` when they are given, as Flax does)."""
+        streams = self._streams()
+        axes = self._feature_axes()
+        features = tuple(step[len(step) - axes :])
+        size = math.prod(features)
+        if isinstance(self.cell, Cell):
+            record = self.cell
+            params = checked_param(
+                self, "cell", lambda key: record.init(key, size), "RNN"
+            )
+        else:
+            params = self._flax_params(features, first, carry, streams)
+        keyed = {name: (self.make_rng(name), split) for name, split in streams.items()}
+        base, cell = self._cells(features if axes > 1 else None, keyed or None)
+        if not self.learnable_initial_state:
+            return cell, params
+        state = LearnableInitialState(
+            base, self.carry_init, in_features=size, name="initial_carry"
+        )
+        return cell, {"cell": params, "initial_carry": state(())}
+
+    def _flax_params(self, features, first, carry, streams) -> Params:
+        """The Flax cell's parameters, checked against what the cell makes
+        from ``carry`` and ``first`` (a step of zeros and the cell's initial
+        carry when not given). At init the bound submodule makes them with
+        Flax's names and random draws, from that same step."""
+        flax_cell = unbound_cell(self.cell, "RNN")
+        if first is None:
+            dtype = getattr(flax_cell, "param_dtype", jnp.float32)
+            first = jnp.zeros(features, dtype)
+        if carry is None:
+            carry = flax_carry(flax_cell, jax.random.key(0), jnp.shape(first))
+        if self.is_mutable_collection("params"):
+            self.cell(carry, first)
+        params = unfreeze(self.cell.variables.get("params", {}))
+
+        def make(key, carry, first):
+            rngs = {"params": key, **{name: key for name in streams}}
+            return flax_cell.init(rngs, carry, first).get("params", {})
+
+        template = jax.eval_shape(make, jax.random.key(0), carry, first)
+        size = math.prod(features)
+        name = describe_cell(flax_cell)
+        check_params(params, template, name, size, "RNN", "params['cell']")
+        return params
+
+    def pure_params(self, in_features: int | Sequence[int]) -> Params:
+        """The parameter pytree that ``seqmask.rnn(self.pure_cell, ...)`` takes.
+
+        ``model.init(key, in_features, method="pure_params")`` creates the
+        same variables as ``model.init(key, inputs)`` without running the
+        layer (for a Flax cell, from a step on zeros).
+
+        Args:
+          in_features: the feature size of the inputs (the feature shape of
+            one step for a cell with several feature axes).
+
+        Returns:
+          The cell's parameters, or ``{"cell": ..., "initial_carry": ...}``
+          with a learnable initial state.
+        """
+        if isinstance(in_features, (tuple, list)):
+            step = tuple(in_features)
+        else:
+            step = (_checks.positive_int(in_features, "in_features", "RNN"),)
+        return self._params(step)[1]
+
+    def __call__(
+        self,
+        inputs,
+        *,
+        initial_carry: Carry | None = None,
+        init_key: jax.Array | None = None,
+        seq_lengths=None,
+        return_carry: bool | None = None,
+        time_major: bool | None = None,
+        reverse: bool | None = None,
+        keep_order: bool | None = None,
+        mask=None,
+        resets=None,
+    ):
+        """Run the layer, as ``flax.linen.RNN.__call__`` with seqmask's masking.
+
+        Args:
+          inputs: ``[*batch, time, *features]`` (``[time, *batch,
+            *features]`` when time major).
+          initial_carry: the carry to start from; default: the cell's initial
+            carry (the learned one with ``learnable_initial_state``).
+          init_key: the key of the cell's ``initialize_carry`` (Flax cells;
+            ``jax.random.key(0)`` when not given, as in Flax).
+          seq_lengths: integers ``[*batch]`` in ``[0, time]``: row ``b`` is
+            valid at its first ``seq_lengths[b]`` steps.
+          return_carry, time_major, reverse, keep_order: override the module's
+            attributes for this call.
+          mask: alternative to ``seq_lengths``: boolean ``[*batch, time]``,
+            true at valid steps, any pattern (seqmask's addition).
+          resets: boolean like ``mask``: where true the row is reset to the
+            cell's initial carry (the learned one, if any) before the step.
+
+        Returns:
+          ``ys`` ``[*batch, time, *out]``, zero at padded steps, or
+          ``(carry, ys)`` with ``return_carry``; the carry is each row's
+          carry after its last valid step (after its first, for ``reverse``).
+        """
+        where = "RNN"
+        options = _modules.resolve(
+            self,
+            where,
+            return_carry=return_carry,
+            time_major=time_major,
+            reverse=reverse,
+            keep_order=keep_order,
+        )
+        axes = self._feature_axes()
+        step = _modules.step_shape(inputs, axes, options.time_major, where)
+        if init_key is not None and initial_carry is None:
+            initial_carry = self._drawn_carry(init_key, step)
+        time_axis = 0 if options.time_major else len(step) - axes
+        first = jnp.take(jnp.asarray(inputs), 0, axis=time_axis)
+        cell, params = self._params(step, first, initial_carry)
+        counted = not isinstance(self.cell, Cell) and bool(self._streams())
+        if initial_carry is not None and not isinstance(self.cell, Cell):
+            if counted:  # the step count of the cell's random streams
+                batch = step[: len(step) - axes]
+                initial_carry = (initial_carry, jnp.zeros(batch, jnp.int32))
+            if not has_initialize_carry(self.cell):
+                # As in Flax, a cell without initialize_carry runs from the
+                # given carry, which stands in for its own.
+                given = initial_carry
+                cell = cell._replace(initial_carry=lambda params, batch: given)
+        result = _modules.run_rnn(
+            cell,
+            params,
+            inputs,
+            where=where,
+            options=options,
+            initial_carry=initial_carry,
+            seq_lengths=seq_lengths,
+            mask=mask,
+            resets=resets,
+            unroll=self.unroll,
+            feature_axes=axes,
+        )
+        if counted and options.return_carry:
+            (carry, _), ys = result
+            return carry, ys
+        return result
+
+    def _drawn_carry(self, init_key, step) -> Carry | None:
+        """Flax's ``cell.initialize_carry(init_key, step)`` for a Flax cell."""
+        if self.learnable_initial_state:
+            _checks.fail(
+                "RNN",
+                "init_key draws the carry from the cell's carry_init, but the "
+                "initial carry is learned (learnable_initial_state=True): give "
+                "no init_key.",
+            )
+        if isinstance(self.cell, Cell):
+            return None  # a seqmask cell's initial carry takes no key
+        return flax_carry(unbound_cell(self.cell, "RNN"), init_key, step)
+
+
+class Bidirectional(nn.Module):
+    """``flax.linen.Bidirectional`` over two :class:`RNN`: a drop-in.
+
+    The forward RNN runs as usual, the backward one with ``reverse=True,
+    keep_order=True``, and ``merge_fn`` combines their outputs (concatenated
+    features by default). With seqmask's RNNs the backward direction visits
+    exactly each row's valid steps, last to first, for any mask, and padded
+    outputs are zero (as long as ``merge_fn`` maps zeros to zeros).
+    Parameters live under ``params/forward_rnn`` and ``params/backward_rnn``,
+    as in Flax.
+
+    Attributes:
+      forward_rnn, backward_rnn: :class:`RNN` modules (``flax.linen.RNN``
+        objects are refused: they would run Flax's scan).
+      merge_fn: ``(forward_ys, backward_ys) -> ys``.
+      time_major, return_carry: defaults for the call.
+
+    Examples:
+      >>> import flax.linen as nn
+      >>> import jax, jax.numpy as jnp
+      >>> import seqmask.linen
+      >>> bi = seqmask.linen.Bidirectional(seqmask.linen.RNN(nn.GRUCell(4)),
+      ...                                  seqmask.linen.RNN(nn.GRUCell(4)))
+      >>> xs = jnp.ones((2, 5, 3))
+      >>> mask = jnp.array([[True] * 5, [False, True, False, True, False]])
+      >>> ys, variables = bi.init_with_output(jax.random.key(0), xs, mask=mask)
+      >>> ys.shape, sorted(variables["params"])
+      ((2, 5, 8), ['backward_rnn', 'forward_rnn'])
+      >>> bool(jnp.all(ys[1, ::2] == 0))
+      True
+    """
+
+    forward_rnn: Any
+    backward_rnn: Any
+    merge_fn: Callable[[Any, Any], Any] = _modules.concatenate
+    time_major: bool = False
+    return_carry: bool = False
+
+    def __call__(
+        self,
+        inputs,
+        *,
+        initial_carry: tuple[Carry, Carry] | None = None,
+        init_key: jax.Array | None = None,
+        seq_lengths=None,
+        return_carry: bool | None = None,
+        time_major: bool | None = None,
+        reverse: bool | None = None,
+        keep_order: bool | None = None,
+        mask=None,
+    ):
+        """Run both directions, as ``flax.linen.Bidirectional.__call__``.
+
+        Args:
+          inputs, seq_lengths, mask: as :meth:`RNN.__call__`.
+          initial_carry: ``(forward_carry, backward_carry)`` or None.
+          init_key: split into one key a direction, as in Flax.
+          return_carry, time_major: override the module's attributes.
+          reverse, keep_order: accepted for Flax's ``RNNBase`` protocol and
+            ignored, as in Flax.
+
+        Returns:
+          ``ys`` (``merge_fn`` of both directions' outputs), or
+          ``((forward_carry, backward_carry), ys)`` with ``return_carry``;
+          the backward carry is the state after each row's first valid step.
+        """
+        where = "Bidirectional"
+        for name in ("forward_rnn", "backward_rnn"):
+            _modules.check_rnn(getattr(self, name), RNN, name, where, "linen")
+        forward_key = backward_key = None
+        if init_key is not None:
+            forward_key, backward_key = jax.random.split(init_key)
+        return _modules.run_bidirectional(
+            self,
+            lambda xs, **kw: self.forward_rnn(xs, init_key=forward_key, **kw),
+            lambda xs, **kw: self.backward_rnn(xs, init_key=backward_key, **kw),
+            inputs,
+            where=where,
+            initial_carry=initial_carry,
+            time_major=time_major,
+            return_carry=return_carry,
+            seq_lengths=seq_lengths,
+            mask=mask,
+        )

@@ -1,0 +1,145 @@
+"""The encoder and the bridge to the decoder: :func:`encode`."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from seqmask import _checks
+from seqmask._numerics import dense
+from seqmask.layers import stacked
+from seqmask.seq2seq import _config, _inputs
+from seqmask.seq2seq._config import Config, DecoderState, Memory, Params, layers
+from seqmask.seq2seq._init import carry_shapes
+
+
+def encode(
+    config: Config,
+    params: Params,
+    source,
+    *,
+    source_mask=None,
+    source_lengths=None,
+    dropout_key: jax.Array | None = None,
+) -> DecoderState:
+    r"""Run the encoder and return the decoder's start state.
+
+    The source ids at valid positions are embedded (padded ids are never
+    read, so anything may sit there), and the encoder layers run over the
+    *source* mask: each direction visits exactly each row's valid steps, for
+    any mask. The decoder's initial carry comes from the bridge:
+
+    - ``"dense"``: every leaf :math:`l` of the decoder's carry is
+      :math:`\tanh(z W_l + b_l)`, where :math:`z` concatenates all leaves of
+      the encoder's final carries (every layer; forward, then backward: the
+      state after each row's last and first valid step);
+    - ``"none"``: the decoder cells' initial carries (zeros, or learned with
+      ``learnable_initial_state``);
+    - a function: ``bridge(final_carries)``, where ``final_carries`` is the
+      encoder's final carry as :func:`seqmask.stacked` returns it (one layer:
+      that layer's carry, a ``(forward, backward)`` pair when
+      bidirectional; several: a list, one a layer); it must return a carry
+      of the decoder's structure, shapes and dtypes.
+
+    Args:
+      config: the :class:`~seqmask.seq2seq.Config`.
+      params: the parameters (see :func:`~seqmask.seq2seq.init`).
+      source: integer ids ``[*batch, source]``.
+      source_mask: boolean ``[*batch, source]``, any pattern (left padding,
+        holes); alternative to ``source_lengths``. Default: all valid.
+      source_lengths: integer ``[*batch]`` in ``[0, source]``.
+      dropout_key: a PRNG key for dropout on the source embeddings and
+        between encoder layers; None (the default) drops nothing.
+
+    Returns:
+      A :class:`~seqmask.seq2seq.DecoderState` with leaves ``[*batch, ...]``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from seqmask import seq2seq
+      >>> model = seq2seq.encoder_decoder(7, 5, embed_size=4, hidden_size=6)
+      >>> params = model.init(jax.random.key(0))
+      >>> state = seq2seq.encode(model.config, params, jnp.array([[3, 4, 5]]),
+      ...                        source_lengths=jnp.array([2]))
+      >>> state.memory.values.shape, state.attentional.shape
+      ((1, 3, 12), (1, 6))
+      >>> print(state.memory.values[0, 2])   # a padded position
+      [0. 0. 0. 0. 0. 0. 0. 0. 0. 0. 0. 0.]
+    """
+    where = "encode"
+    source, mask = _inputs.tokens_and_mask(
+        source,
+        source_mask,
+        source_lengths,
+        name="source",
+        prefix="source",
+        vocab_size=config.source_vocab_size,
+        where=where,
+    )
+    dropout_key = _inputs.prng_key(dropout_key, "dropout_key", where)
+    batch_shape = tuple(source.shape[:-1])
+    # Padded ids are never looked up, so anything may sit there.
+    tokens = jnp.where(mask, source, jnp.zeros((), source.dtype))
+    xs = _config.embed(params["source_embedding"], tokens)
+    rate = config.embedding_dropout
+    keep = _config.keep_mask(
+        _config.site_key(dropout_key, rate, _config.SOURCE_EMBEDDING), rate, xs.shape
+    )
+    xs = _config.dropout(xs, keep, rate)
+    count = len(config.encoder_cells)
+    finals, values = stacked(
+        list(config.encoder_cells),
+        layers(params["encoder"], count),
+        xs,
+        mask=mask,
+        bidirectional=config.bidirectional,
+        dropout_rate=config.layer_dropout,
+        dropout_key=_config.site_key(
+            dropout_key, config.layer_dropout, _config.ENCODER
+        ),
+    )
+    finals = finals[0] if count == 1 else finals
+    carry = _bridge(config, params, finals, batch_shape)
+    memory = None
+    if config.attention is not None:
+        keys = config.attention.project_memory(params["attention"], values, mask)
+        memory = Memory(values, keys, mask)
+    attentional = None
+    if config.input_feeding:
+        assert config.attentional_size is not None
+        attentional = jnp.zeros((*batch_shape, config.attentional_size), values.dtype)
+    return DecoderState(carry, attentional, memory)
+
+
+def _bridge(config: Config, params: Params, finals, batch_shape):
+    cells = config.decoder_cells
+    count = len(cells)
+    if config.bridge == "none":
+        initial = [
+            cell.initial_carry(layer, batch_shape)
+            for cell, layer in zip(cells, layers(params["decoder"], count), strict=True)
+        ]
+        return initial[0] if count == 1 else tuple(initial)
+    shapes = carry_shapes(cells, params["decoder"])
+    if config.bridge == "dense":
+        joined = jnp.concatenate(jax.tree.leaves(finals), axis=-1)
+        leaves = [
+            jnp.tanh(dense(joined, layer["kernel"], layer["bias"]))
+            for layer in params["bridge"]
+        ]
+        return jax.tree.unflatten(jax.tree.structure(shapes), leaves)
+    assert callable(config.bridge)
+    carry = config.bridge(finals)
+    expected = jax.tree.map(
+        lambda leaf: jax.ShapeDtypeStruct((*batch_shape, *leaf.shape), leaf.dtype),
+        shapes,
+    )
+    _checks.tree_like(
+        carry,
+        expected,
+        "the bridge's result",
+        "encode",
+        expected_from="the decoder's carry",
+        hint=" The bridge function must return the decoder's initial carry.",
+    )
+    return carry

@@ -1,0 +1,190 @@
+"""Decoding a source with the model's own conventions: greedy, beam, sample.
+
+Each function encodes the source and runs :mod:`seqmask.decoding` on the
+model's step function, starting every row from ``bos_id`` and stopping it at
+``eos_id``, with ``pad_id`` after it. Other keyword arguments go to the
+decoding function unchanged, so every option of :mod:`seqmask.decoding`
+works here. Encoding and decoding trace into one program under ``jax.jit``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from seqmask import _checks
+from seqmask import decoding as _decoding
+from seqmask.seq2seq._config import Bound, Config, Params
+from seqmask.seq2seq._decoder import step
+from seqmask.seq2seq._encoder import encode
+
+_OWN = ("eos_id", "pad_id", "start_tokens")
+
+
+def greedy(
+    config: Config,
+    params: Params,
+    source,
+    *,
+    source_mask=None,
+    source_lengths=None,
+    max_length: int,
+    **options,
+) -> _decoding.Decoded:
+    """Greedy decoding of ``source`` (see :func:`seqmask.decoding.greedy`).
+
+    Args:
+      config: the :class:`~seqmask.seq2seq.Config`.
+      params: the parameters.
+      source: integer ``[*batch, source]``.
+      source_mask, source_lengths: as :func:`~seqmask.seq2seq.encode`.
+      max_length: the maximum output length, EOS included (static under
+        ``jax.jit``).
+      **options: further options of :func:`seqmask.decoding.greedy`.
+
+    Returns:
+      A :class:`~seqmask.decoding.Decoded` (tokens ``[*batch, max_length]``).
+
+    Examples:
+      >>> import functools, jax, jax.numpy as jnp
+      >>> from seqmask import seq2seq
+      >>> model = seq2seq.encoder_decoder(7, 5, embed_size=4, hidden_size=6)
+      >>> params = model.init(jax.random.key(0))
+      >>> run = jax.jit(functools.partial(model.greedy, max_length=4))
+      >>> out = run(params, jnp.array([[3, 4, 5], [6, 3, 0]]),
+      ...           source_lengths=jnp.array([3, 2]))
+      >>> out.tokens.shape, bool(jnp.all(out.lengths <= 4))
+      ((2, 4), True)
+    """
+    return _decode(
+        _decoding.greedy,
+        config,
+        params,
+        source,
+        (source_mask, source_lengths),
+        max_length=max_length,
+        **options,
+    )
+
+
+def beam_search(
+    config: Config,
+    params: Params,
+    source,
+    *,
+    source_mask=None,
+    source_lengths=None,
+    max_length: int,
+    beam_width: int,
+    **options,
+) -> _decoding.BeamDecoded:
+    """Beam search over ``source`` (see :func:`seqmask.decoding.beam_search`).
+
+    Args:
+      config, params, source, source_mask, source_lengths, max_length: as
+        :func:`greedy`.
+      beam_width: the number of hypotheses kept (static).
+      **options: further options of :func:`seqmask.decoding.beam_search`
+        (``length_penalty``, ...).
+
+    Returns:
+      A :class:`~seqmask.decoding.BeamDecoded`, best hypothesis first.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from seqmask import seq2seq
+      >>> model = seq2seq.encoder_decoder(7, 5, embed_size=4, hidden_size=6)
+      >>> params = model.init(jax.random.key(0))
+      >>> source = jnp.array([[3, 4, 5]])
+      >>> beam = model.beam_search(params, source, max_length=4, beam_width=1)
+      >>> greedy = model.greedy(params, source, max_length=4)
+      >>> bool(jnp.all(beam.tokens[:, 0] == greedy.tokens))
+      True
+    """
+    return _decode(
+        _decoding.beam_search,
+        config,
+        params,
+        source,
+        (source_mask, source_lengths),
+        beam_width=beam_width,
+        max_length=max_length,
+        **options,
+    )
+
+
+def sample(
+    config: Config,
+    params: Params,
+    source,
+    key: jax.Array,
+    *,
+    source_mask=None,
+    source_lengths=None,
+    max_length: int,
+    **options,
+) -> _decoding.Decoded:
+    """Ancestral sampling from ``source`` (see :func:`seqmask.decoding.sample`).
+
+    Args:
+      config, params, source, source_mask, source_lengths, max_length: as
+        :func:`greedy`.
+      key: a PRNG key.
+      **options: further options of :func:`seqmask.decoding.sample`
+        (``temperature``, ``top_k``, ...).
+
+    Returns:
+      A :class:`~seqmask.decoding.Decoded`.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from seqmask import seq2seq
+      >>> model = seq2seq.encoder_decoder(7, 5, embed_size=4, hidden_size=6)
+      >>> params = model.init(jax.random.key(0))
+      >>> source = jnp.array([[3, 4, 5]])
+      >>> drawn = model.sample(params, source, jax.random.key(1), max_length=4,
+      ...                      temperature=0.0)
+      >>> greedy = model.greedy(params, source, max_length=4)
+      >>> bool(jnp.all(drawn.tokens == greedy.tokens))
+      True
+    """
+    return _decode(
+        _decoding.sample,
+        config,
+        params,
+        source,
+        (source_mask, source_lengths),
+        key,
+        max_length=max_length,
+        **options,
+    )
+
+
+def _decode(decoder, config: Config, params, source, source_masking, *args, **kw):
+    """``decoder`` (a :mod:`seqmask.decoding` function) on the encoded source,
+    from ``bos_id`` with the model's step function, ``eos_id`` and ``pad_id``.
+    """
+    given = sorted(set(kw) & set(_OWN))
+    if given:
+        _checks.fail(
+            decoder.__name__,
+            f"{', '.join(given)} cannot be given here: the model decodes with its own "
+            "bos_id, eos_id and pad_id (see encoder_decoder); call "
+            "seqmask.decoding with model.step to use other ones.",
+            TypeError,
+        )
+    source_mask, source_lengths = source_masking
+    state = encode(
+        config, params, source, source_mask=source_mask, source_lengths=source_lengths
+    )
+    start = jnp.full(jnp.shape(source)[:-1], config.bos_id, jnp.int32)
+    return decoder(
+        Bound(step, config),
+        params,
+        state,
+        start,
+        *args,
+        eos_id=config.eos_id,
+        pad_id=config.pad_id,
+        **kw,
+    )

@@ -1,0 +1,96 @@
+"""Checks of the arrays given to the encoder-decoder's functions.
+
+Token arrays and their masks or lengths are checked the same way for the
+source and the targets: through :mod:`seqmask._checks`, eagerly for concrete
+values and with checkify when traced. Token ids are checked only where the
+mask says they are read.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from seqmask import _checks
+from seqmask.masks import lengths_to_mask
+
+
+def tokens_and_mask(
+    tokens,
+    mask,
+    lengths,
+    *,
+    name: str,
+    prefix: str,
+    vocab_size: int,
+    where: str,
+    default_pad_id: int | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """``tokens`` ``[*batch, time]`` and their boolean mask, checked.
+
+    ``mask`` and ``lengths`` (named ``{prefix}_mask`` / ``{prefix}_lengths``
+    in messages) are alternatives; without either the mask is ``tokens !=
+    default_pad_id``, or all true when ``default_pad_id`` is None. The ids at
+    valid positions must lie in ``[0, vocab_size)``.
+    """
+    tokens = _checks.integer_array(
+        tokens, name, where, hint=f" Pass {name} as integer token ids."
+    )
+    _checks.min_rank(tokens, 1, name, where, "[*batch, time]")
+    batch_shape, time = tuple(tokens.shape[:-1]), int(tokens.shape[-1])
+    if mask is not None and lengths is not None:
+        _checks.fail(where, f"give {prefix}_mask or {prefix}_lengths, not both.")
+    if lengths is not None:
+        lengths_name = f"{prefix}_lengths"
+        lengths = _checks.integer_array(lengths, lengths_name, where)
+        if tuple(lengths.shape) != batch_shape:
+            _checks.fail(
+                where,
+                f"{lengths_name} must have the batch shape {batch_shape} of {name} "
+                f"(shape {tuple(tokens.shape)}); got {tuple(lengths.shape)}.",
+            )
+        _checks.lengths(lengths, time, lengths_name, where)
+        mask = lengths_to_mask(lengths, time)
+    elif mask is not None:
+        mask = _checks.bool_array(
+            mask,
+            f"{prefix}_mask",
+            where,
+            shape=tokens.shape,
+            layout=f"[*batch, time] like {name}",
+        )
+    elif default_pad_id is not None:
+        mask = tokens != jnp.asarray(default_pad_id, tokens.dtype)
+    else:
+        mask = jnp.ones(tokens.shape, jnp.bool_)
+    _checks.token_ids(tokens, vocab_size, name, where, valid=mask)
+    return tokens, mask
+
+
+def inputs_and_mask(inputs, mask, config, where: str):
+    """The decoder's input tokens and their mask, as the pieces that take
+    them alone (teacher forcing, own predictions) check them."""
+    return tokens_and_mask(
+        inputs,
+        mask,
+        None,
+        name="inputs",
+        prefix="inputs",
+        vocab_size=config.target_vocab_size,
+        where=where,
+    )
+
+
+def same_batch(tokens, batch_shape, name: str, other: str, where: str) -> None:
+    """``tokens`` ``[*batch, time]`` has the batch shape of ``other``."""
+    if tuple(tokens.shape[:-1]) != tuple(batch_shape):
+        _checks.fail(
+            where,
+            f"{name} must have the batch shape {tuple(batch_shape)} of {other}; got "
+            f"shape {tuple(tokens.shape)}.",
+        )
+
+
+def prng_key(key, name: str, where: str) -> jax.Array | None:
+    """A PRNG key (see ``_checks.prng_key``), or None."""
+    return None if key is None else _checks.prng_key(key, name, where)
