@@ -222,3 +222,46 @@ def test_skip_padding_option_is_checked():
         seqmask.rnn(CELL, PARAMS, xs, skip_padding=0)
     with pytest.raises(TypeError, match="stacked: skip_padding must be a bool or"):
         seqmask.stacked(CELL, [PARAMS], xs, skip_padding="yes")
+
+
+def test_the_flax_modules_pass_skip_padding_through():
+    """nnx and linen RNN, Bidirectional and Stacked: the values of no
+    skipping, and the option reaches the core (which checks it)."""
+    import flax.linen as nn
+    from flax import nnx
+
+    import seqmask.linen
+    import seqmask.nnx
+
+    rng = np.random.default_rng(5)
+    xs = rng.normal(size=(B, T, IN)).astype(np.float32)
+    mask = MASKS["left padding"] | MASKS["holes"]
+    rngs = nnx.Rngs(0)
+    nnx_modules = {
+        "nnx.RNN": seqmask.nnx.RNN(nnx.GRUCell(IN, H, rngs=rngs)),
+        "nnx.Bidirectional": seqmask.nnx.Bidirectional(
+            seqmask.nnx.RNN(nnx.GRUCell(IN, H, rngs=rngs)),
+            seqmask.nnx.RNN(nnx.GRUCell(IN, H, rngs=rngs)),
+        ),
+        "nnx.Stacked": seqmask.nnx.Stacked(
+            cells.gru(H), 2, in_features=IN, bidirectional=True, rngs=rngs
+        ),
+    }
+    for module in nnx_modules.values():
+        _close(module(xs, mask=mask, skip_padding=4), module(xs, mask=mask))
+        with pytest.raises(ValueError, match="skip_padding must be a positive int"):
+            module(xs, mask=mask, skip_padding=0)
+    linen_modules = {
+        "linen.RNN": seqmask.linen.RNN(nn.GRUCell(H)),
+        "linen.Bidirectional": seqmask.linen.Bidirectional(
+            seqmask.linen.RNN(nn.GRUCell(H)), seqmask.linen.RNN(nn.GRUCell(H))
+        ),
+    }
+    for module in linen_modules.values():
+        variables = module.init(jax.random.key(0), xs, mask=mask)
+        _close(
+            module.apply(variables, xs, mask=mask, skip_padding=4),
+            module.apply(variables, xs, mask=mask),
+        )
+        with pytest.raises(ValueError, match="skip_padding must be a positive int"):
+            module.apply(variables, xs, mask=mask, skip_padding=0)
