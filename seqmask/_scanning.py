@@ -4,8 +4,9 @@
 ``linear_scan`` and runs these loops; the layers (:mod:`seqmask.layers`,
 :mod:`seqmask.carry`) check their own arguments once per call, resolve the
 mask and zero the padded inputs once, and run the same loops: the masked
-scan without its per-step input select (``select_inputs=False``), and the
-linear recurrences of cells that declare one, in linear or in log space.
+scan without its per-step input select (``select_inputs=False``), the same
+scan in chunks (checkpointed, and skipped where every row is padding), and
+the linear recurrences of cells that declare one, in linear or in log space.
 Every per-row select is :mod:`seqmask._masking`'s.
 """
 

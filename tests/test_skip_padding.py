@@ -265,3 +265,23 @@ def test_the_flax_modules_pass_skip_padding_through():
         )
         with pytest.raises(ValueError, match="skip_padding must be a positive int"):
             module.apply(variables, xs, mask=mask, skip_padding=0)
+
+
+@pytest.mark.parametrize("skip", [True, 16])
+def test_compile_size_does_not_grow_with_time(skip):
+    """One loop over chunks (and one over the tail), whatever the length."""
+    cell = cells.lstm(H)
+    params = cell.init(jax.random.key(6), IN)
+
+    def lines(steps):
+        xs = jax.ShapeDtypeStruct((2, steps, IN), jnp.float32)
+        lengths = jax.ShapeDtypeStruct((2,), jnp.int32)
+
+        def loss(params, xs, lengths):
+            _, ys = seqmask.rnn(cell, params, xs, lengths=lengths, skip_padding=skip)
+            return jnp.sum(ys)
+
+        text = jax.jit(jax.grad(loss)).lower(params, xs, lengths).as_text()
+        return len(text.splitlines())
+
+    assert lines(50) == lines(1000)
