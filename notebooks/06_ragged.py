@@ -99,9 +99,12 @@ for index, model in enumerate(models):
     offset = positions + (index - (len(models) - 1) / 2) * width
     left.bar(offset, [rows[m]["padding_fraction"] for m in modes], width, label=model)
     right.bar(offset, [rows[m]["real_tokens_per_s"] for m in modes], width, label=model)
-labels = [f"{i + 1}. {m}".replace(", ", ",\n") for i, m in enumerate(modes)]
+labels = [
+    f"{i}. {m}".replace(", ", ",\n").replace(" + ", "\n+ ")
+    for i, m in enumerate(modes, 1)
+]
 for axis, title in (
-    (left, "padding fraction"),
+    (left, "padding fraction of the batches"),
     (right, "real tokens / s (compilation included)"),
 ):
     axis.set_xticks(positions, labels, fontsize=7)
