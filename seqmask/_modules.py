@@ -71,6 +71,7 @@ def run_rnn(
     resets=None,
     unroll: int = 1,
     feature_axes: int = 1,
+    skip_padding: bool | int = False,
 ):
     """Run ``cell`` over ``inputs`` with the meaning of Flax's ``RNN.__call__``.
 
@@ -87,7 +88,7 @@ def run_rnn(
         when time major) with ``feature_axes`` feature axes.
       where: the public name for error messages.
       options: the resolved call options.
-      initial_carry, resets, unroll: as :func:`seqmask.rnn`.
+      initial_carry, resets, unroll, skip_padding: as :func:`seqmask.rnn`.
       seq_lengths, mask: the valid steps (alternatives).
       feature_axes: the cell's number of feature axes (Flax's
         ``num_feature_axes``); several are flattened into one for the core
@@ -118,6 +119,7 @@ def run_rnn(
         reverse=options.reverse,
         time_major=options.time_major,
         unroll=unroll,
+        skip_padding=skip_padding,
     )
     if options.reverse and not options.keep_order:
         ys = jax.tree.map(
