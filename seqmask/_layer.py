@@ -12,6 +12,7 @@ cell step by step (its input projection hoisted out of the loop or not).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -49,6 +50,14 @@ class Options(NamedTuple):
     unroll: int | bool = 1
     remat: int | bool = False
     hoist: bool | None = None
+    skip_padding: int | bool = False
+
+
+# About the chunk length of ``skip_padding=True``: short enough that a batch
+# whose longest row covers a quarter of the padded axis skips most of it at
+# the lengths users pad to (64 and up); longer chunks skip less, shorter ones
+# make more, shorter loops (benchmarks/README.md).
+SKIP_CHUNK = 16
 
 
 def check_cell(cell, where: str, name: str = "cell") -> Cell:
@@ -61,11 +70,14 @@ def check_cell(cell, where: str, name: str = "cell") -> Cell:
     )
 
 
-def options(unroll, remat, hoist, where: str) -> Options:
+def options(
+    unroll, remat, hoist, where: str, skip_padding: bool | int = False
+) -> Options:
     return Options(
         unroll=_checks.flag_or_int(unroll, "unroll", where),
         remat=_checks.flag_or_int(remat, "remat", where),
         hoist=None if hoist is None else _checks.flag(hoist, "hoist", where),
+        skip_padding=_checks.flag_or_int(skip_padding, "skip_padding", where),
     )
 
 
@@ -100,6 +112,20 @@ def prepare(xs, *, mask, lengths, resets, time_major, where: str) -> Prepared:
         # the sequence, so the scan skips its per-step input select.
         xs = zero_padding(mask, xs)
     return Prepared(xs, mask, resets, batch_shape, time_major)
+
+
+def segment_ends(resets):
+    """Where the backward direction of a packed row resets: ``[time, *batch]``.
+
+    ``resets[t]`` starts a new sequence at step ``t``, so the sequence
+    before it ends at step ``t - 1`` (valid or padded): a reverse scan resets
+    there, and meets every sequence from its last step with a fresh carry.
+    The last sequence of a row starts the reverse scan, from its initial
+    carry. None stays None.
+    """
+    if resets is None:
+        return None
+    return jnp.concatenate([resets[1:], jnp.zeros_like(resets[:1])])
 
 
 def rnn(
@@ -232,7 +258,8 @@ def _is_array(x) -> bool:
 
 
 def _run_steps(cell, params, seq: Prepared, carry, reset_to, reverse, options, where):
-    """The step-by-step scan, the input projection hoisted or per step."""
+    """The step-by-step scan: the input projection hoisted or per step, the
+    steps checkpointed or not, chunks of padding skipped or not."""
     hoist = options.hoist
     if hoist is None:
         # Per step only on a single CPU device: with several devices the
@@ -240,59 +267,24 @@ def _run_steps(cell, params, seq: Prepared, carry, reset_to, reverse, options, w
         # where XLA gathers the sharded batch at every step.
         hoist = jax.default_backend() != "cpu" or jax.device_count() > 1
     project, apply_projected = cell.project_inputs, cell.apply_projected
-    if hoist and project is not None and apply_projected is not None:
-        inputs = project(params, seq.xs)
+    if project is None or apply_projected is None:
+        hoist = False
+    steps, remat = seq.xs.shape[0], options.remat
+    skip = _skip_chunk(options, seq)
 
-        def step(c, x):
+    def step(c, x):
+        if hoist and apply_projected is not None:
             return apply_projected(params, c, x)
+        return cell.apply(params, c, x)
 
-    else:
-        inputs = seq.xs
+    if remat is True:
+        step = jax.checkpoint(step)
 
-        def step(c, x):
-            return cell.apply(params, c, x)
-
-    scan = dict(reverse=reverse, unroll=options.unroll, where=where)
-    if options.remat is True or options.remat is False:
-        if options.remat:
-            step = jax.checkpoint(step)
-        return _scanning.masked(
-            step,
-            carry,
-            inputs,
-            seq.mask,
-            seq.resets,
-            reset_to,
-            pad_value=0,
-            length=seq.xs.shape[0],
-            select_inputs=False,  # prepare zeroed the padded inputs
-            **scan,
-        )
-    return _chunked(step, carry, inputs, seq, reset_to, chunk=options.remat, **scan)
-
-
-def _chunked(step, carry, inputs, seq: Prepared, reset_to, *, chunk, **scan):
-    """The masked scan over chunks of ``chunk`` steps, each chunk checkpointed.
-
-    The time axis is padded to a multiple of ``chunk`` with masked-out steps:
-    padded steps carry the state through, so the padding changes nothing.
-    """
-    steps = seq.xs.shape[0]
-    mask = seq.mask
-    if mask is None:
-        mask = jnp.ones((steps, *seq.batch_shape), jnp.bool_)
-    chunks = -(-steps // chunk)
-    pad = chunks * chunk - steps
-
-    def split(x):
-        x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
-        return x.reshape(chunks, chunk, *x.shape[1:])
-
-    chunked = jax.tree.map(split, (inputs, mask, seq.resets))
-
-    @jax.checkpoint
-    def run_chunk(c, chunk_inputs):
-        x, m, r = chunk_inputs
+    def run(c, parts):
+        x, m, r = parts
+        if hoist and skip and project is not None:
+            # Projected chunk by chunk, so a skipped chunk skips its share.
+            x = project(params, x)
         return _scanning.masked(
             step,
             c,
@@ -301,11 +293,80 @@ def _chunked(step, carry, inputs, seq: Prepared, reset_to, *, chunk, **scan):
             r,
             reset_to,
             pad_value=0,
-            length=chunk,
+            length=x.shape[0],
             select_inputs=False,  # prepare zeroed the padded inputs
-            **scan,
+            reverse=reverse,
+            unroll=options.unroll,
+            where=where,
         )
 
-    final_carry, ys = jax.lax.scan(run_chunk, carry, chunked, reverse=scan["reverse"])
-    ys = jax.tree.map(lambda y: y.reshape(chunks * chunk, *y.shape[2:])[:steps], ys)
+    inputs = seq.xs
+    if hoist and not skip and project is not None:
+        inputs = project(params, seq.xs)
+    parts = (inputs, seq.mask, seq.resets)
+    auto = options.skip_padding is True and (remat is True or remat is False)
+    extra = -steps % skip if auto and skip else 0
+    if extra:
+        # Padded steps carry the state through: the extra steps change nothing.
+        parts = jax.tree.map(
+            lambda x: jnp.concatenate([x, jnp.zeros((extra, *x.shape[1:]), x.dtype)]),
+            parts,
+        )
+    remat_chunk = 0 if remat is True or remat is False else min(remat, steps)
+    run = _nest(run, remat_chunk, skip, reset_to=reset_to, reverse=reverse)
+    final_carry, ys = run(carry, parts)
+    if extra:
+        ys = jax.tree.map(lambda y: y[:steps], ys)
     return final_carry, ys
+
+
+def _nest(run, remat_chunk: int, skip: int, **scan):
+    """``run`` in checkpointed chunks of ``remat_chunk`` steps and in skipped
+    chunks of ``skip`` steps (0: none), the longer chunks outside.
+
+    Skipped chunks are checkpointed too: JAX keeps a chunk's residuals for
+    the backward pass in buffers over the whole time axis, which a skipped
+    chunk would still fill and the backward pass still read; checkpointed,
+    a chunk leaves only its carries, and a skipped one costs nothing in
+    either pass (benchmarks/README.md).
+    """
+    # (chunk, checkpointed, skipped), from the outer loop to the inner one.
+    levels = []
+    if remat_chunk and skip == remat_chunk:
+        levels = [(skip, True, True)]
+    else:
+        if remat_chunk:
+            levels.append((remat_chunk, True, False))
+        if skip:
+            levels.append((skip, True, True))
+        levels.sort(key=lambda level: -level[0])
+    for chunk, checkpoint, skip_empty in reversed(levels):
+        run = functools.partial(
+            _scanning.chunked,
+            run,
+            chunk=chunk,
+            checkpoint=checkpoint,
+            skip_empty=skip_empty,
+            **scan,
+        )
+    return run
+
+
+def _skip_chunk(options: Options, seq: Prepared) -> int:
+    """The length of the chunks that ``skip_padding`` skips; 0 for none.
+
+    ``True`` takes ``remat``'s chunk when it is an int; else it cuts time
+    into ``ceil(time / SKIP_CHUNK)`` chunks of equal length (time is then
+    padded by fewer steps than there are chunks), so that the loop has one
+    body: a shorter last chunk would compile the chunk a second time.
+    """
+    steps = seq.xs.shape[0]
+    if options.skip_padding is False or seq.mask is None or steps == 0:
+        return 0
+    if options.skip_padding is not True:
+        return min(options.skip_padding, steps)
+    remat = options.remat
+    if remat is not True and remat is not False:
+        return min(remat, steps)
+    count = -(-steps // SKIP_CHUNK)
+    return -(-steps // count)

@@ -80,6 +80,7 @@ def run_rnn(
     *,
     unroll: int = 1,
     feature_axes: int = 1,
+    skip_padding: bool | int = False,
 ):
     """Run ``cell`` over ``inputs`` with the meaning of Flax's ``RNN.__call__``.
 
@@ -98,7 +99,7 @@ def run_rnn(
         :func:`seqmask.rnn`, the valid steps as ``seq_lengths`` or ``mask``
         (alternatives), and the resolved options.
       where: the public name for error messages.
-      unroll: as :func:`seqmask.rnn`.
+      unroll, skip_padding: as :func:`seqmask.rnn`.
       feature_axes: the cell's number of feature axes (Flax's
         ``num_feature_axes``); several are flattened into one for the core
         and unflattened by the cell.
@@ -130,6 +131,7 @@ def run_rnn(
         reverse=reverse,
         time_major=time_major,
         unroll=unroll,
+        skip_padding=skip_padding,
     )
     if reverse and not keep_order:
         ys = jax.tree.map(

@@ -4,8 +4,9 @@
 ``linear_scan`` and runs these loops; the layers (:mod:`seqmask.layers`,
 :mod:`seqmask.carry`) check their own arguments once per call, resolve the
 mask and zero the padded inputs once, and run the same loops: the masked
-scan without its per-step input select (``select_inputs=False``), and the
-linear recurrences of cells that declare one, in linear or in log space.
+scan without its per-step input select (``select_inputs=False``), the same
+scan in chunks (checkpointed, and skipped where every row is padding), and
+the linear recurrences of cells that declare one, in linear or in log space.
 Every per-row select is :mod:`seqmask._masking`'s.
 """
 
@@ -17,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqmask import _checks
+from seqmask import _checks, _sharding
 from seqmask._masking import where_rows, where_rows_in_scan, where_rows_tree
 
 # --------------------------------------------------------------------------
@@ -81,6 +82,114 @@ def masked(
     return jax.lax.scan(
         body, init, (xs, mask, resets), length=length, reverse=reverse, unroll=unroll
     )
+
+
+# --------------------------------------------------------------------------
+# The masked scan in chunks: checkpointed, and skipped where all is padding
+
+
+def chunked(
+    run,
+    carry,
+    parts,
+    reset_to,
+    *,
+    chunk: int,
+    reverse: bool,
+    checkpoint: bool,
+    skip_empty: bool,
+):
+    """``run`` over the time axis in chunks of ``chunk`` steps: ``(final, ys)``.
+
+    ``run(carry, parts) -> (carry, ys)`` is a masked scan over ``parts =
+    (xs, mask, resets)``, pytrees of time-major arrays of any common length
+    (``mask`` and ``resets`` may be None). Time splits into ``steps //
+    chunk`` chunks, run by one :func:`jax.lax.scan`, and a tail of the
+    remaining steps, run once (so no step is added: the program has at most
+    two copies of ``run`` whatever the length). With ``checkpoint`` each chunk
+    is a :func:`jax.checkpoint`: the backward pass keeps the carries at chunk
+    boundaries and recomputes the rest. With ``skip_empty`` (needs ``mask``)
+    a chunk in which no row has a valid step is not run: by the masked
+    scan's semantics its only effect is its resets (a reset applies before a
+    step whether or not the step is valid), so its carry becomes
+    ``reset_to`` in the rows that have a reset in it and stays the same in
+    the others, and its outputs are zero. :func:`jax.lax.cond` chooses per
+    chunk, and its derivative is a ``cond`` too, so the backward pass skips
+    the same chunks. Under :func:`jax.vmap` over a batch of masks the
+    predicate is batched and ``cond`` becomes a select that runs both
+    branches (correct, but nothing is skipped).
+    """
+    xs, mask, resets = parts
+    steps = jax.tree.leaves(parts)[0].shape[0]
+    if checkpoint:
+        run = jax.checkpoint(run, prevent_cse=False)
+    if skip_empty:
+        assert mask is not None
+        # One reduction over the batch before the loop (one collective when
+        # the batch is sharded), not one a chunk.
+        occupied = jnp.any(mask.reshape(steps, -1), axis=1)
+        run = _run_or_skip(run, reset_to)
+        parts = (xs, mask, resets, occupied)
+    else:
+        run = _without_flags(run)
+        parts = (xs, mask, resets, None)
+    count, main = steps // chunk, steps // chunk * chunk
+    head = jax.tree.map(lambda x: x[:main].reshape(count, chunk, *x.shape[1:]), parts)
+    tail = jax.tree.map(lambda x: x[main:], parts)
+
+    def run_head(carry):
+        if count == 0:
+            return carry, None
+        carry, ys = jax.lax.scan(run, carry, head, reverse=reverse)
+        return carry, jax.tree.map(lambda y: y.reshape(main, *y.shape[2:]), ys)
+
+    def run_tail(carry):
+        if main == steps:
+            return carry, None
+        return run(carry, tail)
+
+    first, second = (run_tail, run_head) if reverse else (run_head, run_tail)
+    carry, first_ys = first(carry)
+    carry, second_ys = second(carry)
+    pieces = (second_ys, first_ys) if reverse else (first_ys, second_ys)
+    pieces = [piece for piece in pieces if piece is not None]
+    if len(pieces) == 1:
+        return carry, pieces[0]
+    return carry, jax.tree.map(lambda *ys: jnp.concatenate(ys), *pieces)
+
+
+def _without_flags(run):
+    """``run`` on ``parts`` that end with a (None) slot for the flags."""
+
+    def run_parts(carry, parts):
+        return run(carry, parts[:3])
+
+    return run_parts
+
+
+def _run_or_skip(run, reset_to):
+    """``run`` on a chunk with a valid step; the chunk's resets alone on
+    another (``parts`` end with the per-step "any row valid" flags)."""
+
+    def skip(carry, parts):
+        xs, mask, resets, _ = parts
+        _, ys = jax.eval_shape(run, carry, parts[:3])
+        if resets is not None:
+            carry = where_rows_tree(jnp.any(resets, axis=0), reset_to, carry)
+        zeros = jax.tree.map(lambda y: jnp.zeros(y.shape, y.dtype), ys)
+        # [chunk, *batch, ...] laid out like the inputs' leading axes.
+        return carry, _sharding.shard_like_batch(zeros, xs, tuple(range(mask.ndim)))
+
+    def run_or_skip(carry, parts):
+        return jax.lax.cond(
+            jnp.any(parts[3]),
+            lambda carry, parts: run(carry, parts[:3]),
+            skip,
+            carry,
+            parts,
+        )
+
+    return run_or_skip
 
 
 # --------------------------------------------------------------------------

@@ -949,6 +949,24 @@ CASES += [
         "bool or an int",
     ),
     case(
+        "rnn-skip_padding-zero",
+        lambda: seqmask.rnn(LSTM, P_LSTM, XS, skip_padding=0),
+        ValueError,
+        "^rnn",
+        "skip_padding",
+        "positive",
+    ),
+    case(
+        "bidirectional-skip_padding-string",
+        lambda: seqmask.bidirectional(
+            LSTM, {"forward": P_LSTM, "backward": P_LSTM}, XS, skip_padding="auto"
+        ),
+        TypeError,
+        "^bidirectional",
+        "skip_padding",
+        "bool or an int",
+    ),
+    case(
         "rnn-hoist-string",
         lambda: seqmask.rnn(LSTM, P_LSTM, XS, hoist="auto"),
         TypeError,
@@ -1142,14 +1160,6 @@ CASES += [
         "^stacked",
         "initial_carries",
         "one entry a layer",
-    ),
-    case(
-        "stacked-resets-bidirectional",
-        lambda: seqmask.stacked(GRU, P_STACK, XS, resets=MASK, bidirectional=True),
-        ValueError,
-        "^stacked",
-        "resets",
-        "bidirectional",
     ),
     case(
         "stacked-residual-string",

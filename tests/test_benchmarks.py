@@ -172,3 +172,71 @@ def test_bench_linear_scan(tmp_path):
         assert finite_positive(row["forward_backward_ms"])
     for key in ("crossover_forward", "crossover_forward_backward"):
         assert result[key] in (None, 64, 256)
+
+
+@pytest.mark.slow
+def test_bench_skip_padding(tmp_path):
+    run("bench_skip_padding.py", tmp_path)
+    record = json.loads((tmp_path / "skip_padding-quick.json").read_text())
+    rows = {(r["skip_padding"], r["occupancy"]): r for r in record["rows"]}
+    settings = {"False", "True", "8"}
+    occupancies = {"full", "half", "quarter", "none"}
+    assert set(rows) == {(s, o) for s in settings for o in occupancies}
+    steps = record["shape"]["time"]
+    assert rows["True", "full"]["longest"] == steps
+    assert rows["True", "quarter"]["longest"] == steps // 4
+    assert rows["True", "none"]["longest"] == 0
+    base = rows["False", "full"]["forward_backward_ms"]
+    for row in rows.values():
+        assert finite_positive(row["forward_backward_ms"])
+        assert close(row["vs_no_skip_full"], row["forward_backward_ms"] / base)
+    assert close(
+        record["quarter_over_full"], rows["True", "quarter"]["vs_no_skip_full"]
+    )
+    assert close(
+        record["overhead_at_full"], rows["True", "full"]["vs_no_skip_full"] - 1
+    )
+
+
+@pytest.mark.slow
+def test_bench_ragged(tmp_path):
+    run("bench_ragged.py", tmp_path)
+    assert (tmp_path / "ragged-quick.png").stat().st_size > 0
+    record = json.loads((tmp_path / "ragged-quick.json").read_text())
+    modes = record["modes"]
+    assert len(modes) == 6
+    corpus = record["corpus"]
+    real = round(corpus["mean_length"] * corpus["sentences"])
+    for model in ("uni", "bi"):
+        rows = record["models"][model]["modes"]
+        assert list(rows) == modes
+        for name, row in rows.items():
+            # Every mode trains on every token of the corpus exactly once and
+            # computes the same total loss for the same parameters.
+            assert row["real_tokens"] == real, name
+            assert math.isclose(
+                row["total_loss"], rows[modes[0]]["total_loss"], rel_tol=1e-4
+            )
+            assert 0 <= row["padding_fraction"] < 1
+            assert close(row["padding_fraction"], 1 - real / row["slots"])
+            assert close(row["real_tokens_per_s"], real / row["seconds"])
+            assert finite_positive(row["mean_training_loss"])
+        boundaries = corpus["boundaries"]
+        assert rows["flax, global max"]["compiled_shapes"] == 1
+        assert rows["seqmask, packed"]["compiled_shapes"] == 1
+        assert rows["seqmask, bucketed"]["compiled_shapes"] <= len(boundaries)
+        assert rows["flax, bucketed by hand"]["compiled_shapes"] <= len(boundaries)
+        # Padding only shrinks from the global maximum to buckets.
+        assert (
+            rows["seqmask, bucketed"]["padding_fraction"]
+            < rows["flax, global max"]["padding_fraction"]
+        )
+        summary = record["models"][model]["summary"]
+        best = summary["best_seqmask_mode"]
+        rate = {name: row["real_tokens_per_s"] for name, row in rows.items()}
+        assert best.startswith("seqmask") and rate[best] == max(
+            rate[name] for name in modes if name.startswith("seqmask")
+        )
+        assert close(summary["best_over_mode_1"], rate[best] / rate[modes[0]])
+        assert close(summary["best_over_mode_3"], rate[best] / rate[modes[2]])
+        assert summary["packed_compiled_shapes"] == 1

@@ -9,7 +9,10 @@ every layer is one masked scan over time (one linear scan for cells that
 declare a linear recurrence); on accelerators the input projection of
 built-in cells is hoisted out of the scan as one large matmul (``hoist``).
 A layer call checks its inputs, resolves its mask and zeroes its padded
-inputs once, whatever the number of directions or layers.
+inputs once, whatever the number of directions or layers. With
+``skip_padding`` the time loop skips the chunks of steps where every row is
+padding, forward and backward; with ``resets`` several sequences packed into
+a row run as if alone, in both directions and every layer.
 """
 
 from seqmask.layers._compose import MERGES as MERGES

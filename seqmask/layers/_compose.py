@@ -27,12 +27,14 @@ def bidirectional(
     mask=None,
     lengths=None,
     initial_carry: tuple[Carry, Carry] | None = None,
+    resets=None,
     merge: str = "concat",
     backward_cell: Cell | None = None,
     time_major: bool = False,
     unroll: int | bool = 1,
     remat: bool | int = False,
     hoist: bool | None = None,
+    skip_padding: bool | int = False,
 ) -> tuple[tuple[Carry, Carry], Any]:
     """A forward and a backward :func:`rnn` over the same masked sequences.
 
@@ -46,8 +48,17 @@ def bidirectional(
       cell: the forward cell (and the backward one unless ``backward_cell``).
       params: ``{"forward": ..., "backward": ...}`` (see
         :func:`init_bidirectional`).
-      xs, mask, lengths, time_major, unroll, remat, hoist: as :func:`rnn`.
+      xs, mask, lengths, time_major, unroll, remat, hoist, skip_padding: as
+        :func:`rnn`.
       initial_carry: ``(forward_carry, backward_carry)`` or None.
+      resets: boolean in the layout of ``mask``, true where a new sequence
+        starts (e.g. :attr:`seqmask.data.Packing.resets`, several sequences
+        packed into a row). The forward direction resets there; the backward
+        direction resets at the step before, where the previous sequence
+        ends (valid or not), so it meets each sequence at its last step with
+        a fresh carry. Each direction resets to its cell's initial carry
+        (the learned one for :func:`~seqmask.cells.learnable_initial_state`):
+        a packed row gives every sequence what it gives alone.
       merge: one of :data:`MERGES`: ``"concat"`` (features ``[fwd, bwd]``),
         ``"sum"``, or ``"none"`` (return the pair ``(ys_forward,
         ys_backward)``).
@@ -55,7 +66,8 @@ def bidirectional(
 
     Returns:
       ``((forward_carry, backward_carry), ys)``. The backward carry is the
-      state after the *first* valid step of each row.
+      state after the *first* valid step of each row (with ``resets``: of
+      the row's first sequence).
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -69,9 +81,14 @@ def bidirectional(
       (2, 3, 8)
     """
     where = "bidirectional"
-    options = _layer.options(unroll, remat, hoist, where)
+    options = _layer.options(unroll, remat, hoist, where, skip_padding)
     seq = _layer.prepare(
-        xs, mask=mask, lengths=lengths, resets=None, time_major=time_major, where=where
+        xs,
+        mask=mask,
+        lengths=lengths,
+        resets=resets,
+        time_major=time_major,
+        where=where,
     )
     carries, ys = _bidirectional(
         cell, backward_cell, params, seq, initial_carry, merge, options, where
@@ -113,11 +130,13 @@ def _bidirectional(
             f"got {_checks.describe(initial_carry)}.",
             TypeError,
         )
+    # The backward direction meets each packed sequence at its last step.
+    backward_seq = seq._replace(resets=_layer.segment_ends(seq.resets))
     results = [
         _layer.run(
             direction_cell,
             params[direction],
-            seq,
+            direction_seq,
             initial_carry=carry,
             reset_to=None,
             reverse=direction == "backward",
@@ -125,8 +144,12 @@ def _bidirectional(
             where=where,
             name=f"{name}['{direction}']",
         )
-        for direction_cell, direction, carry in zip(
-            (cell, backward_cell), ("forward", "backward"), initial_carry, strict=True
+        for direction_cell, direction, direction_seq, carry in zip(
+            (cell, backward_cell),
+            ("forward", "backward"),
+            (seq, backward_seq),
+            initial_carry,
+            strict=True,
         )
     ]
     (forward_carry, forward_ys), (backward_carry, backward_ys) = results
@@ -151,6 +174,7 @@ def stacked(
     unroll: int | bool = 1,
     remat: bool | int = False,
     hoist: bool | None = None,
+    skip_padding: bool | int = False,
 ) -> tuple[list[Carry], jax.Array]:
     """Several recurrent layers, each reading the previous layer's outputs.
 
@@ -158,10 +182,13 @@ def stacked(
       cells: one cell for every layer, or a sequence with one cell a layer.
       params: a sequence of per-layer parameters (see :func:`init_stacked`);
         its length is the number of layers.
-      xs, mask, lengths, time_major, unroll, remat, hoist: as :func:`rnn`.
+      xs, mask, lengths, time_major, unroll, remat, hoist, skip_padding: as
+        :func:`rnn`.
       initial_carries: one carry (or None) a layer; for bidirectional layers
         a ``(forward, backward)`` pair.
-      resets: as :func:`rnn`, applied in every layer (unidirectional only).
+      resets: as :func:`rnn`, applied in every layer; bidirectional layers
+        reset their backward direction where each sequence ends (see
+        :func:`bidirectional`), so packed rows work through the whole stack.
       bidirectional: whether each layer is a :func:`bidirectional` layer.
       merge: how bidirectional layers merge their directions (``"concat"``
         or ``"sum"``).
@@ -198,13 +225,7 @@ def stacked(
         dropout_rate, "dropout_rate", where, low=0.0, high=1.0, high_open=True
     )
     initial_carries = _layer_carries(initial_carries, len(params), where)
-    if bidirectional and resets is not None:
-        _checks.fail(
-            where,
-            "resets are not supported with bidirectional layers (a reset marks "
-            "where a sequence starts, which the backward direction cannot use).",
-        )
-    options = _layer.options(unroll, remat, hoist, where)
+    options = _layer.options(unroll, remat, hoist, where, skip_padding)
     # One check, one layout change and one zeroing for all layers: each
     # layer's outputs are zero at padded steps, so they need no new select.
     seq = _layer.prepare(

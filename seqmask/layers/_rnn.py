@@ -28,6 +28,7 @@ def rnn(
     unroll: int | bool = 1,
     remat: bool | int = False,
     hoist: bool | None = None,
+    skip_padding: bool | int = False,
 ) -> tuple[Carry, jax.Array]:
     """Run ``cell`` over a padded batch of sequences.
 
@@ -78,6 +79,25 @@ def rnn(
         sharded batch the kernel gradient is one matmul after the loop and
         the loop body needs no collective. ``benchmarks/README.md`` reports
         both. Values are the same either way.
+      skip_padding: skip the time steps where every row is padding. ``K``
+        (an int) runs time in chunks of ``K`` steps (the last one shorter)
+        and skips every chunk in which no row has a valid step, in the
+        forward and in the backward pass; ``True`` picks ``K``: ``remat``'s
+        chunk when ``remat`` is an int, else about 16, the time axis cut
+        into chunks of equal length (padded by fewer steps than there are
+        chunks); ``False`` scans every step. A skipped chunk still applies
+        its ``resets`` (a reset at a padded step sets the carry, see
+        :func:`seqmask.masked_scan`). Values and gradients equal those of
+        ``False``. The chunks are checkpointed (as ``remat=K``: the backward
+        pass recomputes the chunks that run), which is what makes a skipped
+        chunk free in both passes, and costs a little time when nothing is
+        skipped (``benchmarks/README.md``); with ``remat`` an int, its chunks
+        and the skipped ones nest. Without a mask there is nothing to skip;
+        cells with a linear recurrence ignore it (their cost is one input
+        projection over the whole sequence and an elementwise scan). Under
+        :func:`jax.vmap` over a batch of masks the choice to skip is
+        batched, so both branches run and nothing is skipped: give the extra
+        axes as batch axes of ``xs`` instead (``[*batch, time, features]``).
 
     Returns:
       ``(final_carry, ys)``: the carry after each row's last valid step
@@ -105,6 +125,11 @@ def rnn(
       >>> h_short, _ = seqmask.rnn(cell, params, xs[1:, :2])
       >>> bool(jnp.allclose(h[1], h_short[0]))
       True
+      >>> _, ys_skipping = seqmask.rnn(cell, params, xs, lengths=jnp.array([3, 2]),
+      ...                              skip_padding=2)   # steps 3, 4: skipped
+      >>> _, ys_scanning = seqmask.rnn(cell, params, xs, lengths=jnp.array([3, 2]))
+      >>> bool(jnp.allclose(ys_skipping, ys_scanning))
+      True
       >>> seqmask.rnn(cell, params, xs, lengths=jnp.array([5, 6]))
       Traceback (most recent call last):
       ...
@@ -121,6 +146,6 @@ def rnn(
         reset_to=reset_to,
         reverse=reverse,
         time_major=time_major,
-        options=_layer.options(unroll, remat, hoist, "rnn"),
+        options=_layer.options(unroll, remat, hoist, "rnn", skip_padding),
         where="rnn",
     )

@@ -261,6 +261,7 @@ class RNN(nn.Module):
         keep_order: bool | None = None,
         mask=None,
         resets=None,
+        skip_padding: bool | int = False,
     ):
         """Run the layer, as ``flax.linen.RNN.__call__`` with seqmask's masking.
 
@@ -279,6 +280,8 @@ class RNN(nn.Module):
             true at valid steps, any pattern (seqmask's addition).
           resets: boolean like ``mask``: where true the row is reset to the
             cell's initial carry (the learned one, if any) before the step.
+          skip_padding: skip the chunks of time in which every row is padding,
+            as :func:`seqmask.rnn` (seqmask's addition).
 
         Returns:
           ``ys`` ``[*batch, time, *out]``, zero at padded steps, or
@@ -308,7 +311,14 @@ class RNN(nn.Module):
                 cell = cell._replace(initial_carry=lambda params, batch: given)
         call = _modules.RNNCall(options, initial_carry, seq_lengths, mask, resets)
         result = _modules.run_rnn(
-            cell, params, inputs, call, where, unroll=self.unroll, feature_axes=axes
+            cell,
+            params,
+            inputs,
+            call,
+            where,
+            unroll=self.unroll,
+            skip_padding=skip_padding,
+            feature_axes=axes,
         )
         if counted and options.return_carry:
             (carry, _), ys = result
@@ -379,11 +389,12 @@ class Bidirectional(nn.Module):
         reverse: bool | None = None,
         keep_order: bool | None = None,
         mask=None,
+        skip_padding: bool | int = False,
     ):
         """Run both directions, as ``flax.linen.Bidirectional.__call__``.
 
         Args:
-          inputs, seq_lengths, mask: as :meth:`RNN.__call__`.
+          inputs, seq_lengths, mask, skip_padding: as :meth:`RNN.__call__`.
           initial_carry: ``(forward_carry, backward_carry)`` or None.
           init_key: split into one key a direction, as in Flax.
           return_carry, time_major: override the module's attributes.
@@ -412,4 +423,5 @@ class Bidirectional(nn.Module):
             return_carry=return_carry,
             seq_lengths=seq_lengths,
             mask=mask,
+            skip_padding=skip_padding,
         )

@@ -117,6 +117,7 @@ class Stacked(nn.Module):
         resets=None,
         time_major: bool = False,
         deterministic: bool | None = None,
+        skip_padding: bool | int = False,
     ) -> tuple[list[Carry], jax.Array]:
         """Run every layer; see :func:`seqmask.stacked`.
 
@@ -126,9 +127,10 @@ class Stacked(nn.Module):
           seq_lengths, mask: the valid steps, as :meth:`RNN.__call__`.
           initial_carries: one carry (or None) a layer; ``(forward, backward)``
             pairs for bidirectional layers.
-          resets: as :meth:`RNN.__call__`, in every layer (unidirectional
-            only).
+          resets: as :meth:`RNN.__call__`, in every layer (bidirectional
+            layers reset their backward direction where each sequence ends).
           time_major: whether time is the leading axis.
+          skip_padding: as :func:`seqmask.rnn`, in every layer.
           deterministic: False applies dropout (with a key from
             ``make_rng("dropout")``), True does not. Required when
             ``dropout_rate > 0``.
@@ -163,6 +165,7 @@ class Stacked(nn.Module):
             initial_carries=initial_carries,
             resets=resets,
             time_major=time_major,
+            skip_padding=skip_padding,
         )
 
 

@@ -202,6 +202,7 @@ class RNN(nnx.Module):
         rngs: nnx.Rngs | nnx.RngStream | None = None,
         mask=None,
         resets=None,
+        skip_padding: bool | int = False,
     ):
         """Run the layer, as ``flax.nnx.RNN.__call__`` with seqmask's masking.
 
@@ -221,6 +222,8 @@ class RNN(nnx.Module):
             true at valid steps, any pattern (seqmask's addition).
           resets: boolean like ``mask``: where true the row is reset to
             :meth:`initial_state` before the step.
+          skip_padding: skip the chunks of time in which every row is padding,
+            as :func:`seqmask.rnn` (seqmask's addition).
 
         Returns:
           ``ys`` ``[*batch, time, out_features]``, zero at padded steps, or
@@ -244,7 +247,15 @@ class RNN(nnx.Module):
             initial_carry = flax_cell.initialize_carry(step, stream)
         call = _modules.RNNCall(options, initial_carry, seq_lengths, mask, resets)
         cell, params = self.pure_cell, self.pure_params()
-        return _modules.run_rnn(cell, params, inputs, call, where, unroll=self.unroll)
+        return _modules.run_rnn(
+            cell,
+            params,
+            inputs,
+            call,
+            where,
+            unroll=self.unroll,
+            skip_padding=skip_padding,
+        )
 
 
 class Bidirectional(nnx.Module):
@@ -312,11 +323,12 @@ class Bidirectional(nnx.Module):
         reverse: bool | None = None,
         keep_order: bool | None = None,
         mask=None,
+        skip_padding: bool | int = False,
     ):
         """Run both directions, as ``flax.nnx.Bidirectional.__call__``.
 
         Args:
-          inputs, seq_lengths, mask: as :meth:`RNN.__call__`.
+          inputs, seq_lengths, mask, skip_padding: as :meth:`RNN.__call__`.
           initial_carry: ``(forward_carry, backward_carry)`` or None.
           rngs: the carry stream for both directions (default: the module's).
           return_carry, time_major: override the module's attributes.
@@ -343,6 +355,7 @@ class Bidirectional(nnx.Module):
             return_carry=return_carry,
             seq_lengths=seq_lengths,
             mask=mask,
+            skip_padding=skip_padding,
         )
 
 

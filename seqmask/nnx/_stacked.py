@@ -151,6 +151,7 @@ class Stacked(nnx.Module):
         resets=None,
         time_major: bool = False,
         deterministic: bool | None = None,
+        skip_padding: bool | int = False,
     ) -> tuple[list[Carry], jax.Array]:
         """Run every layer; see :func:`seqmask.stacked`.
 
@@ -160,9 +161,10 @@ class Stacked(nnx.Module):
           seq_lengths, mask: the valid steps, as :meth:`RNN.__call__`.
           initial_carries: one carry (or None) a layer; ``(forward, backward)``
             pairs for bidirectional layers.
-          resets: as :meth:`RNN.__call__`, in every layer (unidirectional
-            only).
+          resets: as :meth:`RNN.__call__`, in every layer (bidirectional
+            layers reset their backward direction where each sequence ends).
           time_major: whether time is the leading axis.
+          skip_padding: as :func:`seqmask.rnn`, in every layer.
           deterministic: overrides the module's ``deterministic`` for this
             call.
 
@@ -184,4 +186,5 @@ class Stacked(nnx.Module):
             initial_carries=initial_carries,
             resets=resets,
             time_major=time_major,
+            skip_padding=skip_padding,
         )

@@ -1,0 +1,160 @@
+"""What ``skip_padding`` saves, and what it costs when there is nothing to skip.
+
+One masked LSTM layer, forward+backward (``jax.grad`` of a loss over every
+output), at a fixed padded shape ``[B, T]``, for batches whose longest row
+covers all of ``T`` ("full": lengths from ``T/2`` to ``T``, one row of ``T``),
+half of it, a quarter of it, and none (an all-padding batch). Each
+``skip_padding`` setting (``False``, the default ``True`` and a few chunk
+lengths) is timed at every occupancy in one round-robin, so load that comes
+and goes hits them alike; every time is reported as a ratio to
+``skip_padding=False`` at full occupancy in the same run. The issue's
+targets: at a quarter the time is at most 0.4 of the full-occupancy time
+without skipping, and at full occupancy skipping costs at most 5%.
+
+Before timing, every setting is checked to give the values and gradients
+of ``skip_padding=False`` at every occupancy.
+
+  python benchmarks/bench_skip_padding.py            # B=64 T=128 I=128 H=256
+  python benchmarks/bench_skip_padding.py --quick    # small smoke run
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from _common import (
+    RATIO,
+    compile_timed,
+    environment,
+    parser,
+    round_robin,
+    write_record,
+)
+
+import seqmask
+
+OCCUPANCIES = {"full": 1.0, "half": 0.5, "quarter": 0.25, "none": 0.0}
+
+
+def lengths_for(rng, batch: int, steps: int, occupancy: float) -> np.ndarray:
+    """Lengths whose maximum is ``occupancy * steps``, the rest from half of
+    it up."""
+    longest = int(round(occupancy * steps))
+    lengths = rng.integers(longest // 2, longest + 1, size=batch)
+    lengths[0] = longest
+    return lengths.astype(np.int32)
+
+
+def main() -> None:
+    options = parser(__doc__, repeats=11)
+    options.add_argument("--batch", type=int, default=64)
+    options.add_argument("--time", type=int, default=128)
+    options.add_argument("--input", type=int, default=128)
+    options.add_argument("--hidden", type=int, default=256)
+    options.add_argument(
+        "--chunks",
+        type=int,
+        nargs="*",
+        default=[8, 32],
+        help="explicit chunk lengths timed besides False and True",
+    )
+    args = options.parse_args()
+    if args.quick:
+        args.batch, args.time, args.input, args.hidden = 8, 32, 8, 16
+        args.repeats, args.chunks = 3, [8]
+
+    cell = seqmask.cells.lstm(args.hidden)
+    params = cell.init(jax.random.key(0), args.input)
+    rng = np.random.default_rng(0)
+    xs = jnp.asarray(rng.normal(size=(args.batch, args.time, args.input)), jnp.float32)
+    lengths = {
+        name: jnp.asarray(lengths_for(rng, args.batch, args.time, occupancy))
+        for name, occupancy in OCCUPANCIES.items()
+    }
+    settings = [False, True, *args.chunks]
+
+    def grad_for(skip):
+        def loss(params, xs, lengths):
+            carry, ys = seqmask.rnn(
+                cell, params, xs, lengths=lengths, skip_padding=skip
+            )
+            return jnp.sum(ys**2) + jnp.sum(carry.c)
+
+        return jax.value_and_grad(loss)
+
+    compiled, compile_s = {}, {}
+    for skip in settings:
+        compiled[skip], compile_s[str(skip)] = compile_timed(
+            grad_for(skip), params, xs, lengths["full"]
+        )
+    # The same values and gradients as no skipping, at every occupancy.
+    for name, n in lengths.items():
+        want = compiled[False](params, xs, n)
+        for skip in settings[1:]:
+            got = compiled[skip](params, xs, n)
+            for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+                np.testing.assert_allclose(
+                    a, b, rtol=1e-4, atol=1e-5, err_msg=f"{skip}, {name}"
+                )
+
+    cases = {
+        (skip, name): (
+            lambda f=compiled[skip], n=n: jax.block_until_ready(f(params, xs, n))
+        )
+        for skip in settings
+        for name, n in lengths.items()
+    }
+    seconds = round_robin(cases, args.repeats)
+    base = seconds[False, "full"]
+    rows = [
+        {
+            "skip_padding": str(skip),
+            "occupancy": name,
+            "longest": int(lengths[name].max()),
+            "forward_backward_ms": seconds[skip, name] * 1e3,
+            "vs_no_skip_full": seconds[skip, name] / base,
+        }
+        for skip in settings
+        for name in lengths
+    ]
+    print(
+        f"\nskip_padding, LSTM B={args.batch} T={args.time} I={args.input} "
+        f"H={args.hidden}, forward+backward, median of {args.repeats} "
+        f"(round-robin); {RATIO}; baseline: skip_padding=False at full occupancy\n"
+    )
+    print(
+        "| skip_padding | " + " | ".join(f"{n} ms | {n} / base" for n in lengths) + " |"
+    )
+    print("|---|" + "---:|---:|" * len(lengths))
+    for skip in settings:
+        cells = [
+            f"{seconds[skip, n] * 1e3:.1f} | {seconds[skip, n] / base:.2f}"
+            for n in lengths
+        ]
+        print(f"| {skip} | " + " | ".join(cells) + " |")
+    default = seconds[True, "quarter"] / base, seconds[True, "full"] / base - 1
+    print(
+        f"\nskip_padding=True: quarter / full = {default[0]:.2f} (target <= 0.4), "
+        f"overhead at full occupancy = {100 * default[1]:+.1f}% (target <= 5%)"
+    )
+    record = {
+        **environment(),
+        "benchmark": "skip_padding",
+        "shape": {
+            "batch": args.batch,
+            "time": args.time,
+            "input": args.input,
+            "hidden": args.hidden,
+        },
+        "repeats": args.repeats,
+        "compile_s": compile_s,
+        "rows": rows,
+        "quarter_over_full": default[0],
+        "overhead_at_full": default[1],
+    }
+    write_record(record, args.out, "skip_padding", args.quick)
+
+
+if __name__ == "__main__":
+    main()

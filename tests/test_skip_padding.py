@@ -1,0 +1,285 @@
+"""``skip_padding``: skipping chunks of padding changes no value and no gradient.
+
+The reference is the same layer with ``skip_padding=False`` (itself tested
+against NumPy and against unpadded rows in ``test_layers.py``), over batch
+masks whose padding fills whole chunks: right and left padding, holes,
+empty rows, an all-padding batch, a time axis that chunks do not divide,
+with resets in skipped chunks, a learned initial state (so that ``reset_to``
+has a gradient), reverse scans, every ``remat``, and NaN at padded steps. A
+step counter shows that skipped chunks do not run, in either pass.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import seqmask
+from seqmask import cells
+
+B, T, IN, H = 4, 23, 3, 5
+
+CELL = cells.learnable_initial_state(
+    cells.lstm(H), carry_init=jax.nn.initializers.normal(1.0)
+)
+PARAMS = CELL.init(jax.random.key(0), IN)
+
+
+def _mask(rows):
+    mask = np.zeros((B, T), bool)
+    for row, steps in enumerate(rows):
+        mask[row, steps] = True
+    return mask
+
+
+# Batch masks (every row of one batch) that leave whole chunks without a
+# valid step; T = 23 is no multiple of the chunk lengths used.
+MASKS = {
+    "right padding": _mask([range(0, 7), range(0, 2), [], range(0, 5)]),
+    "left padding": _mask([range(16, 23), range(20, 23), range(22, 23), []]),
+    "holes": _mask([[1, 12, 13], [2, 21], [], [12]]),
+    "middle": _mask([range(8, 14), range(9, 11), [], range(8, 9)]),
+    "empty rows": _mask([[], [], [5], []]),
+    "all padding": np.zeros((B, T), bool),
+    "full": np.ones((B, T), bool),
+}
+# Resets at valid and at padded steps, inside skipped chunks too.
+RESETS = np.zeros((B, T), bool)
+RESETS[0, [0, 3, 15]] = True
+RESETS[1, [9, 18]] = True
+RESETS[2, [4]] = True
+RESETS[3, [1, 19, 22]] = True
+
+# (skip_padding, remat) pairs: chunk lengths that divide nothing, the
+# default, one chunk longer than T, and every kind of remat nesting.
+OPTIONS = [
+    (True, False),  # chunks of 12, time padded to 24
+    (4, False),
+    (5, 3),
+    (3, 8),
+    (4, 4),
+    (7, True),
+    (50, False),
+]
+
+
+def _loss(options, reverse):
+    skip, remat = options
+
+    def loss(params, xs, mask, resets, weights):
+        carry, ys = seqmask.rnn(
+            CELL,
+            params,
+            xs,
+            mask=mask,
+            resets=resets,
+            reverse=reverse,
+            remat=remat,
+            skip_padding=skip,
+        )
+        value = jnp.sum(jnp.sin(ys) * weights) + jnp.sum(carry.h**2 + carry.c)
+        return value, (carry, ys)
+
+    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))
+
+
+def _close(got, want):
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6),
+        got,
+        want,
+    )
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("with_resets", [False, True], ids=["", "resets"])
+def test_skipping_changes_no_value_and_no_gradient(reverse, with_resets):
+    rng = np.random.default_rng(1)
+    reference = _loss((False, False), reverse)
+    variants = {options: _loss(options, reverse) for options in OPTIONS}
+    for name, mask in MASKS.items():
+        xs = rng.normal(size=(B, T, IN)).astype(np.float32)
+        xs[~mask] = np.nan  # what sits at padded steps must not matter
+        weights = rng.normal(size=(B, T, H)).astype(np.float32)
+        resets = RESETS if with_resets else None
+        want = reference(PARAMS, xs, mask, resets, weights)
+        assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(want)), name
+        # the gradient with respect to a padded input is exactly zero
+        np.testing.assert_array_equal(want[1][1][~mask], 0.0)
+        for options, variant in variants.items():
+            try:
+                _close(variant(PARAMS, xs, mask, resets, weights), want)
+            except AssertionError as error:
+                raise AssertionError(f"{name}, {options}: {error}") from None
+
+
+def test_skipped_chunks_run_in_neither_pass():
+    """A cell that counts its steps: with the valid steps in the first two
+    chunks of four, only those chunks run, forward and (recomputed) in the
+    backward pass; without skipping every step runs once."""
+    steps_run = []
+
+    def count(x):
+        steps_run.append(1)
+
+    base = cells.gru(H)
+
+    def apply(params, carry, x):
+        jax.debug.callback(count, x[..., 0])
+        return base.apply(params, carry, x)
+
+    counting = base._replace(apply=apply, project_inputs=None, apply_projected=None)
+    params = counting.init(jax.random.key(1), IN)
+    steps = 32
+    xs = jnp.ones((2, steps, IN))
+    lengths = jnp.array([5, 2])
+
+    def loss(params, skip):
+        _, ys = seqmask.rnn(
+            counting, params, xs, lengths=lengths, skip_padding=skip, hoist=False
+        )
+        return jnp.sum(ys**2)
+
+    results = {}
+    for skip in (False, 4):
+        steps_run.clear()
+        jax.jit(jax.grad(loss), static_argnums=1)(params, skip)
+        jax.effects_barrier()
+        results[skip] = len(steps_run)
+    assert results[False] == steps
+    # two chunks of four, once forward and once recomputed backward
+    assert results[4] == 2 * 2 * 4
+
+
+def test_vmap_gives_the_same_values():
+    """Under vmap the choice to skip becomes a select: the same values."""
+    rng = np.random.default_rng(2)
+    xs = rng.normal(size=(3, B, T, IN)).astype(np.float32)
+    masks = np.stack([MASKS["right padding"], MASKS["holes"], MASKS["all padding"]])
+
+    def run(xs, mask, skip):
+        return seqmask.rnn(CELL, PARAMS, xs, mask=mask, skip_padding=skip)
+
+    got = jax.vmap(lambda x, m: run(x, m, 4))(xs, masks)
+    want = jax.vmap(lambda x, m: run(x, m, False))(xs, masks)
+    _close(got, want)
+
+
+def test_bidirectional_and_stacked_skip_alike():
+    """Both directions, every layer: values and gradients of no skipping,
+    with packed-row resets and left padding."""
+    mask = MASKS["left padding"] | MASKS["right padding"]
+    rng = np.random.default_rng(3)
+    xs = rng.normal(size=(B, T, IN)).astype(np.float32)
+    xs[~mask] = np.nan
+    bi = seqmask.init_bidirectional(jax.random.key(2), CELL, IN)
+    stack = seqmask.init_stacked(
+        jax.random.key(3), CELL, IN, num_layers=2, bidirectional=True
+    )
+
+    def loss(params, skip, which):
+        if which == "bidirectional":
+            carries, ys = seqmask.bidirectional(
+                CELL, params, xs, mask=mask, resets=RESETS, skip_padding=skip
+            )
+        else:
+            carries, ys = seqmask.stacked(
+                CELL,
+                params,
+                xs,
+                mask=mask,
+                resets=RESETS,
+                bidirectional=True,
+                skip_padding=skip,
+                remat=3,
+            )
+        leaves = jax.tree.leaves(carries)
+        return jnp.sum(jnp.sin(ys)) + sum(jnp.sum(leaf**2) for leaf in leaves)
+
+    for which, params in (("bidirectional", bi), ("stacked", stack)):
+        grad = jax.jit(jax.value_and_grad(loss), static_argnums=(1, 2))
+        _close(grad(params, 4, which), grad(params, False, which))
+
+
+def test_a_linear_recurrence_ignores_skip_padding():
+    """Cells with a declared linear recurrence run one linear scan, with or
+    without skip_padding (same values)."""
+    cell = cells.min_gru(H)
+    params = cell.init(jax.random.key(4), IN)
+    rng = np.random.default_rng(4)
+    xs = rng.normal(size=(B, T, IN)).astype(np.float32)
+    mask = MASKS["holes"]
+    got = seqmask.rnn(cell, params, xs, mask=mask, skip_padding=4)
+    want = seqmask.rnn(cell, params, xs, mask=mask, skip_padding=False)
+    jax.tree.map(np.testing.assert_array_equal, got, want)
+
+
+def test_skip_padding_option_is_checked():
+    xs = np.zeros((B, T, IN), np.float32)
+    with pytest.raises(ValueError, match="rnn: skip_padding must be a positive int"):
+        seqmask.rnn(CELL, PARAMS, xs, skip_padding=0)
+    with pytest.raises(TypeError, match="stacked: skip_padding must be a bool or"):
+        seqmask.stacked(CELL, [PARAMS], xs, skip_padding="yes")
+
+
+def test_the_flax_modules_pass_skip_padding_through():
+    """nnx and linen RNN, Bidirectional and Stacked: the values of no
+    skipping, and the option reaches the core (which checks it)."""
+    import flax.linen as nn
+    from flax import nnx
+
+    import seqmask.linen
+    import seqmask.nnx
+
+    rng = np.random.default_rng(5)
+    xs = rng.normal(size=(B, T, IN)).astype(np.float32)
+    mask = MASKS["left padding"] | MASKS["holes"]
+    rngs = nnx.Rngs(0)
+    nnx_modules = {
+        "nnx.RNN": seqmask.nnx.RNN(nnx.GRUCell(IN, H, rngs=rngs)),
+        "nnx.Bidirectional": seqmask.nnx.Bidirectional(
+            seqmask.nnx.RNN(nnx.GRUCell(IN, H, rngs=rngs)),
+            seqmask.nnx.RNN(nnx.GRUCell(IN, H, rngs=rngs)),
+        ),
+        "nnx.Stacked": seqmask.nnx.Stacked(
+            cells.gru(H), 2, in_features=IN, bidirectional=True, rngs=rngs
+        ),
+    }
+    for module in nnx_modules.values():
+        _close(module(xs, mask=mask, skip_padding=4), module(xs, mask=mask))
+        with pytest.raises(ValueError, match="skip_padding must be a positive int"):
+            module(xs, mask=mask, skip_padding=0)
+    linen_modules = {
+        "linen.RNN": seqmask.linen.RNN(nn.GRUCell(H)),
+        "linen.Bidirectional": seqmask.linen.Bidirectional(
+            seqmask.linen.RNN(nn.GRUCell(H)), seqmask.linen.RNN(nn.GRUCell(H))
+        ),
+    }
+    for module in linen_modules.values():
+        variables = module.init(jax.random.key(0), xs, mask=mask)
+        _close(
+            module.apply(variables, xs, mask=mask, skip_padding=4),
+            module.apply(variables, xs, mask=mask),
+        )
+        with pytest.raises(ValueError, match="skip_padding must be a positive int"):
+            module.apply(variables, xs, mask=mask, skip_padding=0)
+
+
+@pytest.mark.parametrize("skip", [True, 16])
+def test_compile_size_does_not_grow_with_time(skip):
+    """One loop over chunks (and one over the tail), whatever the length."""
+    cell = cells.lstm(H)
+    params = cell.init(jax.random.key(6), IN)
+
+    def lines(steps):
+        xs = jax.ShapeDtypeStruct((2, steps, IN), jnp.float32)
+        lengths = jax.ShapeDtypeStruct((2,), jnp.int32)
+
+        def loss(params, xs, lengths):
+            _, ys = seqmask.rnn(cell, params, xs, lengths=lengths, skip_padding=skip)
+            return jnp.sum(ys)
+
+        text = jax.jit(jax.grad(loss)).lower(params, xs, lengths).as_text()
+        return len(text.splitlines())
+
+    assert lines(50) == lines(1000)
