@@ -16,6 +16,7 @@ from seqmask import decoding as decoding
 from seqmask import interop as interop
 from seqmask import losses as losses
 from seqmask import masks as masks
+from seqmask import metrics as metrics
 from seqmask import seq2seq as seq2seq
 from seqmask import weights as weights
 from seqmask.layers import bidirectional as bidirectional
@@ -37,6 +38,7 @@ __all__ = [
     "interop",
     "losses",
     "masks",
+    "metrics",
     "seq2seq",
     "weights",
     "rnn",

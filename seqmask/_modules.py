@@ -43,14 +43,27 @@ class CallOptions(NamedTuple):
     keep_order: bool
 
 
-def resolve(module, where: str, **overrides) -> CallOptions:
-    """The options of one call: each override if given, else the module's."""
-    values = {}
-    for name in CallOptions._fields:
-        given = overrides.get(name)
-        value = getattr(module, name) if given is None else given
-        values[name] = _checks.flag(value, name, where)
-    return CallOptions(**values)
+def resolve(
+    module, where: str, time_major, return_carry, reverse, keep_order
+) -> CallOptions:
+    """The options of one call: each one given (not None), else the module's."""
+    given = CallOptions(time_major, return_carry, reverse, keep_order)
+    return CallOptions(
+        *(
+            _checks.flag(getattr(module, name) if value is None else value, name, where)
+            for name, value in zip(CallOptions._fields, given, strict=True)
+        )
+    )
+
+
+class RNNCall(NamedTuple):
+    """The arguments of one call of Flax's ``RNN.__call__``, options resolved."""
+
+    options: CallOptions
+    initial_carry: Carry | None
+    seq_lengths: Any
+    mask: Any
+    resets: Any
 
 
 def concatenate(forward, backward):
@@ -62,13 +75,9 @@ def run_rnn(
     cell: Cell,
     params: Params,
     inputs,
-    *,
+    call: RNNCall,
     where: str,
-    options: CallOptions,
-    initial_carry: Carry | None = None,
-    seq_lengths=None,
-    mask=None,
-    resets=None,
+    *,
     unroll: int = 1,
     feature_axes: int = 1,
     skip_padding: bool | int = False,
@@ -86,17 +95,20 @@ def run_rnn(
       cell, params: the pure cell and its parameters.
       inputs: ``[*batch, time, *features]`` (``[time, *batch, *features]``
         when time major) with ``feature_axes`` feature axes.
+      call: the call's arguments: ``initial_carry`` and ``resets`` as
+        :func:`seqmask.rnn`, the valid steps as ``seq_lengths`` or ``mask``
+        (alternatives), and the resolved options.
       where: the public name for error messages.
-      options: the resolved call options.
-      initial_carry, resets, unroll, skip_padding: as :func:`seqmask.rnn`.
-      seq_lengths, mask: the valid steps (alternatives).
+      unroll, skip_padding: as :func:`seqmask.rnn`.
       feature_axes: the cell's number of feature axes (Flax's
         ``num_feature_axes``); several are flattened into one for the core
         and unflattened by the cell.
 
     Returns:
-      ``ys``, or ``(carry, ys)`` with ``options.return_carry``.
+      ``ys``, or ``(carry, ys)`` with ``return_carry``.
     """
+    options, initial_carry, seq_lengths, mask, resets = call
+    time_major, return_carry, reverse, keep_order = options
     inputs = _checks.floating_array(inputs, "inputs", where)
     _checks.min_rank(inputs, feature_axes + 1, "inputs", where, "time and feature axes")
     if seq_lengths is not None and mask is not None:
@@ -116,19 +128,17 @@ def run_rnn(
         lengths=seq_lengths,
         initial_carry=initial_carry,
         resets=resets,
-        reverse=options.reverse,
-        time_major=options.time_major,
+        reverse=reverse,
+        time_major=time_major,
         unroll=unroll,
         skip_padding=skip_padding,
     )
-    if options.reverse and not options.keep_order:
+    if reverse and not keep_order:
         ys = jax.tree.map(
-            lambda y: _processing_order(
-                y, mask, seq_lengths, options.time_major, feature_axes
-            ),
+            lambda y: _processing_order(y, mask, seq_lengths, time_major, feature_axes),
             ys,
         )
-    return (carry, ys) if options.return_carry else ys
+    return (carry, ys) if return_carry else ys
 
 
 def _processing_order(ys, mask, seq_lengths, time_major: bool, feature_axes: int):
@@ -138,6 +148,23 @@ def _processing_order(ys, mask, seq_lengths, time_major: bool, feature_axes: int
         return jnp.flip(ys, axis=axis)
     return _masks.reverse_valid_steps(
         ys, mask, lengths=seq_lengths, time_major=time_major
+    )
+
+
+def run_stacked(module, params, inputs, dropout_key, **call):
+    """:func:`seqmask.stacked` with the cells of a ``Stacked`` module and its
+    layer options (``bidirectional``, ``merge``, ``dropout_rate``,
+    ``residual``); ``call`` holds the call's own arguments."""
+    return _layers.stacked(
+        module.pure_cells(),
+        params,
+        inputs,
+        bidirectional=module.bidirectional,
+        merge=module.merge,
+        dropout_rate=module.dropout_rate,
+        dropout_key=dropout_key,
+        residual=module.residual,
+        **call,
     )
 
 

@@ -17,6 +17,16 @@ import numpy as np
 
 from seqmask import _checks, _weighting, masks
 
+__all__ = [
+    "from_lengths",
+    "from_mask",
+    "from_targets",
+    "nonzero",
+    "class_weights",
+    "combine",
+    "normalize_per_sequence",
+]
+
 
 def from_lengths(
     lengths: jax.typing.ArrayLike,

@@ -105,14 +105,8 @@ def rnn(name, params, xs, mask, initial, *, reverse=False, resets=None, reset_to
 
 
 def mask_patterns(rng, batch_steps=(6, 7)):
-    """One mask [B, T] whose rows cover every pattern: right padding, left
-    padding, holes, all false, all true, and a random one."""
-    batch, steps = batch_steps
-    mask = np.zeros((batch, steps), bool)
-    mask[0, :4] = True  # right padding
-    mask[1, 3:] = True  # left padding
-    mask[2, [0, 2, 3, 6 % steps]] = True  # holes
-    # row 3: all false
-    mask[4, :] = True  # full
-    mask[5] = rng.random(steps) < 0.5
-    return mask
+    """Test data, not a reference: kept here for the tests that still import
+    it from this module; its home is ``helpers.mask_patterns``."""
+    from helpers import mask_patterns
+
+    return mask_patterns(rng, batch_steps)

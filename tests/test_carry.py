@@ -6,12 +6,14 @@ pass for chunked forward values, and a hand-built ``jax.lax.scan`` with a
 ``stop_gradient`` at the chunk boundaries for truncated gradients.
 """
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpy_reference as ref
 import optax
 import pytest
+from helpers import random_params
 
 import seqmask
 from seqmask import cells
@@ -28,27 +30,10 @@ from seqmask.data import chunks
 B, T, K, IN, H = 3, 11, 4, 3, 4
 
 
-def random_params(cell, seed, scale=0.5):
-    """Parameters with every entry random (a non-zero learned initial state
-    included), drawn with NumPy: eager cell.init would compile its
-    initialisers op by op."""
-    shapes = jax.eval_shape(lambda key: cell.init(key, IN), jax.random.key(0))
-    rng = np.random.default_rng(seed)
-    return jax.tree.map(
-        lambda s: (scale * rng.normal(size=s.shape)).astype(s.dtype), shapes
-    )
-
-
-def assert_trees_close(got, want, rtol=1e-6, atol=1e-6):
-    assert jax.tree.structure(got) == jax.tree.structure(want)
-    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
-        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
-
-
 # A learnable initial state that is not zero, so that resetting to it differs
 # from resetting to zeros.
 LSTM = cells.learnable_initial_state(cells.lstm(H))
-LSTM_PARAMS = random_params(LSTM, 0)
+LSTM_PARAMS = random_params(LSTM, IN, 0)
 
 
 # --- reset, detach, zeros_like ------------------------------------------------
@@ -185,7 +170,7 @@ def test_rnn_with_carries_matches_numpy_loop():
         LSTM, params, xs, mask=mask, resets=resets, initial_carry=initial
     )
     np.testing.assert_array_equal(ys, rnn_ys)
-    assert_trees_close(final, rnn_final, rtol=0, atol=0)
+    chex.assert_trees_all_equal(final, rnn_final)
 
 
 # --- truncated BPTT ---------------------------------------------------------------
@@ -257,7 +242,7 @@ def test_chunked_forward_equals_one_full_pass_and_compiles_once():
     )
     np.testing.assert_allclose(ys[:, :T], want_ys, rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(ys[:, T:], 0.0)
-    assert_trees_close(final, want_final)
+    chex.assert_trees_all_close(final, want_final, rtol=1e-6, atol=1e-6)
     want_total = jnp.sum(jnp.sin(want_ys) * weights)
     np.testing.assert_allclose(sum(losses), want_total, rtol=1e-5, atol=1e-5)
 
@@ -304,7 +289,7 @@ def test_chunk_gradient_equals_full_bptt_truncated_at_the_chunk_start():
     reference = jax.jit(jax.grad(full_pass_loss))
     for index, grad in enumerate(grads):
         want = reference(LSTM_PARAMS, batch, index, True)
-        assert_trees_close(grad, want, rtol=1e-5, atol=1e-6)
+        chex.assert_trees_all_close(grad, want, rtol=1e-5, atol=1e-6)
         if index > 0:
             # the truncation is what makes them agree
             untruncated = reference(LSTM_PARAMS, batch, index, False)
@@ -322,7 +307,7 @@ def test_learned_initial_state_gets_gradient_only_from_rows_that_reset():
     gradient to the learned state; a row that resets at step r sends what its
     steps r.. send when run alone from the learned state."""
     cell = cells.learnable_initial_state(cells.gru(H))
-    params = random_params(cell, 5)
+    params = random_params(cell, IN, 5)
     rng = np.random.default_rng(6)
     rows, steps = 4, 6
     xs = rng.normal(size=(rows, steps, IN)).astype(np.float32)
@@ -396,8 +381,8 @@ def test_truncated_bptt_step_compiles_once_and_matches_manual_updates():
         manual_params, manual_state = manual_update(grads, manual_state, manual_params)
         np.testing.assert_allclose(loss, manual_loss, rtol=1e-6)
     assert TRACES["train_step"] == 1
-    assert_trees_close(params, manual_params, rtol=1e-6, atol=1e-7)
-    assert_trees_close(carry, manual_carry, rtol=1e-6, atol=1e-7)
+    chex.assert_trees_all_close(params, manual_params, rtol=1e-6, atol=1e-7)
+    chex.assert_trees_all_close(carry, manual_carry, rtol=1e-6, atol=1e-7)
 
 
 def test_truncated_bptt_errors():

@@ -1,10 +1,13 @@
 """Cells against NumPy loops of their documented equations; dtypes; gradients."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpy_reference as ref
 import pytest
+from absl.testing import parameterized
+from helpers import mask_patterns, random_params
 from jax.test_util import check_grads
 
 import seqmask
@@ -12,18 +15,6 @@ from seqmask import cells
 
 B, T, IN, H = 6, 7, 3, 5
 MAKERS = {"simple_rnn": cells.simple_rnn, "lstm": cells.lstm, "gru": cells.gru}
-
-
-def random_params(cell, key, dtype=np.float32):
-    """The cell's parameters with every entry random (biases included)."""
-    params = cell.init(key, IN)
-    leaves, treedef = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.fold_in(key, 1), len(leaves))
-    leaves = [
-        (0.5 * jax.random.normal(k, x.shape, jnp.float32)).astype(dtype)
-        for k, x in zip(keys, leaves, strict=True)
-    ]
-    return jax.tree.unflatten(treedef, leaves)
 
 
 def carry_tuple(name, carry):
@@ -37,58 +28,61 @@ def make_carry(name, parts):
 def inputs(seed, dtype=np.float32):
     rng = np.random.default_rng(seed)
     xs = rng.normal(size=(B, T, IN)).astype(dtype)
-    mask = ref.mask_patterns(rng, (B, T))
+    mask = mask_patterns(rng, (B, T))
     resets = rng.random((B, T)) < 0.2
     return xs, mask, resets
 
 
-SETTINGS = [  # (reverse, unroll, jit)
-    (False, 1, True),
-    (True, 2, False),
-    (False, T, False),
-    (True, 1, True),
-]
+class TestRnnMatchesNumpy(chex.TestCase):
+    """Each cell through seqmask.rnn equals the NumPy loop (every padding
+    pattern, resets, a given initial carry), with and without ``jit``."""
 
-
-@pytest.mark.parametrize("name", sorted(MAKERS))
-@pytest.mark.parametrize("reverse,unroll,use_jit", SETTINGS)
-def test_rnn_matches_numpy(name, reverse, unroll, use_jit):
-    cell = MAKERS[name](H)
-    params = random_params(cell, jax.random.key(0))
-    xs, mask, resets = inputs(1)
-    rng = np.random.default_rng(2)
-    initial = tuple(
-        rng.normal(size=(B, H)).astype(np.float32)
-        for _ in carry_tuple(name, cell.initial_carry(params, (B,)))
-    )
-
-    def run(params, xs, mask, resets, initial):
-        return seqmask.rnn(
-            cell,
-            params,
-            xs,
-            mask=mask,
-            resets=resets,
-            initial_carry=make_carry(name, initial),
-            reverse=reverse,
-            unroll=unroll,
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.product(name=sorted(MAKERS), reverse_unroll=[(False, 1), (True, 2)])
+    def test_rnn_matches_numpy(self, name, reverse_unroll):
+        reverse, unroll = reverse_unroll
+        cell = MAKERS[name](H)
+        params = random_params(cell, IN, 0)
+        xs, mask, resets = inputs(1)
+        rng = np.random.default_rng(2)
+        initial = tuple(
+            rng.normal(size=(B, H)).astype(np.float32)
+            for _ in carry_tuple(name, cell.initial_carry(params, (B,)))
         )
 
-    run = jax.jit(run) if use_jit else run
-    carry, ys = run(params, xs, mask, resets, initial)
-    zeros = tuple(np.zeros((B, H)) for _ in initial)
-    want_carry, want_ys = ref.rnn(
-        name, params, xs, mask, initial, reverse=reverse, resets=resets, reset_to=zeros
-    )
-    for got, want in zip(carry_tuple(name, carry), want_carry, strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(ys, want_ys, rtol=1e-5, atol=1e-5)
+        @self.variant
+        def run(params, xs, mask, resets, initial):
+            return seqmask.rnn(
+                cell,
+                params,
+                xs,
+                mask=mask,
+                resets=resets,
+                initial_carry=make_carry(name, initial),
+                reverse=reverse,
+                unroll=unroll,
+            )
+
+        carry, ys = run(params, xs, mask, resets, initial)
+        zeros = tuple(np.zeros((B, H)) for _ in initial)
+        want_carry, want_ys = ref.rnn(
+            name,
+            params,
+            xs,
+            mask,
+            initial,
+            reverse=reverse,
+            resets=resets,
+            reset_to=zeros,
+        )
+        got = (*carry_tuple(name, carry), ys)
+        chex.assert_trees_all_close(got, (*want_carry, want_ys), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", sorted(MAKERS))
 def test_float64_matches_numpy_and_check_grads(name, x64):
     cell = MAKERS[name](H, param_dtype=jnp.float64)
-    params = random_params(cell, jax.random.key(3), np.float64)
+    params = random_params(cell, IN, 3, dtype=np.float64)
     xs, mask, _ = inputs(4, np.float64)
     initial = cell.initial_carry(params, (B,))
     carry, ys = seqmask.rnn(cell, params, xs, mask=mask)
@@ -110,18 +104,15 @@ def test_float64_matches_numpy_and_check_grads(name, x64):
 @pytest.mark.parametrize("name", sorted(MAKERS))
 def test_one_step_any_batch_dims(name):
     cell = MAKERS[name](H)
-    params = random_params(cell, jax.random.key(5))
+    params = random_params(cell, IN, 5)
     x = np.random.default_rng(6).normal(size=(2, 3, IN)).astype(np.float32)
     carry = jax.tree.map(lambda c: c + 0.1, cell.initial_carry(params, (2, 3)))
     new, y = cell.apply(params, carry, x)
     flat_carry = jax.tree.map(lambda c: c.reshape(6, H), carry)
     flat_new, flat_y = cell.apply(params, flat_carry, x.reshape(6, IN))
-    np.testing.assert_allclose(y.reshape(6, H), flat_y, rtol=1e-6)
-    jax.tree.map(
-        lambda a, b: np.testing.assert_allclose(a.reshape(6, H), b, rtol=1e-6),
-        new,
-        flat_new,
-    )
+    chex.assert_shape(jax.tree.leaves((new, y)), (2, 3, H))
+    unflat = jax.tree.map(lambda leaf: leaf.reshape(2, 3, H), (flat_new, flat_y))
+    chex.assert_trees_all_close((new, y), unflat, rtol=1e-6)
     # unbatched: a single vector
     single_new, single_y = cell.apply(
         params, jax.tree.map(lambda c: c[1, 2], carry), x[1, 2]
@@ -138,18 +129,18 @@ def test_bfloat16(name):
     xs, mask, _ = inputs(7)
     xs_bf16 = xs.astype(jnp.bfloat16)
     cell = MAKERS[name](H)
-    params = random_params(cell, jax.random.key(8))
+    params = random_params(cell, IN, 8)
     f32_carry, f32_ys = seqmask.rnn(
         cell, params, np.asarray(xs_bf16, np.float32), mask=mask
     )
     # bfloat16 inputs with float32 parameters compute in float32 (as Flax).
     carry, ys = seqmask.rnn(cell, params, xs_bf16, mask=mask)
-    assert ys.dtype == jnp.float32
+    chex.assert_type(ys, jnp.float32)
     np.testing.assert_allclose(ys, f32_ys, rtol=1e-6, atol=1e-6)
     # An explicit bfloat16 compute dtype: bfloat16 outputs, float32 carry.
     cell16 = MAKERS[name](H, dtype=jnp.bfloat16)
     carry16, ys16 = seqmask.rnn(cell16, params, xs_bf16, mask=mask)
-    assert ys16.dtype == jnp.bfloat16
+    chex.assert_type(ys16, jnp.bfloat16)
     assert all(c.dtype == jnp.float32 for c in jax.tree.leaves(carry16))
     np.testing.assert_allclose(np.asarray(ys16, np.float32), f32_ys, atol=3e-2)
     for got, want in zip(
@@ -178,7 +169,7 @@ def test_learnable_initial_state():
     x = np.ones((2, 3, IN), np.float32)
     got = cell.apply(params, carry, x)
     want = inner.apply(params["cell"], carry, x)
-    jax.tree.map(np.testing.assert_array_equal, got, want)
+    chex.assert_trees_all_equal(got, want)
     # default zeros: the wrapped cell starts identical to the inner one
     zero_params = cells.learnable_initial_state(inner).init(jax.random.key(0), IN)
     assert all(
@@ -246,12 +237,12 @@ def test_named_builds_the_factory_cell_once(name):
     assert cell is cells.named(name, H)
     assert cell is not cells.named(name, H, dtype=jnp.bfloat16)
     assert cell.name == name and cell.hidden_size == H
-    params = random_params(factory(H), jax.random.key(10))
+    params = random_params(factory(H), IN, 10)
     carry = jax.tree.map(lambda c: c + 0.2, cell.initial_carry(params, (B,)))
     x = np.random.default_rng(11).normal(size=(B, IN)).astype(np.float32)
     got = cell.apply(params, carry, x)
     want = factory(H).apply(params, carry, x)
-    jax.tree.map(np.testing.assert_array_equal, got, want)
+    chex.assert_trees_all_equal(got, want)
     if name in ref.STEPS:
         inner = jax.tree.map(lambda c: np.asarray(c, np.float64), carry)
         inner = tuple(inner) if name == "lstm" else inner
@@ -264,7 +255,7 @@ def test_named_builds_the_factory_cell_once(name):
 @pytest.mark.parametrize("name", cells.NAMES)
 def test_output_size_is_the_width_of_one_step(name):
     cell = cells.learnable_initial_state(cells.named(name, H))
-    params = random_params(cell, jax.random.key(12))
+    params = random_params(cell, IN, 12)
     _, y = cell.apply(params, cell.initial_carry(params, (2,)), np.ones((2, IN)))
     assert cells.output_size(cell, params, IN) == y.shape[-1] == H
     shapes = jax.eval_shape(lambda key: cell.init(key, IN), jax.random.key(0))
@@ -276,9 +267,7 @@ def test_every_cell_rejects_the_params_of_every_other_cell():
     and names the cell they belong to (the min cells share one layout, so
     min_gru(6) and min_lstm(4) parameters are the same shapes)."""
     made = {name: cells.named(name, H) for name in cells.NAMES}
-    params = {
-        name: random_params(cell, jax.random.key(13)) for name, cell in made.items()
-    }
+    params = {name: random_params(cell, IN, 13) for name, cell in made.items()}
     x = np.ones((2, IN), np.float32)
     for name, cell in made.items():
         carry = cell.initial_carry(params[name], (2,))
@@ -295,13 +284,13 @@ def test_params_cast_as_a_whole_are_accepted():
     carry takes their dtype; the step is the float32 step to bfloat16
     precision. A mixture of dtypes is refused."""
     cell = cells.gru(H)
-    params = random_params(cell, jax.random.key(14))
+    params = random_params(cell, IN, 14)
     half = jax.tree.map(lambda p: p.astype(jnp.bfloat16), params)
     x = np.random.default_rng(15).normal(size=(B, IN)).astype(np.float32)
     carry = cell.initial_carry(half, (B,))
-    assert carry.dtype == jnp.bfloat16
+    chex.assert_type(carry, jnp.bfloat16)
     new, y = cell.apply(half, carry, x)
-    assert new.dtype == jnp.bfloat16
+    chex.assert_type(new, jnp.bfloat16)
     want, _ = cell.apply(params, np.zeros((B, H), np.float32), x)
     np.testing.assert_allclose(np.asarray(new, np.float32), want, atol=3e-2)
     mixed = {**params, "input_bias": half["input_bias"]}

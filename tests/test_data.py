@@ -15,6 +15,7 @@ import numpy_reference as ref
 import optax
 import orbax.checkpoint as ocp
 import pytest
+from helpers import random_params
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,20 +34,9 @@ from seqmask.data import (
 IN, H = 3, 4
 
 
-def random_params(cell, seed, scale=0.5):
-    """Parameters with every entry random (a non-zero learned initial state
-    included), drawn with NumPy: eager cell.init would compile its
-    initialisers op by op."""
-    shapes = jax.eval_shape(lambda key: cell.init(key, IN), jax.random.key(0))
-    rng = np.random.default_rng(seed)
-    return jax.tree.map(
-        lambda s: (scale * rng.normal(size=s.shape)).astype(s.dtype), shapes
-    )
-
-
 # A learned initial state that is not zero: resets must go to it.
 LSTM = cells.learnable_initial_state(cells.lstm(H))
-LSTM_PARAMS = random_params(LSTM, 0)
+LSTM_PARAMS = random_params(LSTM, IN, 0)
 NP_PARAMS = jax.tree.map(lambda x: np.asarray(x, np.float64), LSTM_PARAMS)
 
 
@@ -360,7 +350,7 @@ def resume_and_compare(tmp_path):
     optimizer = optax.adam(0.05)
     step = truncated_bptt_step(readout_loss, optimizer)
     params = {
-        "rnn": random_params(GRU, 1),
+        "rnn": random_params(GRU, IN, 1),
         "readout": np.random.default_rng(2).normal(size=(H, 1)).astype(np.float32),
     }
     initial = {

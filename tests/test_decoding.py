@@ -13,6 +13,7 @@ compiled once.
 
 import itertools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -186,7 +187,7 @@ GREEDY_PREFIX = _greedy(prefix=PREFIX, prefix_lengths=PREFIX_LENGTHS)
 def test_greedy_matches_loop_and_stops_at_eos(min_length):
     out = GREEDY(PARAMS, START, min_length)
     tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
-    assert tokens.shape == (2, 3, MAX_LEN)
+    chex.assert_shape(tokens, (2, 3, MAX_LEN))
     stopped = 0
     for index in np.ndindex(START.shape):
         want = reference_greedy(int(START[index]), min_length)
@@ -314,7 +315,7 @@ NBEST_PREFIX = _beam(_ALL, 6, prefix=PREFIX, prefix_lengths=PREFIX_LENGTHS)
 def test_n_best_with_prefixes_is_brute_force(alpha, min_length):
     """A beam that holds every hypothesis: its 6 best are the exact ones."""
     out = NBEST_PREFIX(PARAMS, START, jnp.float32(alpha), min_length)
-    assert out.tokens.shape == (2, 3, 6, MAX_LEN)
+    chex.assert_shape(out.tokens, (2, 3, 6, MAX_LEN))
     for index in np.ndindex(START.shape):
         prefix = _prefix_of(index)
         want = all_hypotheses(int(START[index]), alpha, min_length, prefix)[:6]
@@ -344,7 +345,7 @@ _LIST = {
 @pytest.mark.parametrize("alpha, min_length", [(0.0, 0), (0.9, 2)])
 def test_beam_search_matches_list_reference(width, n, alpha, min_length):
     out = _LIST[width, n](PARAMS, START, jnp.float32(alpha), min_length)
-    assert out.tokens.shape == (2, 3, n, MAX_LEN)
+    chex.assert_shape(out.tokens, (2, 3, n, MAX_LEN))
     for index in np.ndindex(START.shape):
         prefix = _prefix_of(index) if width == 3 else ()
         want = reference_beam(int(START[index]), width, n, alpha, min_length, prefix)

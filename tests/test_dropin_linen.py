@@ -18,6 +18,7 @@ import numpy_reference as ref
 import orbax.checkpoint as ocp
 import pytest
 from flax_reference import carry_from_reference, carry_to_reference, to_reference
+from helpers import IRREGULAR_MASK
 
 import seqmask
 import seqmask.linen as slinen
@@ -26,14 +27,7 @@ B, T, IN, H = 3, 5, 2, 3
 XS = np.random.default_rng(0).normal(size=(B, T, IN)).astype(np.float32)
 LENGTHS = np.array([5, 2, 1])  # every row has a valid step: Flax is right
 VALID = np.arange(T) < LENGTHS[:, None]
-# Left padding, holes, an empty row: what seq_lengths cannot express.
-MASK = np.array(
-    [
-        [False, False, True, True, True],
-        [True, False, True, False, True],
-        [False, False, False, False, False],
-    ]
-)
+MASK = IRREGULAR_MASK  # what seq_lengths cannot express
 KEY = jax.random.key(0)
 CELLS = {
     "LSTMCell": lambda: nn.LSTMCell(H),
@@ -50,12 +44,6 @@ def loss(carry, ys):
     meant to be used) and the carries."""
     valid = jnp.where(VALID[..., None], jnp.sin(ys) * WEIGHTS, 0.0)
     return jnp.sum(valid) + sum(jnp.sum(leaf**2) for leaf in jax.tree.leaves(carry))
-
-
-def close(a, b, atol=1e-5):
-    return jax.tree.all(
-        jax.tree.map(lambda x, y: bool(np.allclose(x, y, atol=atol)), a, b)
-    )
 
 
 @pytest.mark.parametrize("name", CELLS)
@@ -218,7 +206,8 @@ def test_init_key_draws_the_carry_as_flax():
     )
     chex.assert_trees_all_close(carry, their_carry, atol=1e-5)
     np.testing.assert_allclose(ys[VALID], their_ys[VALID], atol=1e-5)
-    assert not close(default, carry)  # the key matters for a random carry
+    # The key matters for a random carry.
+    assert not jax.tree.all(jax.tree.map(np.allclose, default, carry))
 
 
 def test_flax_checkpoint_restores_into_the_drop_in(tmp_path):
@@ -254,7 +243,7 @@ def test_conv_lstm_cell_runs_with_its_feature_axes():
 
     our_variables, variables, (carry, ys), (their_carry, their_ys) = run()
     assert jax.tree.all(jax.tree.map(np.array_equal, our_variables, variables))
-    assert ys.shape == (2, 3, 3, 3, 3)
+    chex.assert_shape(ys, (2, 3, 3, 3, 3))
     chex.assert_trees_all_close(carry, their_carry, atol=1e-5)
     np.testing.assert_allclose(ys[0], their_ys[0], atol=1e-5)
     np.testing.assert_allclose(ys[1, :1], their_ys[1, :1], atol=1e-5)
@@ -376,7 +365,7 @@ def test_flax_seq2seq_example_model_migrates_by_swapping_the_rnn_class():
     assert jax.tree.all(jax.tree.map(np.array_equal, ours_init, variables))
     np.testing.assert_allclose(logits, their_logits, atol=1e-5)
     chex.assert_trees_all_close(grads, their_grads, atol=1e-5)
-    assert sampled.shape == (B, 3, 6)
+    chex.assert_shape(sampled, (B, 3, 6))
     np.testing.assert_array_equal(np.sum(sampled, -1), 1)  # one-hot samples
 
 

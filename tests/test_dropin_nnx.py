@@ -17,6 +17,7 @@ import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 from flax_reference import carry_from_reference, carry_to_reference, to_reference
+from helpers import IRREGULAR_MASK
 
 import seqmask
 import seqmask.nnx as snnx
@@ -25,14 +26,7 @@ B, T, IN, H = 3, 5, 2, 3
 XS = np.random.default_rng(0).normal(size=(B, T, IN)).astype(np.float32)
 LENGTHS = np.array([5, 2, 1])  # every row has a valid step: Flax is right
 VALID = np.arange(T) < LENGTHS[:, None]
-# Left padding, holes, an empty row: what seq_lengths cannot express.
-MASK = np.array(
-    [
-        [False, False, True, True, True],
-        [True, False, True, False, True],
-        [False, False, False, False, False],
-    ]
-)
+MASK = IRREGULAR_MASK  # what seq_lengths cannot express
 CELLS = {
     "LSTMCell": nnx.LSTMCell,
     "OptimizedLSTMCell": nnx.OptimizedLSTMCell,

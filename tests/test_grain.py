@@ -7,7 +7,7 @@ both fill in stream order), grain's own shuffle against the plain iterator
 over grain's order, and a checkpoint restored mid-pass.
 """
 
-import jax
+import chex
 import numpy as np
 import pytest
 
@@ -21,12 +21,6 @@ DATA = [
     {"x": RNG.normal(size=(int(n), 2)).astype(np.float32), "y": np.arange(int(n))}
     for n in RNG.integers(0, 12, size=30)
 ]
-
-
-def assert_same(got, want):
-    assert jax.tree.structure(got) == jax.tree.structure(want)
-    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
-        np.testing.assert_array_equal(a, b)
 
 
 def stream(data):
@@ -44,7 +38,7 @@ def test_bucketing_matches_bucket_batches(options):
     want = list(bucket_batches(DATA, boundaries=boundaries, pad_value=-1, **options))
     assert len(got) == len(want)
     for a, b in zip(got, want, strict=True):
-        assert_same(a, b)
+        chex.assert_trees_all_equal(a, b)
 
 
 def test_packing_matches_packed_batches_after_grain_shuffle():
@@ -57,7 +51,7 @@ def test_packing_matches_packed_batches_after_grain_shuffle():
     )
     want = list(packed_batches(order, batch_size=2, row_len=12))
     for a, b in zip(got, want, strict=True):
-        assert_same(a, b)
+        chex.assert_trees_all_equal(a, b)
 
 
 def test_checkpoint_restores_mid_pass():
@@ -72,7 +66,7 @@ def test_checkpoint_restores_mid_pass():
     again = iter(dataset)
     again.set_state(state)
     for a, b in zip(list(again), rest, strict=True):
-        assert_same(a, b)
+        chex.assert_trees_all_equal(a, b)
 
 
 def test_errors():

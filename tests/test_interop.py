@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -255,9 +256,9 @@ def test_stacked_bidirectional_matches_torch_equations_float64(kind, x64):
     for layer_params in params:
         for direction_params in layer_params.values():
             for value in direction_params.values():
-                assert value.dtype == jnp.float64
+                chex.assert_type(value, jnp.float64)
     carries, ys = run_stacked(cell, params, jnp.asarray(xs))
-    assert ys.dtype == jnp.float64
+    chex.assert_type(ys, jnp.float64)
     assert_stacked_matches(kind, carries, ys, reference, 1e-10)
 
 

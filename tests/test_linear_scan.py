@@ -1,10 +1,12 @@
 """linear_scan against a NumPy loop of masked_scan's semantics, both methods."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpy_reference as ref
 import pytest
+from absl.testing import parameterized
+from helpers import mask_patterns
 from jax.test_util import check_grads
 
 from seqmask import linear_scan
@@ -54,7 +56,7 @@ def make_inputs(seed=0, dtype=np.float32, shape=(T, B, F)):
     a = rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
     b = rng.normal(size=shape).astype(dtype)
     if shape[:2] == (T, B):
-        mask = ref.mask_patterns(rng, (B, T)).T.copy()
+        mask = mask_patterns(rng, (B, T)).T.copy()
     else:
         mask = rng.random(shape[:2]) < 0.6
     resets = rng.random(shape[:2]) < 0.25
@@ -63,30 +65,31 @@ def make_inputs(seed=0, dtype=np.float32, shape=(T, B, F)):
     return a, b, mask, resets, initial, reset_to
 
 
-CASES = [  # (method, reverse, with resets + initial + reset_to, jit)
-    (method, reverse, full, (reverse + full + i) % 2 == 0)
-    for i, method in enumerate(METHODS)
-    for reverse in (False, True)
-    for full in (False, True)
-]
+class TestMatchesNumpyLoop(chex.TestCase):
+    """Both methods, forward and reverse, with and without resets and a given
+    initial state, each with and without ``jit``."""
 
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters(
+        ("associative", False, False),
+        ("associative", True, True),
+        ("sequential", False, True),
+        ("sequential", True, False),
+    )
+    def test_matches_numpy_loop(self, method, reverse, full):
+        a, b, mask, resets, initial, reset_to = make_inputs(seed=1)
+        extra = dict(resets=resets, init=initial, reset_to=reset_to) if full else {}
 
-@pytest.mark.parametrize("method,reverse,full,use_jit", CASES)
-def test_matches_numpy_loop(method, reverse, full, use_jit):
-    a, b, mask, resets, initial, reset_to = make_inputs(seed=1)
-    extra = dict(resets=resets, init=initial, reset_to=reset_to) if full else {}
+        @self.variant
+        def run(a, b, mask, extra):
+            return linear_scan(a, b, mask=mask, reverse=reverse, method=method, **extra)
 
-    def run(a, b, mask, extra):
-        return linear_scan(a, b, mask=mask, reverse=reverse, method=method, **extra)
-
-    run = jax.jit(run) if use_jit else run
-    final, hs = run(a, b, mask, extra)
-    want_final, want_hs = reference(a, b, mask, reverse=reverse, **extra)
-    np.testing.assert_allclose(final, want_final, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(hs, want_hs, rtol=1e-5, atol=1e-5)
-    assert final.dtype == hs.dtype == jnp.float32
-    # The padding patterns matter: the mask is not all true.
-    assert not mask.all() and mask.any(axis=0).sum() == B - 1
+        final, hs = run(a, b, mask, extra)
+        want = reference(a, b, mask, reverse=reverse, **extra)
+        chex.assert_trees_all_close((final, hs), want, rtol=1e-5, atol=1e-5)
+        chex.assert_type((final, hs), jnp.float32)
+        # The padding patterns matter: the mask is not all true.
+        assert not mask.all() and mask.any(axis=0).sum() == B - 1
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -108,7 +111,7 @@ def test_zero_length(method):
     a, b, _, _, initial, _ = make_inputs(seed=3, shape=(0, B, F))
     final, hs = linear_scan(a, b, init=initial[0], method=method)
     np.testing.assert_array_equal(final, np.broadcast_to(initial[0], (B, F)))
-    assert hs.shape == (0, B, F)
+    chex.assert_shape(hs, (0, B, F))
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -165,7 +168,7 @@ def test_complex_coefficients():
             a_c, b_c, mask=mask, resets=resets, init=initial_c, method=method
         )
         for g, w in zip(got, want, strict=True):
-            assert g.dtype == jnp.complex64
+            chex.assert_type(g, jnp.complex64)
             np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
 
 

@@ -9,6 +9,7 @@ of two: the machine is shared). The Flax drop-in (Flax cells, Flax's
 arguments) is tested against real Flax modules in ``test_dropin_linen.py``.
 """
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -18,20 +19,14 @@ import optax
 import orbax.checkpoint as ocp
 import pytest
 from flax import traverse_util
+from helpers import IRREGULAR_MASK, numpy_layer
 
 import seqmask
 import seqmask.linen as slinen
 from seqmask import cells
 
 B, T, IN, H = 3, 5, 3, 4
-# Left padding, a row with holes, an empty row.
-MASK = np.array(
-    [
-        [False, False, True, True, True],
-        [True, False, True, False, True],
-        [False, False, False, False, False],
-    ]
-)
+MASK = IRREGULAR_MASK  # left padding, holes, an empty row
 XS = np.random.default_rng(0).normal(size=(B, T, IN)).astype(np.float32)
 FACTORIES = {"lstm": cells.lstm, "gru": cells.gru, "simple_rnn": cells.simple_rnn}
 NORMAL = jax.nn.initializers.normal(1.0)
@@ -57,24 +52,6 @@ def reference(params, cell_name):
     return cells.learnable_initial_state(cell), params
 
 
-def numpy_rnn(cell_name, params, mask, *, reverse=False):
-    """``numpy_reference.rnn`` from the pure params (learned carry or zeros)."""
-    if "initial_carry" in params:
-        learned = params["initial_carry"]
-        start = learned if isinstance(learned, tuple) else (learned,)
-        start = tuple(np.broadcast_to(leaf, (B, H)) for leaf in start)
-        params = params["cell"]
-    else:
-        start = tuple(np.zeros((B, H)) for _ in range(2 if cell_name == "lstm" else 1))
-    return ref.rnn(cell_name, params, XS, mask, start, reverse=reverse)
-
-
-def assert_trees_equal(actual, expected, atol=0.0):
-    assert jax.tree.structure(actual) == jax.tree.structure(expected)
-    for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
-        np.testing.assert_allclose(a, e, rtol=0, atol=atol)
-
-
 @pytest.mark.parametrize(
     "cell_name, learnable, reverse",
     [("lstm", True, False), ("gru", False, True), ("simple_rnn", False, False)],
@@ -96,12 +73,12 @@ def test_rnn_equals_pure_core_and_numpy_reference(cell_name, learnable, reverse)
         return got, seqmask.rnn(cell, params, XS, mask=MASK, reverse=reverse)
 
     (carry, ys), want = run(variables, params)
-    assert_trees_equal((carry, ys), want, atol=1e-6)
-    final, outputs = numpy_rnn(cell_name, params, MASK, reverse=reverse)
+    chex.assert_trees_all_close((carry, ys), want, rtol=0, atol=1e-6)
+    final, outputs = numpy_layer(cell_name, params, XS, MASK, reverse=reverse)
     np.testing.assert_allclose(ys, outputs, atol=1e-5)
     np.testing.assert_allclose(jax.tree.leaves(carry)[0], final[0], atol=1e-5)
     start = params["initial_carry"] if learnable else cell.initial_carry(params, ())
-    assert_trees_equal(jax.tree.map(lambda leaf: leaf[2], carry), start)
+    chex.assert_trees_all_equal(jax.tree.map(lambda leaf: leaf[2], carry), start)
     assert np.all(np.asarray(ys)[~MASK] == 0)
 
 
@@ -129,11 +106,11 @@ def test_flax_call_options_with_a_seqmask_cell():
         )
 
     ys, (carry_tm, ys_tm), ys_reversed = run(variables)
-    final, outputs = numpy_rnn("gru", params, mask)
+    final, outputs = numpy_layer("gru", params, XS, mask)
     np.testing.assert_allclose(ys, outputs, atol=1e-5)
     np.testing.assert_allclose(np.swapaxes(ys_tm, 0, 1), outputs, atol=1e-5)
     np.testing.assert_allclose(carry_tm, final[0], atol=1e-5)
-    _, backward = numpy_rnn("gru", params, mask, reverse=True)
+    _, backward = numpy_layer("gru", params, XS, mask, reverse=True)
     # Processing order: row b's valid steps reversed in place, padding zero.
     flipped = np.zeros_like(backward)
     for row, length in enumerate(lengths):
@@ -161,7 +138,7 @@ def test_parameter_names_in_linen_variables():
     }
     assert paths == expected
     second = variables["params"]["layers_1"]["forward"]["cell"]["input_kernel"]
-    assert second.shape == (2 * H, 4 * H)
+    chex.assert_shape(second, (2 * H, 4 * H))
     rnn = slinen.RNN(cells.lstm(H), learnable_initial_state=True)
     names = traverse_util.flatten_dict(jax.eval_shape(rnn.init, KEY, XS)["params"])
     assert set(names) == {
@@ -187,8 +164,8 @@ def test_learnable_initial_state_broadcasts_the_learned_carry(cell_name):
     wrapped = cells.learnable_initial_state(cell)
     full = {"cell": cell.init(KEY, IN), "initial_carry": unbatched}
     expected = wrapped.initial_carry(full, (2, 3))
-    assert_trees_equal(batched, expected)
-    assert_trees_equal(module.apply(variables, ()), unbatched)
+    chex.assert_trees_all_equal(batched, expected)
+    chex.assert_trees_all_equal(module.apply(variables, ()), unbatched)
     assert float(jnp.abs(jax.tree.leaves(unbatched)[0]).sum()) > 0
 
 
@@ -209,10 +186,10 @@ def test_bidirectional_equals_pure_core_and_numpy_reference():
         return got, seqmask.bidirectional(forward_cell, params, XS, mask=MASK)
 
     got, want = run(variables, params)
-    assert_trees_equal(got, want, atol=1e-6)
+    chex.assert_trees_all_close(got, want, rtol=0, atol=1e-6)
     (_, backward_carry), ys = got
-    _, forward_ys = numpy_rnn("lstm", forward_params, MASK)
-    final, backward_ys = numpy_rnn("lstm", backward_params, MASK, reverse=True)
+    _, forward_ys = numpy_layer("lstm", forward_params, XS, MASK)
+    final, backward_ys = numpy_layer("lstm", backward_params, XS, MASK, reverse=True)
     np.testing.assert_allclose(ys, np.concatenate([forward_ys, backward_ys], -1), 1e-5)
     np.testing.assert_allclose(backward_carry.h, final[0], atol=1e-5)
 
@@ -254,9 +231,9 @@ def test_stacked_equals_pure_core_and_dropout_uses_make_rng():
         return got, want, evaluated, plain
 
     got, want, evaluated, plain = run(variables, ref_params, jax.random.key(1))
-    assert_trees_equal(got, want, atol=1e-6)
-    assert_trees_equal(evaluated, plain, atol=1e-6)
-    assert got[1].shape == (B, T, 2 * H)
+    chex.assert_trees_all_close(got, want, rtol=0, atol=1e-6)
+    chex.assert_trees_all_close(evaluated, plain, rtol=0, atol=1e-6)
+    chex.assert_shape(got[1], (B, T, 2 * H))
     assert not np.allclose(got[1], evaluated[1])
     other, *_ = run(variables, ref_params, jax.random.key(2))
     assert not np.allclose(got[1], other[1])
@@ -342,10 +319,11 @@ def test_resets_and_gradient_reach_the_learned_state_only_where_used():
     (grads, outputs), (want_grads, want_outputs), alone = run(
         variables, params, no_starts, resets, everything
     )
-    assert_trees_equal(outputs, want_outputs, atol=1e-6)
-    assert_trees_equal(
+    chex.assert_trees_all_close(outputs, want_outputs, rtol=0, atol=1e-6)
+    chex.assert_trees_all_close(
         (grads["params"]["cell"], grads["params"]["initial_carry"]),
         (want_grads["cell"], dict(want_grads["initial_carry"]._asdict())),
+        rtol=0,
         atol=1e-6,
     )
     # The NumPy loop, resetting to the learned carry, gives the same outputs.
@@ -382,7 +360,7 @@ def test_jit_and_orbax_round_trip(tmp_path):
     model = slinen.RNN(cells.gru(H), learnable_initial_state=True, carry_init=NORMAL)
     variables = model.init(KEY, XS, mask=MASK)
     # Parameters alone, without running the layer: the same variables.
-    assert_trees_equal(model.init(KEY, IN, method="pure_params"), variables)
+    chex.assert_trees_all_equal(model.init(KEY, IN, method="pure_params"), variables)
     apply = jax.jit(lambda variables: model.apply(variables, XS, mask=MASK))
     expected = apply(variables)
 
@@ -391,8 +369,8 @@ def test_jit_and_orbax_round_trip(tmp_path):
     checkpointer.wait_until_finished()
     abstract = jax.eval_shape(model.init, jax.random.key(1), XS, mask=MASK)
     restored = checkpointer.restore(tmp_path / "rnn", abstract["params"])
-    assert_trees_equal(restored, variables["params"])
-    assert_trees_equal(apply({"params": restored}), expected)
+    chex.assert_trees_all_equal(restored, variables["params"])
+    chex.assert_trees_all_equal(apply({"params": restored}), expected)
 
 
 def test_optax_training_learns_the_initial_state():

@@ -12,6 +12,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -317,8 +318,8 @@ def test_elementwise_matches_numpy_and_optax(case):
     rng = np.random.default_rng(0)
     predictions, targets = case.inputs(rng)
     got = jitted(case.loss, reduction="none", **case.options)(predictions, targets)
-    assert got.dtype == jnp.float32
-    assert got.shape == case.element_shape()
+    chex.assert_type(got, jnp.float32)
+    chex.assert_shape(got, case.element_shape())
     expected = case.reference(
         predictions.astype(np.float64),
         targets if case.integer_targets else targets.astype(np.float64),
@@ -718,7 +719,7 @@ def test_half_precision_computes_in_float32(dtype):
     half = three_losses(*half_inputs)
     single = three_losses(*[x.astype(jnp.float32) for x in half_inputs])
     for half_value, single_value in zip(half, single, strict=True):
-        assert half_value.dtype == jnp.float32
+        chex.assert_type(half_value, jnp.float32)
         np.testing.assert_allclose(half_value, single_value, rtol=1e-6, atol=1e-7)
 
 

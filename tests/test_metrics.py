@@ -9,6 +9,7 @@ compared with ``jiwer`` and the distance with ``editdistance`` when those
 are installed (they are not dependencies).
 """
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -108,7 +109,7 @@ def test_batch_axes_and_multiple_references():
         hypothesis_lengths=hl, reference_lengths=rl, multiple_references=True
     )
     distances = metrics.edit_distance(h, r, **options)
-    assert distances.shape == (2, 3, 2)
+    chex.assert_shape(distances, (2, 3, 2))
     edits = tokens = 0
     matches = np.zeros((2, 3), bool)
     for index in np.ndindex(2, 3):

@@ -5,11 +5,13 @@ division ``f / (f + i)``), sharing no code with seqmask; the sequential path
 is :func:`seqmask.masked_scan` over the cell's one-step ``apply``.
 """
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpy_reference as ref
 import pytest
+from helpers import mask_patterns, random_params
 from jax.test_util import check_grads
 
 import seqmask
@@ -55,22 +57,11 @@ def numpy_rnn(name, params, xs_tm, mask, resets, initial, reset_to, log_space, r
     return final[0], ys[0]
 
 
-def random_params(cell, key, dtype=np.float32, scale=1.0):
-    params = cell.init(key, IN)
-    leaves, treedef = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.fold_in(key, 1), len(leaves))
-    leaves = [
-        (scale * jax.random.normal(k, x.shape, jnp.float32)).astype(dtype)
-        for k, x in zip(keys, leaves, strict=True)
-    ]
-    return jax.tree.unflatten(treedef, leaves)
-
-
 def inputs(seed, dtype=np.float32):
     """Time-major xs [T, B, IN], mask and resets [T, B] (every padding pattern)."""
     rng = np.random.default_rng(seed)
     xs = rng.normal(size=(T, B, IN)).astype(dtype)
-    mask = ref.mask_patterns(rng, (B, T)).T.copy()
+    mask = mask_patterns(rng, (B, T)).T.copy()
     resets = rng.random((T, B)) < 0.25
     return xs, mask, resets
 
@@ -122,7 +113,7 @@ def test_parallel_equals_sequential_and_numpy(log_space, learned):
                 cell, carry_init=jax.nn.initializers.normal(1.0)
             )
         assert cell.linear is not None
-        params = random_params(cell, jax.random.key(0))
+        params = random_params(cell, IN, 0, scale=1.0)
         if learned:
             initial = None
             start = reset_to = np.broadcast_to(params["initial_carry"], (B, H))
@@ -154,7 +145,7 @@ def test_gradients_equal_between_paths_and_ignore_padded_inputs():
         cells.min_lstm(H, log_space=True), carry_init=jax.nn.initializers.normal(1.0)
     )
     assert cell.linear is not None and cell.linear.log_coefficients is not None
-    params = random_params(cell, jax.random.key(3))
+    params = random_params(cell, IN, 3, scale=1.0)
     xs, mask, resets = inputs(4)
     initial = np.random.default_rng(5).normal(size=(B, H)).astype(np.float32)
     weights = np.random.default_rng(6).normal(size=(T, B, H)).astype(np.float32)
@@ -185,7 +176,7 @@ def test_gradients_equal_between_paths_and_ignore_padded_inputs():
     dirty = np.where(mask[..., None], xs, np.nan).astype(np.float32)
     dirty_value, dirty_grads = parallel_loss(params, dirty, initial)
     np.testing.assert_array_equal(dirty_value, value)
-    jax.tree.map(np.testing.assert_array_equal, dirty_grads, grads)
+    chex.assert_trees_all_equal(dirty_grads, grads)
     grad_xs = np.asarray(grads[1])
     assert np.all(grad_xs[~mask] == 0.0) and np.any(grad_xs[mask] != 0.0)
 
@@ -197,7 +188,7 @@ def test_check_grads_float64(x64):
         cells.min_gru(H, log_space=True, param_dtype=jnp.float64),
         carry_init=jax.nn.initializers.normal(1.0),
     )
-    params = random_params(cell, jax.random.key(7), np.float64)
+    params = random_params(cell, IN, 7, scale=1.0, dtype=np.float64)
     xs, mask, resets = inputs(8, np.float64)
     # Fewer steps and rows (full, empty, holes with a reset): fewer scan
     # levels to compile for each mode.
@@ -226,7 +217,7 @@ def test_check_grads_float64(x64):
 def test_padding_invariance(name):
     """A padded row (left padding, holes) equals the row alone, unpadded."""
     cell = MAKERS[name](H, log_space=True)
-    params = random_params(cell, jax.random.key(10))
+    params = random_params(cell, IN, 10, scale=1.0)
     xs, mask, _ = inputs(11)
     xs_bm, mask_bm = np.swapaxes(xs, 0, 1), mask.T
     final, ys = seqmask.rnn(cell, params, xs_bm, mask=mask_bm)
@@ -247,7 +238,7 @@ def test_long_sequence_log_space_is_finite():
     results = {}
     for name, maker in MAKERS.items():
         cell = maker(H, log_space=True)
-        params = random_params(cell, jax.random.key(16))
+        params = random_params(cell, IN, 16, scale=1.0)
 
         # Eager: both cells share one compilation of the library's scan.
         final, ys = seqmask.rnn(cell, params, xs, mask=mask, time_major=True)
@@ -279,7 +270,7 @@ def test_layout_dtypes_and_one_step():
         IN,
         2 * H,
     )
-    params = random_params(cell, jax.random.key(18))
+    params = random_params(cell, IN, 18, scale=1.0)
     # One step on any batch shape (decoding) is the NumPy step.
     x = np.random.default_rng(19).normal(size=(2, 3, IN)).astype(np.float32)
     h = np.random.default_rng(20).normal(size=(2, 3, H)).astype(np.float32)

@@ -10,6 +10,7 @@ drop-in (Flax cells, Flax's arguments) is tested against real Flax modules
 in ``test_dropin_nnx.py``.
 """
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,20 +19,14 @@ import optax
 import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
+from helpers import IRREGULAR_MASK, numpy_layer
 
 import seqmask
 import seqmask.nnx as snnx
 from seqmask import cells
 
 B, T, IN, H = 3, 5, 3, 4
-# Left padding, a row with holes, an empty row.
-MASK = np.array(
-    [
-        [False, False, True, True, True],
-        [True, False, True, False, True],
-        [False, False, False, False, False],
-    ]
-)
+MASK = IRREGULAR_MASK  # left padding, holes, an empty row
 XS = np.random.default_rng(0).normal(size=(B, T, IN)).astype(np.float32)
 FACTORIES = {"lstm": cells.lstm, "gru": cells.gru, "simple_rnn": cells.simple_rnn}
 CELL_NAMES = {
@@ -63,30 +58,12 @@ def reference(model, cell_name):
     return cells.learnable_initial_state(cell), params
 
 
-def numpy_rnn(cell_name, params, mask, *, reverse=False):
-    """``numpy_reference.rnn`` from the pure params (learned carry or zeros)."""
-    if "initial_carry" in params:
-        learned = params["initial_carry"]
-        start = learned if isinstance(learned, tuple) else (learned,)
-        start = tuple(np.broadcast_to(leaf, (B, H)) for leaf in start)
-        params = params["cell"]
-    else:
-        start = tuple(np.zeros((B, H)) for _ in range(2 if cell_name == "lstm" else 1))
-    return ref.rnn(cell_name, params, XS, mask, start, reverse=reverse)
-
-
 def run_both(module_fn, pure_fn, model, params):
     """The module's and the pure function's results, from one compiled program
     (one compilation instead of two: the machine is shared)."""
     return nnx.jit(lambda model, params: (module_fn(model), pure_fn(params)))(
         model, params
     )
-
-
-def assert_trees_equal(actual, expected, atol=0.0):
-    assert jax.tree.structure(actual) == jax.tree.structure(expected)
-    for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
-        np.testing.assert_allclose(a, e, rtol=0, atol=atol)
 
 
 @pytest.mark.parametrize(
@@ -110,13 +87,13 @@ def test_rnn_equals_pure_core_and_numpy_reference(cell_name, learnable, reverse)
         model,
         params,
     )
-    assert_trees_equal((carry, ys), want, atol=1e-6)
-    final, outputs = numpy_rnn(cell_name, params, MASK, reverse=reverse)
+    chex.assert_trees_all_close((carry, ys), want, rtol=0, atol=1e-6)
+    final, outputs = numpy_layer(cell_name, params, XS, MASK, reverse=reverse)
     np.testing.assert_allclose(ys, outputs, atol=1e-5)
     np.testing.assert_allclose(jax.tree.leaves(carry)[0], final[0], atol=1e-5)
     # The empty row ends where it started: the learned carry, or zeros.
     start = params["initial_carry"] if learnable else cell.initial_carry(params, ())
-    assert_trees_equal(jax.tree.map(lambda leaf: leaf[2], carry), start)
+    chex.assert_trees_all_equal(jax.tree.map(lambda leaf: leaf[2], carry), start)
     if learnable:
         assert float(jnp.abs(jax.tree.leaves(start)[0]).sum()) > 0
     assert np.all(np.asarray(ys)[~MASK] == 0)
@@ -183,12 +160,12 @@ def test_learnable_initial_state_broadcasts_the_learned_carry(cell_name):
     wrapped = cells.learnable_initial_state(cell)
     full = {"cell": cell.init(jax.random.key(0), IN), "initial_carry": unbatched}
     expected = wrapped.initial_carry(full, (2, 3))
-    assert_trees_equal(state((2, 3)), expected)
-    assert_trees_equal(state(()), unbatched)
-    assert_trees_equal(state(2), jax.tree.map(lambda x: x[:, 0], expected))
+    chex.assert_trees_all_equal(state((2, 3)), expected)
+    chex.assert_trees_all_equal(state(()), unbatched)
+    chex.assert_trees_all_equal(state(2), jax.tree.map(lambda x: x[:, 0], expected))
 
 
-def test_bidirectional_equals_pure_core():
+def test_bidirectional_equals_pure_core_and_numpy_reference():
     rngs = nnx.Rngs(2)
     options = {
         "in_features": IN,
@@ -210,11 +187,11 @@ def test_bidirectional_equals_pure_core():
         model,
         params,
     )
-    assert_trees_equal(got, want, atol=1e-6)
+    chex.assert_trees_all_close(got, want, rtol=0, atol=1e-6)
     (_, backward_carry), ys = got
-    assert ys.shape == (B, T, 2 * H)
-    _, forward_ys = numpy_rnn("lstm", forward_params, MASK)
-    final, backward_ys = numpy_rnn("lstm", backward_params, MASK, reverse=True)
+    chex.assert_shape(ys, (B, T, 2 * H))
+    _, forward_ys = numpy_layer("lstm", forward_params, XS, MASK)
+    final, backward_ys = numpy_layer("lstm", backward_params, XS, MASK, reverse=True)
     np.testing.assert_allclose(ys, np.concatenate([forward_ys, backward_ys], -1), 1e-5)
     np.testing.assert_allclose(backward_carry.h, final[0], atol=1e-5)
 
@@ -259,21 +236,21 @@ def test_stacked_equals_pure_core_and_dropout_follows_nnx_rngs():
         return nnx.clone(model).dropout_rngs()
 
     first, want = run(model, ref_params, next_key(model))
-    assert_trees_equal(first, want, atol=1e-6)
+    chex.assert_trees_all_close(first, want, rtol=0, atol=1e-6)
     second, want = run(model, ref_params, next_key(model))
-    assert_trees_equal(second, want, atol=1e-6)
+    chex.assert_trees_all_close(second, want, rtol=0, atol=1e-6)
     assert not np.allclose(first[1], second[1]), "each call must draw a new key"
 
     model.eval()
     evaluated, want = run(model, ref_params, None)
-    assert_trees_equal(evaluated, want, atol=1e-6)
+    chex.assert_trees_all_close(evaluated, want, rtol=0, atol=1e-6)
     assert not np.allclose(first[1], evaluated[1])
     model.train()
     # nnx.view and a per-call override switch dropout off the same way.
-    assert_trees_equal(
+    chex.assert_trees_all_equal(
         run(nnx.view(model, deterministic=True), ref_params, None), (evaluated, want)
     )
-    assert_trees_equal(
+    chex.assert_trees_all_equal(
         run(model, ref_params, None, deterministic=True), (evaluated, want)
     )
 
@@ -304,23 +281,23 @@ def test_resets_send_rows_to_the_learned_state():
         model,
         params,
     )
-    assert_trees_equal((carry, ys), want, atol=1e-6)
+    chex.assert_trees_all_close((carry, ys), want, rtol=0, atol=1e-6)
 
-    # By hand: the DESIGN loop, one row at a time, resetting to the learned
-    # carry (not to zeros, not to the row's initial carry).
-    step = jax.jit(cell.apply)
+    # The NumPy loop, resetting to the learned carry (not to zeros, not to
+    # the row's initial carry), gives the same outputs and carries.
     learned = params["initial_carry"]
-    for row in range(B):
-        state = jax.tree.map(lambda leaf, row=row: leaf[row], explicit)
-        for t in range(T):
-            if resets[row, t]:
-                state = learned
-            if mask[row, t]:
-                state, y = step(params, state, XS[row, t])
-                np.testing.assert_allclose(ys[row, t], y, atol=1e-6)
-            else:
-                assert np.all(ys[row, t] == 0)
-        assert_trees_equal(jax.tree.map(lambda x, row=row: x[row], carry), state, 1e-6)
+    reset_to = tuple(np.broadcast_to(leaf, (B, H)) for leaf in learned)
+    final, outputs = ref.rnn(
+        "lstm",
+        params["cell"],
+        XS,
+        mask,
+        tuple(explicit),
+        resets=resets,
+        reset_to=reset_to,
+    )
+    chex.assert_trees_all_close((tuple(carry), ys), (final, outputs), atol=1e-5)
+    assert np.all(np.asarray(ys)[~mask] == 0)
 
 
 def test_gradient_reaches_learned_state_only_through_rows_that_start_from_it():
@@ -428,8 +405,8 @@ def test_jit_split_merge_and_orbax_round_trip(tmp_path):
     def pure(state, xs, mask):
         return nnx.merge(graphdef, state)(xs, mask=mask)
 
-    assert_trees_equal(pure(state, XS, MASK), expected, atol=1e-6)
-    assert_trees_equal(call(nnx.merge(graphdef, state), XS, MASK), expected)
+    chex.assert_trees_all_close(pure(state, XS, MASK), expected, rtol=0, atol=1e-6)
+    chex.assert_trees_all_equal(call(nnx.merge(graphdef, state), XS, MASK), expected)
 
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(tmp_path / "rnn", nnx.state(model, nnx.Param))
@@ -450,8 +427,8 @@ def test_jit_split_merge_and_orbax_round_trip(tmp_path):
     # Modules built with one cell share it (and their graph definition), so
     # this call compiles nothing new.
     assert restored.pure_cell is model.pure_cell
-    assert_trees_equal(call(restored, XS, MASK), call(model, XS, MASK))
-    assert_trees_equal(nnx.state(restored), nnx.state(model))
+    chex.assert_trees_all_equal(call(restored, XS, MASK), call(model, XS, MASK))
+    chex.assert_trees_all_equal(nnx.state(restored), nnx.state(model))
 
 
 def _first_step_task():

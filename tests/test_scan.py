@@ -1,12 +1,13 @@
 """masked_scan against DESIGN.md's reference loop, gradients and errors."""
 
-import itertools
-
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpy_reference as ref
 import pytest
+from absl.testing import parameterized
+from helpers import mask_patterns
 from jax.test_util import check_grads
 
 from seqmask import masked_scan
@@ -33,7 +34,7 @@ def step_np(carry, x):
 
 def make_inputs(seed=0, dtype=np.float32):
     rng = np.random.default_rng(seed)
-    mask_bt = ref.mask_patterns(rng, (B, T))
+    mask_bt = mask_patterns(rng, (B, T))
     resets_bt = rng.random((B, T)) < 0.25
     init = {
         "a": rng.normal(size=(B, F)).astype(dtype),
@@ -50,36 +51,41 @@ def make_inputs(seed=0, dtype=np.float32):
     return init, xs, mask_bt.T.copy(), resets_bt.T.copy(), reset_to
 
 
-CASES = list(itertools.product([False, True], [False, True], [1, 2, T], [False, True]))
+class TestMatchesReferenceLoop(chex.TestCase):
+    """masked_scan equals DESIGN.md's loop, with and without ``jit``."""
 
-
-@pytest.mark.parametrize("reverse,use_resets,unroll,use_jit", CASES)
-def test_matches_reference_loop(reverse, use_resets, unroll, use_jit):
-    init, xs, mask, resets, reset_to = make_inputs()
-    kwargs = dict(reverse=reverse, unroll=unroll, pad_value=-1.0)
-    if use_resets:
-        kwargs.update(resets=resets, reset_to=reset_to)
-
-    def run(init, xs, mask):
-        return masked_scan(step_jax, init, xs, mask, **kwargs)
-
-    run = jax.jit(run) if use_jit else run
-    carry, ys = run(init, xs, mask)
-
-    want_carry, want_ys = ref.masked_scan(
-        step_np,
-        [init["a"], init["b"][0]],
-        [xs["u"], xs["v"]],
-        mask,
-        resets=resets if use_resets else None,
-        reset_to=[reset_to["a"], reset_to["b"][0]] if use_resets else None,
-        reverse=reverse,
-        pad_value=-1.0,
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.product(
+        reverse=(False, True), use_resets=(False, True), unroll=(1, 2, T)
     )
-    np.testing.assert_allclose(carry["a"], want_carry[0], rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(carry["b"][0], want_carry[1], rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(ys[0], want_ys[0], rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(ys[1], want_ys[1], rtol=1e-5, atol=1e-5)
+    def test_matches_reference_loop(self, reverse, use_resets, unroll):
+        init, xs, mask, resets, reset_to = make_inputs()
+        kwargs = dict(reverse=reverse, unroll=unroll, pad_value=-1.0)
+        if use_resets:
+            kwargs.update(resets=resets, reset_to=reset_to)
+
+        @self.variant
+        def run(init, xs, mask):
+            return masked_scan(step_jax, init, xs, mask, **kwargs)
+
+        carry, ys = run(init, xs, mask)
+
+        want_carry, want_ys = ref.masked_scan(
+            step_np,
+            [init["a"], init["b"][0]],
+            [xs["u"], xs["v"]],
+            mask,
+            resets=resets if use_resets else None,
+            reset_to=[reset_to["a"], reset_to["b"][0]] if use_resets else None,
+            reverse=reverse,
+            pad_value=-1.0,
+        )
+        chex.assert_trees_all_close(
+            (carry["a"], carry["b"][0], *ys),
+            (*want_carry, *want_ys),
+            rtol=1e-5,
+            atol=1e-5,
+        )
 
 
 def test_matches_reference_loop_float64(x64):
@@ -133,9 +139,7 @@ def test_full_mask_equals_lax_scan():
     full = np.ones_like(mask)
     got = masked_scan(step_jax, init, xs, full)
     want = jax.lax.scan(step_jax, init, xs)
-    jax.tree.map(
-        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6), got, want
-    )
+    chex.assert_trees_all_close(got, want, rtol=1e-6, atol=1e-6)
 
 
 def loss_of(init, xs, mask, resets=None, reset_to=None, reverse=False):
@@ -163,7 +167,7 @@ def test_garbage_at_padded_inputs_changes_nothing(bad, reverse):
     dirty_value, dirty_grads = grad(init, dirty, mask, resets, reset_to, reverse)
     assert np.isfinite(clean_value)
     np.testing.assert_array_equal(dirty_value, clean_value)
-    jax.tree.map(np.testing.assert_array_equal, dirty_grads, clean_grads)
+    chex.assert_trees_all_equal(dirty_grads, clean_grads)
     # The gradient with respect to a padded input is exactly zero ...
     grad_xs = clean_grads[1]
     assert np.all(np.asarray(grad_xs["u"])[~mask] == 0.0)

@@ -23,6 +23,7 @@ import numpy as np
 import numpy_reference as ref
 import pytest
 from flax import nnx
+from helpers import mask_patterns
 
 from seqmask import cells, decoding, losses, seq2seq
 from seqmask.nnx import Seq2Seq
@@ -323,7 +324,7 @@ def test_any_cell_record_works_through_its_three_functions():
 
 def test_decoder_inputs_match_a_loop_for_any_mask():
     rng = np.random.default_rng(5)
-    mask = ref.mask_patterns(rng)
+    mask = mask_patterns(rng)
     targets = rng.integers(0, 50, size=mask.shape).astype(np.int32)
     got = np.asarray(seq2seq.decoder_inputs(targets, mask, bos_id=99))
     for b in range(mask.shape[0]):

@@ -102,17 +102,20 @@ def test_wheel_installs_and_runs_the_demo(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
 
-    def run(*argv) -> str:
+    def run(*argv, quiet=False) -> str:
         result = subprocess.run(
             argv, cwd=elsewhere, env=env, capture_output=True, text=True
         )
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        if quiet:
+            assert result.stderr == "", result.stderr[-3000:]
         return result.stdout
 
     where = run(python, "-c", "import seqmask; print(seqmask.__file__)")
     assert Path(where.strip()).is_relative_to(venv), where
     seqmask_script = venv / "bin" / "seqmask"
     assert run(seqmask_script, "--version").strip() == f"seqmask {version}"
-    out = run(seqmask_script, "demo", "--quick", "--no-progress")
+    # --no-progress: no bars, nothing on stderr.
+    out = run(seqmask_script, "demo", "--quick", "--no-progress", quiet=True)
     assert "held-out exact match on 64 examples" in out
     assert "beam search of width 1 equals greedy on 64/64 rows" in out

@@ -86,6 +86,40 @@ def label(cell: Cell) -> str:
     return label_of(cell.name, cell.hidden_size)
 
 
+def init_params(
+    layout: Layout,
+    param_dtype,
+    kernel_init: Initializer,
+    bias_init: Initializer,
+    recurrent_init: Initializer | None = None,
+) -> Callable[[jax.Array, int], Params]:
+    """The ``init`` of a built-in cell: every parameter of ``layout``, in its
+    order (input kernel, recurrent kernel, biases), each from its own key.
+
+    The recurrent kernel is one orthogonal matrix a gate block unless
+    ``recurrent_init`` is given.
+    """
+
+    def init(key, input_size):
+        shapes = layout.param_shapes(input_size)
+        keys = jax.random.split(key, len(shapes))
+        params = {}
+        for k, (name, shape) in zip(keys, shapes.items(), strict=True):
+            if name == "input_kernel":
+                params[name] = kernel_init(k, shape, param_dtype)
+            elif name != "recurrent_kernel":
+                params[name] = bias_init(k, shape, param_dtype)
+            elif recurrent_init is not None:
+                params[name] = recurrent_init(k, shape, param_dtype)
+            else:
+                params[name] = orthogonal_blocks(
+                    k, layout.hidden_size, layout.blocks, param_dtype
+                )
+        return params
+
+    return init
+
+
 def orthogonal_blocks(key, hidden_size: int, blocks: int, dtype) -> jax.Array:
     """``[H, blocks * H]``: one orthogonal ``[H, H]`` matrix per gate."""
     keys = jax.random.split(key, blocks)

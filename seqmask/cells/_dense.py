@@ -12,8 +12,8 @@ from seqmask._numerics import LECUN_NORMAL
 from seqmask.cells._base import (
     Cell,
     Initializer,
+    init_params,
     make_cell,
-    orthogonal_blocks,
     recurrent_matmul,
 )
 from seqmask.cells._layout import Layout, LSTMCarry
@@ -71,19 +71,8 @@ def simple_rnn(
         same = [n for n, f in named.items() if f is nonlinearity]
         kind = same[0] if same else getattr(nonlinearity, "__name__", "custom")
     name = "simple_rnn" if kind == "tanh" else f"simple_rnn({kind})"
-
-    def init(key, input_size):
-        k_in, k_rec, k_b = jax.random.split(key, 3)
-        recurrent = (
-            orthogonal_blocks(k_rec, hidden_size, 1, param_dtype)
-            if recurrent_init is None
-            else recurrent_init(k_rec, (hidden_size, hidden_size), param_dtype)
-        )
-        return {
-            "input_kernel": kernel_init(k_in, (input_size, hidden_size), param_dtype),
-            "recurrent_kernel": recurrent,
-            "bias": bias_init(k_b, (hidden_size,), param_dtype),
-        }
+    layout = Layout(name, hidden_size, blocks=1)
+    init = init_params(layout, param_dtype, kernel_init, bias_init, recurrent_init)
 
     def step(params, h, projected, compute):
         acc = projected.dtype
@@ -91,9 +80,7 @@ def simple_rnn(
         new_h = nonlinearity(z)
         return new_h.astype(h.dtype), new_h.astype(compute)
 
-    return make_cell(
-        Layout(name, hidden_size, blocks=1), init=init, step=step, dtype=dtype
-    )
+    return make_cell(layout, init=init, step=step, dtype=dtype)
 
 
 def lstm(
@@ -148,24 +135,16 @@ def lstm(
     hidden_size = _checks.positive_int(hidden_size, "hidden_size", "lstm")
     _checks.number(forget_bias, "forget_bias", "lstm")
 
+    layout = Layout("lstm", hidden_size, blocks=4, lstm_carry=True)
+    plain = init_params(layout, param_dtype, kernel_init, bias_init, recurrent_init)
+
     def init(key, input_size):
-        k_in, k_rec, k_b = jax.random.split(key, 3)
-        recurrent = (
-            orthogonal_blocks(k_rec, hidden_size, 4, param_dtype)
-            if recurrent_init is None
-            else recurrent_init(k_rec, (hidden_size, 4 * hidden_size), param_dtype)
-        )
-        bias = bias_init(k_b, (4 * hidden_size,), param_dtype)
-        bias = bias.at[hidden_size : 2 * hidden_size].add(
-            jnp.asarray(forget_bias, param_dtype)
-        )
-        return {
-            "input_kernel": kernel_init(
-                k_in, (input_size, 4 * hidden_size), param_dtype
-            ),
-            "recurrent_kernel": recurrent,
-            "bias": bias,
-        }
+        params = plain(key, input_size)
+        # Gate blocks i, f, g, o: the forget gate is the second.
+        forget = slice(hidden_size, 2 * hidden_size)
+        shift = jnp.asarray(forget_bias, param_dtype)
+        params["bias"] = params["bias"].at[forget].add(shift)
+        return params
 
     def step(params, carry, projected, compute):
         acc = projected.dtype
@@ -177,12 +156,7 @@ def lstm(
         new_carry = LSTMCarry(h=new_h.astype(h.dtype), c=new_c.astype(c.dtype))
         return new_carry, new_h.astype(compute)
 
-    return make_cell(
-        Layout("lstm", hidden_size, blocks=4, lstm_carry=True),
-        init=init,
-        step=step,
-        dtype=dtype,
-    )
+    return make_cell(layout, init=init, step=step, dtype=dtype)
 
 
 def gru(
@@ -230,21 +204,8 @@ def gru(
     """
     hidden_size = _checks.positive_int(hidden_size, "hidden_size", "gru")
 
-    def init(key, input_size):
-        k_in, k_rec, k_bi, k_bh = jax.random.split(key, 4)
-        recurrent = (
-            orthogonal_blocks(k_rec, hidden_size, 3, param_dtype)
-            if recurrent_init is None
-            else recurrent_init(k_rec, (hidden_size, 3 * hidden_size), param_dtype)
-        )
-        return {
-            "input_kernel": kernel_init(
-                k_in, (input_size, 3 * hidden_size), param_dtype
-            ),
-            "recurrent_kernel": recurrent,
-            "input_bias": bias_init(k_bi, (3 * hidden_size,), param_dtype),
-            "recurrent_bias": bias_init(k_bh, (3 * hidden_size,), param_dtype),
-        }
+    layout = Layout("gru", hidden_size, blocks=3, two_biases=True)
+    init = init_params(layout, param_dtype, kernel_init, bias_init, recurrent_init)
 
     def step(params, h, projected, compute):
         acc = projected.dtype
@@ -260,9 +221,4 @@ def gru(
         new_h = (1 - z) * n + z * h.astype(acc)
         return new_h.astype(h.dtype), new_h.astype(compute)
 
-    return make_cell(
-        Layout("gru", hidden_size, blocks=3, two_biases=True),
-        init=init,
-        step=step,
-        dtype=dtype,
-    )
+    return make_cell(layout, init=init, step=step, dtype=dtype)

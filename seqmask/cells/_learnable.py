@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import jax
 import jax.numpy as jnp
 
@@ -121,15 +119,15 @@ def _check_params(cell: Cell, owner: str, params, where, input_size, name) -> No
         if guess is not None and not guess.startswith("learnable")
         else ""
     )
-    if not isinstance(params, Mapping) or set(params) != {"cell", "initial_carry"}:
-        got = sorted(params) if isinstance(params, Mapping) else None
-        _checks.fail(
-            where,
-            f"{name} must be the parameters of {owner}: a dict with keys "
-            f"['cell', 'initial_carry']; got "
-            f"{got if got is not None else _checks.describe(params)}.{hint}",
-            ValueError if got is not None else TypeError,
-        )
+    _checks.mapping_with_keys(
+        params,
+        ("cell", "initial_carry"),
+        name,
+        where,
+        expected=f"the parameters of {owner}: a dict with keys "
+        "['cell', 'initial_carry']",
+        hint=hint,
+    )
     if cell.check_params is not None:
         cell.check_params(params["cell"], where, input_size, f"{name}['cell']")
     _checks.tree_like(

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from seqmask import _checks
 from seqmask._numerics import LECUN_NORMAL
-from seqmask.cells._base import Cell, Initializer, LinearRecurrence, make_cell
+from seqmask.cells._base import (
+    Cell,
+    Initializer,
+    LinearRecurrence,
+    init_params,
+    make_cell,
+)
 from seqmask.cells._layout import Layout
 
 _METHODS = ("auto", "associative", "sequential")
@@ -25,63 +32,61 @@ def _log_g(x):
     return jnp.where(x >= 0, jnp.log(jax.nn.relu(x) + 0.5), -jax.nn.softplus(-x))
 
 
+class _Options(NamedTuple):
+    """The options ``min_gru`` and ``min_lstm`` share, as given."""
+
+    log_space: bool
+    method: str
+    dtype: Any
+    param_dtype: Any
+    kernel_init: Initializer
+    bias_init: Initializer
+
+
 def _make_min_cell(
-    *,
     name: str,
     hidden_size: int,
     blocks: int,
-    coefficients: Callable[[jax.Array], tuple[jax.Array, jax.Array]],
-    log_coefficients: Callable[[jax.Array], tuple[jax.Array, jax.Array]],
-    log_space: bool,
-    method: str,
-    dtype,
-    param_dtype,
-    kernel_init: Initializer,
-    bias_init: Initializer,
+    gate: Callable[[jax.Array], tuple[jax.Array, jax.Array]],
+    options: _Options,
 ) -> Cell:
-    """Assemble a cell whose step is ``h_t = a(x_t) * h_{t-1} + b(x_t)``.
+    r"""Assemble a cell whose step is ``h_t = (1 - z_t) * h_{t-1} + z_t * c_t``.
 
-    ``coefficients(projected) -> (a, b)`` and ``log_coefficients(projected)
-    -> (log a, log b)`` read the input projection ``x @ input_kernel + bias``
-    (``blocks * H`` wide, in the accumulation dtype). ``apply`` runs one step
-    in linear space (decoding); the cell declares itself a
-    :class:`LinearRecurrence` (in log space with ``log_space``), which
-    :func:`seqmask.rnn` runs as one linear scan.
+    ``gate(projected) -> (d, v)`` reads the input projection ``x @
+    input_kernel + bias`` (``blocks * H`` wide, in the accumulation dtype):
+    the gate is :math:`z = \sigma(d)`, so :math:`1 - z = \sigma(-d)` with no
+    cancellation, and the candidate is :math:`c = v`, or :math:`g(v)` with
+    ``log_space``. ``apply`` runs one step in linear space (decoding); the
+    cell declares itself a :class:`LinearRecurrence` (in log space with
+    ``log_space``), which :func:`seqmask.rnn` runs as one linear scan.
     """
-    _checks.one_of(method, _METHODS, "method", name)
-    log_space = _checks.flag(log_space, "log_space", name)
+    _checks.one_of(options.method, _METHODS, "method", name)
+    log_space = _checks.flag(options.log_space, "log_space", name)
+    layout = Layout(name, hidden_size, blocks=blocks, recurrent=False)
+    init = init_params(
+        layout, options.param_dtype, options.kernel_init, options.bias_init
+    )
 
-    def init(key, input_size):
-        k_in, k_b = jax.random.split(key)
-        width = blocks * hidden_size
-        return {
-            "input_kernel": kernel_init(k_in, (input_size, width), param_dtype),
-            "bias": bias_init(k_b, (width,), param_dtype),
-        }
+    def coefficients(params, projected):
+        d, v = gate(projected)
+        candidate = _g(v) if log_space else v
+        return jax.nn.sigmoid(-d), jax.nn.sigmoid(d) * candidate
+
+    def log_coefficients(params, projected):
+        d, v = gate(projected)
+        return -jax.nn.softplus(d), -jax.nn.softplus(-d) + _log_g(v)
 
     def step(params, h, projected, compute):
-        a, b = coefficients(projected)
+        a, b = coefficients(params, projected)
         new_h = a * h.astype(projected.dtype) + b
         return new_h.astype(h.dtype), new_h.astype(compute)
 
-    def linear_coefficients(params, projected):
-        return coefficients(projected)
-
-    def linear_log_coefficients(params, projected):
-        return log_coefficients(projected)
-
     linear = LinearRecurrence(
-        coefficients=linear_coefficients,
-        log_coefficients=linear_log_coefficients if log_space else None,
-        method=method,
+        coefficients=coefficients,
+        log_coefficients=log_coefficients if log_space else None,
+        method=options.method,
     )
-    return make_cell(
-        Layout(name, hidden_size, blocks=blocks, recurrent=False),
-        init=init,
-        step=step,
-        dtype=dtype,
-        linear=linear,
-    )
+    return make_cell(layout, init=init, step=step, dtype=options.dtype, linear=linear)
 
 
 def min_gru(
@@ -158,31 +163,12 @@ def min_gru(
     """
     hidden_size = _checks.positive_int(hidden_size, "hidden_size", "min_gru")
 
-    def candidate(v):
-        return _g(v) if log_space else v
-
-    def coefficients(projected):
+    def gate(projected):
         k, v = jnp.split(projected, 2, axis=-1)
-        # sigmoid(-k) is 1 - z without cancellation when z is near 1.
-        return jax.nn.sigmoid(-k), jax.nn.sigmoid(k) * candidate(v)
+        return k, v
 
-    def log_coefficients(projected):
-        k, v = jnp.split(projected, 2, axis=-1)
-        return -jax.nn.softplus(k), -jax.nn.softplus(-k) + _log_g(v)
-
-    return _make_min_cell(
-        name="min_gru",
-        hidden_size=hidden_size,
-        blocks=2,
-        coefficients=coefficients,
-        log_coefficients=log_coefficients,
-        log_space=log_space,
-        method=method,
-        dtype=dtype,
-        param_dtype=param_dtype,
-        kernel_init=kernel_init,
-        bias_init=bias_init,
-    )
+    options = _Options(log_space, method, dtype, param_dtype, kernel_init, bias_init)
+    return _make_min_cell("min_gru", hidden_size, 2, gate, options)
 
 
 def min_lstm(
@@ -258,29 +244,10 @@ def min_lstm(
     """
     hidden_size = _checks.positive_int(hidden_size, "hidden_size", "min_lstm")
 
-    def split(projected):
+    def gate(projected):
+        # d = log(i / f): the normalised gates are sigmoid(d) and sigmoid(-d).
         k_f, k_i, v = jnp.split(projected, 3, axis=-1)
         return jax.nn.softplus(-k_f) - jax.nn.softplus(-k_i), v
 
-    def coefficients(projected):
-        log_ratio, v = split(projected)
-        candidate = _g(v) if log_space else v
-        return jax.nn.sigmoid(-log_ratio), jax.nn.sigmoid(log_ratio) * candidate
-
-    def log_coefficients(projected):
-        log_ratio, v = split(projected)
-        return -jax.nn.softplus(log_ratio), -jax.nn.softplus(-log_ratio) + _log_g(v)
-
-    return _make_min_cell(
-        name="min_lstm",
-        hidden_size=hidden_size,
-        blocks=3,
-        coefficients=coefficients,
-        log_coefficients=log_coefficients,
-        log_space=log_space,
-        method=method,
-        dtype=dtype,
-        param_dtype=param_dtype,
-        kernel_init=kernel_init,
-        bias_init=bias_init,
-    )
+    options = _Options(log_space, method, dtype, param_dtype, kernel_init, bias_init)
+    return _make_min_cell("min_lstm", hidden_size, 3, gate, options)

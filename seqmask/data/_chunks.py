@@ -76,10 +76,10 @@ def chunks(
     """
     where = "chunks"
     chunk_len = _checks.positive_int(chunk_len, "chunk_len", where)
-    time_axis = _checks.non_negative_int(time_axis, "time_axis", where)
     leaves, treedef = flatten(xs)
     if not leaves:
         _checks.fail(where, "xs has no arrays to cut.")
+    time_axis = _checks.non_negative_int(time_axis, "time_axis", where)
     leaves = [
         leaf
         if isinstance(leaf, jax.Array)

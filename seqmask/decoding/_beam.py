@@ -125,41 +125,27 @@ def beam_search(
       >>> print(jnp.exp(forced.scores[0]).round(3))   # p(0 | 1) only
       [0.5]
     """
+    options = _common.Options(
+        max_length, eos_id, pad_id, min_length, prefix, prefix_lengths
+    )
+    inputs, static = _common.check_inputs(
+        "beam_search", step_fn, logits_fn, params, state, start_tokens, options
+    )
+    beam = _check_beam(beam_width, num_decodes, early_stopping, length_penalty)
+    alpha = jnp.asarray(length_penalty, jnp.float32)
+    return _beam_search(params, state, inputs, alpha, static, beam)
+
+
+class _Beam(NamedTuple):
+    """The checked options of the beam (static)."""
+
+    width: int
+    num_decodes: int
+    early_stopping: bool
+
+
+def _check_beam(beam_width, num_decodes, early_stopping, alpha) -> _Beam:
     where = "beam_search"
-    inputs = _common.check_inputs(
-        where,
-        step_fn,
-        params,
-        state,
-        start_tokens,
-        max_length=max_length,
-        eos_id=eos_id,
-        pad_id=pad_id,
-        min_length=min_length,
-        prefix=prefix,
-        prefix_lengths=prefix_lengths,
-        logits_fn=logits_fn,
-    )
-    beam_width, num_decodes = _check_options(
-        where, beam_width, num_decodes, early_stopping, length_penalty
-    )
-    return _beam_search(
-        params,
-        state,
-        inputs,
-        jnp.asarray(length_penalty, jnp.float32),
-        step_fn=step_fn,
-        logits_fn=logits_fn,
-        beam_width=beam_width,
-        num_decodes=num_decodes,
-        max_length=int(max_length),
-        eos_id=int(eos_id),
-        pad_id=int(pad_id),
-        early_stopping=bool(early_stopping),
-    )
-
-
-def _check_options(where, beam_width, num_decodes, early_stopping, alpha):
     beam_width = _checks.integer(beam_width, "beam_width", where, minimum=1)
     if num_decodes is None:
         num_decodes = beam_width
@@ -170,10 +156,10 @@ def _check_options(where, beam_width, num_decodes, early_stopping, alpha):
             f"num_decodes must be at most beam_width = {beam_width}; got "
             f"{num_decodes}. Widen the beam to return more hypotheses.",
         )
-    _checks.flag(early_stopping, "early_stopping", where)
+    early_stopping = _checks.flag(early_stopping, "early_stopping", where)
     _checks.number(alpha, "length_penalty", where)
     _checks.in_range(alpha, "length_penalty", where, low=0)
-    return beam_width, num_decodes
+    return _Beam(beam_width, num_decodes, early_stopping)
 
 
 class _Beams(NamedTuple):
@@ -190,46 +176,19 @@ class _Beams(NamedTuple):
 
 class _Context(NamedTuple):
     params: Params
-    step_fn: StepFn
-    logits_fn: LogitsFn | None
+    static: _common.Static
     min_length: jax.Array
-    eos_id: int
-    pad_id: int
     prefix: jax.Array  # [rows, P]
     prefix_lengths: jax.Array  # [rows]
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=(
-        "step_fn",
-        "logits_fn",
-        "beam_width",
-        "num_decodes",
-        "max_length",
-        "eos_id",
-        "pad_id",
-        "early_stopping",
-    ),
-)
+@functools.partial(jax.jit, static_argnums=(4, 5))
 def _beam_search(
-    params,
-    state,
-    inputs,
-    alpha,
-    *,
-    step_fn,
-    logits_fn,
-    beam_width,
-    num_decodes,
-    max_length,
-    eos_id,
-    pad_id,
-    early_stopping,
-):
+    params, state, inputs: _common.Inputs, alpha, static: _common.Static, beam: _Beam
+) -> BeamDecoded:
     start = inputs.start
     batch_shape = start.shape
-    rows, beams = math.prod(batch_shape), beam_width
+    rows, beams = math.prod(batch_shape), beam.width
     n_batch = len(batch_shape)
     flat = jax.tree.map(lambda x: x.reshape((rows, *x.shape[n_batch:])), state)
     tiled = jax.tree.map(
@@ -237,7 +196,8 @@ def _beam_search(
         flat,
     )
     prefix_lengths = inputs.prefix_lengths.reshape((rows,))
-    pad = jnp.asarray(pad_id, start.dtype)
+    pad = jnp.asarray(static.pad_id, start.dtype)
+    max_length = static.max_length
     # Only the first beam is alive at the start, so that the first step
     # does not rank beam_width copies of each continuation.
     first = jnp.where(jnp.arange(beams) == 0, jnp.float32(0.0), -jnp.inf)
@@ -252,16 +212,14 @@ def _beam_search(
     )
     context = _Context(
         params,
-        step_fn,
-        logits_fn,
+        static,
         inputs.min_length,
-        eos_id,
-        pad_id,
         inputs.prefix.reshape((rows, -1)),
         prefix_lengths,
     )
     # The most tokens a hypothesis of each row can generate.
     longest = max_length - prefix_lengths
+    num_decodes = beam.num_decodes
 
     def body(carry, t):
         beams_, done = carry
@@ -274,7 +232,7 @@ def _beam_search(
 
     steps = jnp.arange(max_length, dtype=jnp.int32)
     carry = (init, jnp.zeros((rows,), jnp.bool_))
-    (final, _), _ = jax.lax.scan(maybe if early_stopping else body, carry, steps)
+    (final, _), _ = jax.lax.scan(maybe if beam.early_stopping else body, carry, steps)
     generated = jnp.maximum(final.length - prefix_lengths[:, None], 0)
     scores = final.log_prob / penalty(generated, alpha)
     keep = slice(0, num_decodes)
@@ -307,17 +265,18 @@ def _settled(beams: _Beams, context: _Context, alpha, longest, n):
 def _step(context: _Context, alpha, beams: _Beams, t) -> _Beams:
     """One step: every candidate extension, then the best ``beams``."""
     rows, width, max_length = beams.tokens.shape
-    new_state, logits = context.step_fn(
+    static = context.static
+    new_state, logits = static.step_fn(
         context.params, beams.state, beams.token.reshape(rows * width)
     )
     logits = _common.process_logits(
-        context.logits_fn,
+        static.logits_fn,
         t,
         logits,
         new_state,
         beams.tokens.reshape((rows * width, max_length)),
         context.min_length,
-        context.eos_id,
+        static.eos_id,
     )
     finished = beams.finished.reshape(rows * width)
     alive = ~finished & ~jnp.isneginf(beams.log_prob).reshape(rows * width)
@@ -360,12 +319,12 @@ def _step(context: _Context, alpha, beams: _Beams, t) -> _Beams:
 
     parent_finished = pick(beams.finished)
     token = token.astype(beams.tokens.dtype)
-    pad = jnp.asarray(context.pad_id, token.dtype)
+    pad = jnp.asarray(static.pad_id, token.dtype)
     emitted = jnp.where(parent_finished, pad, token)
     picked = jnp.take_along_axis(
         step_log_probs.reshape((rows, width * vocab)), index, axis=1
     )
-    ended = (token == context.eos_id) & ~(t < context.prefix_lengths)[:, None]
+    ended = (token == static.eos_id) & ~(t < context.prefix_lengths)[:, None]
     # Freeze the finished hypotheses' states before reordering the beams.
     kept = _masking.where_rows_tree(finished, beams.state, new_state, in_scan=True)
     return _Beams(

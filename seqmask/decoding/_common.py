@@ -9,7 +9,8 @@ usable row of logits from a broken one, and take the log-softmax.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -21,8 +22,19 @@ STEP_SIGNATURE = "(params, state, token) -> (state, logits)"
 HOOK_SIGNATURE = "(step, logits, state, tokens) -> logits"
 
 
+class Options(NamedTuple):
+    """The options every decoder takes, as the user gave them."""
+
+    max_length: int
+    eos_id: int
+    pad_id: int
+    min_length: Any
+    prefix: Any
+    prefix_lengths: Any
+
+
 class Inputs(NamedTuple):
-    """The checked arguments common to every decoder."""
+    """The checked arguments common to every decoder (traced)."""
 
     start: jax.Array  # [*batch], an integer dtype
     vocab: int
@@ -31,28 +43,29 @@ class Inputs(NamedTuple):
     min_length: jax.Array  # int32 []
 
 
+class Static(NamedTuple):
+    """The checked arguments common to every decoder that the jitted loops
+    take as static (hashable: the functions count by identity)."""
+
+    where: str
+    step_fn: Callable
+    logits_fn: Callable | None
+    max_length: int
+    eos_id: int
+    pad_id: int
+
+
 def check_inputs(
-    where: str,
-    step_fn,
-    params,
-    state,
-    start_tokens,
-    *,
-    max_length,
-    eos_id,
-    pad_id,
-    min_length,
-    prefix,
-    prefix_lengths,
-    logits_fn,
-) -> Inputs:
-    """Check the common arguments of ``where`` and return them prepared."""
+    where: str, step_fn, logits_fn, params, state, start_tokens, options: Options
+) -> tuple[Inputs, Static]:
+    """Check the common arguments of ``where``: ``(traced, static)`` parts."""
+    max_length, eos_id, pad_id, min_length, prefix, prefix_lengths = options
     _checks.function(step_fn, "step_fn", where, STEP_SIGNATURE)
     if logits_fn is not None:
         _checks.function(logits_fn, "logits_fn", where, HOOK_SIGNATURE)
-    _checks.integer(max_length, "max_length", where, minimum=1)
-    _checks.integer(eos_id, "eos_id", where)
-    _checks.integer(pad_id, "pad_id", where)
+    max_length = _checks.integer(max_length, "max_length", where, minimum=1)
+    eos_id = _checks.integer(eos_id, "eos_id", where)
+    pad_id = _checks.integer(pad_id, "pad_id", where)
     start = _checks.integer_array(
         start_tokens,
         "start_tokens",
@@ -82,7 +95,8 @@ def check_inputs(
     prefix, prefix_lengths = _check_prefix(
         prefix, prefix_lengths, start, vocab, max_length, where
     )
-    return Inputs(start, vocab, prefix, prefix_lengths, min_length)
+    inputs = Inputs(start, vocab, prefix, prefix_lengths, min_length)
+    return inputs, Static(where, step_fn, logits_fn, max_length, eos_id, pad_id)
 
 
 def _check_step_fn(where, step_fn, params, state, start, logits_fn, max_length):

@@ -87,37 +87,14 @@ def greedy(
       [[-0.03 -0.03 -0.03  0.  ]
        [-0.03  0.    0.    0.  ]]
     """
-    where = "greedy"
-    inputs = _common.check_inputs(
-        where,
-        step_fn,
-        params,
-        state,
-        start_tokens,
-        max_length=max_length,
-        eos_id=eos_id,
-        pad_id=pad_id,
-        min_length=min_length,
-        prefix=prefix,
-        prefix_lengths=prefix_lengths,
-        logits_fn=logits_fn,
+    options = _common.Options(
+        max_length, eos_id, pad_id, min_length, prefix, prefix_lengths
     )
-    _checks.flag(return_logits, "return_logits", where)
-    return _decode(
-        params,
-        state,
-        inputs,
-        None,
-        _Sampling(None, None, None),
-        step_fn=step_fn,
-        logits_fn=logits_fn,
-        max_length=int(max_length),
-        eos_id=int(eos_id),
-        pad_id=int(pad_id),
-        top_k=None,
-        return_logits=bool(return_logits),
-        where=where,
+    inputs, static = _common.check_inputs(
+        "greedy", step_fn, logits_fn, params, state, start_tokens, options
     )
+    return_logits = _checks.flag(return_logits, "return_logits", "greedy")
+    return _decode(params, state, inputs, None, _GREEDY, static, None, return_logits)
 
 
 def sample(
@@ -192,43 +169,21 @@ def sample(
       >>> print(sorted(set(nucleus.tokens[:, 0].tolist())))   # 0.5 + 0.3 >= 0.6
       [1, 2]
     """
-    where = "sample"
-    inputs = _common.check_inputs(
-        where,
-        step_fn,
-        params,
-        state,
-        start_tokens,
-        max_length=max_length,
-        eos_id=eos_id,
-        pad_id=pad_id,
-        min_length=min_length,
-        prefix=prefix,
-        prefix_lengths=prefix_lengths,
-        logits_fn=logits_fn,
+    options = _common.Options(
+        max_length, eos_id, pad_id, min_length, prefix, prefix_lengths
     )
-    _checks.flag(return_logits, "return_logits", where)
-    _checks.prng_key(key, "key", where)
-    sampling, top_k = _sampling_options(where, inputs, temperature, top_k, top_p, min_p)
-    return _decode(
-        params,
-        state,
-        inputs,
-        key,
-        sampling,
-        step_fn=step_fn,
-        logits_fn=logits_fn,
-        max_length=int(max_length),
-        eos_id=int(eos_id),
-        pad_id=int(pad_id),
-        top_k=top_k,
-        return_logits=bool(return_logits),
-        where=where,
+    inputs, static = _common.check_inputs(
+        "sample", step_fn, logits_fn, params, state, start_tokens, options
     )
+    return_logits = _checks.flag(return_logits, "return_logits", "sample")
+    _checks.prng_key(key, "key", "sample")
+    sampling, top_k = _sampling_options(inputs, temperature, top_k, top_p, min_p)
+    return _decode(params, state, inputs, key, sampling, static, top_k, return_logits)
 
 
-def _sampling_options(where, inputs, temperature, top_k, top_p, min_p):
+def _sampling_options(inputs, temperature, top_k, top_p, min_p):
     """The checked sampling options: ``(_Sampling, top_k)``."""
+    where = "sample"
     batch_shape = inputs.start.shape
     temperature = _common.row_parameter(
         temperature, "temperature", where, batch_shape, low=0
@@ -261,37 +216,22 @@ jax.tree_util.register_pytree_node(
     _Sampling, lambda s: (tuple(s), None), lambda _, c: _Sampling(*c)
 )
 
+_GREEDY = _Sampling(None, None, None)
 
-@functools.partial(
-    jax.jit,
-    static_argnames=(
-        "step_fn",
-        "logits_fn",
-        "max_length",
-        "eos_id",
-        "pad_id",
-        "top_k",
-        "return_logits",
-        "where",
-    ),
-)
+
+@functools.partial(jax.jit, static_argnums=(5, 6, 7))
 def _decode(
     params,
     state,
-    inputs,
+    inputs: _common.Inputs,
     key,
-    sampling,
-    *,
-    step_fn,
-    logits_fn,
-    max_length,
-    eos_id,
-    pad_id,
-    top_k,
-    return_logits,
-    where,
+    sampling: _Sampling,
+    static: _common.Static,
+    top_k: int | None,
+    return_logits: bool,
 ):
     """One scan of ``max_length`` steps, greedy when ``key`` is None."""
+    where, step_fn, logits_fn, max_length, eos_id, pad_id = static
     start = inputs.start
     pad = jnp.asarray(pad_id, start.dtype)
 

@@ -290,12 +290,7 @@ class RNN(nn.Module):
         """
         where = "RNN"
         options = _modules.resolve(
-            self,
-            where,
-            return_carry=return_carry,
-            time_major=time_major,
-            reverse=reverse,
-            keep_order=keep_order,
+            self, where, time_major, return_carry, reverse, keep_order
         )
         axes = self._feature_axes()
         step = _modules.step_shape(inputs, axes, options.time_major, where)
@@ -314,16 +309,13 @@ class RNN(nn.Module):
                 # given carry, which stands in for its own.
                 given = initial_carry
                 cell = cell._replace(initial_carry=lambda params, batch: given)
+        call = _modules.RNNCall(options, initial_carry, seq_lengths, mask, resets)
         result = _modules.run_rnn(
             cell,
             params,
             inputs,
-            where=where,
-            options=options,
-            initial_carry=initial_carry,
-            seq_lengths=seq_lengths,
-            mask=mask,
-            resets=resets,
+            call,
+            where,
             unroll=self.unroll,
             skip_padding=skip_padding,
             feature_axes=axes,

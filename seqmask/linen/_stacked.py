@@ -155,19 +155,15 @@ class Stacked(nn.Module):
                 )
             if not deterministic:
                 dropout_key = self.make_rng("dropout")
-        return _layers.stacked(
-            self.pure_cells(),
+        return _modules.run_stacked(
+            self,
             self.pure_params(step[-1]),
             inputs,
+            dropout_key,
             mask=mask,
             lengths=seq_lengths,
             initial_carries=initial_carries,
             resets=resets,
-            bidirectional=self.bidirectional,
-            merge=self.merge,
-            dropout_rate=self.dropout_rate,
-            dropout_key=dropout_key,
-            residual=self.residual,
             time_major=time_major,
             skip_padding=skip_padding,
         )

@@ -96,3 +96,18 @@ from seqmask.losses._regression import cosine_distance as cosine_distance
 from seqmask.losses._regression import huber_loss as huber_loss
 from seqmask.losses._regression import log_cosh as log_cosh
 from seqmask.losses._regression import squared_error as squared_error
+
+__all__ = [
+    "softmax_cross_entropy_with_integer_labels",
+    "softmax_cross_entropy",
+    "sigmoid_binary_cross_entropy",
+    "sigmoid_focal_loss",
+    "kl_divergence",
+    "squared_error",
+    "absolute_error",
+    "huber_loss",
+    "log_cosh",
+    "cosine_distance",
+    "REDUCTIONS",
+    "Reduction",
+]

@@ -11,7 +11,15 @@ import jax
 import jax.numpy as jnp
 
 from seqmask import _checks
-from seqmask.losses._reduce import Reduction, prepare, reduce_loss
+from seqmask.losses._reduce import Kind, Reduction, prepare, reduce_loss
+
+# How each family reads its inputs.
+_INTEGER_LABELS = Kind(
+    ("logits", "labels"), reduces_last_axis=True, labels=True, cast=False
+)
+_DISTRIBUTIONS = Kind(("logits", "targets"), reduces_last_axis=True)
+_BINARY = Kind(("logits", "labels"))
+_LOG_PROBS = Kind(("log_predictions", "targets"), reduces_last_axis=True)
 
 
 def _is_static_zero(value: object) -> bool:
@@ -93,16 +101,7 @@ def softmax_cross_entropy_with_integer_labels(
     # The logits stay in their dtype until the reductions below, so that no
     # widened [..., V] copy is needed before XLA fuses the cast into them.
     inputs = prepare(
-        where,
-        logits,
-        labels,
-        weights,
-        reduction=reduction,
-        segment_ids=segment_ids,
-        names=("logits", "labels"),
-        reduces_last_axis=True,
-        labels=True,
-        cast=False,
+        where, _INTEGER_LABELS, logits, labels, weights, reduction, segment_ids
     )
     dtype, logits, labels = inputs.dtype, inputs.predictions, inputs.targets
     num_classes = logits.shape[-1]
@@ -180,14 +179,7 @@ def softmax_cross_entropy(
     """
     where = "softmax_cross_entropy"
     inputs = prepare(
-        where,
-        logits,
-        targets,
-        weights,
-        reduction=reduction,
-        segment_ids=segment_ids,
-        names=("logits", "targets"),
-        reduces_last_axis=True,
+        where, _DISTRIBUTIONS, logits, targets, weights, reduction, segment_ids
     )
     targets = inputs.targets
     _checks.distribution(
@@ -204,15 +196,7 @@ def softmax_cross_entropy(
 def _binary_inputs(where, logits, labels, weights, reduction, segment_ids):
     """The sigmoid losses' prepared inputs, with labels checked to lie in
     ``[0, 1]`` where they count."""
-    inputs = prepare(
-        where,
-        logits,
-        labels,
-        weights,
-        reduction=reduction,
-        segment_ids=segment_ids,
-        names=("logits", "labels"),
-    )
+    inputs = prepare(where, _BINARY, logits, labels, weights, reduction, segment_ids)
     _checks.in_range(
         inputs.targets,
         "labels",
@@ -282,14 +266,8 @@ def sigmoid_binary_cross_entropy(
       [[0.1269 0.3133]
        [0.9741 0.0486]]
     """
-    inputs = _binary_inputs(
-        "sigmoid_binary_cross_entropy",
-        logits,
-        labels,
-        weights,
-        reduction,
-        segment_ids,
-    )
+    where = "sigmoid_binary_cross_entropy"
+    inputs = _binary_inputs(where, logits, labels, weights, reduction, segment_ids)
     loss = _sigmoid_cross_entropy(inputs.predictions, inputs.targets)
     return reduce_loss(loss, inputs, reduction)
 
@@ -436,14 +414,7 @@ def kl_divergence(
     """
     where = "kl_divergence"
     inputs = prepare(
-        where,
-        log_predictions,
-        targets,
-        weights,
-        reduction=reduction,
-        segment_ids=segment_ids,
-        names=("log_predictions", "targets"),
-        reduces_last_axis=True,
+        where, _LOG_PROBS, log_predictions, targets, weights, reduction, segment_ids
     )
     log_predictions, targets, dtype = inputs.predictions, inputs.targets, inputs.dtype
     for value, name, dtype_given, log in (

@@ -127,27 +127,37 @@ def _select(x: jax.Array, present: jax.Array | None, safe_value) -> jax.Array:
     return jnp.where(present, x, jnp.asarray(safe_value, x.dtype))
 
 
+class Kind(NamedTuple):
+    """How a family of losses reads its two inputs.
+
+    Attributes:
+      names: the names of the predictions and the targets, for messages.
+      reduces_last_axis: the element is a token or a vector: the last axis
+        of the predictions is reduced.
+      labels: the targets are integer ids of shape ``predictions.shape[:-1]``.
+      safe_value: what absent inputs are selected to.
+      cast: whether :func:`prepare` casts the predictions to the compute dtype.
+    """
+
+    names: tuple[str, str] = ("predictions", "targets")
+    reduces_last_axis: bool = False
+    labels: bool = False
+    safe_value: float = 0.0
+    cast: bool = True
+
+
 def prepare(
     where: str,
+    kind: Kind,
     predictions,
     targets,
     weights,
-    *,
     reduction: str,
     segment_ids=None,
-    names: tuple[str, str] = ("predictions", "targets"),
-    reduces_last_axis: bool = False,
-    labels: bool = False,
-    safe_value: float = 0.0,
-    cast: bool = True,
 ) -> Prepared:
-    """Checks a loss's arguments and prepares its inputs (see :class:`Prepared`).
-
-    ``reduces_last_axis``: the element is a token or vector (the last axis is
-    reduced); ``labels``: ``targets`` are integer ids of shape
-    ``predictions.shape[:-1]``; ``safe_value``: what absent inputs become;
-    ``cast``: whether the predictions are cast to the compute dtype here.
-    """
+    """Checks a loss's arguments and prepares its inputs (see :class:`Prepared`),
+    read as ``kind`` says."""
+    names, reduces_last_axis, labels, safe_value, cast = kind
     prediction_name, target_name = names
     _checks.one_of(reduction, REDUCTIONS, "reduction", where)
     predictions = _checks.floating_array(predictions, prediction_name, where)

@@ -12,7 +12,12 @@ import jax
 import jax.numpy as jnp
 
 from seqmask import _checks
-from seqmask.losses._reduce import Prepared, Reduction, prepare, reduce_loss
+from seqmask.losses._reduce import Kind, Prepared, Reduction, prepare, reduce_loss
+
+# The element is a feature, or (cosine distance) a vector; an absent vector
+# is all ones, not zeros, so that its norm is not zero.
+_FEATURES = Kind()
+_VECTORS = Kind(reduces_last_axis=True, safe_value=1.0)
 
 
 def _errors(
@@ -21,12 +26,7 @@ def _errors(
     """The prepared inputs and ``predictions - targets`` (zero where the
     weight is zero)."""
     inputs = prepare(
-        where,
-        predictions,
-        targets,
-        weights,
-        reduction=reduction,
-        segment_ids=segment_ids,
+        where, _FEATURES, predictions, targets, weights, reduction, segment_ids
     )
     return inputs.predictions - inputs.targets, inputs
 
@@ -286,17 +286,10 @@ def cosine_distance(
     """
     where = "cosine_distance"
     _checks.hyperparameter(epsilon, "epsilon", where, low=0)
-    # Ones, not zeros: an absent vector must have a non-zero norm so that the
-    # discarded loss and its gradient stay finite even for epsilon = 0.
+    # Absent vectors are ones (_VECTORS), so that the discarded loss and its
+    # gradient stay finite even for epsilon = 0.
     inputs = prepare(
-        where,
-        predictions,
-        targets,
-        weights,
-        reduction=reduction,
-        segment_ids=segment_ids,
-        reduces_last_axis=True,
-        safe_value=1.0,
+        where, _VECTORS, predictions, targets, weights, reduction, segment_ids
     )
     predictions, targets = inputs.predictions, inputs.targets
     epsilon_array = jnp.asarray(epsilon, inputs.dtype)

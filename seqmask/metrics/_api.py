@@ -13,8 +13,14 @@ from seqmask import _checks
 from seqmask.metrics import _padded, _ragged
 
 
-def _options(**options):
-    return options
+def _pairs(where, hypotheses, references, valid, multiple_references):
+    """``(ragged, pairs)``: the checked pairs of hypotheses and references,
+    ragged on the host or padded (see ``_ragged`` and ``_padded``)."""
+    multiple = _checks.flag(multiple_references, "multiple_references", where)
+    if _ragged.is_ragged(hypotheses):
+        pairs = _ragged.ragged_pairs(hypotheses, references, multiple, where, valid)
+        return True, pairs
+    return False, _padded.padded_pairs(hypotheses, references, valid, multiple, where)
 
 
 def edit_distance(
@@ -66,18 +72,13 @@ def edit_distance(
       ...                             reference_lengths=jnp.array([2, 1])))
       [1 1]
     """
-    where = "edit_distance"
-    _checks.flag(multiple_references, "multiple_references", where)
-    options = _options(
-        hypothesis_lengths=hypothesis_lengths,
-        reference_lengths=reference_lengths,
-        hypothesis_mask=hypothesis_mask,
-        reference_mask=reference_mask,
+    valid = _padded.Valid(
+        hypothesis_lengths, reference_lengths, hypothesis_mask, reference_mask
     )
-    if _ragged.is_ragged(hypotheses):
-        pairs = _ragged.ragged_pairs(
-            hypotheses, references, multiple_references, where, options
-        )
+    ragged, pairs = _pairs(
+        "edit_distance", hypotheses, references, valid, multiple_references
+    )
+    if ragged:
         distances = [
             np.array([_ragged.levenshtein(h, r) for r in refs], np.int32)
             for h, refs in pairs
@@ -85,12 +86,6 @@ def edit_distance(
         if multiple_references:
             return distances
         return np.array([d[0] for d in distances], np.int32)
-    pairs = _padded.padded_pairs(
-        hypotheses,
-        references,
-        {**options, "multiple_references": multiple_references},
-        where,
-    )
     return _padded.edit_distance_padded(*pairs)
 
 
@@ -132,25 +127,14 @@ def exact_match(
       ...                           hypothesis_lengths=jnp.array([2, 1])))
       [ True False]
     """
-    where = "exact_match"
-    _checks.flag(multiple_references, "multiple_references", where)
-    options = _options(
-        hypothesis_lengths=hypothesis_lengths,
-        reference_lengths=reference_lengths,
-        hypothesis_mask=hypothesis_mask,
-        reference_mask=reference_mask,
+    valid = _padded.Valid(
+        hypothesis_lengths, reference_lengths, hypothesis_mask, reference_mask
     )
-    if _ragged.is_ragged(hypotheses):
-        pairs = _ragged.ragged_pairs(
-            hypotheses, references, multiple_references, where, options
-        )
+    ragged, pairs = _pairs(
+        "exact_match", hypotheses, references, valid, multiple_references
+    )
+    if ragged:
         return np.array([any(_same(h, r) for r in refs) for h, refs in pairs], np.bool_)
-    pairs = _padded.padded_pairs(
-        hypotheses,
-        references,
-        {**options, "multiple_references": multiple_references},
-        where,
-    )
     same = _padded.exact_match_padded(*pairs)
     return same.any(axis=-1) if multiple_references else same
 
@@ -203,25 +187,15 @@ def token_error_rate(
       ...                                      multiple_references=True), 4))
       0.1667
     """
-    where = "token_error_rate"
-    _checks.flag(multiple_references, "multiple_references", where)
-    options = _options(
-        hypothesis_lengths=hypothesis_lengths,
-        reference_lengths=reference_lengths,
-        hypothesis_mask=hypothesis_mask,
-        reference_mask=reference_mask,
+    valid = _padded.Valid(
+        hypothesis_lengths, reference_lengths, hypothesis_mask, reference_mask
     )
-    if _ragged.is_ragged(hypotheses):
-        pairs = _ragged.ragged_pairs(
-            hypotheses, references, multiple_references, where, options
-        )
+    ragged, pairs = _pairs(
+        "token_error_rate", hypotheses, references, valid, multiple_references
+    )
+    if ragged:
         return _host_rate(pairs)
-    h, h_lengths, r, r_lengths = _padded.padded_pairs(
-        hypotheses,
-        references,
-        {**options, "multiple_references": multiple_references},
-        where,
-    )
+    h, h_lengths, r, r_lengths = pairs
     distances = _padded.edit_distance_padded(h, h_lengths, r, r_lengths)
     return _padded.error_rate_padded(distances, r_lengths, multiple_references)
 

@@ -8,6 +8,8 @@ references a row are ``[*batch, R, T]`` with lengths ``[*batch, R]``.
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -56,24 +58,25 @@ def token_accuracy(predictions, targets, *, mask=None, lengths=None) -> jax.Arra
     return jnp.where(total > 0, right / jnp.maximum(total, 1.0), 0.0)
 
 
-def padded_pairs(hypotheses, references, options, where):
+class Valid(NamedTuple):
+    """Which tokens of padded hypotheses and references count (None: all)."""
+
+    hypothesis_lengths: Any
+    reference_lengths: Any
+    hypothesis_mask: Any
+    reference_mask: Any
+
+
+def padded_pairs(hypotheses, references, valid: Valid, multiple: bool, where):
     """Checked ``(h, h_lengths, r, r_lengths)``, the hypotheses laid out like
-    the references. ``options``: the lengths, masks and multiple flag."""
+    the references."""
     h, h_lengths = _sequences(
-        hypotheses,
-        options["hypothesis_lengths"],
-        options["hypothesis_mask"],
-        "hypotheses",
-        where,
+        hypotheses, valid.hypothesis_lengths, valid.hypothesis_mask, "hypotheses", where
     )
     r, r_lengths = _sequences(
-        references,
-        options["reference_lengths"],
-        options["reference_mask"],
-        "references",
-        where,
+        references, valid.reference_lengths, valid.reference_mask, "references", where
     )
-    h, h_lengths = _against(h, h_lengths, r, options["multiple_references"], where)
+    h, h_lengths = _against(h, h_lengths, r, multiple, where)
     h, r = _common_dtype(h, r)
     return h, h_lengths, r, r_lengths
 

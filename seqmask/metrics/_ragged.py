@@ -37,28 +37,17 @@ def is_ragged(hypotheses) -> bool:
     return isinstance(hypotheses, (list, tuple))
 
 
-def ragged_pairs(hypotheses, references, multiple: bool, where: str, options):
-    """Checked ``[(hypothesis, [references...]), ...]``."""
-    given = [name for name, value in options.items() if value is not None]
+def ragged_pairs(hypotheses, references, multiple: bool, where: str, valid):
+    """Checked ``[(hypothesis, [references...]), ...]``; ``valid`` (the
+    lengths and masks of padded inputs) must be all None."""
+    given = [name for name, value in valid._asdict().items() if value is not None]
     if given:
         _checks.fail(
             where,
             f"{', '.join(given)} apply to padded arrays; the hypotheses are "
             "ragged sequences (a list or tuple), whose lengths are their own.",
         )
-    if not isinstance(references, (list, tuple)):
-        _checks.fail(
-            where,
-            "references must be a list or tuple of sequences like hypotheses; got "
-            f"{_checks.describe(references)}.",
-            TypeError,
-        )
-    if len(hypotheses) != len(references):
-        _checks.fail(
-            where,
-            f"hypotheses and references must have one entry each per example; "
-            f"got {len(hypotheses)} hypotheses and {len(references)} references.",
-        )
+    _check_counts(hypotheses, references, "a list or tuple of sequences", where)
     pairs = []
     for index, (hypothesis, reference) in enumerate(
         zip(hypotheses, references, strict=True)
@@ -70,6 +59,23 @@ def ragged_pairs(hypotheses, references, multiple: bool, where: str, options):
             alternatives = [_sequence(reference, f"references[{index}]", where)]
         pairs.append((hypothesis, alternatives))
     return pairs
+
+
+def _check_counts(hypotheses, references, kind: str, where: str) -> None:
+    """``references`` is ``kind`` like ``hypotheses``, one entry each."""
+    if not isinstance(references, (list, tuple)):
+        _checks.fail(
+            where,
+            f"references must be {kind} like hypotheses; got "
+            f"{_checks.describe(references)}.",
+            TypeError,
+        )
+    if len(hypotheses) != len(references):
+        _checks.fail(
+            where,
+            f"hypotheses and references must have one entry each per example; "
+            f"got {len(hypotheses)} hypotheses and {len(references)} references.",
+        )
 
 
 def _sequence(value, name, where):
@@ -148,19 +154,7 @@ def texts(hypotheses, references, multiple, where, split):
             f"{_checks.describe(hypotheses)}.",
             TypeError,
         )
-    if not isinstance(references, (list, tuple)):
-        _checks.fail(
-            where,
-            f"references must be a list like hypotheses; got "
-            f"{_checks.describe(references)}.",
-            TypeError,
-        )
-    if len(hypotheses) != len(references):
-        _checks.fail(
-            where,
-            f"hypotheses and references must have one entry each per example; "
-            f"got {len(hypotheses)} hypotheses and {len(references)} references.",
-        )
+    _check_counts(hypotheses, references, "a list", where)
     pairs = []
     for i, (h, r) in enumerate(zip(hypotheses, references, strict=True)):
         name = f"references[{i}]"

@@ -232,12 +232,7 @@ class RNN(nnx.Module):
         """
         where = "RNN"
         options = _modules.resolve(
-            self,
-            where,
-            return_carry=return_carry,
-            time_major=time_major,
-            reverse=reverse,
-            keep_order=keep_order,
+            self, where, time_major, return_carry, reverse, keep_order
         )
         if (
             initial_carry is None
@@ -250,16 +245,14 @@ class RNN(nnx.Module):
                 stream = stream.carry.fork()
             flax_cell: Any = self.cell
             initial_carry = flax_cell.initialize_carry(step, stream)
+        call = _modules.RNNCall(options, initial_carry, seq_lengths, mask, resets)
+        cell, params = self.pure_cell, self.pure_params()
         return _modules.run_rnn(
-            self.pure_cell,
-            self.pure_params(),
+            cell,
+            params,
             inputs,
-            where=where,
-            options=options,
-            initial_carry=initial_carry,
-            seq_lengths=seq_lengths,
-            mask=mask,
-            resets=resets,
+            call,
+            where,
             unroll=self.unroll,
             skip_padding=skip_padding,
         )

@@ -122,8 +122,9 @@ class Stacked(nnx.Module):
         # Forked as nnx.Dropout does: the module owns a stream whose count
         # nnx.jit carries across calls, so each training step draws new keys.
         self.dropout_rngs = rngs["dropout"].fork() if dropout_rate > 0.0 else None
+        xs = jnp.zeros((1, 1, in_features))
         _, ys = jax.eval_shape(
-            lambda p: self._run(p, jnp.zeros((1, 1, in_features)), None), params
+            lambda p: _modules.run_stacked(self, p, xs, None), params
         )
         self.out_features = int(ys.shape[-1])
 
@@ -175,7 +176,8 @@ class Stacked(nnx.Module):
         dropout_key = None
         if self.dropout_rngs is not None and not deterministic:
             dropout_key = self.dropout_rngs()
-        return self._run(
+        return _modules.run_stacked(
+            self,
             self.pure_params(),
             inputs,
             dropout_key,
@@ -185,17 +187,4 @@ class Stacked(nnx.Module):
             resets=resets,
             time_major=time_major,
             skip_padding=skip_padding,
-        )
-
-    def _run(self, params, inputs, dropout_key, **options):
-        return _layers.stacked(
-            list(self._cells),
-            params,
-            inputs,
-            bidirectional=self.bidirectional,
-            merge=self.merge,
-            dropout_rate=self.dropout_rate,
-            dropout_key=dropout_key,
-            residual=self.residual,
-            **options,
         )

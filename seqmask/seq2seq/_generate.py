@@ -56,15 +56,9 @@ def greedy(
       >>> out.tokens.shape, bool(jnp.all(out.lengths <= 4))
       ((2, 4), True)
     """
-    return _decode(
-        _decoding.greedy,
-        config,
-        params,
-        source,
-        (source_mask, source_lengths),
-        max_length=max_length,
-        **options,
-    )
+    masking = (source_mask, source_lengths)
+    options.update(max_length=max_length)
+    return _decode(_decoding.greedy, config, params, source, masking, **options)
 
 
 def beam_search(
@@ -101,16 +95,9 @@ def beam_search(
       >>> bool(jnp.all(beam.tokens[:, 0] == greedy.tokens))
       True
     """
-    return _decode(
-        _decoding.beam_search,
-        config,
-        params,
-        source,
-        (source_mask, source_lengths),
-        beam_width=beam_width,
-        max_length=max_length,
-        **options,
-    )
+    masking = (source_mask, source_lengths)
+    options.update(max_length=max_length, beam_width=beam_width)
+    return _decode(_decoding.beam_search, config, params, source, masking, **options)
 
 
 def sample(
@@ -148,16 +135,9 @@ def sample(
       >>> bool(jnp.all(drawn.tokens == greedy.tokens))
       True
     """
-    return _decode(
-        _decoding.sample,
-        config,
-        params,
-        source,
-        (source_mask, source_lengths),
-        key,
-        max_length=max_length,
-        **options,
-    )
+    masking = (source_mask, source_lengths)
+    options.update(max_length=max_length)
+    return _decode(_decoding.sample, config, params, source, masking, key, **options)
 
 
 def _decode(decoder, config: Config, params, source, source_masking, *args, **kw):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 import jax
@@ -57,25 +58,12 @@ class EncoderDecoder(NamedTuple):
     sample: Callable[..., Any]
     config: Config
 
-    @property
-    def source_vocab_size(self) -> int:
-        return self.config.source_vocab_size
-
-    @property
-    def target_vocab_size(self) -> int:
-        return self.config.target_vocab_size
-
-    @property
-    def bos_id(self) -> int:
-        return self.config.bos_id
-
-    @property
-    def eos_id(self) -> int:
-        return self.config.eos_id
-
-    @property
-    def pad_id(self) -> int:
-        return self.config.pad_id
+    # The config's sizes and token ids, read through the model.
+    source_vocab_size = property(attrgetter("config.source_vocab_size"))
+    target_vocab_size = property(attrgetter("config.target_vocab_size"))
+    bos_id = property(attrgetter("config.bos_id"))
+    eos_id = property(attrgetter("config.eos_id"))
+    pad_id = property(attrgetter("config.pad_id"))
 
 
 def from_config(config: Config) -> EncoderDecoder:

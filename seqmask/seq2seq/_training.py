@@ -17,6 +17,8 @@ tokens as inputs, in values and in gradients.
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import jax
 import jax.numpy as jnp
 
@@ -90,21 +92,9 @@ def apply(
       >>> logits.shape
       (2, 3, 5)
     """
-    logits, _, _ = forward(
-        config,
-        params,
-        source,
-        targets,
-        source_mask=source_mask,
-        source_lengths=source_lengths,
-        target_mask=target_mask,
-        target_lengths=target_lengths,
-        dropout_key=dropout_key,
-        sampling_probability=sampling_probability,
-        sampling=sampling,
-        sampling_key=sampling_key,
-        where="apply",
-    )
+    valid = _Valid(source_mask, source_lengths, target_mask, target_lengths)
+    feeding = _Feeding(dropout_key, sampling_probability, sampling, sampling_key)
+    logits, _, _ = forward(config, params, source, targets, valid, feeding, "apply")
     return logits
 
 
@@ -167,20 +157,10 @@ def loss(
     _checks.in_range(
         label_smoothing, "label_smoothing", where, low=0, high=1, high_open=True
     )
+    valid = _Valid(source_mask, source_lengths, target_mask, target_lengths)
+    feeding = _Feeding(dropout_key, sampling_probability, sampling, sampling_key)
     logits, targets, mask = forward(
-        config,
-        params,
-        source,
-        targets,
-        source_mask=source_mask,
-        source_lengths=source_lengths,
-        target_mask=target_mask,
-        target_lengths=target_lengths,
-        dropout_key=dropout_key,
-        sampling_probability=sampling_probability,
-        sampling=sampling,
-        sampling_key=sampling_key,
-        where=where,
+        config, params, source, targets, valid, feeding, where
     )
     return _losses.softmax_cross_entropy_with_integer_labels(
         logits,
@@ -219,23 +199,36 @@ def _masked_weights(weights, mask, where: str) -> jax.Array:
     return jnp.where(mask, weights, jnp.zeros((), weights.dtype))
 
 
+class _Valid(NamedTuple):
+    """Which source and target positions count, as given."""
+
+    source_mask: Any
+    source_lengths: Any
+    target_mask: Any
+    target_lengths: Any
+
+
+class _Feeding(NamedTuple):
+    """What the decoder is fed besides the targets, as given."""
+
+    dropout_key: Any
+    sampling_probability: Any
+    sampling: str
+    sampling_key: Any
+
+
 def forward(
     config: Config,
     params: Params,
     source,
     targets,
-    *,
-    source_mask,
-    source_lengths,
-    target_mask,
-    target_lengths,
-    dropout_key,
-    sampling_probability,
-    sampling: str,
-    sampling_key,
+    valid: _Valid,
+    feeding: _Feeding,
     where: str,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """:func:`apply`'s work: ``(logits, targets, target mask)``, checked."""
+    source_mask, source_lengths, target_mask, target_lengths = valid
+    dropout_key, sampling_probability, sampling, sampling_key = feeding
     targets, mask = _inputs.tokens_and_mask(
         targets,
         target_mask,
