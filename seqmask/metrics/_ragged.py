@@ -144,8 +144,29 @@ def characters(value, name, where):
 
 
 def texts(hypotheses, references, multiple, where, split):
-    """``[(hypothesis, [references...]), ...]`` of strings split into tokens."""
+    """``[(hypothesis, [references...]), ...]`` of strings split into tokens.
+
+    One string is one example; its references must then be one string too
+    (a list of alternative strings with ``multiple``): a list would read as
+    a batch on one side and as one example on the other.
+    """
     if isinstance(hypotheses, str):
+        alternatives = isinstance(references, (list, tuple)) and all(
+            isinstance(r, str) for r in references
+        )
+        if not (alternatives if multiple else isinstance(references, str)):
+            expected = (
+                "a list of alternative strings (multiple_references)"
+                if multiple
+                else "one string too"
+            )
+            _checks.fail(
+                where,
+                f"hypotheses is one string, so references must be {expected}; got "
+                f"{_checks.describe(references)}. For a batch, give lists of "
+                "strings for both.",
+                TypeError,
+            )
         hypotheses, references = [hypotheses], [references]
     if not isinstance(hypotheses, (list, tuple)):
         _checks.fail(

@@ -170,8 +170,10 @@ def _step_flags(init, xs, mask, resets):
             )
     flags = mask if mask is not None else resets
     if flags is not None:
-        _checks.leading_axes(init, flags.shape[1:], "init", where)
-        _checks.leading_axes(xs, flags.shape[1:], "xs", where, skip=1)
+        flags_name = "mask" if mask is not None else "resets"
+        source = f"of {flags_name} [time, *batch] (shape {tuple(flags.shape)})"
+        _checks.leading_axes(init, flags.shape[1:], "init", where, source=source)
+        _checks.leading_axes(xs, flags.shape[1:], "xs", where, skip=1, source=source)
     return mask, resets
 
 
@@ -181,6 +183,13 @@ def _fit_reset_to(reset_to, init, where: str):
         lambda leaf: jax.ShapeDtypeStruct(jnp.shape(leaf), jnp.result_type(leaf)), init
     )
     fitted = _checks.broadcast_tree_like(
-        reset_to, expected, "reset_to", where, expected_from="init", error=ValueError
+        reset_to,
+        expected,
+        "reset_to",
+        where,
+        expected_from="init",
+        error=ValueError,
+        dtype_error=TypeError,
+        dtype_hint="Give reset_to the dtypes of init.",
     )
     return jax.tree.map(_sharding.shard_like, fitted, init)

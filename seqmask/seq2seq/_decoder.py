@@ -14,7 +14,16 @@ from seqmask import _checks, _masking
 from seqmask._numerics import dense
 from seqmask.scan import masked_scan
 from seqmask.seq2seq import _config, _init, _inputs
-from seqmask.seq2seq._config import Config, DecoderState, Memory, Params, layers
+from seqmask.seq2seq._config import (
+    Config,
+    DecoderState,
+    Memory,
+    Params,
+    check_config,
+    layers,
+)
+from seqmask.seq2seq._encoder import check_state, state_batch_shape
+from seqmask.seq2seq._init import check_params
 
 
 def step(
@@ -48,8 +57,19 @@ def step(
       >>> bool(jnp.allclose(first, logits[:, 0], atol=1e-6))
       True
     """
-    token = _checks.integer_array(token, "token", "step")
-    _checks.token_ids(token, config.target_vocab_size, "token", "step")
+    where = "step"
+    check_config(config, where)
+    check_params(config, params, where)
+    token = _checks.integer_array(token, "token", where)
+    batch_shape = state_batch_shape(config, params, state, where)
+    if tuple(token.shape) != batch_shape:
+        _checks.fail(
+            where,
+            f"token must have the batch shape {batch_shape} of state (the leading "
+            f"axes of its decoder carry); got shape {tuple(token.shape)}.",
+        )
+    check_state(config, params, state, batch_shape, "token", where)
+    _checks.token_ids(token, config.target_vocab_size, "token", where)
     embedded = _config.embed(params["target_embedding"], token)
     carry, vector = decoder_cells(config, params, state, embedded, None)
     attentional = vector if config.input_feeding else None
@@ -128,6 +148,16 @@ def decoder_inputs(targets, mask, bos_id: int) -> jax.Array:
       [[1 5 6 1]
        [1 1 1 7]]
     """
+    where = "decoder_inputs"
+    targets = _checks.integer_array(targets, "targets", where)
+    _checks.min_rank(targets, 1, "targets", where, "[*batch, target]")
+    mask = _checks.bool_array(
+        mask, "mask", where, shape=targets.shape, layout="[*batch, target] of targets"
+    )
+    bos_id = _checks.integer(bos_id, "bos_id", where)
+    _checks.representable(
+        bos_id, targets.dtype, "bos_id", where, hint=f" targets have {targets.dtype}."
+    )
     previous = previous_valid(mask)
     gathered = jnp.take_along_axis(targets, jnp.maximum(previous, 0), axis=-1)
     bos = jnp.asarray(bos_id, targets.dtype)
@@ -214,7 +244,11 @@ def teacher_forcing(
       Logits ``[*batch, target, Vt]``.
     """
     where = "teacher_forcing"
+    check_config(config, where)
+    check_params(config, params, where)
     inputs, mask = _inputs.inputs_and_mask(inputs, mask, config, where)
+    batch_shape = tuple(inputs.shape[:-1])
+    check_state(config, params, state, batch_shape, "inputs", where)
     dropout_key = _inputs.prng_key(dropout_key, "dropout_key", where)
     lead = (inputs.shape[-1], *inputs.shape[:-1])
     embedding, between, output = dropout_keeps(config, params, dropout_key, lead)
