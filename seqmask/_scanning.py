@@ -47,7 +47,13 @@ def masked(
     select instead of one kernel a step).
     """
     if mask is None and resets is None:
-        return jax.lax.scan(f, init, xs, length=length, reverse=reverse, unroll=unroll)
+
+        def plain(carry, x):
+            return _step_result(f(carry, x), where)
+
+        return jax.lax.scan(
+            plain, init, xs, length=length, reverse=reverse, unroll=unroll
+        )
     batch_shape = tuple((mask if mask is not None else resets).shape[1:])
 
     def body(carry, inputs):

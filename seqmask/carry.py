@@ -264,7 +264,11 @@ def truncated_value_and_grad(
       >>> float(loss), float(grad)             # d/dw (w * 3 + 1), 3 held fixed
       (7.0, 3.0)
     """
-    where = "truncated_value_and_grad"
+    return _truncated(loss_fn, has_aux, "truncated_value_and_grad")
+
+
+def _truncated(loss_fn, has_aux, where: str):
+    """:func:`truncated_value_and_grad` for the public function ``where``."""
     _checks.function(
         loss_fn, "loss_fn", where, "(params, carry, chunk) -> (loss, new_carry)"
     )
@@ -371,7 +375,7 @@ def truncated_bptt_step(
             TypeError,
         )
     jit = _checks.flag(jit, "jit", "truncated_bptt_step")
-    value_and_grad = truncated_value_and_grad(loss_fn, has_aux=has_aux)
+    value_and_grad = _truncated(loss_fn, has_aux, "truncated_bptt_step")
 
     def step(params, opt_state, carry, chunk):
         (loss, rest), grads = value_and_grad(params, carry, chunk)

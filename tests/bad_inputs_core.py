@@ -1855,3 +1855,61 @@ CASES += [
         "floating",
     ),
 ]
+
+# --- the same classes, elsewhere in the core -------------------------------------
+CASES += [
+    case(
+        "masked_scan-no-mask-f-returns-carry-only",
+        lambda: seqmask.masked_scan(lambda c, x: c + x, INIT, XS_TM),
+        TypeError,
+        "^masked_scan",
+        r"f must return \(new_carry, y\)",
+    ),
+    case(
+        "truncated_bptt_step-loss-only",
+        lambda: truncated_bptt_step(
+            lambda p, c, x: jnp.sum(p * c * x), _Sgd(), jit=False
+        )(jnp.float32(1.0), (), jnp.float32(1.0), jnp.float32(2.0)),
+        TypeError,
+        "^truncated_bptt_step",
+        r"loss_fn must return a pair \(loss, new_carry\)",
+    ),
+    case(
+        "named-dtype-unknown",
+        lambda: cells.named("gru", H, dtype="f33"),
+        TypeError,
+        "^named",
+        "dtype must be a dtype",
+    ),
+    case(
+        "named-method-unknown",
+        lambda: cells.named("min_gru", H, method="parallel"),
+        ValueError,
+        "^named",
+        "method must be one of",
+    ),
+    case(
+        "lstm-forget_bias-array",
+        lambda: cells.lstm(H, forget_bias=np.ones(H)),
+        ValueError,
+        "^lstm",
+        r"forget_bias must be one number \(a scalar\)",
+        r"\(4,\)",
+    ),
+    case(
+        "stacked-dropout_rate-array",
+        lambda: seqmask.stacked(
+            GRU, P_STACK, XS, dropout_rate=np.full(2, 0.5), dropout_key=KEY
+        ),
+        ValueError,
+        "^stacked",
+        "dropout_rate must be one number",
+    ),
+]
+
+
+class _Sgd:
+    """The least optimizer: ``update`` returns ``-0.1 * grads``."""
+
+    def update(self, grads, state, params):
+        return jax.tree.map(lambda g: -0.1 * g, grads), state

@@ -377,3 +377,11 @@ CASES += [
         ["^bucket_batches", "boundaries must be a non-empty sequence of ints", "int 3"],
     ),
 ]
+CASES += [
+    Case(
+        "bucket-boundaries-empty",
+        lambda: list(bucket_batches(SEQUENCES, batch_size=2, boundaries=[])),
+        ValueError,
+        ["^bucket_batches", "non-empty", "length 0"],
+    ),
+]

@@ -476,3 +476,11 @@ CASES += [
         ["^length_penalty", "lengths", "integer"],
     ),
 ]
+CASES += [
+    Case(
+        "beam_search-length_penalty-per-row",
+        lambda: _beam(length_penalty=jnp.array([0.6, 0.6])),
+        ValueError,
+        ["^beam_search", "length_penalty must be one number"],
+    ),
+]

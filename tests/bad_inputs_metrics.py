@@ -205,3 +205,37 @@ CASES += [
         ["^token_error_rate", "hypotheses", "list"],
     ),
 ]
+
+# Several references a hypothesis without multiple_references: a list of
+# sentences read as a list of words (a silent 2.0 for identical texts), or
+# sequences read as tokens (a bare "unhashable" error).
+CASES += [
+    Case(
+        "word_error_rate-alternatives-without-flag",
+        lambda: metrics.word_error_rate(["a b"], [["a b", "a c"]]),
+        ValueError,
+        ["^word_error_rate", "'a b' is not one word", "multiple_references=True"],
+    ),
+    Case(
+        "word_error_rate-sentence-as-word-list",
+        lambda: metrics.word_error_rate([["a b"]], ["a b"]),
+        ValueError,
+        ["^word_error_rate", r"hypotheses\[0\]", "not one word", "one string"],
+    ),
+    Case(
+        "character_error_rate-alternatives-without-flag",
+        lambda: metrics.character_error_rate(["ab"], [["ab", "ac"]]),
+        TypeError,
+        ["^character_error_rate", "must be a string", "multiple_references=True"],
+    ),
+    Case(
+        "edit_distance-alternatives-without-flag",
+        lambda: metrics.edit_distance([[1, 2]], [[[1, 2], [1]]]),
+        TypeError,
+        [
+            "^edit_distance",
+            r"references\[0\]\[0\] is list",
+            "multiple_references=True",
+        ],
+    ),
+]

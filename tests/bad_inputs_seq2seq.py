@@ -684,3 +684,17 @@ CASES += [
         ("^decoder_inputs", "bos_id does not fit dtype int8", "targets have int8"),
     ),
 ]
+CASES += [
+    Case(
+        "seq2seq-build-attention_size-without-additive",
+        build(attention="general", attention_size=8),
+        ValueError,
+        ("^encoder_decoder", "attention_size=8", "additive"),
+    ),
+    Case(
+        "seq2seq-loss-label_smoothing-array",
+        loss(label_smoothing=np.array([0.1, 0.1])),
+        ValueError,
+        ("^loss", "label_smoothing must be one number"),
+    ),
+]

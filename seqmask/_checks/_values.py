@@ -146,6 +146,12 @@ def number(value, name: str, where: str) -> Any:
             f"{name} must be a real number; got an array of dtype {dtype}.",
             TypeError,
         )
+    if tuple(shape) != ():
+        fail(
+            where,
+            f"{name} must be one number (a scalar); got an array of shape "
+            f"{tuple(shape)}.",
+        )
     return value
 
 

@@ -221,6 +221,14 @@ def _validated(**options) -> Config:
     attention_size = _checks.optional_positive_int(
         options["attention_size"], "attention_size", where
     )
+    if attention_size is not None and options["attention"] != "additive":
+        _checks.fail(
+            where,
+            f"attention_size={attention_size} is the width of attention='additive'; "
+            f"got attention={_checks.describe(options['attention'])}, which has no "
+            "such width (an Attention record has its own). Leave attention_size "
+            "unset.",
+        )
     attention = _attention_option(options["attention"], attention_size or hidden)
     feeding = options["input_feeding"]
     feeding = attention is not None if feeding is None else feeding
