@@ -179,7 +179,8 @@ def rnn(
     """
     check_cell(cell, where)
     reverse = _checks.flag(reverse, "reverse", where)
-    seq = prepare(*given, where)
+    xs, mask, lengths, resets, time_major = given
+    seq = prepare(xs, mask, lengths, resets, time_major, where)
     initial_carry, reset_to = carries
     final_carry, ys = run(
         cell,

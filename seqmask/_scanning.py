@@ -89,7 +89,7 @@ def masked(
     )
 
 
-def _step_result(out, where: str):
+def _step_result(out, where: str) -> tuple:
     """``(new_carry, y)``, the pair a step function must return."""
     if not (isinstance(out, (tuple, list)) and len(out) == 2):
         _checks.fail(
@@ -99,7 +99,8 @@ def _step_result(out, where: str):
             "output.",
             TypeError,
         )
-    return out
+    new_carry, y = out
+    return new_carry, y
 
 
 def _pad(pad_value, y, where: str):

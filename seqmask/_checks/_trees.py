@@ -79,8 +79,7 @@ def tree_like(
         hints = [h.strip() for h in (hint, dtype_hint if shapes_fit else "") if h]
         fail(
             where,
-            f"{name} does not match{source}:\n"
-            + "\n".join(problems + hints),
+            f"{name} does not match{source}:\n" + "\n".join(problems + hints),
             dtype_error if dtype_error is not None and shapes_fit else error,
         )
 

@@ -196,9 +196,8 @@ def gru(
 
     Args:
       hidden_size: ``H``.
-      dtype: compute dtype of the matmuls; default: the input's dtype.
-      param_dtype: dtype of parameters and carry.
-      kernel_init, recurrent_init, bias_init: initialisers.
+      dtype, param_dtype, kernel_init, recurrent_init, bias_init: as
+        :func:`simple_rnn`.
 
     Examples:
       >>> import jax, jax.numpy as jnp

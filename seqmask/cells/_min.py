@@ -207,15 +207,8 @@ def min_lstm(
 
     Args:
       hidden_size: ``H``.
-      log_space: use the paper's positive candidate :math:`g` and run the
-        scan in log space.
-      method: how :func:`seqmask.rnn` scans in linear space:
-        ``"associative"`` (:math:`O(\log T)` depth), ``"sequential"``, or
-        ``"auto"`` (sequential on CPU, associative on accelerators; see
-        ``benchmarks/README.md``). The log-space scan is always associative.
-      dtype: compute dtype of the matmul; default: the input's dtype.
-      param_dtype: dtype of parameters and carry.
-      kernel_init, bias_init: initialisers.
+      log_space, method, dtype, param_dtype, kernel_init, bias_init: as
+        :func:`min_gru`.
 
     Examples:
       >>> import jax, jax.numpy as jnp

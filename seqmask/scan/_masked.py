@@ -79,11 +79,12 @@ def masked_scan(
 
     Raises:
       TypeError: for a non-callable ``f``, a non-boolean ``mask`` or
-        ``resets``, or a step function whose carry changes structure, shape
-        or dtype.
+        ``resets``, a step function that does not return a pair
+        ``(new_carry, y)`` or whose carry changes structure, shape or dtype,
+        or a ``reset_to`` of another dtype than ``init``.
       ValueError: for leaves without the time axis or the batch axes, time
-        axes of different sizes, or a ``reset_to`` that does not broadcast
-        to ``init``.
+        axes of different sizes, a ``reset_to`` that does not broadcast to
+        ``init``, or a ``pad_value`` that does not broadcast to an output.
 
     Examples:
       A running sum that skips padded steps:

@@ -13,16 +13,13 @@ import jax.numpy as jnp
 from seqmask import _checks, _masking
 from seqmask._numerics import dense
 from seqmask.scan import masked_scan
-from seqmask.seq2seq import _config, _init, _inputs
-from seqmask.seq2seq._config import (
-    Config,
-    DecoderState,
-    Memory,
-    Params,
-    check_config,
-    layers,
+from seqmask.seq2seq import _config, _init
+from seqmask.seq2seq._config import Config, DecoderState, Params, layers
+from seqmask.seq2seq._encoder import (
+    check_state,
+    decoder_arguments,
+    state_batch_shape,
 )
-from seqmask.seq2seq._encoder import check_state, state_batch_shape
 from seqmask.seq2seq._init import check_params
 
 
@@ -58,7 +55,7 @@ def step(
       True
     """
     where = "step"
-    check_config(config, where)
+    _config.check_config(config, where)
     check_params(config, params, where)
     token = _checks.integer_array(token, "token", where)
     batch_shape = state_batch_shape(config, params, state, where)
@@ -114,7 +111,7 @@ def decoder_cells(config: Config, params: Params, state, embedded, keeps):
     carry = carries[0] if count == 1 else tuple(carries)
     if config.attention is None:
         return carry, x
-    memory: Memory = state.memory
+    memory: _config.Memory = state.memory
     context, _ = config.attention.apply(
         params["attention"], x, memory.values, memory.mask, keys=memory.keys
     )
@@ -134,8 +131,10 @@ def decoder_inputs(targets, mask, bos_id: int) -> jax.Array:
 
     Args:
       targets: integer ``[*batch, target]``.
-      mask: boolean ``[*batch, target]``.
-      bos_id: the first input of every row.
+      mask: boolean ``[*batch, target]`` (an integer mask is a
+        ``TypeError``, as everywhere: build it with ``targets != pad_id``).
+      bos_id: the first input of every row: an int that the dtype of
+        ``targets`` holds.
 
     Returns:
       Integer ``[*batch, target]`` in the dtype of ``targets``.
@@ -243,13 +242,9 @@ def teacher_forcing(
     Returns:
       Logits ``[*batch, target, Vt]``.
     """
-    where = "teacher_forcing"
-    check_config(config, where)
-    check_params(config, params, where)
-    inputs, mask = _inputs.inputs_and_mask(inputs, mask, config, where)
-    batch_shape = tuple(inputs.shape[:-1])
-    check_state(config, params, state, batch_shape, "inputs", where)
-    dropout_key = _inputs.prng_key(dropout_key, "dropout_key", where)
+    inputs, mask, dropout_key = decoder_arguments(
+        config, params, state, (inputs, mask, dropout_key), "teacher_forcing"
+    )
     lead = (inputs.shape[-1], *inputs.shape[:-1])
     embedding, between, output = dropout_keeps(config, params, dropout_key, lead)
     safe = jnp.where(mask, inputs, jnp.asarray(config.bos_id, inputs.dtype))

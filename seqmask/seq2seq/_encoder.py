@@ -50,6 +50,10 @@ def encode(
       bidirectional; several: a list, one a layer); it must return a carry
       of the decoder's structure, shapes and dtypes.
 
+    A row with no valid source position (an all-false mask, a length of 0,
+    or a source of length 0) keeps the encoder's initial carries, and its
+    attention context is zero.
+
     Args:
       config: the :class:`~seqmask.seq2seq.Config`.
       params: the parameters (see :func:`~seqmask.seq2seq.init`).
@@ -194,12 +198,11 @@ def check_state(config: Config, params, state, batch_shape, given: str, where: s
             f"previous step); got {_checks.describe(state)}.",
             TypeError,
         )
-    memory = state.memory
-    mask = getattr(memory, "mask", None)
-    source_length = int(jnp.shape(mask)[-1]) if jnp.ndim(mask) >= 1 else 1
+    mask = getattr(state.memory, "mask", None)
+    source_length = 1 if mask is None or jnp.ndim(mask) < 1 else jnp.shape(mask)[-1]
     leaves, treedef = jax.tree.flatten(params)
     spec = (treedef, tuple((tuple(jnp.shape(x)), jnp.result_type(x)) for x in leaves))
-    expected = _state_shapes(config, spec, tuple(batch_shape), source_length)
+    expected = _state_shapes(config, spec, tuple(batch_shape), int(source_length))
     _checks.tree_like(
         state,
         expected,
@@ -210,6 +213,19 @@ def check_state(config: Config, params, state, batch_shape, given: str, where: s
         hint="Give the state of this model's encode (or of its previous step).",
         dtype_error=TypeError,
     )
+
+
+def decoder_arguments(config: Config, params, state, given, where: str):
+    """The checked arguments of the decoder over given inputs (teacher
+    forcing, own predictions): the config, the parameters, ``given =
+    (inputs, mask, dropout_key)``, and a start ``state`` of the batch shape
+    of ``inputs``. Returns ``(inputs, mask, dropout_key)``."""
+    inputs, mask, dropout_key = given
+    check_config(config, where)
+    check_params(config, params, where)
+    inputs, mask = _inputs.inputs_and_mask(inputs, mask, config, where)
+    check_state(config, params, state, tuple(inputs.shape[:-1]), "inputs", where)
+    return inputs, mask, _inputs.prng_key(dropout_key, "dropout_key", where)
 
 
 def state_batch_shape(config: Config, params, state, where: str) -> tuple[int, ...]:

@@ -27,7 +27,7 @@ from seqmask import losses as _losses
 from seqmask.scan import masked_scan
 from seqmask.seq2seq import _config, _decoder, _inputs
 from seqmask.seq2seq._config import Config, DecoderState, Params, check_config
-from seqmask.seq2seq._encoder import check_state, encode_checked
+from seqmask.seq2seq._encoder import decoder_arguments, encode_checked
 from seqmask.seq2seq._init import check_params
 
 SAMPLINGS = ("argmax", "sample")
@@ -325,14 +325,11 @@ def own_predictions(
       each position (``bos_id`` where padded), integer ``[*batch, target]``.
     """
     where = "own_predictions"
-    check_config(config, where)
-    check_params(config, params, where)
-    inputs, mask = _inputs.inputs_and_mask(inputs, mask, config, where)
-    batch_shape = tuple(inputs.shape[:-1])
-    check_state(config, params, state, batch_shape, "inputs", where)
+    inputs, mask, dropout_key = decoder_arguments(
+        config, params, state, (inputs, mask, dropout_key), where
+    )
     _check_sampling(sampling_probability, sampling, where)
     sampling_key = _inputs.prng_key(sampling_key, "sampling_key", where)
-    dropout_key = _inputs.prng_key(dropout_key, "dropout_key", where)
     if sampling_key is None and not (
         _is(sampling_probability, 1.0) and sampling == "argmax"
     ):
