@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from seqmask import _checks, _scanning, _sharding
 from seqmask._masking import zero_padding
 from seqmask.cells import Cell
-from seqmask.masks import resolve_mask
+from seqmask.masks import lengths_to_mask
 
 Params = Any
 Carry = Any
@@ -81,8 +81,13 @@ def options(
     )
 
 
-def prepare(xs, *, mask, lengths, resets, time_major, where: str) -> Prepared:
-    """Check a layer's sequence and bring it to the layout the scans use."""
+def prepare(xs, mask, lengths, resets, time_major, where: str) -> Prepared:
+    """Check a layer's sequence and bring it to the layout the scans use.
+
+    The batch shape and the time axis come from ``xs``; ``mask``,
+    ``lengths`` and ``resets`` must fit them, and a message about them says
+    the shape that ``xs`` asks for.
+    """
     time_major = _checks.flag(time_major, "time_major", where)
     xs = _checks.floating_array(
         xs, "xs", where, hint=" Embed integer tokens first (e.g. a lookup table)."
@@ -92,15 +97,14 @@ def prepare(xs, *, mask, lengths, resets, time_major, where: str) -> Prepared:
     batch_shape = tuple(xs.shape[1:-1] if time_major else xs.shape[:-2])
     time = xs.shape[0 if time_major else -2]
     layout = (time, *batch_shape) if time_major else (*batch_shape, time)
-    mask = resolve_mask(
-        xs, mask=mask, lengths=lengths, time_major=time_major, name=where
-    )
-    if mask is not None:
-        mask = _checks.bool_array(mask, "mask", where, shape=layout, layout=layout_name)
+    if mask is not None and lengths is not None:
+        _checks.fail(where, "give mask or lengths, not both.")
+    if lengths is not None:
+        mask = _mask_from_lengths(lengths, xs.shape, batch_shape, time_major, where)
+    elif mask is not None:
+        mask = _flags(mask, "mask", layout, layout_name, xs.shape, where)
     if resets is not None:
-        resets = _checks.bool_array(
-            resets, "resets", where, shape=layout, layout=layout_name
-        )
+        resets = _flags(resets, "resets", layout, layout_name, xs.shape, where)
     if not time_major:
         n_batch = len(batch_shape)
         xs = jnp.moveaxis(xs, n_batch, 0)
@@ -112,6 +116,37 @@ def prepare(xs, *, mask, lengths, resets, time_major, where: str) -> Prepared:
         # the sequence, so the scan skips its per-step input select.
         xs = zero_padding(mask, xs)
     return Prepared(xs, mask, resets, batch_shape, time_major)
+
+
+def _flags(value, name: str, layout, layout_name: str, xs_shape, where: str):
+    """A boolean ``mask`` or ``resets`` of the shape ``xs`` asks for."""
+    flags = _checks.bool_array(value, name, where)
+    if tuple(flags.shape) != tuple(layout):
+        _checks.fail(
+            where,
+            f"{name} must have shape {tuple(layout)} ({layout_name} of xs, whose "
+            f"shape is {tuple(xs_shape)}); got {tuple(flags.shape)}.",
+        )
+    return flags
+
+
+def _mask_from_lengths(lengths, xs_shape, batch_shape, time_major: bool, where: str):
+    """The mask of ``lengths`` ``[*batch]`` (the batch shape of ``xs``)."""
+    lengths = _checks.integer_array(lengths, "lengths", where)
+    if tuple(lengths.shape) != batch_shape:
+        layout = "time, *batch" if time_major else "*batch, time"
+        hint = ""
+        if not time_major and tuple(lengths.shape) == tuple(xs_shape[1:-1]):
+            hint = " If time is the leading axis of xs, pass time_major=True."
+        _checks.fail(
+            where,
+            f"lengths must have shape {batch_shape} ([*batch] of xs, whose shape "
+            f"{tuple(xs_shape)} is [{layout}, features]); got "
+            f"{tuple(lengths.shape)}.{hint}",
+        )
+    time = int(xs_shape[0 if time_major else -2])
+    _checks.lengths(lengths, time, "lengths", where)
+    return lengths_to_mask(lengths, time, time_major=time_major, clip=True)
 
 
 def segment_ends(resets):
@@ -131,29 +166,22 @@ def segment_ends(resets):
 def rnn(
     cell,
     params,
-    xs,
-    *,
-    mask,
-    lengths,
-    initial_carry,
-    resets,
-    reset_to,
+    given: tuple,
+    carries: tuple,
     reverse,
-    time_major,
     options: Options,
     where: str,
 ):
-    """:func:`seqmask.rnn` (``options`` checked), for the public ``where``."""
+    """:func:`seqmask.rnn` (``options`` checked), for the public ``where``.
+
+    ``given`` is ``(xs, mask, lengths, resets, time_major)`` and ``carries``
+    ``(initial_carry, reset_to)``, as the caller was given them.
+    """
     check_cell(cell, where)
     reverse = _checks.flag(reverse, "reverse", where)
-    seq = prepare(
-        xs,
-        mask=mask,
-        lengths=lengths,
-        resets=resets,
-        time_major=time_major,
-        where=where,
-    )
+    xs, mask, lengths, resets, time_major = given
+    seq = prepare(xs, mask, lengths, resets, time_major, where)
+    initial_carry, reset_to = carries
     final_carry, ys = run(
         cell,
         params,

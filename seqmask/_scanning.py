@@ -47,7 +47,13 @@ def masked(
     select instead of one kernel a step).
     """
     if mask is None and resets is None:
-        return jax.lax.scan(f, init, xs, length=length, reverse=reverse, unroll=unroll)
+
+        def plain(carry, x):
+            return _step_result(f(carry, x), where)
+
+        return jax.lax.scan(
+            plain, init, xs, length=length, reverse=reverse, unroll=unroll
+        )
     batch_shape = tuple((mask if mask is not None else resets).shape[1:])
 
     def body(carry, inputs):
@@ -58,30 +64,61 @@ def masked(
             x = jax.tree.map(
                 lambda v: where_rows_in_scan(step_mask, v, jnp.zeros((), v.dtype)), x
             )
-        new_carry, y = f(carry, x)
+        new_carry, y = _step_result(f(carry, x), where)
         _checks.tree_like(
             new_carry,
             carry,
             "carry",
             where,
             expected_from="the step function must return a carry like its input",
-            hint=" Cast inside the step function (e.g. `.astype(carry.dtype)`) or "
-            "start from a carry of the dtype it computes in.",
             error=TypeError,
+            dtype_hint="Cast inside the step function (e.g. `.astype(carry.dtype)`) "
+            "or start from a carry of the dtype it computes in.",
         )
         if step_mask is None:
             return new_carry, y
         _checks.leading_axes(y, batch_shape, "the step's output", where)
         new_carry = where_rows_tree(step_mask, new_carry, carry, in_scan=True)
         y = jax.tree.map(
-            lambda v: where_rows_in_scan(step_mask, v, jnp.asarray(pad_value, v.dtype)),
-            y,
+            lambda v: where_rows_in_scan(step_mask, v, _pad(pad_value, v, where)), y
         )
         return new_carry, y
 
     return jax.lax.scan(
         body, init, (xs, mask, resets), length=length, reverse=reverse, unroll=unroll
     )
+
+
+def _step_result(out, where: str) -> tuple:
+    """``(new_carry, y)``, the pair a step function must return."""
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        _checks.fail(
+            where,
+            "f must return (new_carry, y), a pair, like jax.lax.scan's step "
+            f"function; got {_checks.describe(out)}. Return (carry, None) for no "
+            "output.",
+            TypeError,
+        )
+    new_carry, y = out
+    return new_carry, y
+
+
+def _pad(pad_value, y, where: str):
+    """``pad_value`` in the dtype of the output ``y`` at one step, checked
+    to broadcast to it."""
+    pad = _checks.array(pad_value, "pad_value", where)
+    try:
+        fits = np.broadcast_shapes(pad.shape, y.shape) == tuple(y.shape)
+    except ValueError:
+        fits = False
+    if not fits:
+        _checks.fail(
+            where,
+            "pad_value must be a scalar or broadcast to each output of the step "
+            f"function ([*batch, ...] = {tuple(y.shape)}); got shape "
+            f"{tuple(pad.shape)}.",
+        )
+    return pad.astype(y.dtype)
 
 
 # --------------------------------------------------------------------------

@@ -10,7 +10,8 @@ pure functions, like a :class:`seqmask.cells.Cell`::
 ``memory`` is the encoder output ``[*batch, source, M]`` and ``mask`` the
 source mask ``[*batch, source]``. Padded source positions get *exactly* zero
 weight; a row with no valid position gets zero weights and a zero context
-(no NaN in values or gradients); whatever sits in ``memory`` at padded
+(no NaN in values or gradients), and so does every row of a memory with no
+source position at all (``[*batch, 0, M]``); whatever sits in ``memory`` at padded
 positions (NaN, Inf) changes no value and no gradient, because memory is
 selected to zero before anything reads it. The softmax runs in float32 (or
 float64) whatever the input dtype. The part of the score that does not
@@ -21,7 +22,7 @@ as ``keys``, so a decoder does not recompute it at every step.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -95,9 +96,12 @@ def masked_softmax(scores, mask=None) -> jax.Array:
     scores = _checks.floating_array(scores, "scores", where)
     _checks.min_rank(scores, 1, "scores", where, "[*batch, source]")
     scores = scores.astype(wider(scores.dtype, jnp.float32))
+    if mask is not None:
+        mask = _mask(mask, scores.shape, where)
+    if scores.shape[-1] == 0:  # no position at all: as a row with no valid one
+        return scores
     if mask is None:
         return jax.nn.softmax(scores, axis=-1)
-    mask = _mask(mask, scores.shape, where)
     zero = jnp.zeros((), scores.dtype)
     top = jnp.max(
         jnp.where(mask, scores, jnp.asarray(-jnp.inf, scores.dtype)),
@@ -151,12 +155,14 @@ def additive(
       >>> print(context.shape, weights[0])
       (2, 5) [0.5 0.5 0.  0. ]
     """
-    attention_size = _checks.positive_int(attention_size, "attention_size", "additive")
-    _checks.function(kernel_init, "kernel_init", "additive", "(key, shape, dtype)")
-    _checks.function(energy_init, "energy_init", "additive", "(key, shape, dtype)")
+    where = "additive"
+    attention_size = _checks.positive_int(attention_size, "attention_size", where)
+    param_dtype = _param_options(
+        param_dtype, where, kernel_init=kernel_init, energy_init=energy_init
+    )
 
     def init(key, query_size, memory_size):
-        query_size, memory_size = _sizes(query_size, memory_size, "additive.init")
+        query_size, memory_size = _init_args(key, query_size, memory_size, where)
         k_query, k_memory, k_energy = jax.random.split(key, 3)
         size = attention_size
         return {
@@ -166,19 +172,30 @@ def additive(
             "energy": energy_init(k_energy, (size, 1), param_dtype)[:, 0],
         }
 
+    def shapes(query_size, memory_size):
+        size = attention_size
+        return {
+            "query_kernel": (query_size, size),
+            "memory_kernel": (memory_size, size),
+            "bias": (size,),
+            "energy": (size,),
+        }
+
     def project_memory(params, memory, mask=None):
-        kernel = params["memory_kernel"]
-        memory = _masked_memory(memory, mask, kernel.shape[0], "additive")
-        return dense(memory, kernel, params["bias"])
+        memory = _masked_memory(memory, mask, where)
+        _check_params(params, shapes, memory, f"{where}.project_memory", label)
+        return dense(memory, params["memory_kernel"], params["bias"])
 
     def score(params, query, keys):
-        _check_query(query, params["query_kernel"].shape[0], keys, "additive")
+        _check_query(query, params["query_kernel"].shape[0], keys, where)
         dtype = wider(query.dtype, keys.dtype)
         projected = dense(query, params["query_kernel"], dtype=dtype, acc_dtype=dtype)
         hidden = jnp.tanh(keys.astype(dtype) + projected[..., None, :])
         return jnp.matmul(hidden, params["energy"].astype(dtype))
 
-    return _make_attention("additive", init, project_memory, score)
+    label = f"additive({attention_size})"
+    parts = _Parts(init, shapes, project_memory, score, label)
+    return _make_attention(where, parts)
 
 
 def dot(*, scaled: bool = False) -> Attention:
@@ -211,8 +228,7 @@ def dot(*, scaled: bool = False) -> Attention:
     scaled = _checks.flag(scaled, "scaled", "dot")
 
     def init(key, query_size, memory_size):
-        del key
-        query_size, memory_size = _sizes(query_size, memory_size, "dot.init")
+        query_size, memory_size = _init_args(key, query_size, memory_size, "dot")
         if query_size != memory_size:
             _checks.fail(
                 "dot.init",
@@ -222,9 +238,13 @@ def dot(*, scaled: bool = False) -> Attention:
             )
         return {}
 
+    def shapes(query_size, memory_size):
+        return {}
+
     def project_memory(params, memory, mask=None):
-        del params
-        return _masked_memory(memory, mask, None, "dot")
+        memory = _masked_memory(memory, mask, "dot")
+        _check_params(params, shapes, memory, "dot.project_memory", "dot()")
+        return memory
 
     def score(params, query, keys):
         del params
@@ -235,7 +255,7 @@ def dot(*, scaled: bool = False) -> Attention:
             scores = scores / jnp.sqrt(jnp.asarray(keys.shape[-1], dtype))
         return scores
 
-    return _make_attention("dot", init, project_memory, score)
+    return _make_attention("dot", _Parts(init, shapes, project_memory, score, "dot()"))
 
 
 def general(
@@ -268,32 +288,51 @@ def general(
       ((2, 4), (2, 6))
     """
 
-    _checks.function(kernel_init, "kernel_init", "general", "(key, shape, dtype)")
+    param_dtype = _param_options(param_dtype, "general", kernel_init=kernel_init)
 
     def init(key, query_size, memory_size):
-        query_size, memory_size = _sizes(query_size, memory_size, "general.init")
+        query_size, memory_size = _init_args(key, query_size, memory_size, "general")
         return {"kernel": kernel_init(key, (query_size, memory_size), param_dtype)}
 
+    def shapes(query_size, memory_size):
+        return {"kernel": (query_size, memory_size)}
+
     def project_memory(params, memory, mask=None):
-        kernel = params["kernel"]
-        memory = _masked_memory(memory, mask, kernel.shape[1], "general")
-        return dense(memory, jnp.swapaxes(kernel, 0, 1))
+        memory = _masked_memory(memory, mask, "general")
+        _check_params(params, shapes, memory, "general.project_memory", "general()")
+        return dense(memory, jnp.swapaxes(params["kernel"], 0, 1))
 
     def score(params, query, keys):
         _check_query(query, params["kernel"].shape[0], keys, "general")
         dtype = wider(query.dtype, keys.dtype)
         return jnp.einsum("...q,...sq->...s", query.astype(dtype), keys.astype(dtype))
 
-    return _make_attention("general", init, project_memory, score)
+    parts = _Parts(init, shapes, project_memory, score, "general()")
+    return _make_attention("general", parts)
 
 
-def _make_attention(name, init, project_memory, score) -> Attention:
-    """Assemble an :class:`Attention` from its query-dependent ``score``."""
+class _Parts(NamedTuple):
+    """What tells one attention mechanism apart: its ``init``, the shapes of
+    its parameters ``(query_size, memory_size) -> {name: shape}``, its
+    ``project_memory`` and its query-dependent ``score``, and a label for
+    messages."""
+
+    init: Callable[..., Params]
+    shapes: Callable[[int, int], dict]
+    project_memory: Callable[..., jax.Array]
+    score: Callable[..., jax.Array]
+    label: str
+
+
+def _make_attention(name: str, parts: _Parts) -> Attention:
+    """Assemble an :class:`Attention` from its parts."""
     where = f"{name}.apply"
+    project_memory = parts.project_memory
 
     def apply(params, query, memory, mask=None, *, keys=None):
         memory = _checks.floating_array(memory, "memory", where)
         _checks.min_rank(memory, 2, "memory", where, "[*batch, source, features]")
+        _check_params(params, parts.shapes, memory, where, parts.label)
         if mask is not None:
             mask = _mask(mask, memory.shape[:-1], where)
         if keys is None:
@@ -308,8 +347,8 @@ def _make_attention(name, init, project_memory, score) -> Attention:
                     "project_memory.",
                 )
         query = _checks.floating_array(query, "query", where)
-        weights = masked_softmax(score(params, query, keys), mask)
-        memory = _masked_memory(memory, mask, None, name)
+        weights = masked_softmax(score_of(params, query, keys), mask)
+        memory = _masked_memory(memory, mask, name)
         acc = wider(memory.dtype, weights.dtype)
         context = jnp.einsum(
             "...s,...sm->...m",
@@ -319,21 +358,77 @@ def _make_attention(name, init, project_memory, score) -> Attention:
         )
         return context.astype(memory.dtype), weights
 
-    return Attention(init=init, project_memory=project_memory, apply=apply, name=name)
+    score_of = parts.score
+    return Attention(
+        init=parts.init, project_memory=project_memory, apply=apply, name=name
+    )
 
 
-def _masked_memory(memory, mask, size: int | None, name: str) -> jax.Array:
+def _check_params(params, shapes, memory, where: str, label: str) -> None:
+    """``params`` are those of the attention ``label`` (the query and memory
+    sizes read from their own kernels), and ``memory`` has the feature size
+    they were made for."""
+    template = shapes(-1, -2)  # where the query (-1) and memory (-2) sizes sit
+    if not template and (
+        params is None or (isinstance(params, Mapping) and not params)
+    ):
+        return
+    sizes = {-1: 1, -2: int(memory.shape[-1])}
+    read = set()
+    if isinstance(params, Mapping):
+        for key, shape in template.items():
+            given = tuple(getattr(params.get(key), "shape", ()))
+            if len(given) == len(shape):
+                for want, got in zip(shape, given, strict=True):
+                    if want < 0 and want not in read:
+                        sizes[want] = int(got)
+                        read.add(want)
+    expected = {
+        key: jax.ShapeDtypeStruct(
+            shapes(sizes[-1], sizes[-2])[key], _param_dtype(params)
+        )
+        for key in template
+    }
+    _checks.params_like(
+        params, expected, "params", where, owner=label, hint=_looks_like(params, label)
+    )
+    if memory.shape[-1] != sizes[-2]:
+        _checks.fail(
+            where,
+            f"memory must be [*batch, source, {sizes[-2]}] (the memory_size the "
+            f"parameters were made for); got shape {tuple(memory.shape)}.",
+        )
+
+
+def _param_dtype(params):
+    leaves = jax.tree.leaves(params)
+    dtype = getattr(leaves[0], "dtype", None) if leaves else None
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        return jnp.dtype(jnp.float32)
+    return jnp.dtype(dtype)
+
+
+def _looks_like(params, label: str) -> str:
+    """Which attention ``params`` belong to, when another one's."""
+    if not isinstance(params, Mapping):
+        return ""
+    kinds = {
+        frozenset({"query_kernel", "memory_kernel", "bias", "energy"}): "additive",
+        frozenset({"kernel"}): "general()",
+        frozenset(): "dot()",
+    }
+    guess = kinds.get(frozenset(params))
+    if guess is None or label.startswith(guess.rstrip("()")):
+        return ""
+    return f"\nThese look like {guess} parameters; give {label} its own init's."
+
+
+def _masked_memory(memory, mask, name: str) -> jax.Array:
     """``memory`` checked, with zeros at padded positions (selected, so that
     NaN there reaches nothing)."""
     where = f"{name}.project_memory"
     memory = _checks.floating_array(memory, "memory", where)
-    if memory.ndim < 2 or (size is not None and memory.shape[-1] != size):
-        want = "F" if size is None else size
-        _checks.fail(
-            where,
-            f"memory must be [*batch, source, {want}] (the memory_size the "
-            f"parameters were made for); got shape {tuple(memory.shape)}.",
-        )
+    _checks.min_rank(memory, 2, "memory", where, "[*batch, source, features]")
     if mask is None:
         return memory
     return _masking.zero_padding(_mask(mask, memory.shape[:-1], where), memory)
@@ -355,8 +450,18 @@ def _check_query(query, size: int, keys, name: str) -> None:
         )
 
 
-def _sizes(query_size, memory_size, where: str) -> tuple[int, int]:
+def _init_args(key, query_size, memory_size, name: str) -> tuple[int, int]:
+    """The checked arguments of an attention's ``init``: the sizes."""
+    where = f"{name}.init"
+    _checks.prng_key(key, "key", where)
     return (
         _checks.positive_int(query_size, "query_size", where),
         _checks.positive_int(memory_size, "memory_size", where),
     )
+
+
+def _param_options(param_dtype, where: str, **initializers):
+    """``param_dtype`` checked (a floating dtype), and the initialisers."""
+    for name, init in initializers.items():
+        _checks.function(init, name, where, "(key, shape, dtype) -> array")
+    return _checks.dtype(param_dtype, "param_dtype", where, floating=True)

@@ -71,7 +71,15 @@ def reset(carry: Carry, where, reset_to: Carry | None = None) -> Carry:
     """
     name = "reset"
     where = _checks.bool_array(where, "where", name)
-    _checks.leading_axes(carry, where.shape, "carry", name)
+    for path, leaf in jax.tree_util.tree_leaves_with_path(carry):
+        shape = tuple(jnp.shape(leaf))
+        if shape[: where.ndim] != tuple(where.shape):
+            _checks.fail(
+                name,
+                "where must be boolean [*batch], the leading axes of every leaf of "
+                f"carry; got where of shape {tuple(where.shape)}, and "
+                f"carry{jax.tree_util.keystr(path)} has shape {shape}.",
+            )
     carry = jax.tree.map(jnp.asarray, carry)
     if reset_to is None:
         reset_to = zeros_like(carry)
@@ -190,16 +198,11 @@ def rnn_with_carries(
     final_carry, (ys, carries) = _layer.rnn(
         _emitting_carries(cell),
         params,
-        xs,
-        mask=mask,
-        lengths=lengths,
-        initial_carry=initial_carry,
-        resets=resets,
-        reset_to=reset_to,
-        reverse=False,
-        time_major=time_major,
-        options=_layer.options(unroll, False, None, where),
-        where=where,
+        (xs, mask, lengths, resets, time_major),
+        (initial_carry, reset_to),
+        False,
+        _layer.options(unroll, False, None, where),
+        where,
     )
     return final_carry, ys, carries
 
@@ -261,14 +264,28 @@ def truncated_value_and_grad(
       >>> float(loss), float(grad)             # d/dw (w * 3 + 1), 3 held fixed
       (7.0, 3.0)
     """
-    where = "truncated_value_and_grad"
+    return _truncated(loss_fn, has_aux, "truncated_value_and_grad")
+
+
+def _truncated(loss_fn, has_aux, where: str):
+    """:func:`truncated_value_and_grad` for the public function ``where``."""
     _checks.function(
         loss_fn, "loss_fn", where, "(params, carry, chunk) -> (loss, new_carry)"
     )
     has_aux = _checks.flag(has_aux, "has_aux", where)
 
     def chunk_loss(params, carry, chunk):
-        loss, rest = loss_fn(params, carry, chunk)
+        out = loss_fn(params, carry, chunk)
+        if not (isinstance(out, (tuple, list)) and len(out) == 2):
+            expected = "(loss, (new_carry, aux))" if has_aux else "(loss, new_carry)"
+            _checks.fail(
+                where,
+                f"loss_fn must return a pair {expected}; got {_checks.describe(out)}."
+                " Return the carry the chunk leaves as well (e.g. the final carry "
+                "of seqmask.rnn).",
+                TypeError,
+            )
+        loss, rest = out
         if jnp.ndim(loss) != 0:
             _checks.fail(
                 where,
@@ -280,6 +297,15 @@ def truncated_value_and_grad(
     grad_fn = jax.value_and_grad(chunk_loss, has_aux=True)
 
     def value_and_grad(params, carry, chunk):
+        for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+            if not jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
+                _checks.fail(
+                    where,
+                    "params must have floating leaves (the gradient is taken with "
+                    f"respect to them); params{jax.tree_util.keystr(path)} is "
+                    f"{_checks.describe(leaf)}. Cast it, e.g. to jnp.float32.",
+                    TypeError,
+                )
         (loss, rest), grads = grad_fn(params, detach(carry), chunk)
         if has_aux:
             if not (isinstance(rest, tuple) and len(rest) == 2):
@@ -349,7 +375,7 @@ def truncated_bptt_step(
             TypeError,
         )
     jit = _checks.flag(jit, "jit", "truncated_bptt_step")
-    value_and_grad = truncated_value_and_grad(loss_fn, has_aux=has_aux)
+    value_and_grad = _truncated(loss_fn, has_aux, "truncated_bptt_step")
 
     def step(params, opt_state, carry, chunk):
         (loss, rest), grads = value_and_grad(params, carry, chunk)

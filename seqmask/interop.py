@@ -333,6 +333,9 @@ def to_torch(
         where,
         expected_from=f"{cell.name}(hidden_size={cell.hidden_size}) with input "
         f"size {input_size}",
+        dtype_error=TypeError,
+        dtype_hint="PyTorch loads float32 state dicts: cast the parameters first, "
+        "e.g. jax.tree.map(lambda p: p.astype(jnp.float32), params).",
     )
     arrays = {k: np.asarray(jax.device_get(v)) for k, v in params.items()}
     if kind == "gru":

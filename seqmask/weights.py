@@ -69,6 +69,7 @@ def from_lengths(
        [0. 0. 0. 0.]]
     """
     where = "weights.from_lengths"
+    dtype = _checks.dtype(dtype, "dtype", where)
     lengths = _checks.integer_array(lengths, "lengths", where)
     max_length = _checks.non_negative_int(max_length, "max_length", where)
     _checks.lengths(lengths, max_length, "lengths", where)
@@ -106,6 +107,7 @@ def _differs(
     """``values != reference`` as weights. A named ``reference`` must be a
     scalar exactly representable in the dtype of ``values`` (no wrap-around,
     no rounding)."""
+    dtype = _checks.dtype(dtype, "dtype", where)
     values = _checks.numeric_array(values, name, where)
     if reference_name:
         if not _checks.is_traced(reference):
@@ -225,6 +227,7 @@ def class_weights(
        [2.  0.  0. ]]
     """
     where = "weights.class_weights"
+    dtype = _checks.dtype(dtype, "dtype", where)
     labels = _checks.integer_array(labels, "labels", where)
     table = _checks.numeric_array(table, "table", where)
     if table.ndim != 1:
@@ -285,6 +288,7 @@ def combine(
        [0. 0.]]
     """
     where = "weights.combine"
+    dtype = _checks.dtype(dtype, "dtype", where)
     given = [
         (name, value, layouts)
         for name, value, layouts in (

@@ -113,7 +113,7 @@ CASES: list[Case] = [
         "attention-apply-memory-feature-size",
         _apply(ADDITIVE, ADDITIVE_PARAMS, memory=MEMORY[..., :2]),
         ValueError,
-        ("additive.project_memory", "memory", "memory_size", r"\[\*batch, source, 5\]"),
+        ("^additive.apply", "memory", "memory_size", r"\[\*batch, source, 5\]"),
     ),
     Case(
         "attention-apply-memory-rank",
@@ -144,5 +144,90 @@ CASES: list[Case] = [
         lambda: attention.masked_softmax(np.ones((2, 3), np.float32), MASK[:1]),
         ValueError,
         ("masked_softmax", "mask", r"\(2, 3\)"),
+    ),
+]
+
+# Keys, options and parameters of another mechanism (each attention checks
+# its parameters against its own layout, as the cells do).
+CASES += [
+    Case(
+        f"attention-{name}-init-key-{kind}",
+        lambda att=att, key=key: att.init(key, Q, Q),
+        error,
+        (f"^{name}.init", "key", expected),
+    )
+    for name, att in (
+        ("additive", ADDITIVE),
+        ("dot", attention.dot()),
+        ("general", GENERAL),
+    )
+    for kind, key, error, expected in (
+        ("int", 0, TypeError, r"PRNG key, e\.g\."),
+        ("batch", jax.random.split(jax.random.key(0), 2), ValueError, "single"),
+    )
+]
+CASES += [
+    Case(
+        "attention-additive-param_dtype-int",
+        lambda: attention.additive(4, param_dtype=np.int32),
+        TypeError,
+        ("^additive", "param_dtype must be a floating dtype", "int32"),
+    ),
+    Case(
+        "attention-general-param_dtype-unknown",
+        lambda: attention.general(param_dtype="f32"),
+        TypeError,
+        ("^general", "param_dtype must be a dtype", "f32"),
+    ),
+    Case(
+        "attention-additive-energy_init-not-callable",
+        lambda: attention.additive(4, energy_init=1.0),
+        TypeError,
+        ("^additive", "energy_init must be a function"),
+    ),
+    Case(
+        "attention-additive-params-of-general",
+        _apply(ADDITIVE, GENERAL_PARAMS),
+        ValueError,
+        ("^additive.apply", "params", "missing", "look like general"),
+    ),
+    Case(
+        "attention-general-params-of-additive",
+        _apply(GENERAL, ADDITIVE_PARAMS),
+        ValueError,
+        (
+            "^general.apply",
+            "params",
+            r"unexpected params\['bias'\]",
+            "look like additive",
+        ),
+    ),
+    Case(
+        "attention-additive-params-query-swapped",
+        lambda: ADDITIVE.apply(QUERY, ADDITIVE_PARAMS, MEMORY, MASK),
+        TypeError,
+        (
+            "^additive.apply",
+            r"params must be the parameters of additive\(6\)",
+            "float32",
+        ),
+    ),
+    Case(
+        "attention-additive-params-shapes",
+        _apply(ADDITIVE, ADDITIVE.init(jax.random.key(0), Q, M + 1)),
+        ValueError,
+        ("^additive.apply", "memory must be", r"\[\*batch, source, 6\]"),
+    ),
+    Case(
+        "attention-additive-project-memory-params",
+        lambda: ADDITIVE.project_memory(GENERAL_PARAMS, MEMORY, MASK),
+        ValueError,
+        ("^additive.project_memory", "params", "missing"),
+    ),
+    Case(
+        "attention-dot-params-not-empty",
+        lambda: attention.dot().apply({"kernel": np.eye(M)}, np.ones((B, M)), MEMORY),
+        ValueError,
+        ("^dot.apply", "params", "unexpected"),
     ),
 ]

@@ -12,6 +12,8 @@ another cell whose shapes happen to fit.
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -770,7 +772,7 @@ CASES += [
         ValueError,
         "^rnn",
         "lengths",
-        r"batch shape \(2,\)",
+        r"shape \(2,\) \(\[\*batch\] of xs",
     ),
     case(
         "rnn-cell-function",
@@ -1482,8 +1484,9 @@ CASES += [
         lambda: reset(H0, np.array([True, False, True])),
         ValueError,
         "^reset",
-        "carry",
-        r"batch shape \(3,\)",
+        "where must be boolean \\[\\*batch\\]",
+        r"where of shape \(3,\)",
+        r"carry has shape \(2, 4\)",
     ),
     case(
         "reset-reset_to-structure",
@@ -1586,3 +1589,327 @@ CASES += [
         "positive",
     ),
 ]
+
+# --- PRNG keys: every public function that takes one ---------------------------
+KEYS_BATCH = jax.random.split(KEY, 2)
+CASES += [
+    case(
+        f"{where}-key-{kind}",
+        call,
+        error,
+        "^" + re.escape(where),
+        "key",
+        expected,
+    )
+    for where, init in (
+        ("lstm.init", lambda key: LSTM.init(key, IN)),
+        ("min_gru.init", lambda key: MIN_GRU.init(key, IN)),
+        ("learnable_initial_state(lstm).init", lambda key: LEARNED.init(key, IN)),
+        ("init_bidirectional", lambda key: seqmask.init_bidirectional(key, GRU, IN)),
+        ("init_stacked", lambda key: seqmask.init_stacked(key, GRU, IN, num_layers=2)),
+    )
+    for kind, call, error, expected in (
+        ("int", lambda init=init: init(0), TypeError, r"PRNG key, e\.g\."),
+        ("batch", lambda init=init: init(KEYS_BATCH), ValueError, r"single PRNG key"),
+        (
+            "uint32-shape",
+            lambda init=init: init(np.array([1, 2, 3], np.uint32)),
+            TypeError,
+            r"got uint32\[3\]",
+        ),
+    )
+]
+CASES += [
+    case(
+        "lstm.init-args-swapped",
+        lambda: LSTM.init(IN, KEY),
+        TypeError,
+        "^lstm.init",
+        "key must be a PRNG key",
+        "got int 3",
+    ),
+    case(
+        "stacked-dropout_key-int",
+        lambda: seqmask.stacked(GRU, P_STACK, XS, dropout_rate=0.5, dropout_key=0),
+        TypeError,
+        "^stacked",
+        "dropout_key must be a PRNG key",
+    ),
+    case(
+        "stacked-dropout_key-batch",
+        lambda: seqmask.stacked(
+            GRU, P_STACK, XS, dropout_rate=0.5, dropout_key=KEYS_BATCH
+        ),
+        ValueError,
+        "^stacked",
+        "dropout_key must be a single PRNG key",
+    ),
+]
+
+# --- cell factories: options checked at construction ------------------------------
+CASES += [
+    case(
+        "lstm-param_dtype-int",
+        lambda: cells.lstm(H, param_dtype=jnp.int32),
+        TypeError,
+        "^lstm",
+        "param_dtype must be a floating dtype",
+        "int32",
+    ),
+    case(
+        "gru-dtype-unknown",
+        lambda: cells.gru(H, dtype="float33"),
+        TypeError,
+        "^gru",
+        "dtype must be a dtype",
+        "float33",
+    ),
+    case(
+        "min_lstm-dtype-int",
+        lambda: cells.min_lstm(H, dtype=np.int8),
+        TypeError,
+        "^min_lstm",
+        "dtype must be a floating dtype",
+    ),
+    case(
+        "lstm-kernel_init-number",
+        lambda: cells.lstm(H, kernel_init=0.1),
+        TypeError,
+        "^lstm",
+        "kernel_init must be a function",
+        "float 0.1",
+    ),
+    case(
+        "simple_rnn-recurrent_init-string",
+        lambda: cells.simple_rnn(H, recurrent_init="orthogonal"),
+        TypeError,
+        "^simple_rnn",
+        "recurrent_init must be a function",
+    ),
+    case(
+        "min_gru-bias_init-none",
+        lambda: cells.min_gru(H, bias_init=None),
+        TypeError,
+        "^min_gru",
+        "bias_init must be a function",
+    ),
+    # The message claims no input size it was not given.
+    case(
+        "lstm.apply-params-none-no-input-size",
+        lambda: LSTM.apply(None, LSTM_CARRY, X),
+        TypeError,
+        "^lstm.apply",
+        r"params must be the parameters of lstm\(4\): a dict",
+        r"^(?![\s\S]*input features)",
+    ),
+    case(
+        "lstm.initial_carry-args-swapped",
+        lambda: LSTM.initial_carry((B,), P_LSTM),
+        TypeError,
+        "^lstm.initial_carry",
+        r"parameters of lstm\(4\): a dict",
+        r"^(?![\s\S]*input features)",
+    ),
+]
+
+# --- rnn: expected shapes come from xs ---------------------------------------------
+CASES += [
+    case(
+        "rnn-lengths-scalar-for-batch",
+        lambda: seqmask.rnn(GRU, P_GRU, XS, lengths=2),
+        ValueError,
+        "^rnn",
+        r"lengths must have shape \(2,\)",
+        r"got \(\)",
+    ),
+    case(
+        "rnn-mask-time-only",
+        lambda: seqmask.rnn(GRU, P_GRU, XS, mask=np.ones(T, bool)),
+        ValueError,
+        "^rnn",
+        r"mask must have shape \(2, 5\)",
+        r"of xs",
+        r"got \(5,\)",
+    ),
+    case(
+        "rnn-mask-trailing-1",
+        lambda: seqmask.rnn(GRU, P_GRU, XS, mask=MASK[..., None]),
+        ValueError,
+        "^rnn",
+        r"mask must have shape \(2, 5\)",
+        r"got \(2, 5, 1\)",
+    ),
+    case(
+        "rnn-time-major-xs-hint",
+        lambda: seqmask.rnn(GRU, P_GRU, XS_TM, lengths=LENGTHS),
+        ValueError,
+        "^rnn",
+        r"lengths must have shape \(5,\)",
+        "time_major=True",
+    ),
+    case(
+        "bidirectional-merge-sum-sizes",
+        lambda: seqmask.bidirectional(
+            GRU,
+            {"forward": P_GRU, "backward": random_params(cells.gru(H + 1))},
+            XS,
+            backward_cell=cells.gru(H + 1),
+            merge="sum",
+        ),
+        ValueError,
+        "^bidirectional",
+        "merge='sum'",
+        "4 forward",
+        "5 backward",
+    ),
+]
+
+# --- masked_scan: messages that name the right argument ----------------------------
+CASES += [
+    case(
+        "masked_scan-mask-trailing-1",
+        lambda: seqmask.masked_scan(_ok_step, INIT, XS_TM, MASK.T[..., None]),
+        ValueError,
+        "^masked_scan",
+        r"batch shape \(2, 1\) of mask",
+    ),
+    case(
+        "masked_scan-f-returns-carry-only",
+        lambda: seqmask.masked_scan(lambda c, x: c + x, INIT, XS_TM, MASK.T),
+        TypeError,
+        "^masked_scan",
+        r"f must return \(new_carry, y\)",
+        r"^(?![\s\S]*Cast inside)",
+    ),
+    case(
+        "masked_scan-f-nests-carry",
+        lambda: seqmask.masked_scan(lambda c, x: ((c, c), c), INIT, XS_TM, MASK.T),
+        TypeError,
+        "^masked_scan",
+        "carry must have the structure",
+        r"^(?![\s\S]*Cast inside)",
+    ),
+    case(
+        "masked_scan-reset_to-dtype",
+        lambda: seqmask.masked_scan(
+            _ok_step,
+            INIT,
+            XS_TM,
+            MASK.T,
+            resets=np.zeros((T, B), bool),
+            reset_to=INIT.astype(np.float16),
+        ),
+        TypeError,
+        "^masked_scan",
+        "reset_to",
+        "float16",
+        "dtypes of init",
+    ),
+    case(
+        "masked_scan-pad_value-shape",
+        lambda: seqmask.masked_scan(
+            _ok_step, INIT, XS_TM, MASK.T, pad_value=np.zeros(5, np.float32)
+        ),
+        ValueError,
+        "^masked_scan",
+        "pad_value must be a scalar or broadcast",
+        r"\(2, 3\)",
+        r"got shape \(5,\)",
+    ),
+]
+
+# --- carry: reset and truncated BPTT -------------------------------------------------
+CASES += [
+    case(
+        "reset-where-column",
+        lambda: reset(H0, np.array([[True], [False]])),
+        ValueError,
+        "^reset",
+        r"where must be boolean \[\*batch\]",
+        r"where of shape \(2, 1\)",
+    ),
+    case(
+        "reset-where-time-axis",
+        lambda: reset(H0, MASK),
+        ValueError,
+        "^reset",
+        r"where of shape \(2, 5\)",
+    ),
+    case(
+        "truncated_value_and_grad-loss-only",
+        lambda: truncated_value_and_grad(lambda p, c, x: jnp.sum(p * c * x))(
+            jnp.float32(1.0), jnp.float32(1.0), jnp.float32(2.0)
+        ),
+        TypeError,
+        "^truncated_value_and_grad",
+        r"loss_fn must return a pair \(loss, new_carry\)",
+    ),
+    case(
+        "truncated_value_and_grad-int-params",
+        lambda: truncated_value_and_grad(lambda p, c, x: (jnp.sum(p * c + x), c))(
+            {"w": 1}, jnp.float32(1.0), jnp.float32(2.0)
+        ),
+        TypeError,
+        "^truncated_value_and_grad",
+        r"params\['w'\]",
+        "floating",
+    ),
+]
+
+# --- the same classes, elsewhere in the core -------------------------------------
+CASES += [
+    case(
+        "masked_scan-no-mask-f-returns-carry-only",
+        lambda: seqmask.masked_scan(lambda c, x: c + x, INIT, XS_TM),
+        TypeError,
+        "^masked_scan",
+        r"f must return \(new_carry, y\)",
+    ),
+    case(
+        "truncated_bptt_step-loss-only",
+        lambda: truncated_bptt_step(
+            lambda p, c, x: jnp.sum(p * c * x), _Sgd(), jit=False
+        )(jnp.float32(1.0), (), jnp.float32(1.0), jnp.float32(2.0)),
+        TypeError,
+        "^truncated_bptt_step",
+        r"loss_fn must return a pair \(loss, new_carry\)",
+    ),
+    case(
+        "named-dtype-unknown",
+        lambda: cells.named("gru", H, dtype="f33"),
+        TypeError,
+        "^named",
+        "dtype must be a dtype",
+    ),
+    case(
+        "named-method-unknown",
+        lambda: cells.named("min_gru", H, method="parallel"),
+        ValueError,
+        "^named",
+        "method must be one of",
+    ),
+    case(
+        "lstm-forget_bias-array",
+        lambda: cells.lstm(H, forget_bias=np.ones(H)),
+        ValueError,
+        "^lstm",
+        r"forget_bias must be one number \(a scalar\)",
+        r"\(4,\)",
+    ),
+    case(
+        "stacked-dropout_rate-array",
+        lambda: seqmask.stacked(
+            GRU, P_STACK, XS, dropout_rate=np.full(2, 0.5), dropout_key=KEY
+        ),
+        ValueError,
+        "^stacked",
+        "dropout_rate must be one number",
+    ),
+]
+
+
+class _Sgd:
+    """The least optimizer: ``update`` returns ``-0.1 * grads``."""
+
+    def update(self, grads, state, params):
+        return jax.tree.map(lambda g: -0.1 * g, grads), state

@@ -337,3 +337,51 @@ def _batching_cases() -> list[Case]:
 CASES: list[Case] = (
     _chunks_cases() + _stateful_cases() + _pack_cases() + _batching_cases()
 )
+
+# A hint never says what the user already did ("pass dtype=" when it was
+# passed); a number where a list is expected is a wrong type.
+CASES += [
+    Case(
+        "pack-dtype-given-fractional",
+        lambda: pack([[1.5, 2.5], [3.0]], 4, dtype=np.int32),
+        TypeError,
+        [
+            "^pack",
+            "float64",
+            "the dtype argument",
+            r"^(?![\s\S]*pass dtype= explicitly)",
+        ],
+    ),
+    Case(
+        "stateful-dtype-given-fractional",
+        lambda: list(stateful_batches([np.array([0.5, 1.5])], 1, 2, dtype=np.int32)),
+        TypeError,
+        ["^stateful_batches", "the dtype argument", r"^(?![\s\S]*pass dtype=)"],
+    ),
+    Case(
+        "pack-dtype-from-first-sequence",
+        lambda: pack([np.array([1, 2]), np.array([0.5])], 4),
+        TypeError,
+        ["^pack", "the dtype of the first sequence", "pass dtype= explicitly"],
+    ),
+    Case(
+        "pack-dtype-unknown",
+        lambda: pack(SEQUENCES, 4, dtype="int33"),
+        TypeError,
+        ["^pack", "dtype must be a dtype", "int33"],
+    ),
+    Case(
+        "bucket-boundaries-int",
+        lambda: list(bucket_batches(SEQUENCES, batch_size=2, boundaries=3)),
+        TypeError,
+        ["^bucket_batches", "boundaries must be a non-empty sequence of ints", "int 3"],
+    ),
+]
+CASES += [
+    Case(
+        "bucket-boundaries-empty",
+        lambda: list(bucket_batches(SEQUENCES, batch_size=2, boundaries=[])),
+        ValueError,
+        ["^bucket_batches", "non-empty", "length 0"],
+    ),
+]

@@ -456,3 +456,31 @@ CASES = [
         ["repetition_penalty", "penalty", "number"],
     ),
 ]
+
+# Lengths are counts: a negative one gave a penalty (and NaN below -5).
+CASES += [
+    Case(
+        "length_penalty-lengths-negative",
+        lambda: decoding.length_penalty(np.array([-1, 3]), 0.6),
+        ValueError,
+        ["^length_penalty", "lengths", r"\[0, inf\)"],
+        traced=(
+            lambda lengths: decoding.length_penalty(lengths, 0.6),
+            (jnp.array([-7, 3]),),
+        ),
+    ),
+    Case(
+        "length_penalty-lengths-float",
+        lambda: decoding.length_penalty(np.array([2.5]), 0.6),
+        TypeError,
+        ["^length_penalty", "lengths", "integer"],
+    ),
+]
+CASES += [
+    Case(
+        "beam_search-length_penalty-per-row",
+        lambda: _beam(length_penalty=jnp.array([0.6, 0.6])),
+        ValueError,
+        ["^beam_search", "length_penalty must be one number"],
+    ),
+]

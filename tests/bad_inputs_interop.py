@@ -156,8 +156,8 @@ CASES: list[Case] = [
         lambda: to_torch(
             lstm(H), {k: v.astype(np.float16) for k, v in LSTM_PARAMS.items()}
         ),
-        ValueError,
-        ["to_torch", "float16", "expected float32"],
+        TypeError,
+        ["to_torch", "float16", "expected float32", "cast the parameters first"],
     ),
     Case(
         "to_torch-params-not-a-dict",
@@ -180,5 +180,17 @@ CASES: list[Case] = [
         ),
         ValueError,
         ["to_torch", "the module has no 'weight_ih_l1'", "layer, reverse and prefix"],
+    ),
+]
+
+# A dtype PyTorch's state dicts do not take is a wrong type, not a wrong value.
+CASES += [
+    Case(
+        "to_torch-bfloat16-params",
+        lambda: to_torch(
+            gru(H), jax.tree.map(lambda p: p.astype(jax.numpy.bfloat16), GRU_PARAMS)
+        ),
+        TypeError,
+        ["^to_torch", "bfloat16", "cast the parameters first"],
     ),
 ]

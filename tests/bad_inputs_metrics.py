@@ -165,3 +165,77 @@ CASES = [
         ["character_error_rate", r"references\[0\]", "list or tuple"],
     ),
 ]
+
+# One string is one example and a list a batch: mixing the two forms would
+# read a list as a batch on one side and as words on the other (silently 3.0
+# for identical texts before this check).
+CASES += [
+    Case(
+        f"{name}-string-vs-list",
+        lambda fn=fn: fn("a b c", ["a b c"]),
+        TypeError,
+        [f"^{name}", "hypotheses is one string", "references must be one string"],
+    )
+    for name, fn in (
+        ("word_error_rate", metrics.word_error_rate),
+        ("character_error_rate", metrics.character_error_rate),
+    )
+]
+CASES += [
+    Case(
+        "word_error_rate-string-vs-string-list-multiple",
+        lambda: metrics.word_error_rate("a b", "a b", multiple_references=True),
+        TypeError,
+        ["^word_error_rate", "list of alternative strings"],
+    ),
+    Case(
+        "edit_distance-one-string",
+        lambda: metrics.edit_distance("kitten", "sitting"),
+        TypeError,
+        [
+            "^edit_distance",
+            "hypotheses must be a padded integer array",
+            r"\['kitten'\]",
+        ],
+    ),
+    Case(
+        "token_error_rate-one-string",
+        lambda: metrics.token_error_rate("abc", ["abc"]),
+        TypeError,
+        ["^token_error_rate", "hypotheses", "list"],
+    ),
+]
+
+# Several references a hypothesis without multiple_references: a list of
+# sentences read as a list of words (a silent 2.0 for identical texts), or
+# sequences read as tokens (a bare "unhashable" error).
+CASES += [
+    Case(
+        "word_error_rate-alternatives-without-flag",
+        lambda: metrics.word_error_rate(["a b"], [["a b", "a c"]]),
+        ValueError,
+        ["^word_error_rate", "'a b' is not one word", "multiple_references=True"],
+    ),
+    Case(
+        "word_error_rate-sentence-as-word-list",
+        lambda: metrics.word_error_rate([["a b"]], ["a b"]),
+        ValueError,
+        ["^word_error_rate", r"hypotheses\[0\]", "not one word", "one string"],
+    ),
+    Case(
+        "character_error_rate-alternatives-without-flag",
+        lambda: metrics.character_error_rate(["ab"], [["ab", "ac"]]),
+        TypeError,
+        ["^character_error_rate", "must be a string", "multiple_references=True"],
+    ),
+    Case(
+        "edit_distance-alternatives-without-flag",
+        lambda: metrics.edit_distance([[1, 2]], [[[1, 2], [1]]]),
+        TypeError,
+        [
+            "^edit_distance",
+            r"references\[0\]\[0\] is list",
+            "multiple_references=True",
+        ],
+    ),
+]

@@ -280,11 +280,9 @@ CASES: list[Case] = [
     ),
     Case(
         "seq2seq-init-dot-sizes",
-        lambda: seq2seq.encoder_decoder(VS, VT, hidden_size=4, attention="dot").init(
-            jax.random.key(0)
-        ),
+        lambda: seq2seq.encoder_decoder(VS, VT, hidden_size=4, attention="dot"),
         ValueError,
-        ("dot.init", "query_size == memory_size"),
+        ("^encoder_decoder", "attention='dot'", r"output size \(4\)", r"\(8:"),
     ),
     # encode: sources, masks, lengths
     Case(
@@ -512,7 +510,7 @@ CASES: list[Case] = [
         "seq2seq-greedy-source-id",
         lambda: MODEL.greedy(PARAMS, BAD_SOURCE, max_length=3),
         ValueError,
-        ("encode", "source", r"\[0, 7\)"),
+        ("^greedy", "source", r"\[0, 7\)"),
         traced=(_traced_greedy_source, (BAD_SOURCE,)),
     ),
 ]
@@ -526,3 +524,177 @@ PARAMS_NO_BRIDGE = seq2seq.encoder_decoder(
     attention=None,
     bridge="none",
 ).init(jax.random.key(0))
+
+# Configs, keys, parameters and states of another model, named as the user
+# holds them (params['encoder'], state.carry), not as the layers see them.
+OTHER = seq2seq.encoder_decoder(VS, VT, embed_size=3, hidden_size=5)
+OTHER_PARAMS = OTHER.init(jax.random.key(1))
+STATE = MODEL.encode(PARAMS, SOURCE)
+INPUTS = seq2seq.decoder_inputs(TARGETS, TARGETS != 0, MODEL.bos_id)
+CASES += [
+    Case(
+        "seq2seq-init-key-int",
+        lambda: MODEL.init(0),
+        TypeError,
+        ("^init", r"key must be a PRNG key, e\.g\."),
+    ),
+    Case(
+        "seq2seq-init-args-swapped",
+        lambda: seq2seq.init(PARAMS, jax.random.key(0)),
+        TypeError,
+        ("^init", "config must be a seqmask.seq2seq.Config", "got dict"),
+    ),
+    Case(
+        "seq2seq-from_config-dict",
+        lambda: seq2seq.from_config({"embed_size": 3}),
+        TypeError,
+        ("^from_config", "config must be a seqmask.seq2seq.Config"),
+    ),
+    Case(
+        "seq2seq-loss-model-for-config",
+        lambda: seq2seq.loss(MODEL, PARAMS, SOURCE, TARGETS),
+        TypeError,
+        ("^loss", "config must be", "model.config", "got EncoderDecoder"),
+    ),
+    Case(
+        "seq2seq-build-tie-attentional-size",
+        build(embed_size=3, tie_embeddings=True, attentional_size=7),
+        ValueError,
+        (
+            "^encoder_decoder",
+            r"attentional_size == embed_size \(3\)",
+            "attentional_size=7",
+            r"^(?![\s\S]*or use attention)",
+        ),
+    ),
+    Case(
+        "seq2seq-build-tie-without-attention",
+        build(embed_size=3, hidden_size=4, tie_embeddings=True, attention=None),
+        ValueError,
+        ("^encoder_decoder", r"output size \(4\)", "hidden_size == embed_size"),
+    ),
+    Case(
+        "seq2seq-apply-params-other-sizes",
+        lambda: MODEL.apply(OTHER_PARAMS, SOURCE, TARGETS),
+        ValueError,
+        ("^apply", "do not fit", r"params\['encoder'\]\['forward'\]"),
+    ),
+    Case(
+        "seq2seq-apply-params-missing-output",
+        lambda: MODEL.apply(
+            {k: v for k, v in PARAMS.items() if k != "output"}, SOURCE, TARGETS
+        ),
+        ValueError,
+        ("^apply", r"missing params\['output'\]\['bias'\]"),
+    ),
+    Case(
+        "seq2seq-apply-params-source-swapped",
+        lambda: MODEL.apply(SOURCE, PARAMS, TARGETS),
+        TypeError,
+        ("^apply", "params must be the parameters", "a dict"),
+    ),
+    Case(
+        "seq2seq-encode-params-other-sizes",
+        lambda: MODEL.encode(OTHER_PARAMS, SOURCE),
+        ValueError,
+        ("^encode", "do not fit"),
+    ),
+    Case(
+        "seq2seq-greedy-params-other-sizes",
+        lambda: MODEL.greedy(OTHER_PARAMS, SOURCE, max_length=3),
+        ValueError,
+        ("^greedy", "do not fit"),
+    ),
+    Case(
+        "seq2seq-apply-targets-one-row",
+        lambda: MODEL.apply(PARAMS, SOURCE, TARGETS[0]),
+        ValueError,
+        ("^apply", r"targets must be \[\*batch, time\]", r"\[2, time\]", r"\(3,\)"),
+    ),
+    Case(
+        "seq2seq-step-token-batch",
+        lambda: MODEL.step(PARAMS, STATE, jnp.array([1, 1, 1])),
+        ValueError,
+        ("^step", r"token must have the batch shape \(2,\) of state", r"\(3,\)"),
+    ),
+    Case(
+        "seq2seq-step-state-other-model",
+        lambda: MODEL.step(
+            PARAMS, OTHER.encode(OTHER_PARAMS, SOURCE), jnp.array([1, 1])
+        ),
+        ValueError,
+        ("^step", "state does not match", r"state\.carry\.h", "float32\\[2, 5\\]"),
+    ),
+    Case(
+        "seq2seq-step-state-none",
+        lambda: MODEL.step(PARAMS, None, jnp.array([1, 1])),
+        TypeError,
+        ("^step", "state must be a seqmask.seq2seq.DecoderState"),
+    ),
+    Case(
+        "seq2seq-teacher_forcing-state-batch",
+        lambda: seq2seq.teacher_forcing(
+            MODEL.config, PARAMS, MODEL.encode(PARAMS, SOURCE[:1]), INPUTS, TARGETS != 0
+        ),
+        ValueError,
+        ("^teacher_forcing", "state does not match", r"batch shape \(2,\) of inputs"),
+    ),
+    Case(
+        "seq2seq-own_predictions-state-batch",
+        lambda: seq2seq.own_predictions(
+            MODEL.config,
+            PARAMS,
+            MODEL.encode(PARAMS, SOURCE[:1]),
+            INPUTS,
+            TARGETS != 0,
+            sampling_probability=1.0,
+        ),
+        ValueError,
+        ("^own_predictions", "state does not match", r"of inputs"),
+    ),
+    # decoder_inputs: masks are boolean everywhere; bos_id is an id.
+    Case(
+        "seq2seq-decoder_inputs-targets-as-mask",
+        lambda: seq2seq.decoder_inputs(TARGETS, TARGETS, 1),
+        TypeError,
+        ("^decoder_inputs", "mask must be a boolean array", "int32"),
+    ),
+    Case(
+        "seq2seq-decoder_inputs-mask-float",
+        lambda: seq2seq.decoder_inputs(TARGETS, (TARGETS != 0) * 1.0, 1),
+        TypeError,
+        ("^decoder_inputs", "mask must be a boolean array"),
+    ),
+    Case(
+        "seq2seq-decoder_inputs-mask-shape",
+        lambda: seq2seq.decoder_inputs(TARGETS, TARGETS[:, :2] != 0, 1),
+        ValueError,
+        ("^decoder_inputs", "mask must have shape", r"\(2, 3\)"),
+    ),
+    Case(
+        "seq2seq-decoder_inputs-bos-fractional",
+        lambda: seq2seq.decoder_inputs(TARGETS, TARGETS != 0, 1.5),
+        TypeError,
+        ("^decoder_inputs", "bos_id must be an int", "1.5"),
+    ),
+    Case(
+        "seq2seq-decoder_inputs-bos-overflow",
+        lambda: seq2seq.decoder_inputs(TARGETS.astype(np.int8), TARGETS != 0, 300),
+        ValueError,
+        ("^decoder_inputs", "bos_id does not fit dtype int8", "targets have int8"),
+    ),
+]
+CASES += [
+    Case(
+        "seq2seq-build-attention_size-without-additive",
+        build(attention="general", attention_size=8),
+        ValueError,
+        ("^encoder_decoder", "attention_size=8", "additive"),
+    ),
+    Case(
+        "seq2seq-loss-label_smoothing-array",
+        loss(label_smoothing=np.array([0.1, 0.1])),
+        ValueError,
+        ("^loss", "label_smoothing must be one number"),
+    ),
+]

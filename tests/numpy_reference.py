@@ -102,11 +102,3 @@ def rnn(name, params, xs, mask, initial, *, reverse=False, resets=None, reset_to
         finals.append(carry)
     final = tuple(np.stack([f[i] for f in finals]) for i in range(len(initial)))
     return final, outputs
-
-
-def mask_patterns(rng, batch_steps=(6, 7)):
-    """Test data, not a reference: kept here for the tests that still import
-    it from this module; its home is ``helpers.mask_patterns``."""
-    from helpers import mask_patterns
-
-    return mask_patterns(rng, batch_steps)

@@ -191,3 +191,21 @@ def test_bfloat16_inputs_softmax_in_float32():
         "general", params, np.float32(query16), np.float32(memory16), MASK
     )
     np.testing.assert_allclose(weights, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("with_mask", [True, False])
+def test_empty_source_gives_zero_context(kind, with_mask):
+    """A memory with no source position is a batch of rows with no valid
+    position: zero weights and a zero context, as the reference gives (and
+    finite, zero gradients), with or without a mask."""
+    query, memory = _inputs(kind)
+    memory, mask = memory[:, :0], MASK[:, :0]
+    (_, (context, weights)), grads = APPLY[kind](
+        PARAMS[kind], query, memory, mask if with_mask else None
+    )
+    want_context, want_weights = reference(kind, PARAMS[kind], query, memory, mask)
+    assert weights.shape == want_weights.shape == (B, 0)
+    np.testing.assert_array_equal(context, want_context)
+    for grad in jax.tree.leaves(grads):
+        np.testing.assert_array_equal(grad, np.zeros_like(grad))

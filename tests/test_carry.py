@@ -92,7 +92,7 @@ def test_reset_rejects_bad_input():
     with pytest.raises(TypeError, match="where must be a boolean"):
         reset(h, jnp.array([1, 0, 1]), jnp.zeros(H))
     with pytest.raises(
-        ValueError, match=r"leading axes must be the batch shape \(2,\)"
+        ValueError, match=r"where of shape \(2,\), and carry has shape \(3, 4\)"
     ):
         reset(h, jnp.array([True, False]), jnp.zeros(H))
     with pytest.raises(

@@ -149,6 +149,31 @@ def test_bfloat16(name):
         np.testing.assert_allclose(got, want, atol=3e-2)
 
 
+@pytest.mark.parametrize("name", sorted(MAKERS))
+def test_bfloat16_parameters(name):
+    """``param_dtype=jnp.bfloat16`` is valid: the orthogonal blocks are drawn
+    in float32 and cast (QR has no bfloat16 kernel on CPU), and a layer in
+    bfloat16 follows the NumPy loop over the same (upcast) parameters."""
+    cell = MAKERS[name](H, param_dtype=jnp.bfloat16)
+    params = cell.init(jax.random.key(0), IN)
+    chex.assert_trees_all_equal_dtypes(
+        params, jax.tree.map(lambda p: np.zeros((), jnp.bfloat16), params)
+    )
+    kernel = np.asarray(params["recurrent_kernel"], np.float32)
+    for block in np.split(kernel, kernel.shape[1] // H, axis=1):
+        np.testing.assert_allclose(block.T @ block, np.eye(H), atol=3e-2)
+    xs, mask, _ = inputs(9)
+    carry, ys = seqmask.rnn(cell, params, xs.astype(jnp.bfloat16), mask=mask)
+    chex.assert_type(ys, jnp.bfloat16)
+    upcast = jax.tree.map(lambda p: np.asarray(p, np.float64), params)
+    start = tuple(np.zeros((B, H)) for _ in carry_tuple(name, carry))
+    xs_bf16 = np.asarray(xs.astype(jnp.bfloat16), np.float64)
+    want_carry, want_ys = ref.rnn(name, upcast, xs_bf16, mask, start)
+    np.testing.assert_allclose(np.asarray(ys, np.float32), want_ys, atol=6e-2)
+    for got, want in zip(carry_tuple(name, carry), want_carry, strict=True):
+        np.testing.assert_allclose(np.asarray(got, np.float32), want, atol=6e-2)
+
+
 def test_lstm_forget_bias_and_layout():
     params = cells.lstm(H, forget_bias=1.5).init(jax.random.key(0), IN)
     np.testing.assert_array_equal(params["bias"][H : 2 * H], 1.5)

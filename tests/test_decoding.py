@@ -359,6 +359,21 @@ def test_beam_search_matches_list_reference(width, n, alpha, min_length):
             assert out.state["count"][index][beam] == len(tokens)
 
 
+@pytest.mark.parametrize("decode", ["beam_search", "greedy"])
+def test_an_empty_batch_decodes_to_empty_results(decode):
+    """A batch of no rows is the first zero rows of any batch's result
+    (beam search reshaped its beams with an inferred axis, which zero rows
+    cannot give)."""
+    options = dict(max_length=MAX_LEN, eos_id=EOS, pad_id=PAD)
+    if decode == "beam_search":
+        options.update(beam_width=3, num_decodes=2)
+    run = getattr(decoding, decode)
+    start = START[0]
+    full = run(step, PARAMS, initial_state(start.shape), start, **options)
+    empty = run(step, PARAMS, initial_state((0,)), start[:0], **options)
+    chex.assert_trees_all_equal(empty, jax.tree.map(lambda x: x[:0], full))
+
+
 def test_beam_width_one_is_greedy():
     greedy = GREEDY(PARAMS, START, 0)
     beam = _beam(1)(PARAMS, START, jnp.float32(0.0), 0)

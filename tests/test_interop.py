@@ -694,7 +694,7 @@ def test_to_torch_checks_what_it_writes():
     with pytest.raises(ValueError, match="wrong cell kind: params for a lstm cell"):
         to_torch(lstm(H), gru_params)
     narrow = {k: np.asarray(v, np.float16) for k, v in params.items()}
-    with pytest.raises(ValueError, match="float16.*expected float32"):
+    with pytest.raises(TypeError, match="float16.*expected float32"):
         to_torch(lstm(H), narrow)
     with pytest.raises(TypeError, match="params must be the parameter dict"):
         to_torch(lstm(H), [params])

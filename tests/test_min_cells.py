@@ -303,7 +303,9 @@ def test_errors():
         cell.apply(params, np.zeros((2, H), np.float32), np.ones((2, 4), np.float32))
     with pytest.raises(ValueError, match=r"min_gru.apply: carry does not match"):
         cell.apply(params, np.zeros((3, H), np.float32), np.ones((2, IN), np.float32))
-    with pytest.raises(ValueError, match=r"rnn: mask must have shape .* = \(7, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"rnn: mask must have shape \(7, 2\) \(\[time"
+    ):
         seqmask.rnn(
             cell,
             params,

@@ -301,6 +301,29 @@ def test_teacher_forcing_equals_reference_and_stepping_with_any_source_mask():
         )
 
 
+def test_an_empty_source_is_a_row_with_no_valid_source_position():
+    """A source of length 0 is defined as rows with no valid source
+    position: the NumPy reference for an empty source (encoder carries from
+    their start, zero attention context), and the same logits as a source
+    whose mask is all false."""
+    _, _, targets, target_lengths = batch(False)
+    empty = np.zeros((len(EXAMPLES), 0), np.int32)
+    logits = MODEL.apply(FINITE_PARAMS, empty, targets, target_lengths=target_lengths)
+    examples = [([], tgt) for _, tgt in EXAMPLES]
+    assert_rows_match(
+        logits, examples, lambda src, tgt: reference_logits(FINITE_PARAMS, src, tgt)
+    )
+    unread = np.full((len(EXAMPLES), 3), 4, np.int32)
+    masked = MODEL.apply(
+        FINITE_PARAMS,
+        unread,
+        targets,
+        source_mask=np.zeros(unread.shape, bool),
+        target_lengths=target_lengths,
+    )
+    np.testing.assert_allclose(logits, masked, rtol=1e-6, atol=1e-6)
+
+
 def test_any_cell_record_works_through_its_three_functions():
     """A Cell that is only init / initial_carry / apply (no hidden size, no
     hoisted projection: what an adapted Flax cell gives) builds the same

@@ -81,7 +81,7 @@ def test_no_file_over_500_lines():
 
 # Functions over the limit that a change under way elsewhere owns. Each one
 # must still be over it: split the function, then remove its entry.
-KNOWN_LONG_FUNCTIONS = {"seqmask/layers/_rnn.py rnn"}
+KNOWN_LONG_FUNCTIONS: set[str] = set()
 
 
 def test_no_function_over_120_lines():

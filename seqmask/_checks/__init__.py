@@ -50,6 +50,7 @@ from seqmask._checks._trees import leading_axes as leading_axes
 from seqmask._checks._trees import mapping_with_keys as mapping_with_keys
 from seqmask._checks._trees import params_like as params_like
 from seqmask._checks._trees import tree_like as tree_like
+from seqmask._checks._values import dtype as dtype
 from seqmask._checks._values import flag as flag
 from seqmask._checks._values import flag_or_int as flag_or_int
 from seqmask._checks._values import function as function
@@ -58,6 +59,7 @@ from seqmask._checks._values import integer as integer
 from seqmask._checks._values import non_negative_int as non_negative_int
 from seqmask._checks._values import number as number
 from seqmask._checks._values import one_of as one_of
+from seqmask._checks._values import optional_dtype as optional_dtype
 from seqmask._checks._values import optional_positive_int as optional_positive_int
 from seqmask._checks._values import positive_int as positive_int
 from seqmask._checks._values import shape_tuple as shape_tuple

@@ -29,6 +29,7 @@ def tree_like(
     hint: str = "",
     error: type[Exception] = ValueError,
     dtype_error: type[Exception] | None = None,
+    dtype_hint: str = "",
 ) -> None:
     """``given`` has the structure of ``expected``, and each leaf its shape
     and dtype (with ``broadcast``, a shape that broadcasts to it).
@@ -38,6 +39,8 @@ def tree_like(
     line a leaf, by pytree path (``jax.tree_util.keystr``). Mismatches raise
     ``error``; with ``dtype_error``, a mismatch of dtypes alone (every shape
     fits) raises ``dtype_error`` instead (``TypeError``, as for arrays).
+    ``hint`` ends every message; ``dtype_hint`` only that of a mismatch of
+    dtypes alone (a fix that only fits that problem, such as a cast).
     """
     source = f" ({expected_from})" if expected_from else ""
     given_def = jax.tree.structure(given)
@@ -73,11 +76,10 @@ def tree_like(
                 + (" (or a shape that broadcasts to it)" if broadcast else "")
             )
     if problems:
+        hints = [h.strip() for h in (hint, dtype_hint if shapes_fit else "") if h]
         fail(
             where,
-            f"{name} does not match{source}:\n"
-            + "\n".join(problems)
-            + (f"\n{hint.strip()}" if hint else ""),
+            f"{name} does not match{source}:\n" + "\n".join(problems + hints),
             dtype_error if dtype_error is not None and shapes_fit else error,
         )
 
@@ -112,11 +114,22 @@ def mapping_with_keys(
 
 
 def leading_axes(
-    tree: PyTree, batch_shape: Sequence[int], name: str, where: str, *, skip: int = 0
+    tree: PyTree,
+    batch_shape: Sequence[int],
+    name: str,
+    where: str,
+    *,
+    skip: int = 0,
+    source: str = "",
 ) -> None:
-    """Every leaf of ``tree`` is ``[*skipped, *batch_shape, ...]``."""
+    """Every leaf of ``tree`` is ``[*skipped, *batch_shape, ...]``.
+
+    ``source`` says where the batch shape comes from (e.g. "of mask
+    [time, *batch] of shape (5, 2)"), so that a message names both sides.
+    """
     batch_shape = tuple(batch_shape)
     n = len(batch_shape)
+    origin = f" {source}" if source else ""
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
         shape = tuple(jnp.shape(leaf))
         if shape[skip : skip + n] != batch_shape:
@@ -124,7 +137,7 @@ def leading_axes(
             fail(
                 where,
                 f"{name}{jax.tree_util.keystr(path)} has shape {shape}; its leading "
-                f"axes {after}must be the batch shape {batch_shape}.",
+                f"axes {after}must be the batch shape {batch_shape}{origin}.",
             )
 
 

@@ -146,4 +146,40 @@ def number(value, name: str, where: str) -> Any:
             f"{name} must be a real number; got an array of dtype {dtype}.",
             TypeError,
         )
+    if tuple(shape) != ():
+        fail(
+            where,
+            f"{name} must be one number (a scalar); got an array of shape "
+            f"{tuple(shape)}.",
+        )
     return value
+
+
+def dtype(value, name: str, where: str, *, floating: bool = False) -> np.dtype:
+    """``value`` as a dtype (``jnp.float32``, ``"bfloat16"``, ``np.int8``,
+    ...): ``TypeError`` for anything NumPy and JAX cannot read as one, or,
+    with ``floating``, for a dtype that is not a floating one."""
+    try:
+        result = jnp.dtype(value)
+    except (TypeError, ValueError):
+        result = None
+    if result is None or value is None:
+        fail(
+            where,
+            f"{name} must be a dtype such as jnp.float32 or 'bfloat16'; got "
+            f"{describe(value)}.",
+            TypeError,
+        )
+    if floating and not jnp.issubdtype(result, jnp.floating):
+        fail(
+            where,
+            f"{name} must be a floating dtype (e.g. jnp.float32 or jnp.bfloat16); "
+            f"got {result}.",
+            TypeError,
+        )
+    return result
+
+
+def optional_dtype(value, name: str, where: str, *, floating: bool = False):
+    """None, or a dtype as :func:`dtype` checks it."""
+    return None if value is None else dtype(value, name, where, floating=floating)

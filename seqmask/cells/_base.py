@@ -86,19 +86,42 @@ def label(cell: Cell) -> str:
     return label_of(cell.name, cell.hidden_size)
 
 
-def init_params(
-    layout: Layout,
-    param_dtype,
-    kernel_init: Initializer,
-    bias_init: Initializer,
-    recurrent_init: Initializer | None = None,
-) -> Callable[[jax.Array, int], Params]:
+class Options(NamedTuple):
+    """The options every built-in cell factory takes, as given (see
+    :meth:`checked`); ``recurrent_init`` is None for the cells without a
+    recurrent kernel, and for the default orthogonal blocks."""
+
+    dtype: Any
+    param_dtype: Any
+    kernel_init: Initializer
+    recurrent_init: Initializer | None
+    bias_init: Initializer
+
+    def checked(self, where: str) -> Options:
+        """The options with the dtypes read as dtypes: ``TypeError`` for a
+        dtype that is not a floating one or an initialiser that is not a
+        function, at construction rather than at the first ``init``."""
+        signature = "(key, shape, dtype) -> array"
+        for name in ("kernel_init", "bias_init"):
+            _checks.function(getattr(self, name), name, where, signature)
+        if self.recurrent_init is not None:
+            _checks.function(self.recurrent_init, "recurrent_init", where, signature)
+        return self._replace(
+            dtype=_checks.optional_dtype(self.dtype, "dtype", where, floating=True),
+            param_dtype=_checks.dtype(
+                self.param_dtype, "param_dtype", where, floating=True
+            ),
+        )
+
+
+def init_params(layout: Layout, options: Options) -> Callable[[jax.Array, int], Params]:
     """The ``init`` of a built-in cell: every parameter of ``layout``, in its
     order (input kernel, recurrent kernel, biases), each from its own key.
 
     The recurrent kernel is one orthogonal matrix a gate block unless
-    ``recurrent_init`` is given.
+    ``options.recurrent_init`` is given.
     """
+    param_dtype = options.param_dtype
 
     def init(key, input_size):
         shapes = layout.param_shapes(input_size)
@@ -106,11 +129,11 @@ def init_params(
         params = {}
         for k, (name, shape) in zip(keys, shapes.items(), strict=True):
             if name == "input_kernel":
-                params[name] = kernel_init(k, shape, param_dtype)
+                params[name] = options.kernel_init(k, shape, param_dtype)
             elif name != "recurrent_kernel":
-                params[name] = bias_init(k, shape, param_dtype)
-            elif recurrent_init is not None:
-                params[name] = recurrent_init(k, shape, param_dtype)
+                params[name] = options.bias_init(k, shape, param_dtype)
+            elif options.recurrent_init is not None:
+                params[name] = options.recurrent_init(k, shape, param_dtype)
             else:
                 params[name] = orthogonal_blocks(
                     k, layout.hidden_size, layout.blocks, param_dtype
@@ -121,12 +144,18 @@ def init_params(
 
 
 def orthogonal_blocks(key, hidden_size: int, blocks: int, dtype) -> jax.Array:
-    """``[H, blocks * H]``: one orthogonal ``[H, H]`` matrix per gate."""
+    """``[H, blocks * H]``: one orthogonal ``[H, H]`` matrix per gate.
+
+    Drawn in float32 (or wider) and cast: the QR decomposition behind the
+    orthogonal initialiser has no kernel for narrower floats on every
+    backend (bfloat16 on CPU).
+    """
     keys = jax.random.split(key, blocks)
     init = jax.nn.initializers.orthogonal()
+    draw = wider(dtype, jnp.float32)
     return jnp.concatenate(
-        [init(k, (hidden_size, hidden_size), dtype) for k in keys], 1
-    )
+        [init(k, (hidden_size, hidden_size), draw) for k in keys], 1
+    ).astype(dtype)
 
 
 def dtypes(dtype, x_dtype, param_dtype):
@@ -163,6 +192,7 @@ def make_cell(
 
     def checked_init(key, input_size):
         where = f"{name}.init"
+        _checks.prng_key(key, "key", where)
         input_size = _checks.positive_int(input_size, "input_size", where)
         return init(key, input_size)
 

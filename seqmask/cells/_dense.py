@@ -12,6 +12,7 @@ from seqmask._numerics import LECUN_NORMAL
 from seqmask.cells._base import (
     Cell,
     Initializer,
+    Options,
     init_params,
     make_cell,
     recurrent_matmul,
@@ -62,6 +63,9 @@ def simple_rnn(
       (2, 4)
     """
     hidden_size = _checks.positive_int(hidden_size, "hidden_size", "simple_rnn")
+    options = Options(
+        dtype, param_dtype, kernel_init, recurrent_init, bias_init
+    ).checked("simple_rnn")
     named = {"tanh": jnp.tanh, "relu": jax.nn.relu}
     if isinstance(activation, str):
         kind = _checks.one_of(activation, named, "activation", "simple_rnn")
@@ -72,7 +76,7 @@ def simple_rnn(
         kind = same[0] if same else getattr(nonlinearity, "__name__", "custom")
     name = "simple_rnn" if kind == "tanh" else f"simple_rnn({kind})"
     layout = Layout(name, hidden_size, blocks=1)
-    init = init_params(layout, param_dtype, kernel_init, bias_init, recurrent_init)
+    init = init_params(layout, options)
 
     def step(params, h, projected, compute):
         acc = projected.dtype
@@ -80,7 +84,7 @@ def simple_rnn(
         new_h = nonlinearity(z)
         return new_h.astype(h.dtype), new_h.astype(compute)
 
-    return make_cell(layout, init=init, step=step, dtype=dtype)
+    return make_cell(layout, init=init, step=step, dtype=options.dtype)
 
 
 def lstm(
@@ -134,15 +138,18 @@ def lstm(
     """
     hidden_size = _checks.positive_int(hidden_size, "hidden_size", "lstm")
     _checks.number(forget_bias, "forget_bias", "lstm")
+    options = Options(
+        dtype, param_dtype, kernel_init, recurrent_init, bias_init
+    ).checked("lstm")
 
     layout = Layout("lstm", hidden_size, blocks=4, lstm_carry=True)
-    plain = init_params(layout, param_dtype, kernel_init, bias_init, recurrent_init)
+    plain = init_params(layout, options)
 
     def init(key, input_size):
         params = plain(key, input_size)
         # Gate blocks i, f, g, o: the forget gate is the second.
         forget = slice(hidden_size, 2 * hidden_size)
-        shift = jnp.asarray(forget_bias, param_dtype)
+        shift = jnp.asarray(forget_bias, options.param_dtype)
         params["bias"] = params["bias"].at[forget].add(shift)
         return params
 
@@ -156,7 +163,7 @@ def lstm(
         new_carry = LSTMCarry(h=new_h.astype(h.dtype), c=new_c.astype(c.dtype))
         return new_carry, new_h.astype(compute)
 
-    return make_cell(layout, init=init, step=step, dtype=dtype)
+    return make_cell(layout, init=init, step=step, dtype=options.dtype)
 
 
 def gru(
@@ -189,9 +196,8 @@ def gru(
 
     Args:
       hidden_size: ``H``.
-      dtype: compute dtype of the matmuls; default: the input's dtype.
-      param_dtype: dtype of parameters and carry.
-      kernel_init, recurrent_init, bias_init: initialisers.
+      dtype, param_dtype, kernel_init, recurrent_init, bias_init: as
+        :func:`simple_rnn`.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -203,9 +209,12 @@ def gru(
       (4,)
     """
     hidden_size = _checks.positive_int(hidden_size, "hidden_size", "gru")
+    options = Options(
+        dtype, param_dtype, kernel_init, recurrent_init, bias_init
+    ).checked("gru")
 
     layout = Layout("gru", hidden_size, blocks=3, two_biases=True)
-    init = init_params(layout, param_dtype, kernel_init, bias_init, recurrent_init)
+    init = init_params(layout, options)
 
     def step(params, h, projected, compute):
         acc = projected.dtype
@@ -221,4 +230,4 @@ def gru(
         new_h = (1 - z) * n + z * h.astype(acc)
         return new_h.astype(h.dtype), new_h.astype(compute)
 
-    return make_cell(layout, init=init, step=step, dtype=dtype)
+    return make_cell(layout, init=init, step=step, dtype=options.dtype)

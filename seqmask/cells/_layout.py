@@ -54,22 +54,27 @@ class Layout(NamedTuple):
 
     def check_params(self, params, where: str, input_size=None, name="params"):
         """``params`` are this layout's, for ``input_size`` features when given
-        (else for the input size of their own ``input_kernel``)."""
+        (else for the input size of their own ``input_kernel``, which the
+        message then does not claim to know)."""
+        owner = self.label
         if input_size is None:
             kernel = params.get("input_kernel") if isinstance(params, Mapping) else None
             shape = tuple(getattr(kernel, "shape", ()))
-            input_size = shape[0] if shape else 1
+            size = shape[0] if shape else 1
+        else:
+            size = input_size
+            owner = f"{self.label} for {input_size} input features"
         dtype = param_dtype(params)
         expected = {
             key: jax.ShapeDtypeStruct(shape, dtype)
-            for key, shape in self.param_shapes(int(input_size)).items()
+            for key, shape in self.param_shapes(int(size)).items()
         }
         _checks.params_like(
             params,
             expected,
             name,
             where,
-            owner=f"{self.label} for {input_size} input features",
+            owner=owner,
             hint=_hint(params, expected, self.label),
         )
 

@@ -45,6 +45,8 @@ def learnable_initial_state(
     owner = f"learnable_initial_state({label(cell)})"
 
     def init(key, input_size):
+        _checks.prng_key(key, "key", f"{name}.init")
+        input_size = _checks.positive_int(input_size, "input_size", f"{name}.init")
         k_cell, k_carry = jax.random.split(key)
         params = cell.init(k_cell, input_size)
         template = cell.initial_carry(params, ())

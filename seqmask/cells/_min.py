@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +13,7 @@ from seqmask.cells._base import (
     Cell,
     Initializer,
     LinearRecurrence,
+    Options,
     init_params,
     make_cell,
 )
@@ -32,23 +32,13 @@ def _log_g(x):
     return jnp.where(x >= 0, jnp.log(jax.nn.relu(x) + 0.5), -jax.nn.softplus(-x))
 
 
-class _Options(NamedTuple):
-    """The options ``min_gru`` and ``min_lstm`` share, as given."""
-
-    log_space: bool
-    method: str
-    dtype: Any
-    param_dtype: Any
-    kernel_init: Initializer
-    bias_init: Initializer
-
-
 def _make_min_cell(
     name: str,
     hidden_size: int,
     blocks: int,
     gate: Callable[[jax.Array], tuple[jax.Array, jax.Array]],
-    options: _Options,
+    scan: tuple[bool, str],
+    options: Options,
 ) -> Cell:
     r"""Assemble a cell whose step is ``h_t = (1 - z_t) * h_{t-1} + z_t * c_t``.
 
@@ -60,12 +50,11 @@ def _make_min_cell(
     cell declares itself a :class:`LinearRecurrence` (in log space with
     ``log_space``), which :func:`seqmask.rnn` runs as one linear scan.
     """
-    _checks.one_of(options.method, _METHODS, "method", name)
-    log_space = _checks.flag(options.log_space, "log_space", name)
+    log_space = _checks.flag(scan[0], "log_space", name)
+    method = _checks.one_of(scan[1], _METHODS, "method", name)
+    options = options.checked(name)
     layout = Layout(name, hidden_size, blocks=blocks, recurrent=False)
-    init = init_params(
-        layout, options.param_dtype, options.kernel_init, options.bias_init
-    )
+    init = init_params(layout, options)
 
     def coefficients(params, projected):
         d, v = gate(projected)
@@ -84,7 +73,7 @@ def _make_min_cell(
     linear = LinearRecurrence(
         coefficients=coefficients,
         log_coefficients=log_coefficients if log_space else None,
-        method=options.method,
+        method=method,
     )
     return make_cell(layout, init=init, step=step, dtype=options.dtype, linear=linear)
 
@@ -167,8 +156,9 @@ def min_gru(
         k, v = jnp.split(projected, 2, axis=-1)
         return k, v
 
-    options = _Options(log_space, method, dtype, param_dtype, kernel_init, bias_init)
-    return _make_min_cell("min_gru", hidden_size, 2, gate, options)
+    options = Options(dtype, param_dtype, kernel_init, None, bias_init)
+    scan = (log_space, method)
+    return _make_min_cell("min_gru", hidden_size, 2, gate, scan, options)
 
 
 def min_lstm(
@@ -217,15 +207,8 @@ def min_lstm(
 
     Args:
       hidden_size: ``H``.
-      log_space: use the paper's positive candidate :math:`g` and run the
-        scan in log space.
-      method: how :func:`seqmask.rnn` scans in linear space:
-        ``"associative"`` (:math:`O(\log T)` depth), ``"sequential"``, or
-        ``"auto"`` (sequential on CPU, associative on accelerators; see
-        ``benchmarks/README.md``). The log-space scan is always associative.
-      dtype: compute dtype of the matmul; default: the input's dtype.
-      param_dtype: dtype of parameters and carry.
-      kernel_init, bias_init: initialisers.
+      log_space, method, dtype, param_dtype, kernel_init, bias_init: as
+        :func:`min_gru`.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -249,5 +232,6 @@ def min_lstm(
         k_f, k_i, v = jnp.split(projected, 3, axis=-1)
         return jax.nn.softplus(-k_f) - jax.nn.softplus(-k_i), v
 
-    options = _Options(log_space, method, dtype, param_dtype, kernel_init, bias_init)
-    return _make_min_cell("min_lstm", hidden_size, 3, gate, options)
+    options = Options(dtype, param_dtype, kernel_init, None, bias_init)
+    scan = (log_space, method)
+    return _make_min_cell("min_lstm", hidden_size, 3, gate, scan, options)

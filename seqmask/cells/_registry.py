@@ -75,12 +75,14 @@ def _build(name: str, hidden_size: int, options: dict) -> Cell:
         return _FACTORIES[name](hidden_size, **options)
     except TypeError as error:
         if "unexpected keyword" not in str(error):
-            raise
+            _checks.fail("named", str(error), TypeError)
         _checks.fail(
             "named",
             f"{name} takes no option {sorted(options)!r} ({error}).",
             TypeError,
         )
+    except ValueError as error:  # an option's value, as the factory says
+        _checks.fail("named", str(error))
 
 
 def output_size(cell: Cell, params, input_size: int) -> int:

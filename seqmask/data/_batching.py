@@ -82,11 +82,12 @@ def _int_vector(value, name: str, where: str) -> np.ndarray:
     """A non-empty 1-D NumPy array of ints."""
     array = _checks.host_array(value, name, where)
     if array.ndim != 1 or array.size == 0 or array.dtype.kind not in "iu":
+        wrong_type = array.ndim == 0 or (array.size and array.dtype.kind not in "iu")
         _checks.fail(
             where,
             f"{name} must be a non-empty sequence of ints; got "
             f"{_checks.describe(value)}.",
-            TypeError if array.dtype.kind not in "iu" else ValueError,
+            TypeError if wrong_type else ValueError,
         )
     return array
 

@@ -94,6 +94,7 @@ class Reader:
         self.treedef = None
         self._dtype_arg, self._pad_arg = dtype, pad_value
         self.dtypes: list[np.dtype | None] = []
+        self.given: list[bool] = []
         self.trailing: list[tuple[int, ...] | None] = []
         self.pad_values: list = []
 
@@ -107,9 +108,12 @@ class Reader:
                 TypeError,
             )
         self.dtypes = [
-            None if d is None else np.dtype(d)
+            _checks.optional_dtype(d, "dtype", self.where)
             for d in per_leaf(self._dtype_arg, treedef, "dtype", self.where)
         ]
+        # Which leaves take their dtype from the argument (the others take
+        # the first sequence's), for the fix a message suggests.
+        self.given = [d is not None for d in self.dtypes]
         self.trailing = [None] * treedef.num_leaves
         self.pad_values = per_leaf(self._pad_arg, treedef, "pad_value", self.where)
         for leaf, dtype in enumerate(self.dtypes):
@@ -170,11 +174,16 @@ class Reader:
             self.dtypes[leaf] = target
             self._check_pad(leaf)
         elif not np.can_cast(array.dtype, target, "same_kind"):
+            fix = (
+                f"the dtype argument; give a dtype that holds {array.dtype} values, "
+                "or convert the sequences first"
+                if self.given[leaf]
+                else "the dtype of the first sequence; pass dtype= explicitly"
+            )
             _checks.fail(
                 self.where,
                 f"{name} has dtype {array.dtype}, which does not convert safely to "
-                f"{target} (the dtype of the first sequence or the dtype argument); "
-                "pass dtype= explicitly.",
+                f"{target} ({fix}).",
                 TypeError,
             )
         if array.dtype != target:

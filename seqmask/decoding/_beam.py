@@ -214,7 +214,7 @@ def _beam_search(
         params,
         static,
         inputs.min_length,
-        inputs.prefix.reshape((rows, -1)),
+        inputs.prefix.reshape((rows, inputs.prefix.shape[-1])),
         prefix_lengths,
     )
     # The most tokens a hypothesis of each row can generate.
@@ -248,7 +248,9 @@ def _beam_search(
         tokens=unflatten(tokens),
         lengths=unflatten(jnp.where(empty, 0, final.length[:, keep])),
         scores=unflatten(scores),
-        state=jax.tree.map(lambda x: unflatten(_split(x, rows)[:, keep]), final.state),
+        state=jax.tree.map(
+            lambda x: unflatten(_split(x, rows, beams)[:, keep]), final.state
+        ),
         log_probs=unflatten(log_probs),
     )
 
@@ -346,9 +348,9 @@ def _generated(length, context: _Context):
     return jnp.maximum(length - context.prefix_lengths[:, None], 0)
 
 
-def _split(leaf, rows):
-    """``[rows * k, ...] -> [rows, k, ...]``."""
-    return leaf.reshape((rows, -1, *leaf.shape[1:]))
+def _split(leaf, rows, width):
+    """``[rows * width, ...] -> [rows, width, ...]`` (``rows`` may be 0)."""
+    return leaf.reshape((rows, width, *leaf.shape[1:]))
 
 
 def _take(grouped, index):
@@ -358,5 +360,5 @@ def _take(grouped, index):
 
 def _gather(leaf, parent):
     """``leaf[r * beams + parent[r, j]]`` for a flat ``[rows * beams, ...]``."""
-    rows = parent.shape[0]
-    return _take(_split(leaf, rows), parent).reshape(leaf.shape)
+    rows, width = parent.shape
+    return _take(_split(leaf, rows, width), parent).reshape(leaf.shape)

@@ -73,7 +73,9 @@ def check_inputs(
         hint=" Token ids are integers, e.g. jnp.full(batch_shape, bos_id).",
     )
     batch_shape = tuple(start.shape)
-    _checks.leading_axes(state, batch_shape, "state", where)
+    _checks.leading_axes(
+        state, batch_shape, "state", where, source="of start_tokens [*batch]"
+    )
     vocab = _check_step_fn(where, step_fn, params, state, start, logits_fn, max_length)
     info = jnp.iinfo(start.dtype)
     if info.max < vocab - 1:

@@ -80,9 +80,9 @@ def length_penalty(lengths, alpha) -> jax.Array:
     longer ones.
 
     Args:
-      lengths: integer lengths, any shape.
-      alpha: the exponent, a real number ``>= 0`` (checked eagerly when
+      lengths: integer lengths ``>= 0``, any shape (checked eagerly when
         concrete, through checkify when traced).
+      alpha: the exponent, a real number ``>= 0`` (checked the same way).
 
     Returns:
       float32 penalties of the shape of ``lengths``.
@@ -92,8 +92,11 @@ def length_penalty(lengths, alpha) -> jax.Array:
       >>> print(length_penalty(7, 1.0), length_penalty(7, 0.0))
       2.0 1.0
     """
-    _checks.number(alpha, "alpha", "length_penalty")
-    _checks.in_range(alpha, "alpha", "length_penalty", low=0)
+    where = "length_penalty"
+    lengths = _checks.integer_array(lengths, "lengths", where)
+    _checks.in_range(lengths, "lengths", where, low=0)
+    _checks.number(alpha, "alpha", where)
+    _checks.in_range(alpha, "alpha", where, low=0)
     return penalty(lengths, alpha)
 
 

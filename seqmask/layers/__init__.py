@@ -13,6 +13,24 @@ inputs once, whatever the number of directions or layers. With
 ``skip_padding`` the time loop skips the chunks of steps where every row is
 padding, forward and backward; with ``resets`` several sequences packed into
 a row run as if alone, in both directions and every layer.
+
+Skipping padding (``skip_padding``): ``K`` (an int) runs time in chunks of
+``K`` steps (the last one shorter) and skips every chunk in which no row has
+a valid step, in the forward and in the backward pass; ``True`` picks ``K``:
+``remat``'s chunk when ``remat`` is an int, else about 16, the time axis cut
+into chunks of equal length (padded by fewer steps than there are chunks).
+A skipped chunk still applies its ``resets`` (a reset at a padded step sets
+the carry, see :func:`seqmask.masked_scan`). Values and gradients equal those
+of ``False``. The chunks are checkpointed (as ``remat=K``: the backward pass
+recomputes the chunks that run), which is what makes a skipped chunk free in
+both passes, and costs a little time when nothing is skipped
+(``benchmarks/README.md``); with ``remat`` an int, its chunks and the skipped
+ones nest. Without a mask there is nothing to skip; cells with a linear
+recurrence ignore it (their cost is one input projection over the whole
+sequence and an elementwise scan). Under :func:`jax.vmap` over a batch of
+masks the choice to skip is batched, so both branches run and nothing is
+skipped: give the extra axes as batch axes of ``xs`` instead (``[*batch,
+time, features]``).
 """
 
 from seqmask.layers._compose import MERGES as MERGES

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -82,14 +82,7 @@ def bidirectional(
     """
     where = "bidirectional"
     options = _layer.options(unroll, remat, hoist, where, skip_padding)
-    seq = _layer.prepare(
-        xs,
-        mask=mask,
-        lengths=lengths,
-        resets=resets,
-        time_major=time_major,
-        where=where,
-    )
+    seq = _layer.prepare(xs, mask, lengths, resets, time_major, where)
     carries, ys = _bidirectional(
         cell, backward_cell, params, seq, initial_carry, merge, options, where
     )
@@ -112,15 +105,14 @@ def _bidirectional(
     backward_cell = cell if backward_cell is None else backward_cell
     _layer.check_cell(backward_cell, where, "backward_cell")
     _checks.one_of(merge, MERGES, "merge", where)
-    if not isinstance(params, Mapping) or set(params) != {"forward", "backward"}:
-        got = sorted(params) if isinstance(params, Mapping) else None
-        _checks.fail(
-            where,
-            f"{name} must be a dict with keys 'forward' and 'backward' (see "
-            f"seqmask.init_bidirectional); got "
-            f"{got if got is not None else _checks.describe(params)}.",
-            ValueError if got is not None else TypeError,
-        )
+    _checks.mapping_with_keys(
+        params,
+        ("forward", "backward"),
+        name,
+        where,
+        expected="a dict with keys 'forward' and 'backward'",
+        hint=" See seqmask.init_bidirectional.",
+    )
     if initial_carry is None:
         initial_carry = (None, None)
     elif not (isinstance(initial_carry, tuple) and len(initial_carry) == 2):
@@ -153,6 +145,14 @@ def _bidirectional(
         )
     ]
     (forward_carry, forward_ys), (backward_carry, backward_ys) = results
+    if merge == "sum" and forward_ys.shape != backward_ys.shape:
+        _checks.fail(
+            where,
+            "merge='sum' needs both directions to output one size; got "
+            f"{forward_ys.shape[-1]} forward (cell) and {backward_ys.shape[-1]} "
+            "backward (backward_cell). Give "
+            "backward_cell the forward cell's size, or merge='concat'.",
+        )
     return (forward_carry, backward_carry), _merge(forward_ys, backward_ys, merge)
 
 
@@ -225,17 +225,12 @@ def stacked(
         dropout_rate, "dropout_rate", where, low=0.0, high=1.0, high_open=True
     )
     initial_carries = _layer_carries(initial_carries, len(params), where)
+    if dropout_key is not None:
+        _checks.prng_key(dropout_key, "dropout_key", where)
     options = _layer.options(unroll, remat, hoist, where, skip_padding)
     # One check, one layout change and one zeroing for all layers: each
     # layer's outputs are zero at padded steps, so they need no new select.
-    seq = _layer.prepare(
-        xs,
-        mask=mask,
-        lengths=lengths,
-        resets=resets,
-        time_major=time_major,
-        where=where,
-    )
+    seq = _layer.prepare(xs, mask, lengths, resets, time_major, where)
     keep = _dropout(dropout_key, dropout_rate, len(params))
     carries = []
     for index, (cell, layer_params, carry) in enumerate(
@@ -346,6 +341,7 @@ def init_bidirectional(
     _layer.check_cell(cell, where)
     backward_cell = cell if backward_cell is None else backward_cell
     _layer.check_cell(backward_cell, where, "backward_cell")
+    _checks.prng_key(key, "key", where)
     input_size = _checks.positive_int(input_size, "input_size", where)
     forward_key, backward_key = jax.random.split(key)
     return {
@@ -384,6 +380,7 @@ def init_stacked(
       (8, 16)
     """
     where = "init_stacked"
+    _checks.prng_key(key, "key", where)
     size = _checks.positive_int(input_size, "input_size", where)
     bidirectional = _checks.flag(bidirectional, "bidirectional", where)
     _checks.one_of(merge, MERGES[:2], "merge", where)

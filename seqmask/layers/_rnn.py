@@ -73,31 +73,16 @@ def rnn(
       hoist: run the cell's input projection once over the whole sequence
         (one large matmul before the scan) instead of inside every step.
         None chooses: per step on a single CPU device (the hoisted
-        ``[T, B, 4H]`` projection and its cotangent are large buffers; per
-        step, the loop reuses small ones), hoisted on accelerators (cuDNN's
-        strategy) and whenever there are several devices, so that with a
-        sharded batch the kernel gradient is one matmul after the loop and
-        the loop body needs no collective. ``benchmarks/README.md`` reports
-        both. Values are the same either way.
-      skip_padding: skip the time steps where every row is padding. ``K``
-        (an int) runs time in chunks of ``K`` steps (the last one shorter)
-        and skips every chunk in which no row has a valid step, in the
-        forward and in the backward pass; ``True`` picks ``K``: ``remat``'s
-        chunk when ``remat`` is an int, else about 16, the time axis cut
-        into chunks of equal length (padded by fewer steps than there are
-        chunks); ``False`` scans every step. A skipped chunk still applies
-        its ``resets`` (a reset at a padded step sets the carry, see
-        :func:`seqmask.masked_scan`). Values and gradients equal those of
-        ``False``. The chunks are checkpointed (as ``remat=K``: the backward
-        pass recomputes the chunks that run), which is what makes a skipped
-        chunk free in both passes, and costs a little time when nothing is
-        skipped (``benchmarks/README.md``); with ``remat`` an int, its chunks
-        and the skipped ones nest. Without a mask there is nothing to skip;
-        cells with a linear recurrence ignore it (their cost is one input
-        projection over the whole sequence and an elementwise scan). Under
-        :func:`jax.vmap` over a batch of masks the choice to skip is
-        batched, so both branches run and nothing is skipped: give the extra
-        axes as batch axes of ``xs`` instead (``[*batch, time, features]``).
+        ``[T, B, 4H]`` projection and its cotangent are large buffers),
+        hoisted on accelerators (cuDNN's strategy) and with several devices
+        (with a sharded batch the kernel gradient is then one matmul after
+        the loop, with no collective in it). ``benchmarks/README.md``
+        reports both. Values are the same either way.
+      skip_padding: skip the chunks of time steps where every row is
+        padding, forward and backward: ``K`` (an int) in chunks of ``K``
+        steps, ``True`` in chunks it picks, ``False`` (the default) scans
+        every step. Values and gradients are unchanged; see
+        :mod:`seqmask.layers` (and ``benchmarks/README.md``).
 
     Returns:
       ``(final_carry, ys)``: the carry after each row's last valid step
@@ -135,17 +120,8 @@ def rnn(
       ...
       ValueError: rnn: lengths must lie in [0, 5] (the size of the time axis); rows [1] have lengths [6].
     """  # noqa: E501
+    given = (xs, mask, lengths, resets, time_major)
+    options = _layer.options(unroll, remat, hoist, "rnn", skip_padding)
     return _layer.rnn(
-        cell,
-        params,
-        xs,
-        mask=mask,
-        lengths=lengths,
-        initial_carry=initial_carry,
-        resets=resets,
-        reset_to=reset_to,
-        reverse=reverse,
-        time_major=time_major,
-        options=_layer.options(unroll, remat, hoist, "rnn", skip_padding),
-        where="rnn",
+        cell, params, given, (initial_carry, reset_to), reverse, options, "rnn"
     )

@@ -17,6 +17,14 @@ def _pairs(where, hypotheses, references, valid, multiple_references):
     """``(ragged, pairs)``: the checked pairs of hypotheses and references,
     ragged on the host or padded (see ``_ragged`` and ``_padded``)."""
     multiple = _checks.flag(multiple_references, "multiple_references", where)
+    if isinstance(hypotheses, str):
+        _checks.fail(
+            where,
+            "hypotheses must be a padded integer array or a list or tuple of "
+            f"sequences; got str {hypotheses!r}. Give one example as a list: "
+            f"[{hypotheses!r}].",
+            TypeError,
+        )
     if _ragged.is_ragged(hypotheses):
         pairs = _ragged.ragged_pairs(hypotheses, references, multiple, where, valid)
         return True, pairs
@@ -216,6 +224,10 @@ def word_error_rate(hypotheses, references, *, multiple_references=False) -> flo
     list of words. Corpus-level, total word edits over total reference
     words; with ``multiple_references`` each reference entry is a list of
     alternatives and the closest one counts (see :func:`token_error_rate`).
+    One string is one example and a list a batch: a string hypothesis takes
+    a string reference (a list of alternative strings with
+    ``multiple_references``); mixing the forms raises ``TypeError``, since a
+    list would read as a batch on one side and as words on the other.
 
     Args:
       hypotheses: a string or a list of strings (or of word lists).
@@ -243,7 +255,8 @@ def character_error_rate(hypotheses, references, *, multiple_references=False) -
 
     Each hypothesis and reference is a string; every character counts,
     spaces included, with no normalisation. Corpus-level, total character
-    edits over total reference characters; ``multiple_references`` as in
+    edits over total reference characters; ``multiple_references`` and the
+    forms (one string, or a list of them on both sides) as in
     :func:`word_error_rate`.
 
     Args:

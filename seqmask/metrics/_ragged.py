@@ -85,10 +85,35 @@ def _sequence(value, name, where):
         _checks.fail(
             where,
             f"{name} must be a sequence of tokens (a list, tuple, string or 1-D "
-            f"array); got {_checks.describe(value)}.",
+            f"array); got {_checks.describe(value)}.{_several(name, value)}",
             TypeError,
         )
+    if isinstance(value, (list, tuple)):
+        for index, token in enumerate(value):
+            try:
+                hash(token)
+            except TypeError:
+                _checks.fail(
+                    where,
+                    f"{name} must be a sequence of tokens (hashable: ids, strings); "
+                    f"{name}[{index}] is {_checks.describe(token)}."
+                    f"{_several(name, value)}",
+                    TypeError,
+                )
     return value
+
+
+def _several(name: str, value) -> str:
+    """The fix when a reference looks like several references."""
+    if not name.startswith("references") or "][" in name:
+        return ""
+    if (
+        isinstance(value, (list, tuple))
+        and value
+        and all(isinstance(v, (list, tuple, str, np.ndarray)) for v in value)
+    ):
+        return " Several references a hypothesis? Pass multiple_references=True."
+    return ""
 
 
 def _alternatives(value, name, where):
@@ -123,14 +148,23 @@ def rate(edits: int, tokens: int) -> float:
 
 
 def words(value, name, where):
-    """A string split on whitespace, or a sequence of words as given."""
+    """A string split on whitespace, or a sequence of words as given (a word
+    holds no whitespace: a list of sentences is not a list of words)."""
     if isinstance(value, str):
         return value.split()
     if isinstance(value, (list, tuple)) and all(isinstance(w, str) for w in value):
+        spaced = [w for w in value if w.split() != [w]]
+        if spaced:
+            _checks.fail(
+                where,
+                f"{name} is read as a list of words, but {spaced[0]!r} is not one "
+                f"word.{_several(name, value) or ' Give the text as one string.'}",
+            )
         return list(value)
     _checks.fail(
         where,
-        f"{name} must be a string or a list of words; got {_checks.describe(value)}.",
+        f"{name} must be a string or a list of words; got {_checks.describe(value)}."
+        f"{_several(name, value)}",
         TypeError,
     )
 
@@ -138,14 +172,38 @@ def words(value, name, where):
 def characters(value, name, where):
     if not isinstance(value, str):
         _checks.fail(
-            where, f"{name} must be a string; got {_checks.describe(value)}.", TypeError
+            where,
+            f"{name} must be a string; got {_checks.describe(value)}."
+            f"{_several(name, value)}",
+            TypeError,
         )
     return value
 
 
 def texts(hypotheses, references, multiple, where, split):
-    """``[(hypothesis, [references...]), ...]`` of strings split into tokens."""
+    """``[(hypothesis, [references...]), ...]`` of strings split into tokens.
+
+    One string is one example; its references must then be one string too
+    (a list of alternative strings with ``multiple``): a list would read as
+    a batch on one side and as one example on the other.
+    """
     if isinstance(hypotheses, str):
+        alternatives = isinstance(references, (list, tuple)) and all(
+            isinstance(r, str) for r in references
+        )
+        if not (alternatives if multiple else isinstance(references, str)):
+            expected = (
+                "a list of alternative strings (multiple_references)"
+                if multiple
+                else "one string too"
+            )
+            _checks.fail(
+                where,
+                f"hypotheses is one string, so references must be {expected}; got "
+                f"{_checks.describe(references)}. For a batch, give lists of "
+                "strings for both.",
+                TypeError,
+            )
         hypotheses, references = [hypotheses], [references]
     if not isinstance(hypotheses, (list, tuple)):
         _checks.fail(

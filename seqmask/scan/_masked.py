@@ -79,11 +79,12 @@ def masked_scan(
 
     Raises:
       TypeError: for a non-callable ``f``, a non-boolean ``mask`` or
-        ``resets``, or a step function whose carry changes structure, shape
-        or dtype.
+        ``resets``, a step function that does not return a pair
+        ``(new_carry, y)`` or whose carry changes structure, shape or dtype,
+        or a ``reset_to`` of another dtype than ``init``.
       ValueError: for leaves without the time axis or the batch axes, time
-        axes of different sizes, or a ``reset_to`` that does not broadcast
-        to ``init``.
+        axes of different sizes, a ``reset_to`` that does not broadcast to
+        ``init``, or a ``pad_value`` that does not broadcast to an output.
 
     Examples:
       A running sum that skips padded steps:
@@ -170,8 +171,10 @@ def _step_flags(init, xs, mask, resets):
             )
     flags = mask if mask is not None else resets
     if flags is not None:
-        _checks.leading_axes(init, flags.shape[1:], "init", where)
-        _checks.leading_axes(xs, flags.shape[1:], "xs", where, skip=1)
+        flags_name = "mask" if mask is not None else "resets"
+        source = f"of {flags_name} [time, *batch] (shape {tuple(flags.shape)})"
+        _checks.leading_axes(init, flags.shape[1:], "init", where, source=source)
+        _checks.leading_axes(xs, flags.shape[1:], "xs", where, skip=1, source=source)
     return mask, resets
 
 
@@ -181,6 +184,13 @@ def _fit_reset_to(reset_to, init, where: str):
         lambda leaf: jax.ShapeDtypeStruct(jnp.shape(leaf), jnp.result_type(leaf)), init
     )
     fitted = _checks.broadcast_tree_like(
-        reset_to, expected, "reset_to", where, expected_from="init", error=ValueError
+        reset_to,
+        expected,
+        "reset_to",
+        where,
+        expected_from="init",
+        error=ValueError,
+        dtype_error=TypeError,
+        dtype_hint="Give reset_to the dtypes of init.",
     )
     return jax.tree.map(_sharding.shard_like, fitted, init)

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from seqmask import _checks
 from seqmask.attention import Attention
 from seqmask.cells import Cell
 
@@ -104,6 +105,20 @@ class DecoderState(NamedTuple):
     carry: Carry
     attentional: jax.Array | None
     memory: Memory | None
+
+
+def check_config(config, where: str) -> Config:
+    """``config`` is a :class:`Config` (``TypeError`` otherwise): the first
+    argument of every function of :mod:`seqmask.seq2seq`."""
+    if not isinstance(config, Config):
+        _checks.fail(
+            where,
+            "config must be a seqmask.seq2seq.Config (model.config, from "
+            f"seqmask.seq2seq.encoder_decoder); got {_checks.describe(config)}. "
+            "The config comes first: seqmask.seq2seq.init(config, key).",
+            TypeError,
+        )
+    return config
 
 
 def decoder_input_size(config: Config) -> int:

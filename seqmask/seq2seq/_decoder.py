@@ -13,8 +13,14 @@ import jax.numpy as jnp
 from seqmask import _checks, _masking
 from seqmask._numerics import dense
 from seqmask.scan import masked_scan
-from seqmask.seq2seq import _config, _init, _inputs
-from seqmask.seq2seq._config import Config, DecoderState, Memory, Params, layers
+from seqmask.seq2seq import _config, _init
+from seqmask.seq2seq._config import Config, DecoderState, Params, layers
+from seqmask.seq2seq._encoder import (
+    check_state,
+    decoder_arguments,
+    state_batch_shape,
+)
+from seqmask.seq2seq._init import check_params
 
 
 def step(
@@ -48,8 +54,19 @@ def step(
       >>> bool(jnp.allclose(first, logits[:, 0], atol=1e-6))
       True
     """
-    token = _checks.integer_array(token, "token", "step")
-    _checks.token_ids(token, config.target_vocab_size, "token", "step")
+    where = "step"
+    _config.check_config(config, where)
+    check_params(config, params, where)
+    token = _checks.integer_array(token, "token", where)
+    batch_shape = state_batch_shape(config, params, state, where)
+    if tuple(token.shape) != batch_shape:
+        _checks.fail(
+            where,
+            f"token must have the batch shape {batch_shape} of state (the leading "
+            f"axes of its decoder carry); got shape {tuple(token.shape)}.",
+        )
+    check_state(config, params, state, batch_shape, "token", where)
+    _checks.token_ids(token, config.target_vocab_size, "token", where)
     embedded = _config.embed(params["target_embedding"], token)
     carry, vector = decoder_cells(config, params, state, embedded, None)
     attentional = vector if config.input_feeding else None
@@ -94,7 +111,7 @@ def decoder_cells(config: Config, params: Params, state, embedded, keeps):
     carry = carries[0] if count == 1 else tuple(carries)
     if config.attention is None:
         return carry, x
-    memory: Memory = state.memory
+    memory: _config.Memory = state.memory
     context, _ = config.attention.apply(
         params["attention"], x, memory.values, memory.mask, keys=memory.keys
     )
@@ -114,8 +131,10 @@ def decoder_inputs(targets, mask, bos_id: int) -> jax.Array:
 
     Args:
       targets: integer ``[*batch, target]``.
-      mask: boolean ``[*batch, target]``.
-      bos_id: the first input of every row.
+      mask: boolean ``[*batch, target]`` (an integer mask is a
+        ``TypeError``, as everywhere: build it with ``targets != pad_id``).
+      bos_id: the first input of every row: an int that the dtype of
+        ``targets`` holds.
 
     Returns:
       Integer ``[*batch, target]`` in the dtype of ``targets``.
@@ -128,6 +147,16 @@ def decoder_inputs(targets, mask, bos_id: int) -> jax.Array:
       [[1 5 6 1]
        [1 1 1 7]]
     """
+    where = "decoder_inputs"
+    targets = _checks.integer_array(targets, "targets", where)
+    _checks.min_rank(targets, 1, "targets", where, "[*batch, target]")
+    mask = _checks.bool_array(
+        mask, "mask", where, shape=targets.shape, layout="[*batch, target] of targets"
+    )
+    bos_id = _checks.integer(bos_id, "bos_id", where)
+    _checks.representable(
+        bos_id, targets.dtype, "bos_id", where, hint=f" targets have {targets.dtype}."
+    )
     previous = previous_valid(mask)
     gathered = jnp.take_along_axis(targets, jnp.maximum(previous, 0), axis=-1)
     bos = jnp.asarray(bos_id, targets.dtype)
@@ -213,9 +242,9 @@ def teacher_forcing(
     Returns:
       Logits ``[*batch, target, Vt]``.
     """
-    where = "teacher_forcing"
-    inputs, mask = _inputs.inputs_and_mask(inputs, mask, config, where)
-    dropout_key = _inputs.prng_key(dropout_key, "dropout_key", where)
+    inputs, mask, dropout_key = decoder_arguments(
+        config, params, state, (inputs, mask, dropout_key), "teacher_forcing"
+    )
     lead = (inputs.shape[-1], *inputs.shape[:-1])
     embedding, between, output = dropout_keeps(config, params, dropout_key, lead)
     safe = jnp.where(mask, inputs, jnp.asarray(config.bos_id, inputs.dtype))

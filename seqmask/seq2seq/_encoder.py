@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -9,8 +11,15 @@ from seqmask import _checks
 from seqmask._numerics import dense
 from seqmask.layers import stacked
 from seqmask.seq2seq import _config, _inputs
-from seqmask.seq2seq._config import Config, DecoderState, Memory, Params, layers
-from seqmask.seq2seq._init import carry_shapes
+from seqmask.seq2seq._config import (
+    Config,
+    DecoderState,
+    Memory,
+    Params,
+    check_config,
+    layers,
+)
+from seqmask.seq2seq._init import carry_shapes, check_params
 
 
 def encode(
@@ -41,6 +50,10 @@ def encode(
       bidirectional; several: a list, one a layer); it must return a carry
       of the decoder's structure, shapes and dtypes.
 
+    A row with no valid source position (an all-false mask, a length of 0,
+    or a source of length 0) keeps the encoder's initial carries, and its
+    attention context is zero.
+
     Args:
       config: the :class:`~seqmask.seq2seq.Config`.
       params: the parameters (see :func:`~seqmask.seq2seq.init`).
@@ -67,6 +80,19 @@ def encode(
       [0. 0. 0. 0. 0. 0. 0. 0. 0. 0. 0. 0.]
     """
     where = "encode"
+    check_config(config, where)
+    check_params(config, params, where)
+    masking = (source_mask, source_lengths)
+    return encode_checked(config, params, source, masking, dropout_key, where)
+
+
+def encode_checked(
+    config: Config, params, source, masking, dropout_key, where: str
+) -> DecoderState:
+    """:func:`encode` after the checks of its config and parameters, for the
+    public function ``where``; ``masking`` is ``(source_mask,
+    source_lengths)``."""
+    source_mask, source_lengths = masking
     source, mask = _inputs.tokens_and_mask(
         source,
         source_mask,
@@ -143,3 +169,73 @@ def _bridge(config: Config, params: Params, finals, batch_shape):
         hint=" The bridge function must return the decoder's initial carry.",
     )
     return carry
+
+
+@functools.lru_cache(maxsize=64)
+def _state_shapes(config: Config, params_spec, batch_shape, source_length: int):
+    """The :class:`DecoderState` :func:`encode` gives, as shapes and dtypes."""
+    source = jax.ShapeDtypeStruct((*batch_shape, source_length), jnp.int32)
+    params = jax.tree.unflatten(params_spec[0], [_struct(s) for s in params_spec[1]])
+    return jax.eval_shape(
+        lambda p, x: encode_checked(config, p, x, (None, None), None, "encode"),
+        params,
+        source,
+    )
+
+
+def _struct(spec):
+    return jax.ShapeDtypeStruct(*spec)
+
+
+def check_state(config: Config, params, state, batch_shape, given: str, where: str):
+    """``state`` is the :class:`DecoderState` that :func:`encode` gives for
+    ``batch_shape`` (that of the argument ``given``, e.g. "inputs"), with
+    this model's sizes."""
+    if not isinstance(state, DecoderState):
+        _checks.fail(
+            where,
+            "state must be a seqmask.seq2seq.DecoderState (from encode, or the "
+            f"previous step); got {_checks.describe(state)}.",
+            TypeError,
+        )
+    mask = getattr(state.memory, "mask", None)
+    source_length = 1 if mask is None or jnp.ndim(mask) < 1 else jnp.shape(mask)[-1]
+    leaves, treedef = jax.tree.flatten(params)
+    spec = (treedef, tuple((tuple(jnp.shape(x)), jnp.result_type(x)) for x in leaves))
+    expected = _state_shapes(config, spec, tuple(batch_shape), int(source_length))
+    _checks.tree_like(
+        state,
+        expected,
+        "state",
+        where,
+        expected_from="the state this model's encode gives for the batch shape "
+        f"{tuple(batch_shape)} of {given}",
+        hint="Give the state of this model's encode (or of its previous step).",
+        dtype_error=TypeError,
+    )
+
+
+def decoder_arguments(config: Config, params, state, given, where: str):
+    """The checked arguments of the decoder over given inputs (teacher
+    forcing, own predictions): the config, the parameters, ``given =
+    (inputs, mask, dropout_key)``, and a start ``state`` of the batch shape
+    of ``inputs``. Returns ``(inputs, mask, dropout_key)``."""
+    inputs, mask, dropout_key = given
+    check_config(config, where)
+    check_params(config, params, where)
+    inputs, mask = _inputs.inputs_and_mask(inputs, mask, config, where)
+    check_state(config, params, state, tuple(inputs.shape[:-1]), "inputs", where)
+    return inputs, mask, _inputs.prng_key(dropout_key, "dropout_key", where)
+
+
+def state_batch_shape(config: Config, params, state, where: str) -> tuple[int, ...]:
+    """The batch shape of a :class:`DecoderState`: the leading axes of its
+    decoder carry (the part of it no batch has)."""
+    if not isinstance(state, DecoderState):
+        check_state(config, params, state, (), "", where)  # raises TypeError
+    template = jax.tree.leaves(carry_shapes(config.decoder_cells, params["decoder"]))
+    given = jax.tree.leaves(state.carry)
+    if not template or len(given) != len(template):
+        return ()
+    shape = tuple(jnp.shape(given[0]))
+    return shape[: max(len(shape) - len(template[0].shape), 0)]

@@ -14,9 +14,10 @@ import jax.numpy as jnp
 
 from seqmask import _checks
 from seqmask import decoding as _decoding
-from seqmask.seq2seq._config import Bound, Config, Params
+from seqmask.seq2seq._config import Bound, Config, Params, check_config
 from seqmask.seq2seq._decoder import step
-from seqmask.seq2seq._encoder import encode
+from seqmask.seq2seq._encoder import encode_checked
+from seqmask.seq2seq._init import check_params
 
 _OWN = ("eos_id", "pad_id", "start_tokens")
 
@@ -153,10 +154,10 @@ def _decode(decoder, config: Config, params, source, source_masking, *args, **kw
             "seqmask.decoding with model.step to use other ones.",
             TypeError,
         )
-    source_mask, source_lengths = source_masking
-    state = encode(
-        config, params, source, source_mask=source_mask, source_lengths=source_lengths
-    )
+    where = decoder.__name__
+    check_config(config, where)
+    check_params(config, params, where)
+    state = encode_checked(config, params, source, source_masking, None, where)
     start = jnp.full(jnp.shape(source)[:-1], config.bos_id, jnp.int32)
     return decoder(
         Bound(step, config),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -9,7 +11,13 @@ from seqmask import _checks
 from seqmask import cells as _cells
 from seqmask._numerics import LECUN_NORMAL
 from seqmask.layers import init_bidirectional, init_stacked
-from seqmask.seq2seq._config import Config, Params, decoder_input_size, layers
+from seqmask.seq2seq._config import (
+    Config,
+    Params,
+    check_config,
+    decoder_input_size,
+    layers,
+)
 
 
 def init(config: Config, key: jax.Array) -> Params:
@@ -52,6 +60,13 @@ def init(config: Config, key: jax.Array) -> Params:
       attention attentional bridge decoder encoder output
       source_embedding target_embedding
     """
+    check_config(config, "init")
+    _checks.prng_key(key, "key", "init")
+    return _init(config, key)
+
+
+def _init(config: Config, key) -> Params:
+    """:func:`init` without the argument checks."""
     keys = jax.random.split(key, 8)
     embed_init = jax.nn.initializers.normal(1.0)
     size_e = config.embed_size
@@ -72,19 +87,25 @@ def init(config: Config, key: jax.Array) -> Params:
     if config.attention is not None:
         assert config.attentional_size is not None
         vector_size = config.attentional_size
+        _check_dot(config, query_size, memory_size)
         params["attention"] = config.attention.init(keys[4], query_size, memory_size)
         params["attentional"] = {
             "kernel": LECUN_NORMAL(keys[5], (query_size + memory_size, vector_size)),
         }
     vocab = config.target_vocab_size
+    if config.tie_embeddings and vector_size != size_e:
+        what, fix = (
+            ("attentional_size", "leave attentional_size unset (it defaults to it)")
+            if config.attention is not None
+            else ("the top decoder cell's output size", "give that cell hidden_size")
+        )
+        _checks.fail(
+            "encoder_decoder",
+            f"tie_embeddings=True needs {what} ({vector_size}) to equal embed_size "
+            f"({size_e}): the output layer reads it with the target embedding; "
+            f"{fix} == embed_size.",
+        )
     if config.tie_embeddings:
-        if vector_size != size_e:
-            _checks.fail(
-                "encoder_decoder",
-                f"tie_embeddings=True needs the decoder's output size ({vector_size}) "
-                f"to equal embed_size ({size_e}); give the top decoder cell "
-                "hidden_size == embed_size, or use attention.",
-            )
         params["output"] = {"bias": jnp.zeros((vocab,))}
     else:
         params["output"] = {
@@ -94,6 +115,44 @@ def init(config: Config, key: jax.Array) -> Params:
     if config.bridge == "dense":
         params["bridge"] = _init_bridge(keys[7], config, encoder, decoder)
     return params
+
+
+def _check_dot(config: Config, query_size: int, memory_size: int) -> None:
+    """Dot attention scores the decoder's output against the memory."""
+    if config.attention is None or config.attention.name != "dot":
+        return
+    if query_size != memory_size:
+        both = ", both directions concatenated" if config.bidirectional else ""
+        _checks.fail(
+            "encoder_decoder",
+            f"attention='dot' needs the decoder's output size ({query_size}) to "
+            f"equal the memory size ({memory_size}: the encoder's outputs{both}); "
+            "use attention='general' or 'additive', or sizes that agree (e.g. "
+            "bidirectional=False, or a decoder cell of the memory's size).",
+        )
+
+
+@functools.lru_cache(maxsize=64)
+def param_shapes(config: Config) -> Params:
+    """The parameters :func:`init` makes for ``config``, as shapes and
+    dtypes (traced once a config, nothing computed); raises what ``init``
+    raises for a configuration whose sizes do not fit together."""
+    return jax.eval_shape(functools.partial(_init, config), jax.random.key(0))
+
+
+def check_params(config: Config, params, where: str) -> None:
+    """``params`` have the layout, shapes and dtypes :func:`init` gives
+    (``TypeError``/``ValueError`` naming each leaf by its path in the
+    user's dict)."""
+    _checks.params_like(
+        params,
+        param_shapes(config),
+        "params",
+        where,
+        owner="this encoder-decoder",
+        hint="\nGive the parameters this model's init makes (see "
+        "seqmask.seq2seq.init for the layout).",
+    )
 
 
 def _init_layers(key, cells, input_size: int, bidirectional: bool) -> Params:

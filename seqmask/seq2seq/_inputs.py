@@ -83,11 +83,13 @@ def inputs_and_mask(inputs, mask, config, where: str):
 
 def same_batch(tokens, batch_shape, name: str, other: str, where: str) -> None:
     """``tokens`` ``[*batch, time]`` has the batch shape of ``other``."""
-    if tuple(tokens.shape[:-1]) != tuple(batch_shape):
+    batch_shape = tuple(batch_shape)
+    if tuple(tokens.shape[:-1]) != batch_shape:
         _checks.fail(
             where,
-            f"{name} must have the batch shape {tuple(batch_shape)} of {other}; got "
-            f"shape {tuple(tokens.shape)}.",
+            f"{name} must be [*batch, time] with the batch shape {batch_shape} of "
+            f"{other}: [{', '.join([*map(str, batch_shape), 'time'])}]; got shape "
+            f"{tuple(tokens.shape)} (batch shape {tuple(tokens.shape[:-1])}).",
         )
 
 

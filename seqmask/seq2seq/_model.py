@@ -14,11 +14,18 @@ from seqmask import attention as _attention
 from seqmask import cells as _cells
 from seqmask.attention import Attention
 from seqmask.cells import Cell
-from seqmask.seq2seq._config import Bound, Carry, Config, DecoderState, Params
+from seqmask.seq2seq._config import (
+    Bound,
+    Carry,
+    Config,
+    DecoderState,
+    Params,
+    check_config,
+)
 from seqmask.seq2seq._decoder import step
 from seqmask.seq2seq._encoder import encode
 from seqmask.seq2seq._generate import beam_search, greedy, sample
-from seqmask.seq2seq._init import init
+from seqmask.seq2seq._init import init, param_shapes
 from seqmask.seq2seq._training import apply, loss
 
 ATTENTIONS = ("additive", "dot", "general")
@@ -67,7 +74,14 @@ class EncoderDecoder(NamedTuple):
 
 
 def from_config(config: Config) -> EncoderDecoder:
-    """The :class:`EncoderDecoder` whose functions are bound to ``config``."""
+    """The :class:`EncoderDecoder` whose functions are bound to ``config``.
+
+    The config is checked as :func:`encoder_decoder` checks its options: a
+    configuration whose sizes do not fit together (dot attention, tied
+    embeddings, a dense bridge) raises here, not at the first ``init``.
+    """
+    check_config(config, "from_config")
+    param_shapes(config)  # traced once a config: nothing is computed
     return EncoderDecoder(
         init=Bound(init, config),
         encode=Bound(encode, config),
@@ -207,6 +221,14 @@ def _validated(**options) -> Config:
     attention_size = _checks.optional_positive_int(
         options["attention_size"], "attention_size", where
     )
+    if attention_size is not None and options["attention"] != "additive":
+        _checks.fail(
+            where,
+            f"attention_size={attention_size} is the width of attention='additive'; "
+            f"got attention={_checks.describe(options['attention'])}, which has no "
+            "such width (an Attention record has its own). Leave attention_size "
+            "unset.",
+        )
     attention = _attention_option(options["attention"], attention_size or hidden)
     feeding = options["input_feeding"]
     feeding = attention is not None if feeding is None else feeding
@@ -226,10 +248,18 @@ def _validated(**options) -> Config:
             f"attentional_size={attentional} needs attention; without attention the "
             "decoder's top output feeds the output layer.",
         )
+    tied = flags["tie_embeddings"]
     if attention is not None and attentional is None:
-        tied = flags["tie_embeddings"]
         attentional = sizes["embed_size"] if tied else decoder_base.hidden_size
         attentional = attentional or hidden
+    if tied and attentional is not None and attentional != sizes["embed_size"]:
+        _checks.fail(
+            where,
+            f"tie_embeddings=True needs attentional_size == embed_size "
+            f"({sizes['embed_size']}): the output layer reads the attentional "
+            f"vector with the target embedding; got attentional_size={attentional}. "
+            "Leave attentional_size unset (it then defaults to embed_size).",
+        )
     rates = {
         name: _rate(options[name], name)
         for name in ("embedding_dropout", "layer_dropout", "output_dropout")

@@ -26,8 +26,9 @@ from seqmask import _checks
 from seqmask import losses as _losses
 from seqmask.scan import masked_scan
 from seqmask.seq2seq import _config, _decoder, _inputs
-from seqmask.seq2seq._config import Config, DecoderState, Params
-from seqmask.seq2seq._encoder import encode
+from seqmask.seq2seq._config import Config, DecoderState, Params, check_config
+from seqmask.seq2seq._encoder import decoder_arguments, encode_checked
+from seqmask.seq2seq._init import check_params
 
 SAMPLINGS = ("argmax", "sample")
 
@@ -229,6 +230,8 @@ def forward(
     """:func:`apply`'s work: ``(logits, targets, target mask)``, checked."""
     source_mask, source_lengths, target_mask, target_lengths = valid
     dropout_key, sampling_probability, sampling, sampling_key = feeding
+    check_config(config, where)
+    check_params(config, params, where)
     targets, mask = _inputs.tokens_and_mask(
         targets,
         target_mask,
@@ -239,7 +242,11 @@ def forward(
         where=where,
         default_pad_id=config.pad_id,
     )
-    _inputs.same_batch(targets, jnp.shape(source)[:-1], "targets", "source", where)
+    source = _checks.integer_array(
+        source, "source", where, hint=" Pass source as integer token ids."
+    )
+    _checks.min_rank(source, 1, "source", where, "[*batch, source]")
+    _inputs.same_batch(targets, source.shape[:-1], "targets", "source", where)
     dropout_key = _inputs.prng_key(dropout_key, "dropout_key", where)
     sampling_key = _inputs.prng_key(sampling_key, "sampling_key", where)
     _check_sampling(sampling_probability, sampling, where)
@@ -254,14 +261,8 @@ def forward(
             f"sampling_probability {given} and sampling={sampling!r}; only 0, or 1 "
             "with 'argmax', need none); pass sampling_key=jax.random.key(...).",
         )
-    state = encode(
-        config,
-        params,
-        source,
-        source_mask=source_mask,
-        source_lengths=source_lengths,
-        dropout_key=dropout_key,
-    )
+    masking = (source_mask, source_lengths)
+    state = encode_checked(config, params, source, masking, dropout_key, where)
     inputs = _decoder.decoder_inputs(targets, mask, config.bos_id)
     if teacher:
         logits = _decoder.teacher_forcing(
@@ -324,10 +325,11 @@ def own_predictions(
       each position (``bos_id`` where padded), integer ``[*batch, target]``.
     """
     where = "own_predictions"
-    inputs, mask = _inputs.inputs_and_mask(inputs, mask, config, where)
+    inputs, mask, dropout_key = decoder_arguments(
+        config, params, state, (inputs, mask, dropout_key), where
+    )
     _check_sampling(sampling_probability, sampling, where)
     sampling_key = _inputs.prng_key(sampling_key, "sampling_key", where)
-    dropout_key = _inputs.prng_key(dropout_key, "dropout_key", where)
     if sampling_key is None and not (
         _is(sampling_probability, 1.0) and sampling == "argmax"
     ):
