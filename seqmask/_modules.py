@@ -3,12 +3,17 @@
 
 Both packages speak Flax's RNN vocabulary (``seq_lengths``, ``return_carry``,
 ``time_major``, ``reverse``, ``keep_order``, ``initial_carry``) over the pure
-core. What that vocabulary means lives here, once: :func:`run_rnn` runs a
-pure :class:`~seqmask.cells.Cell` the way ``flax.linen.RNN`` runs a cell,
-with seqmask's masking; the other helpers name carry leaves, check the
-arguments that only the modules have, and hold what both packages' modules
-share. It imports no flax, so ``seqmask.linen`` does not pull in
-``flax.nnx``; each package keeps only what is specific to its framework.
+core. What that vocabulary means lives here, once: :func:`sequence` checks
+a call's inputs and valid steps under the names the caller used
+(``seq_lengths``, not the core's ``lengths``) and the module's public name;
+:func:`run_rnn`, :func:`run_bidirectional` and :func:`run_stacked` run the
+core the way Flax's modules run a cell, with seqmask's masking;
+:func:`adapted_cell` makes a Flax cell's functions a
+:class:`~seqmask.cells.Cell` that checks its arguments as seqmask's own
+cells do. The other helpers check the arguments that only the modules have,
+and hold what both packages' modules share. It imports no flax, so
+``seqmask.linen`` does not pull in ``flax.nnx``; each package keeps only
+what is specific to its framework.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from seqmask import _checks
+from seqmask import _checks, _layer
 from seqmask import cells as _cells
 from seqmask import layers as _layers
 from seqmask import masks as _masks
@@ -32,10 +37,28 @@ Initializer = Callable[..., jax.Array]
 
 ZEROS: Initializer = jax.nn.initializers.zeros
 
+# What a recurrent layer or cell says to floating-point inputs of another kind.
+EMBED_HINT = " Embed integer tokens first (e.g. a lookup table)."
+
+
+class RNNCall(NamedTuple):
+    """The arguments of one call of a recurrent module: Flax's
+    ``RNN.__call__`` and seqmask's additions. An option that is None means
+    "the module's value" (see :func:`resolve`)."""
+
+    initial_carry: Carry | None = None
+    seq_lengths: Any = None
+    mask: Any = None
+    resets: Any = None
+    return_carry: bool | None = None
+    time_major: bool | None = None
+    reverse: bool | None = None
+    keep_order: bool | None = None
+    skip_padding: bool | int = False
+
 
 class CallOptions(NamedTuple):
-    """The per-call options of Flax's ``RNN.__call__``, resolved against the
-    module's defaults (``None`` in a call means "the module's value")."""
+    """The options of one call, resolved against the module's attributes."""
 
     time_major: bool
     return_carry: bool
@@ -43,27 +66,78 @@ class CallOptions(NamedTuple):
     keep_order: bool
 
 
-def resolve(
-    module, where: str, time_major, return_carry, reverse, keep_order
-) -> CallOptions:
-    """The options of one call: each one given (not None), else the module's."""
-    given = CallOptions(time_major, return_carry, reverse, keep_order)
+def resolve(module, call: RNNCall, where: str) -> CallOptions:
+    """Each option of ``call`` that is given, else the module's (False for
+    one the module does not have, as ``Bidirectional`` has no ``reverse``)."""
     return CallOptions(
         *(
-            _checks.flag(getattr(module, name) if value is None else value, name, where)
-            for name, value in zip(CallOptions._fields, given, strict=True)
+            _checks.flag(
+                getattr(module, name, False) if value is None else value, name, where
+            )
+            for name, value in ((n, getattr(call, n)) for n in CallOptions._fields)
         )
     )
 
 
-class RNNCall(NamedTuple):
-    """The arguments of one call of Flax's ``RNN.__call__``, options resolved."""
+class Steps(NamedTuple):
+    """A module call's inputs and valid steps, checked."""
 
-    options: CallOptions
-    initial_carry: Carry | None
-    seq_lengths: Any
-    mask: Any
-    resets: Any
+    inputs: jax.Array
+    mask: jax.Array | None  # boolean, [*batch, time] or [time, *batch]
+    resets: jax.Array | None  # likewise
+    step: tuple[int, ...]  # the shape of one step: [*batch, *features]
+
+
+def sequence(
+    inputs,
+    seq_lengths,
+    mask,
+    resets,
+    *,
+    time_major: bool,
+    where: str,
+    feature_axes: int = 1,
+) -> Steps:
+    """``inputs`` and the valid steps of a module call, checked under the
+    names the caller used, ``seq_lengths`` turned into a mask.
+
+    The batch shape comes from ``inputs`` and the cell's number of feature
+    axes, so ``seq_lengths``, ``mask`` and ``resets`` are checked against
+    the shapes the caller meant. Lengths outside ``[0, time]`` raise
+    ``ValueError`` when concrete and register a checkify check when traced.
+    """
+    inputs = _checks.floating_array(inputs, "inputs", where, hint=EMBED_HINT)
+    layout = "[time, *batch, *features]" if time_major else "[*batch, time, *features]"
+    _checks.min_rank(inputs, feature_axes + 1, "inputs", where, layout)
+    shape = tuple(inputs.shape)
+    time_axis = 0 if time_major else len(shape) - feature_axes - 1
+    time = shape[time_axis]
+    batch = shape[:time_axis] + shape[time_axis + 1 : len(shape) - feature_axes]
+    steps = (time, *batch) if time_major else (*batch, time)
+    steps_layout = "[time, *batch]" if time_major else "[*batch, time]"
+    if seq_lengths is not None and mask is not None:
+        _checks.fail(
+            where,
+            "give seq_lengths or mask, not both (seq_lengths is the right-padded "
+            "special case of a mask).",
+        )
+    if seq_lengths is not None:
+        lengths = _checks.integer_array(seq_lengths, "seq_lengths", where)
+        if tuple(lengths.shape) != batch:
+            _checks.fail(
+                where,
+                f"seq_lengths must have the batch shape {batch} of the inputs "
+                f"(shape {shape}, {layout}); got {tuple(lengths.shape)}.",
+            )
+        _checks.lengths(lengths, time, "seq_lengths", where)
+        mask = _masks.lengths_to_mask(lengths, time, time_major=time_major, clip=True)
+    elif mask is not None:
+        mask = _checks.bool_array(mask, "mask", where, shape=steps, layout=steps_layout)
+    if resets is not None:
+        resets = _checks.bool_array(
+            resets, "resets", where, shape=steps, layout=steps_layout
+        )
+    return Steps(inputs, mask, resets, shape[:time_axis] + shape[time_axis + 1 :])
 
 
 def concatenate(forward, backward):
@@ -74,15 +148,15 @@ def concatenate(forward, backward):
 def run_rnn(
     cell: Cell,
     params: Params,
-    inputs,
+    seq: Steps,
     call: RNNCall,
+    options: CallOptions,
     where: str,
     *,
     unroll: int = 1,
     feature_axes: int = 1,
-    skip_padding: bool | int = False,
 ):
-    """Run ``cell`` over ``inputs`` with the meaning of Flax's ``RNN.__call__``.
+    """Run ``cell`` over ``seq`` with the meaning of Flax's ``RNN.__call__``.
 
     Flax's semantics wherever Flax is right; seqmask's where it is not: the
     carry of a row is its carry after its last valid step for any mask (its
@@ -90,16 +164,16 @@ def run_rnn(
     zero. With ``reverse`` the valid steps are visited last to first; the
     outputs come back in processing order (Flax's "flipped within the
     length") unless ``keep_order``, which leaves them at their positions.
+    Every error names ``where``.
 
     Args:
       cell, params: the pure cell and its parameters.
-      inputs: ``[*batch, time, *features]`` (``[time, *batch, *features]``
-        when time major) with ``feature_axes`` feature axes.
-      call: the call's arguments: ``initial_carry`` and ``resets`` as
-        :func:`seqmask.rnn`, the valid steps as ``seq_lengths`` or ``mask``
-        (alternatives), and the resolved options.
+      seq: the call's inputs and valid steps (see :func:`sequence`).
+      call: the call's ``initial_carry`` and ``skip_padding``, as
+        :func:`seqmask.rnn`.
+      options: the call's resolved options.
       where: the public name for error messages.
-      unroll, skip_padding: as :func:`seqmask.rnn`.
+      unroll: as :func:`seqmask.rnn`.
       feature_axes: the cell's number of feature axes (Flax's
         ``num_feature_axes``); several are flattened into one for the core
         and unflattened by the cell.
@@ -107,77 +181,37 @@ def run_rnn(
     Returns:
       ``ys``, or ``(carry, ys)`` with ``return_carry``.
     """
-    options, initial_carry, seq_lengths, mask, resets = call
-    time_major, return_carry, reverse, keep_order = options
-    inputs = _checks.floating_array(inputs, "inputs", where)
-    _checks.min_rank(inputs, feature_axes + 1, "inputs", where, "time and feature axes")
-    if seq_lengths is not None and mask is not None:
-        _checks.fail(
-            where,
-            "give seq_lengths or mask, not both (seq_lengths is the right-padded "
-            "special case of a mask).",
-        )
-    xs = inputs
+    xs = seq.inputs
     if feature_axes > 1:
-        xs = inputs.reshape(*inputs.shape[:-feature_axes], -1)
-    carry, ys = _layers.rnn(
+        xs = xs.reshape(*xs.shape[:-feature_axes], -1)
+    carry, ys = _layer.rnn(
         cell,
         params,
         xs,
-        mask=mask,
-        lengths=seq_lengths,
-        initial_carry=initial_carry,
-        resets=resets,
-        reverse=reverse,
-        time_major=time_major,
-        unroll=unroll,
-        skip_padding=skip_padding,
+        mask=seq.mask,
+        lengths=None,
+        initial_carry=call.initial_carry,
+        resets=seq.resets,
+        reset_to=None,
+        reverse=options.reverse,
+        time_major=options.time_major,
+        options=_layer.options(unroll, False, None, where, call.skip_padding),
+        where=where,
     )
-    if reverse and not keep_order:
+    if options.reverse and not options.keep_order:
         ys = jax.tree.map(
-            lambda y: _processing_order(y, mask, seq_lengths, time_major, feature_axes),
+            lambda y: _processing_order(y, seq.mask, options.time_major, feature_axes),
             ys,
         )
-    return (carry, ys) if return_carry else ys
+    return (carry, ys) if options.return_carry else ys
 
 
-def _processing_order(ys, mask, seq_lengths, time_major: bool, feature_axes: int):
+def _processing_order(ys, mask, time_major: bool, feature_axes: int):
     """Outputs of a reverse run in the order the steps were visited."""
-    if mask is None and seq_lengths is None:
+    if mask is None:
         axis = 0 if time_major else jnp.ndim(ys) - feature_axes - 1
         return jnp.flip(ys, axis=axis)
-    return _masks.reverse_valid_steps(
-        ys, mask, lengths=seq_lengths, time_major=time_major
-    )
-
-
-def run_stacked(module, params, inputs, dropout_key, **call):
-    """:func:`seqmask.stacked` with the cells of a ``Stacked`` module and its
-    layer options (``bidirectional``, ``merge``, ``dropout_rate``,
-    ``residual``); ``call`` holds the call's own arguments."""
-    return _layers.stacked(
-        module.pure_cells(),
-        params,
-        inputs,
-        bidirectional=module.bidirectional,
-        merge=module.merge,
-        dropout_rate=module.dropout_rate,
-        dropout_key=dropout_key,
-        residual=module.residual,
-        **call,
-    )
-
-
-def step_shape(
-    inputs, feature_axes: int, time_major: bool, where: str
-) -> tuple[int, ...]:
-    """The shape of one step of ``inputs``: the time axis removed (what
-    Flax's ``initialize_carry`` takes as ``input_shape``)."""
-    inputs = _checks.floating_array(inputs, "inputs", where)
-    _checks.min_rank(inputs, feature_axes + 1, "inputs", where, "time and feature axes")
-    shape = tuple(inputs.shape)
-    time_axis = 0 if time_major else len(shape) - feature_axes - 1
-    return shape[:time_axis] + shape[time_axis + 1 :]
+    return _masks.reverse_valid_steps(ys, mask, time_major=time_major)
 
 
 def run_bidirectional(
@@ -185,55 +219,183 @@ def run_bidirectional(
     forward: Callable,
     backward: Callable,
     inputs,
-    *,
+    call: RNNCall,
     where: str,
-    initial_carry,
-    time_major: bool | None,
-    return_carry: bool | None,
-    **call,
+    feature_axes: int = 1,
 ):
     """Flax's ``Bidirectional.__call__`` over two RNN calls.
 
-    ``forward`` and ``backward`` take ``(inputs, **options)`` like an RNN
+    ``forward`` and ``backward`` take ``(inputs, **arguments)`` like an RNN
     module's ``__call__``; ``module`` gives ``merge_fn`` and the defaults of
     ``time_major`` and ``return_carry``. The backward direction runs with
     ``reverse=True, keep_order=True``: its output for step ``t`` sits at
-    position ``t``.
+    position ``t``. With ``resets`` (several sequences packed into a row) the
+    backward direction resets where each sequence ends, as in
+    :func:`seqmask.bidirectional`, so it meets every sequence at its last
+    step with a fresh carry.
     """
     merge_fn = _checks.function(
         module.merge_fn, "merge_fn", where, "(forward_ys, backward_ys) -> ys"
     )
-    time_major = module.time_major if time_major is None else time_major
-    return_carry = module.return_carry if return_carry is None else return_carry
-    return_carry = _checks.flag(return_carry, "return_carry", where)
-    if initial_carry is None:
-        forward_carry = backward_carry = None
-    elif isinstance(initial_carry, (tuple, list)) and len(initial_carry) == 2:
-        forward_carry, backward_carry = initial_carry
-    else:
+    options = resolve(module, call._replace(reverse=None, keep_order=None), where)
+    carries = call.initial_carry
+    if carries is None:
+        carries = (None, None)
+    elif not (isinstance(carries, (tuple, list)) and len(carries) == 2):
         _checks.fail(
             where,
             "initial_carry must be a pair (forward_carry, backward_carry) or None; "
-            f"got {_checks.describe(initial_carry)}.",
+            f"got {_checks.describe(carries)}.",
+            TypeError,
         )
-    time_major = _checks.flag(time_major, "time_major", where)
-    directions = (
-        (forward, forward_carry, {"reverse": False}),
-        (backward, backward_carry, {"reverse": True, "keep_order": True}),
+    seq = sequence(
+        inputs,
+        call.seq_lengths,
+        call.mask,
+        call.resets,
+        time_major=options.time_major,
+        where=where,
+        feature_axes=feature_axes,
     )
-    (carry_f, ys_f), (carry_b, ys_b) = (
-        rnn(
-            inputs,
-            initial_carry=carry,
-            return_carry=True,
-            time_major=time_major,
-            **direction,
-            **call,
-        )
-        for rnn, carry, direction in directions
+    both = {
+        "return_carry": True,
+        "time_major": options.time_major,
+        "mask": seq.mask,
+        "skip_padding": call.skip_padding,
+    }
+    forward_carry, forward_ys = forward(
+        seq.inputs, initial_carry=carries[0], resets=seq.resets, reverse=False, **both
     )
-    ys = jax.tree.map(merge_fn, ys_f, ys_b)
-    return ((carry_f, carry_b), ys) if return_carry else ys
+    backward_carry, backward_ys = backward(
+        seq.inputs,
+        initial_carry=carries[1],
+        resets=_segment_ends(seq.resets, options.time_major),
+        reverse=True,
+        keep_order=True,
+        **both,
+    )
+    ys = jax.tree.map(merge_fn, forward_ys, backward_ys)
+    return ((forward_carry, backward_carry), ys) if options.return_carry else ys
+
+
+def _segment_ends(resets, time_major: bool):
+    """The backward direction's resets, in the layout of ``resets``."""
+    if resets is None:
+        return None
+    time_first = resets if time_major else jnp.moveaxis(resets, -1, 0)
+    ends = jnp.asarray(_layer.segment_ends(time_first))
+    return ends if time_major else jnp.moveaxis(ends, 0, -1)
+
+
+class StackedOptions(NamedTuple):
+    """The layer options of a ``Stacked`` module, as :func:`seqmask.stacked`."""
+
+    bidirectional: bool
+    merge: str
+    dropout_rate: float
+    residual: bool
+
+
+def stacked_options(
+    where: str, *, bidirectional, merge, dropout_rate, residual
+) -> StackedOptions:
+    """A ``Stacked`` module's layer options, checked under its name."""
+    _checks.hyperparameter(
+        dropout_rate, "dropout_rate", where, low=0, high=1, high_open=True
+    )
+    return StackedOptions(
+        _checks.flag(bidirectional, "bidirectional", where),
+        _checks.one_of(merge, _layers.MERGES[:2], "merge", where),
+        dropout_rate,
+        _checks.flag(residual, "residual", where),
+    )
+
+
+def run_stacked(
+    cells: Sequence[Cell],
+    params,
+    seq: Steps,
+    options: StackedOptions,
+    dropout_key,
+    *,
+    initial_carries,
+    time_major: bool,
+    skip_padding: bool | int,
+):
+    """:func:`seqmask.stacked` over ``seq`` with a ``Stacked`` module's
+    cells and layer options."""
+    return _layers.stacked(
+        list(cells),
+        params,
+        seq.inputs,
+        mask=seq.mask,
+        initial_carries=initial_carries,
+        resets=seq.resets,
+        dropout_key=dropout_key,
+        time_major=time_major,
+        skip_padding=skip_padding,
+        **options._asdict(),
+    )
+
+
+def adapted_cell(
+    name: str,
+    *,
+    init: Callable,
+    initial_carry: Callable,
+    apply: Callable,
+    check_params: Callable,
+    hidden_size: int | None,
+    own_carry: bool = True,
+) -> Cell:
+    """A Flax cell's pure functions as a :class:`~seqmask.cells.Cell` whose
+    functions check their arguments first, as seqmask's own cells do.
+
+    ``init`` gets a PRNG key; ``initial_carry`` a shape; ``apply`` floating
+    inputs ``[*batch, features]`` (integer token ids are refused, not read
+    as features), parameters that ``check_params`` accepts for that many
+    features, and (for a cell with its ``own_carry``) a carry of the
+    structure, shapes and dtypes of ``initial_carry(params, batch)``: the
+    Flax cell's layout, e.g. ``(c, h)`` for its LSTM cells. Errors start
+    with ``name`` and the function.
+    """
+
+    def checked_init(key, input_size):
+        _checks.prng_key(key, "key", f"{name}.init")
+        return init(key, input_size)
+
+    def checked_initial_carry(params, batch_shape=()):
+        where = f"{name}.initial_carry"
+        batch = _checks.shape_tuple(batch_shape, "batch_shape", where)
+        return initial_carry(params, batch)
+
+    def checked_apply(params, carry, x):
+        where = f"{name}.apply"
+        x = _checks.floating_array(x, "x", where, hint=EMBED_HINT)
+        _checks.min_rank(x, 1, "x", where, "[*batch, features]")
+        check_params(params, where, x.shape[-1])
+        if own_carry:
+            batch = tuple(x.shape[:-1])
+            _checks.tree_like(
+                carry,
+                jax.eval_shape(lambda params: initial_carry(params, batch), params),
+                "carry",
+                where,
+                expected_from=f"{name}'s carry for batch shape {batch}",
+                hint=" The carry keeps the Flax cell's layout ((c, h) for its LSTM "
+                "cells): build it with the cell's initial_carry.",
+                dtype_error=TypeError,
+            )
+        return apply(params, carry, x)
+
+    return Cell(
+        init=checked_init,
+        initial_carry=checked_initial_carry,
+        apply=checked_apply,
+        name=name,
+        hidden_size=hidden_size,
+        check_params=check_params,
+    )
 
 
 def check_lifted_options(where: str, **given: tuple[Any, Any]) -> None:
@@ -317,6 +479,11 @@ def check_cell_record(cell, where: str) -> Cell:
     )
 
 
+def check_carry_init(carry_init, where: str) -> Initializer:
+    """The initialiser of a learned carry: ``(key, shape, dtype) -> array``."""
+    return _checks.function(carry_init, "carry_init", where, "(key, shape, dtype)")
+
+
 @functools.lru_cache(maxsize=256)
 def learned_carry_cell(cell: Cell, carry_init: Initializer) -> Cell:
     """One learned-initial-state wrapper per (cell, initialiser).
@@ -365,8 +532,9 @@ def leaf_names(tree, single_name: str, where: str) -> list[str]:
     return names
 
 
-def broadcast_learned(learned, batch: Sequence[int]):
-    """A learned unbatched carry broadcast over ``batch``."""
+def broadcast_learned(learned, batch_shape, where: str):
+    """A learned unbatched carry broadcast over ``batch_shape`` (checked)."""
+    batch = _checks.shape_tuple(batch_shape, "batch_shape", where)
     return jax.tree.map(
         lambda leaf: jnp.broadcast_to(leaf, (*batch, *leaf.shape)), learned
     )
@@ -401,5 +569,6 @@ def layer_cells(
             TypeError,
         )
     if _checks.flag(learnable_initial_state, "learnable_initial_state", where):
+        carry_init = check_carry_init(carry_init, where)
         cells = [learned_carry_cell(c, carry_init) for c in cells]
     return cells

@@ -36,10 +36,13 @@ def as_cell(cell: nn.Module, *, feature_shape: Sequence[int] | None = None) -> C
       the carry keeps Flax's layout (``(c, h)`` for the LSTM cells, where
       seqmask's own :func:`~seqmask.cells.lstm` has ``LSTMCarry(h, c)``).
     - ``apply(params, carry, x)`` is ``cell.apply({"params": params}, carry,
-      x)``, after checking ``params`` against the cell for ``x``'s feature
-      size (structure, shapes, dtypes), so another cell's parameters are a
-      clear error, not a failure deep inside Flax; ``check_params`` does the
-      same once a call of :func:`seqmask.rnn`.
+      x)``, after checking its arguments as seqmask's own cells do: ``x``
+      floating (integer token ids are refused: embed them first),
+      ``params`` the cell's for ``x``'s feature size and ``carry`` the
+      cell's for ``x``'s batch shape (structure, shapes, dtypes), so another
+      cell's parameters or seqmask's ``LSTMCarry`` order are a clear error,
+      not a failure deep inside Flax; ``check_params`` checks the
+      parameters once a call of :func:`seqmask.rnn`.
 
     Args:
       cell: a Linen cell instance (unbound, or a submodule: it is cloned
@@ -90,6 +93,7 @@ def adapter(
     name = describe_cell(cell)
     carry_shape = tuple(feature_shape) if feature_shape is not None else (1,)
     named = dict(streams or {})
+    own_carry = has_initialize_carry(cell)
 
     def step_input(input_size) -> tuple[int, ...]:
         size = _checks.positive_int(input_size, "input_size", f"{name}.init")
@@ -122,8 +126,7 @@ def adapter(
             x,
         )
 
-    def initial_carry(params, batch_shape=()):
-        batch = tuple(batch_shape)
+    def initial_carry(params, batch=()):
         carry = flax_carry(cell, jax.random.key(0), (*batch, *carry_shape))
         return carry if streams is None else (carry, jnp.zeros(batch, jnp.int32))
 
@@ -131,7 +134,7 @@ def adapter(
         """``Cell.check_params``: against what ``init`` makes for
         ``input_size`` (nothing to check without it, or for a cell that has
         no ``initialize_carry``)."""
-        if input_size is None or not has_initialize_carry(cell):
+        if input_size is None or not own_carry:
             return
         size = int(input_size)
         template = jax.eval_shape(lambda key: init(key, size), jax.random.key(0))
@@ -141,8 +144,9 @@ def adapter(
         size = int(jnp.shape(x)[-1])
         if feature_shape is not None:
             x = jnp.reshape(x, (*jnp.shape(x)[:-1], *feature_shape))
-        cell_carry = carry if streams is None else carry[0]
-        check_params(params, template(cell_carry, x), name, size, f"{name}.apply")
+        if not own_carry:  # the given carry stands in for the cell's own
+            cell_carry = carry if streams is None else carry[0]
+            check_params(params, template(cell_carry, x), name, size, f"{name}.apply")
         if streams is None:
             result: Any = cell.apply({"params": params}, carry, x)
             return result
@@ -156,13 +160,14 @@ def adapter(
         carry, y = stepped
         return (carry, jnp.broadcast_to(step, jnp.shape(count))), y
 
-    return Cell(
+    return _modules.adapted_cell(
+        name,
         init=init,
         initial_carry=initial_carry,
         apply=apply,
-        name=name,
-        hidden_size=getattr(cell, "features", None),
         check_params=check_step_params,
+        hidden_size=getattr(cell, "features", None),
+        own_carry=own_carry,
     )
 
 

@@ -52,7 +52,8 @@ class LearnableInitialState(nn.Module):
 
     @nn.compact
     def __call__(self, batch_shape: int | Sequence[int] = ()) -> Carry:
-        """The learned carry broadcast over ``batch_shape``.
+        """The learned carry broadcast over ``batch_shape``; at ``init``, one
+        parameter a carry leaf is made with ``carry_init``.
 
         Args:
           batch_shape: leading axes to add (an int or a sequence of ints);
@@ -61,14 +62,16 @@ class LearnableInitialState(nn.Module):
         Returns:
           The carry, every leaf ``[*batch_shape, *leaf_shape]``.
         """
-        where = "LearnableInitialState"
+        where = "seqmask.linen.LearnableInitialState"
         cell = _modules.check_cell_record(self.cell, where)
-        batch = _checks.shape_tuple(batch_shape, "batch_shape", where)
-        template = _modules.carry_template(cell, self.in_features)
+        carry_init = _modules.check_carry_init(self.carry_init, where)
+        in_features = _checks.positive_int(self.in_features, "in_features", where)
+        template = _modules.carry_template(cell, in_features)
         leaves, treedef = jax.tree.flatten(template)
         names = _modules.leaf_names(template, "h", where)
         learned = [
-            self.param(name, self.carry_init, leaf.shape, leaf.dtype)
+            self.param(name, carry_init, leaf.shape, leaf.dtype)
             for name, leaf in zip(names, leaves, strict=True)
         ]
-        return _modules.broadcast_learned(jax.tree.unflatten(treedef, learned), batch)
+        learned = jax.tree.unflatten(treedef, learned)
+        return _modules.broadcast_learned(learned, batch_shape, where)

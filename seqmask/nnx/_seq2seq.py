@@ -20,6 +20,7 @@ from seqmask import _checks
 from seqmask import decoding as _decoding
 from seqmask import seq2seq as _seq2seq
 from seqmask.nnx._named import _NamedLeaves
+from seqmask.nnx._state import param_key
 
 __all__ = ["Seq2Seq"]
 
@@ -58,9 +59,10 @@ class Seq2Seq(_NamedLeaves):
     """
 
     def __init__(self, model: _seq2seq.EncoderDecoder, *, rngs: nnx.Rngs):
+        where = "seqmask.nnx.Seq2Seq"
         if not isinstance(model, _seq2seq.EncoderDecoder):
             _checks.fail(
-                "Seq2Seq",
+                where,
                 "model must be a seqmask.seq2seq.EncoderDecoder (from "
                 f"seqmask.seq2seq.encoder_decoder); got {_checks.describe(model)}. "
                 "To build one from options, use Seq2Seq.build(source_vocab_size, "
@@ -68,7 +70,7 @@ class Seq2Seq(_NamedLeaves):
                 TypeError,
             )
         super().__init__(
-            model.init(rngs.params()), single_name="params", where="Seq2Seq"
+            model.init(param_key(rngs, where)), single_name="params", where=where
         )
         self.pure_model = model
 
