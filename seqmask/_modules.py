@@ -42,18 +42,14 @@ EMBED_HINT = " Embed integer tokens first (e.g. a lookup table)."
 
 
 class RNNCall(NamedTuple):
-    """The arguments of one call of a recurrent module: Flax's
-    ``RNN.__call__`` and seqmask's additions. An option that is None means
-    "the module's value" (see :func:`resolve`)."""
+    """The arguments of one call of a recurrent module that are not options
+    (Flax's ``initial_carry`` and ``seq_lengths``, seqmask's ``mask``,
+    ``resets`` and ``skip_padding``)."""
 
     initial_carry: Carry | None = None
     seq_lengths: Any = None
     mask: Any = None
     resets: Any = None
-    return_carry: bool | None = None
-    time_major: bool | None = None
-    reverse: bool | None = None
-    keep_order: bool | None = None
     skip_padding: bool | int = False
 
 
@@ -66,15 +62,21 @@ class CallOptions(NamedTuple):
     keep_order: bool
 
 
-def resolve(module, call: RNNCall, where: str) -> CallOptions:
-    """Each option of ``call`` that is given, else the module's (False for
-    one the module does not have, as ``Bidirectional`` has no ``reverse``)."""
+def resolve(
+    module,
+    where: str,
+    time_major: bool | None,
+    return_carry: bool | None,
+    reverse: bool | None = False,
+    keep_order: bool | None = False,
+) -> CallOptions:
+    """The options of one call: each one given (not None), else the module's
+    (``Bidirectional`` has no ``reverse`` or ``keep_order``: False)."""
+    given = (time_major, return_carry, reverse, keep_order)
     return CallOptions(
         *(
-            _checks.flag(
-                getattr(module, name, False) if value is None else value, name, where
-            )
-            for name, value in ((n, getattr(call, n)) for n in CallOptions._fields)
+            _checks.flag(getattr(module, name) if value is None else value, name, where)
+            for name, value in zip(CallOptions._fields, given, strict=True)
         )
     )
 
@@ -86,17 +88,11 @@ class Steps(NamedTuple):
     mask: jax.Array | None  # boolean, [*batch, time] or [time, *batch]
     resets: jax.Array | None  # likewise
     step: tuple[int, ...]  # the shape of one step: [*batch, *features]
+    time_major: bool
 
 
 def sequence(
-    inputs,
-    seq_lengths,
-    mask,
-    resets,
-    *,
-    time_major: bool,
-    where: str,
-    feature_axes: int = 1,
+    inputs, call: RNNCall, time_major: bool, where: str, feature_axes: int = 1
 ) -> Steps:
     """``inputs`` and the valid steps of a module call, checked under the
     names the caller used, ``seq_lengths`` turned into a mask.
@@ -111,33 +107,38 @@ def sequence(
     _checks.min_rank(inputs, feature_axes + 1, "inputs", where, layout)
     shape = tuple(inputs.shape)
     time_axis = 0 if time_major else len(shape) - feature_axes - 1
-    time = shape[time_axis]
     batch = shape[:time_axis] + shape[time_axis + 1 : len(shape) - feature_axes]
-    steps = (time, *batch) if time_major else (*batch, time)
-    steps_layout = "[time, *batch]" if time_major else "[*batch, time]"
-    if seq_lengths is not None and mask is not None:
+    steps = (shape[0], *batch) if time_major else (*batch, shape[time_axis])
+    if call.seq_lengths is not None and call.mask is not None:
         _checks.fail(
             where,
             "give seq_lengths or mask, not both (seq_lengths is the right-padded "
             "special case of a mask).",
         )
-    if seq_lengths is not None:
-        lengths = _checks.integer_array(seq_lengths, "seq_lengths", where)
-        if tuple(lengths.shape) != batch:
-            _checks.fail(
-                where,
-                f"seq_lengths must have the batch shape {batch} of the inputs "
-                f"(shape {shape}, {layout}); got {tuple(lengths.shape)}.",
-            )
-        _checks.lengths(lengths, time, "seq_lengths", where)
-        mask = _masks.lengths_to_mask(lengths, time, time_major=time_major, clip=True)
-    elif mask is not None:
-        mask = _checks.bool_array(mask, "mask", where, shape=steps, layout=steps_layout)
-    if resets is not None:
-        resets = _checks.bool_array(
-            resets, "resets", where, shape=steps, layout=steps_layout
+    steps_layout = "[time, *batch]" if time_major else "[*batch, time]"
+    checked = {}
+    for name, value, check, want, axes in (
+        ("seq_lengths", call.seq_lengths, _checks.integer_array, batch, "[*batch]"),
+        ("mask", call.mask, _checks.bool_array, steps, steps_layout),
+        ("resets", call.resets, _checks.bool_array, steps, steps_layout),
+    ):
+        if value is not None:
+            value = check(value, name, where)
+            if tuple(value.shape) != want:
+                _checks.fail(
+                    where,
+                    f"{name} must have shape {axes} = {want} for inputs of shape "
+                    f"{shape} ({layout}); got {tuple(value.shape)}.",
+                )
+        checked[name] = value
+    lengths, mask = checked["seq_lengths"], checked["mask"]
+    if lengths is not None:
+        _checks.lengths(lengths, shape[time_axis], "seq_lengths", where)
+        mask = _masks.lengths_to_mask(
+            lengths, shape[time_axis], time_major=time_major, clip=True
         )
-    return Steps(inputs, mask, resets, shape[:time_axis] + shape[time_axis + 1 :])
+    step = shape[:time_axis] + shape[time_axis + 1 :]
+    return Steps(inputs, mask, checked["resets"], step, time_major)
 
 
 def concatenate(forward, backward):
@@ -216,19 +217,18 @@ def _processing_order(ys, mask, time_major: bool, feature_axes: int):
 
 def run_bidirectional(
     module,
-    forward: Callable,
-    backward: Callable,
+    directions: Sequence[Callable],
     inputs,
     call: RNNCall,
+    options: CallOptions,
     where: str,
     feature_axes: int = 1,
 ):
     """Flax's ``Bidirectional.__call__`` over two RNN calls.
 
-    ``forward`` and ``backward`` take ``(inputs, **arguments)`` like an RNN
-    module's ``__call__``; ``module`` gives ``merge_fn`` and the defaults of
-    ``time_major`` and ``return_carry``. The backward direction runs with
-    ``reverse=True, keep_order=True``: its output for step ``t`` sits at
+    The ``directions`` take ``(inputs, **arguments)`` like an RNN module's
+    ``__call__``; ``module`` gives ``merge_fn``. The backward direction runs
+    with ``reverse=True, keep_order=True``: its output for step ``t`` sits at
     position ``t``. With ``resets`` (several sequences packed into a row) the
     backward direction resets where each sequence ends, as in
     :func:`seqmask.bidirectional`, so it meets every sequence at its last
@@ -237,7 +237,6 @@ def run_bidirectional(
     merge_fn = _checks.function(
         module.merge_fn, "merge_fn", where, "(forward_ys, backward_ys) -> ys"
     )
-    options = resolve(module, call._replace(reverse=None, keep_order=None), where)
     carries = call.initial_carry
     if carries is None:
         carries = (None, None)
@@ -248,32 +247,28 @@ def run_bidirectional(
             f"got {_checks.describe(carries)}.",
             TypeError,
         )
-    seq = sequence(
-        inputs,
-        call.seq_lengths,
-        call.mask,
-        call.resets,
-        time_major=options.time_major,
-        where=where,
-        feature_axes=feature_axes,
-    )
-    both = {
-        "return_carry": True,
-        "time_major": options.time_major,
-        "mask": seq.mask,
-        "skip_padding": call.skip_padding,
-    }
-    forward_carry, forward_ys = forward(
-        seq.inputs, initial_carry=carries[0], resets=seq.resets, reverse=False, **both
-    )
-    backward_carry, backward_ys = backward(
-        seq.inputs,
-        initial_carry=carries[1],
-        resets=_segment_ends(seq.resets, options.time_major),
-        reverse=True,
-        keep_order=True,
-        **both,
-    )
+    seq = sequence(inputs, call, options.time_major, where, feature_axes)
+    backward_resets = _segment_ends(seq.resets, options.time_major)
+    results = [
+        rnn(
+            seq.inputs,
+            initial_carry=carry,
+            mask=seq.mask,
+            resets=resets,
+            return_carry=True,
+            time_major=options.time_major,
+            skip_padding=call.skip_padding,
+            **direction,
+        )
+        for rnn, carry, resets, direction in zip(
+            directions,
+            carries,
+            (seq.resets, backward_resets),
+            ({"reverse": False}, {"reverse": True, "keep_order": True}),
+            strict=True,
+        )
+    ]
+    (forward_carry, forward_ys), (backward_carry, backward_ys) = results
     ys = jax.tree.map(merge_fn, forward_ys, backward_ys)
     return ((forward_carry, backward_carry), ys) if options.return_carry else ys
 
@@ -297,7 +292,7 @@ class StackedOptions(NamedTuple):
 
 
 def stacked_options(
-    where: str, *, bidirectional, merge, dropout_rate, residual
+    where: str, bidirectional, merge, dropout_rate, residual
 ) -> StackedOptions:
     """A ``Stacked`` module's layer options, checked under its name."""
     _checks.hyperparameter(
@@ -315,37 +310,51 @@ def run_stacked(
     cells: Sequence[Cell],
     params,
     seq: Steps,
+    call: RNNCall,
     options: StackedOptions,
     dropout_key,
-    *,
-    initial_carries,
-    time_major: bool,
-    skip_padding: bool | int,
 ):
     """:func:`seqmask.stacked` over ``seq`` with a ``Stacked`` module's
-    cells and layer options."""
+    cells, layer options and parameters; ``call.initial_carry`` holds the
+    per-layer carries."""
     return _layers.stacked(
         list(cells),
         params,
         seq.inputs,
         mask=seq.mask,
-        initial_carries=initial_carries,
+        initial_carries=call.initial_carry,
         resets=seq.resets,
         dropout_key=dropout_key,
-        time_major=time_major,
-        skip_padding=skip_padding,
+        time_major=seq.time_major,
+        skip_padding=call.skip_padding,
         **options._asdict(),
+    )
+
+
+def check_flax_params(
+    params, template, name: str, where: str, argument: str, input_size=None
+) -> None:
+    """``params`` have the structure, shapes and dtypes of ``template``, the
+    parameters of the Flax cell ``name`` (for inputs of ``input_size``)."""
+    size = "" if input_size is None else f" for inputs of size {input_size}"
+    _checks.tree_like(
+        params,
+        template,
+        argument,
+        where,
+        expected_from=f"the parameters of {name}{size}",
+        hint=" Were these parameters made for another cell or input size?",
     )
 
 
 def adapted_cell(
     name: str,
-    *,
+    hidden_size: int | None,
     init: Callable,
     initial_carry: Callable,
     apply: Callable,
     check_params: Callable,
-    hidden_size: int | None,
+    *,
     own_carry: bool = True,
 ) -> Cell:
     """A Flax cell's pure functions as a :class:`~seqmask.cells.Cell` whose

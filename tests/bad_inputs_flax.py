@@ -647,7 +647,7 @@ CASES = [
         "linen.RNN-seq-lengths-of-another-batch",
         lambda: _linen_lengths(np.array([5, 2])),
         ValueError,
-        [LINEN_RNN, r"seq_lengths must have the batch shape \(3,\)", r"got \(2,\)"],
+        [LINEN_RNN, r"seq_lengths must have shape \[\*batch\] = \(3,\)", r"got \(2,\)"],
     ),
     Case(
         "linen.RNN-mask-of-ints",
@@ -785,7 +785,7 @@ CASES = [
         "nnx.RNN-seq-lengths-of-another-batch",
         lambda: _nnx_lengths(np.array([5, 2])),
         ValueError,
-        [NNX_RNN, r"seq_lengths must have the batch shape \(3,\)", r"got \(2,\)"],
+        [NNX_RNN, r"seq_lengths must have shape \[\*batch\] = \(3,\)", r"got \(2,\)"],
     ),
     Case(
         "nnx.RNN-unroll-zero",

@@ -138,7 +138,7 @@ def adapter(
             return
         size = int(input_size)
         template = jax.eval_shape(lambda key: init(key, size), jax.random.key(0))
-        check_params(params, template, name, size, where, argument)
+        _modules.check_flax_params(params, template, name, where, argument, size)
 
     def apply(params, carry, x):
         size = int(jnp.shape(x)[-1])
@@ -146,7 +146,9 @@ def adapter(
             x = jnp.reshape(x, (*jnp.shape(x)[:-1], *feature_shape))
         if not own_carry:  # the given carry stands in for the cell's own
             cell_carry = carry if streams is None else carry[0]
-            check_params(params, template(cell_carry, x), name, size, f"{name}.apply")
+            _modules.check_flax_params(
+                params, template(cell_carry, x), name, f"{name}.apply", "params", size
+            )
         if streams is None:
             result: Any = cell.apply({"params": params}, carry, x)
             return result
@@ -160,15 +162,9 @@ def adapter(
         carry, y = stepped
         return (carry, jnp.broadcast_to(step, jnp.shape(count))), y
 
-    return _modules.adapted_cell(
-        name,
-        init=init,
-        initial_carry=initial_carry,
-        apply=apply,
-        check_params=check_step_params,
-        hidden_size=getattr(cell, "features", None),
-        own_carry=own_carry,
-    )
+    features = getattr(cell, "features", None)
+    functions = init, initial_carry, apply, check_step_params
+    return _modules.adapted_cell(name, features, *functions, own_carry=own_carry)
 
 
 def has_initialize_carry(cell: nn.Module) -> bool:
@@ -189,20 +185,6 @@ def flax_carry(cell: nn.Module, key, input_shape):
             "(as flax.linen.RNN needs one too).",
             NotImplementedError,
         )
-
-
-def check_params(
-    params, template, name: str, input_size: int, where: str, argument="params"
-) -> None:
-    """``params`` fit the Flax cell ``name`` for inputs of ``input_size``."""
-    _checks.tree_like(
-        params,
-        template,
-        argument,
-        where,
-        expected_from=f"the parameters of {name} for inputs of size {input_size}",
-        hint=" Were these variables made for another cell or input size?",
-    )
 
 
 def unbound_cell(cell, where: str) -> nn.Module:

@@ -14,10 +14,10 @@ from flax.core import FrozenDict, unfreeze
 
 from seqmask import _checks, _modules
 from seqmask import cells as _cells
+from seqmask._modules import Carry, Initializer, Params
 from seqmask.cells import Cell
 from seqmask.linen._cell import (
     adapter,
-    check_params,
     checked_param,
     describe_cell,
     flax_carry,
@@ -27,10 +27,6 @@ from seqmask.linen._cell import (
 from seqmask.linen._state import LearnableInitialState
 
 __all__ = ["RNN", "Bidirectional"]
-
-Carry = Any
-Params = Any
-Initializer = Callable[..., jax.Array]
 
 _RNN = "seqmask.linen.RNN"
 _BIDIRECTIONAL = "seqmask.linen.Bidirectional"
@@ -230,7 +226,7 @@ class RNN(nn.Module):
         template = jax.eval_shape(make, jax.random.key(0), carry, first)
         size = math.prod(features)
         name = describe_cell(flax_cell)
-        check_params(params, template, name, size, _RNN, "params['cell']")
+        _modules.check_flax_params(params, template, name, _RNN, "params['cell']", size)
         return params
 
     def pure_params(self, in_features: int | Sequence[int]) -> Params:
@@ -292,28 +288,12 @@ class RNN(nn.Module):
           ``(carry, ys)`` with ``return_carry``; the carry is each row's
           carry after its last valid step (after its first, for ``reverse``).
         """
-        call = _modules.RNNCall(
-            initial_carry,
-            seq_lengths,
-            mask,
-            resets,
-            return_carry,
-            time_major,
-            reverse,
-            keep_order,
-            skip_padding,
-        )
-        options = _modules.resolve(self, call, _RNN)
         axes = self._feature_axes()
-        seq = _modules.sequence(
-            inputs,
-            seq_lengths,
-            mask,
-            resets,
-            time_major=options.time_major,
-            where=_RNN,
-            feature_axes=axes,
+        call = _modules.RNNCall(initial_carry, seq_lengths, mask, resets, skip_padding)
+        options = _modules.resolve(
+            self, _RNN, time_major, return_carry, reverse, keep_order
         )
+        seq = _modules.sequence(inputs, call, options.time_major, _RNN, axes)
         flax_cell = not isinstance(self.cell, Cell)
         if init_key is not None and initial_carry is None:
             initial_carry = self._drawn_carry(init_key, seq.step)
@@ -421,17 +401,19 @@ class Bidirectional(nn.Module):
     ):
         """Run both directions, as ``flax.linen.Bidirectional.__call__``.
 
+        With ``resets`` (packed rows: :attr:`seqmask.data.Packing.resets`),
+        the forward direction resets where each sequence starts and the
+        backward one where it ends, as :func:`seqmask.bidirectional` does, so
+        every sequence of a row gets what it would get alone.
+
         Args:
-          inputs, seq_lengths, mask, skip_padding: as :meth:`RNN.__call__`.
+          inputs, seq_lengths, mask, resets, skip_padding: as
+            :meth:`RNN.__call__`.
           initial_carry: ``(forward_carry, backward_carry)`` or None.
           init_key: split into one key a direction, as in Flax.
           return_carry, time_major: override the module's attributes.
           reverse, keep_order: accepted for Flax's ``RNNBase`` protocol and
             ignored, as in Flax.
-          resets: boolean like ``mask``, true where a new sequence starts
-            (packed rows, e.g. :attr:`seqmask.data.Packing.resets`): the
-            forward direction resets there, the backward one where each
-            sequence ends, as in :func:`seqmask.bidirectional`.
 
         Returns:
           ``ys`` (``merge_fn`` of both directions' outputs), or
@@ -439,26 +421,20 @@ class Bidirectional(nn.Module):
           the backward carry is the state after each row's first valid step.
         """
         del reverse, keep_order  # as in Flax
-        for name in ("forward_rnn", "backward_rnn"):
-            _modules.check_rnn(getattr(self, name), RNN, name, _BIDIRECTIONAL, "linen")
-        forward_key = backward_key = None
+        rnns = (self.forward_rnn, self.backward_rnn)
+        for name, rnn in zip(("forward_rnn", "backward_rnn"), rnns, strict=True):
+            _modules.check_rnn(rnn, RNN, name, _BIDIRECTIONAL, "linen")
+        keys = (None, None)
         if init_key is not None:
             _checks.prng_key(init_key, "init_key", _BIDIRECTIONAL)
-            forward_key, backward_key = jax.random.split(init_key)
+            keys = jax.random.split(init_key)
+        directions = [
+            functools.partial(rnn, init_key=key)
+            for rnn, key in zip(rnns, keys, strict=True)
+        ]
+        options = _modules.resolve(self, _BIDIRECTIONAL, time_major, return_carry)
+        call = _modules.RNNCall(initial_carry, seq_lengths, mask, resets, skip_padding)
+        axes = self.forward_rnn._feature_axes()
         return _modules.run_bidirectional(
-            self,
-            functools.partial(self.forward_rnn, init_key=forward_key),
-            functools.partial(self.backward_rnn, init_key=backward_key),
-            inputs,
-            _modules.RNNCall(
-                initial_carry,
-                seq_lengths,
-                mask,
-                resets,
-                return_carry,
-                time_major,
-                skip_padding=skip_padding,
-            ),
-            _BIDIRECTIONAL,
-            self.forward_rnn._feature_axes(),
+            self, directions, inputs, call, options, _BIDIRECTIONAL, axes
         )

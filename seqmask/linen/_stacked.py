@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -11,14 +10,11 @@ import jax.numpy as jnp
 
 from seqmask import _checks, _modules
 from seqmask import layers as _layers
+from seqmask._modules import Carry, Initializer, Params
 from seqmask.cells import Cell
 from seqmask.linen._cell import checked_param
 
 __all__ = ["Stacked"]
-
-Carry = Any
-Params = Any
-Initializer = Callable[..., jax.Array]
 
 _STACKED = "seqmask.linen.Stacked"
 
@@ -82,11 +78,7 @@ class Stacked(nn.Module):
 
     def _options(self) -> _modules.StackedOptions:
         return _modules.stacked_options(
-            _STACKED,
-            bidirectional=self.bidirectional,
-            merge=self.merge,
-            dropout_rate=self.dropout_rate,
-            residual=self.residual,
+            _STACKED, self.bidirectional, self.merge, self.dropout_rate, self.residual
         )
 
     @nn.compact
@@ -124,13 +116,13 @@ class Stacked(nn.Module):
         self,
         inputs,
         *,
-        seq_lengths=None,
-        mask=None,
         initial_carries: Sequence[Carry | None] | None = None,
-        resets=None,
+        seq_lengths=None,
         time_major: bool = False,
-        deterministic: bool | None = None,
+        mask=None,
+        resets=None,
         skip_padding: bool | int = False,
+        deterministic: bool | None = None,
     ) -> tuple[list[Carry], jax.Array]:
         """Run every layer, as :func:`seqmask.stacked` with the module's cells,
         options and parameters.
@@ -138,9 +130,9 @@ class Stacked(nn.Module):
         Args:
           inputs: ``[*batch, time, in_features]`` (``[time, *batch,
             in_features]`` when time major).
-          seq_lengths: :func:`seqmask.stacked`'s ``lengths`` (Flax's name).
-          mask, initial_carries, resets, time_major, skip_padding: as
+          initial_carries, time_major, mask, resets, skip_padding: as
             :func:`seqmask.stacked`.
+          seq_lengths: :func:`seqmask.stacked`'s ``lengths`` (Flax's name).
           deterministic: False applies dropout (with a key from
             ``make_rng("dropout")``), True does not. Required when
             ``dropout_rate > 0``.
@@ -150,10 +142,11 @@ class Stacked(nn.Module):
           outputs, zero at padded steps.
         """
         time_major = _checks.flag(time_major, "time_major", _STACKED)
-        seq = _modules.sequence(
-            inputs, seq_lengths, mask, resets, time_major=time_major, where=_STACKED
-        )
         options = self._options()
+        call = _modules.RNNCall(
+            initial_carries, seq_lengths, mask, resets, skip_padding
+        )
+        seq = _modules.sequence(inputs, call, time_major, _STACKED)
         if deterministic is not None:
             deterministic = _checks.flag(deterministic, "deterministic", _STACKED)
         dropout_key = None
@@ -167,16 +160,9 @@ class Stacked(nn.Module):
                 )
             if not deterministic:
                 dropout_key = self.make_rng("dropout")
-        return _modules.run_stacked(
-            self.pure_cells(),
-            self.pure_params(seq.step[-1]),
-            seq,
-            options,
-            dropout_key,
-            initial_carries=initial_carries,
-            time_major=time_major,
-            skip_padding=skip_padding,
-        )
+        params = self.pure_params(seq.step[-1])
+        cells = self.pure_cells()
+        return _modules.run_stacked(cells, params, seq, call, options, dropout_key)
 
 
 def _maker(layer):

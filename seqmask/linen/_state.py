@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
 
 from seqmask import _checks, _modules
+from seqmask._modules import Carry, Initializer
 from seqmask.cells import Cell
 
 __all__ = ["LearnableInitialState"]
-
-Carry = Any
-Initializer = Callable[..., jax.Array]
 
 
 class LearnableInitialState(nn.Module):

@@ -95,14 +95,7 @@ def adapter(cell: nnx.Module, where: str) -> Cell:
         return merged(params).initialize_carry((*batch, size), rngs=nnx.Rngs(carry=0))
 
     def check_params(params, where, input_size=None, argument="params"):
-        _checks.tree_like(
-            params,
-            template,
-            argument,
-            where,
-            expected_from=f"the parameters of {name}",
-            hint=" Were these parameters made for another cell?",
-        )
+        _modules.check_flax_params(params, template, name, where, argument)
         if input_size is not None and in_features is not None:
             if int(input_size) != in_features:
                 _checks.fail(
@@ -114,14 +107,8 @@ def adapter(cell: nnx.Module, where: str) -> Cell:
     def apply(params, carry, x):
         return merged(params)(carry, x)
 
-    return _modules.adapted_cell(
-        name,
-        init=init,
-        initial_carry=initial_carry,
-        apply=apply,
-        check_params=check_params,
-        hidden_size=getattr(cell, "hidden_features", None),
-    )
+    hidden = getattr(cell, "hidden_features", None)
+    return _modules.adapted_cell(name, hidden, init, initial_carry, apply, check_params)
 
 
 def check_nnx_cell(cell, where: str) -> None:

@@ -6,21 +6,17 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import jax
 from flax import nnx
 
 from seqmask import _checks, _modules
 from seqmask import cells as _cells
+from seqmask._modules import Carry, Initializer, Params
 from seqmask.cells import Cell
 from seqmask.nnx._cell import adapter, as_cell, check_nnx_cell, in_features_of
 from seqmask.nnx._named import _NamedLeaves
 from seqmask.nnx._state import LearnableInitialState, param_key, param_rngs
 
 __all__ = ["RNN", "Bidirectional"]
-
-Carry = Any
-Params = Any
-Initializer = Callable[..., jax.Array]
 
 _RNN = "seqmask.nnx.RNN"
 _BIDIRECTIONAL = "seqmask.nnx.Bidirectional"
@@ -82,10 +78,9 @@ class RNN(nnx.Module):
       >>> ours = seqmask.nnx.RNN(cell, return_carry=True)
       >>> ((c, h), ys), ((c_f, h_f), ys_f) = (
       ...     m(xs, seq_lengths=lengths) for m in (ours, flax_rnn))
-      >>> bool(jnp.allclose(h, h_f, atol=1e-6))
-      True
-      >>> bool(jnp.allclose(ys[1, :2], ys_f[1, :2], atol=1e-6))
-      True
+      >>> [bool(jnp.allclose(ours, flax, atol=1e-6))  # carries, valid outputs
+      ...  for ours, flax in ((c, c_f), (h, h_f), (ys[1, :2], ys_f[1, :2]))]
+      [True, True, True]
       >>> bool(jnp.all(ys[1, 2:] == 0)), bool(jnp.all(ys_f[1, 2:] == 0))
       (True, False)
     """
@@ -234,21 +229,11 @@ class RNN(nnx.Module):
           ``(carry, ys)`` with ``return_carry``; the carry is each row's
           carry after its last valid step (after its first, for ``reverse``).
         """
-        call = _modules.RNNCall(
-            initial_carry,
-            seq_lengths,
-            mask,
-            resets,
-            return_carry,
-            time_major,
-            reverse,
-            keep_order,
-            skip_padding,
+        call = _modules.RNNCall(initial_carry, seq_lengths, mask, resets, skip_padding)
+        options = _modules.resolve(
+            self, _RNN, time_major, return_carry, reverse, keep_order
         )
-        options = _modules.resolve(self, call, _RNN)
-        seq = _modules.sequence(
-            inputs, seq_lengths, mask, resets, time_major=options.time_major, where=_RNN
-        )
+        seq = _modules.sequence(inputs, call, options.time_major, _RNN)
         stream = _call_stream(self.rngs, rngs, _RNN)
         if (
             initial_carry is None
@@ -340,17 +325,19 @@ class Bidirectional(nnx.Module):
     ):
         """Run both directions, as ``flax.nnx.Bidirectional.__call__``.
 
+        ``resets`` marks where packed sequences start
+        (:attr:`seqmask.data.Packing.resets`); each direction then resets at
+        its own edge of every sequence (the backward one where it ends), as
+        in :func:`seqmask.bidirectional`.
+
         Args:
-          inputs, seq_lengths, mask, skip_padding: as :meth:`RNN.__call__`.
+          inputs, seq_lengths, mask, resets, skip_padding: as
+            :meth:`RNN.__call__`.
           initial_carry: ``(forward_carry, backward_carry)`` or None.
           rngs: the carry stream for both directions (default: the module's).
           return_carry, time_major: override the module's attributes.
           reverse, keep_order: accepted for Flax's ``RNNBase`` protocol and
             ignored, as in Flax.
-          resets: boolean like ``mask``, true where a new sequence starts
-            (packed rows, e.g. :attr:`seqmask.data.Packing.resets`): the
-            forward direction resets there, the backward one where each
-            sequence ends, as in :func:`seqmask.bidirectional`.
 
         Returns:
           ``ys``, or ``((forward_carry, backward_carry), ys)`` with
@@ -361,21 +348,12 @@ class Bidirectional(nnx.Module):
         stream = _call_stream(self.rngs, rngs, _BIDIRECTIONAL)
         if isinstance(stream, nnx.Rngs):
             stream = stream.carry
+        rnns = (self.forward_rnn, self.backward_rnn)
+        directions = [functools.partial(rnn, rngs=stream) for rnn in rnns]
+        options = _modules.resolve(self, _BIDIRECTIONAL, time_major, return_carry)
+        call = _modules.RNNCall(initial_carry, seq_lengths, mask, resets, skip_padding)
         return _modules.run_bidirectional(
-            self,
-            functools.partial(self.forward_rnn, rngs=stream),
-            functools.partial(self.backward_rnn, rngs=stream),
-            inputs,
-            _modules.RNNCall(
-                initial_carry,
-                seq_lengths,
-                mask,
-                resets,
-                return_carry,
-                time_major,
-                skip_padding=skip_padding,
-            ),
-            _BIDIRECTIONAL,
+            self, directions, inputs, call, options, _BIDIRECTIONAL
         )
 
 

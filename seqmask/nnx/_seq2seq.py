@@ -11,20 +11,17 @@ of options, so the module and the pure functions called with
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 from flax import nnx
 
 from seqmask import _checks
 from seqmask import decoding as _decoding
 from seqmask import seq2seq as _seq2seq
+from seqmask._modules import Params
 from seqmask.nnx._named import _NamedLeaves
 from seqmask.nnx._state import param_key
 
 __all__ = ["Seq2Seq"]
-
-Params = Any
 
 
 class Seq2Seq(_NamedLeaves):

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -11,15 +10,12 @@ from flax import nnx
 
 from seqmask import _checks, _modules
 from seqmask import layers as _layers
+from seqmask._modules import Carry, Initializer, Params
 from seqmask.cells import Cell
 from seqmask.nnx._named import _NamedLeaves
 from seqmask.nnx._state import param_rngs
 
 __all__ = ["Stacked"]
-
-Carry = Any
-Params = Any
-Initializer = Callable[..., jax.Array]
 
 _STACKED = "seqmask.nnx.Stacked"
 
@@ -92,11 +88,7 @@ class Stacked(nnx.Module):
         )
         in_features = _checks.positive_int(in_features, "in_features", where)
         options = _modules.stacked_options(
-            where,
-            bidirectional=bidirectional,
-            merge=merge,
-            dropout_rate=dropout_rate,
-            residual=residual,
+            where, bidirectional, merge, dropout_rate, residual
         )
         param_rngs(rngs, where)
         if dropout_rate > 0 and "dropout" not in rngs and "default" not in rngs:
@@ -142,23 +134,23 @@ class Stacked(nnx.Module):
         self,
         inputs,
         *,
-        seq_lengths=None,
-        mask=None,
         initial_carries: Sequence[Carry | None] | None = None,
-        resets=None,
+        seq_lengths=None,
         time_major: bool = False,
-        deterministic: bool | None = None,
+        mask=None,
+        resets=None,
         skip_padding: bool | int = False,
+        deterministic: bool | None = None,
     ) -> tuple[list[Carry], jax.Array]:
-        """Run every layer, as :func:`seqmask.stacked` with the module's cells,
-        options and parameters.
+        """Run every layer: :func:`seqmask.stacked` with the module's
+        ``pure_cells()``, ``pure_params()`` and layer options.
 
         Args:
-          inputs: ``[*batch, time, in_features]`` (``[time, *batch,
-            in_features]`` when time major).
-          seq_lengths: :func:`seqmask.stacked`'s ``lengths`` (Flax's name).
-          mask, initial_carries, resets, time_major, skip_padding: as
-            :func:`seqmask.stacked`.
+          inputs: ``[*batch, time, in_features]`` (time first when
+            ``time_major``).
+          initial_carries, seq_lengths, time_major, mask, resets,
+            skip_padding: as :func:`seqmask.stacked` (``seq_lengths`` is its
+            ``lengths``, under Flax's name).
           deterministic: overrides the module's ``deterministic`` for this
             call (True: no dropout).
 
@@ -173,19 +165,14 @@ class Stacked(nnx.Module):
         if self.dropout_rngs is not None and not deterministic:
             dropout_key = self.dropout_rngs()
         time_major = _checks.flag(time_major, "time_major", _STACKED)
-        seq = _modules.sequence(
-            inputs, seq_lengths, mask, resets, time_major=time_major, where=_STACKED
+        call = _modules.RNNCall(
+            initial_carries, seq_lengths, mask, resets, skip_padding
         )
+        seq = _modules.sequence(inputs, call, time_major, _STACKED)
         options = _modules.StackedOptions(
             self.bidirectional, self.merge, self.dropout_rate, self.residual
         )
+        params = self.pure_params()
         return _modules.run_stacked(
-            self._cells,
-            self.pure_params(),
-            seq,
-            options,
-            dropout_key,
-            initial_carries=initial_carries,
-            time_major=time_major,
-            skip_padding=skip_padding,
+            self._cells, params, seq, call, options, dropout_key
         )

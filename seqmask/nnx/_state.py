@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import jax
 from flax import nnx
 
 from seqmask import _checks, _modules
+from seqmask._modules import Carry, Initializer
 from seqmask.cells import Cell
 from seqmask.nnx._named import _NamedLeaves
 
 __all__ = ["LearnableInitialState"]
-
-Carry = Any
-Initializer = Callable[..., jax.Array]
 
 _STATE = "seqmask.nnx.LearnableInitialState"
 
