@@ -888,4 +888,39 @@ CASES = [
         TypeError,
         [r"^seqmask\.nnx\.Seq2Seq: ", "rngs must be an nnx.Rngs", "int 0"],
     ),
+    Case(
+        "linen.RNN-variables-without-the-learned-state",
+        lambda: slinen.RNN(cells.gru(H), learnable_initial_state=True).apply(
+            _zeros(_variables(slinen.RNN(cells.gru(H)))), XS
+        ),
+        ValueError,
+        [
+            LINEN_STATE,
+            r"params\['h'\] is missing",
+            "params/initial_carry/h",
+            "without a learned initial state",
+        ],
+    ),
+    Case(
+        "linen.LearnableInitialState-variables-of-another-size",
+        lambda: slinen.LearnableInitialState(cells.gru(H)).apply(
+            _zeros(
+                jax.eval_shape(
+                    lambda key: slinen.LearnableInitialState(cells.gru(H + 1)).init(
+                        key, (2,)
+                    ),
+                    KEY,
+                )
+            ),
+            (2,),
+        ),
+        ValueError,
+        [LINEN_STATE, r"params\['h'\]: got float32\[5\], expected float32\[4\]"],
+    ),
+    Case(
+        "nnx.as_cell-initial-carry-params-of-another-cell",
+        lambda: NNX_LSTM.initial_carry(LINEN_LSTM_PARAMS, (B,)),
+        ValueError,
+        [r"^nnx\.LSTMCell\(.*\)\.initial_carry: ", "params", "structure"],
+    ),
 ]

@@ -222,8 +222,17 @@ def _feature_shape(feature_shape, axes: int, cell, where: str) -> tuple[int, ...
 def checked_param(module: nn.Module, name: str, init_fn, where: str):
     """``module.param(name, init_fn)``, an existing value first checked against
     the structure, shapes and dtypes ``init_fn`` makes, so that variables made
-    for another cell or size are a clear error."""
-    if module.has_variable("params", name):
+    for another cell or size (or without this parameter) are a clear error."""
+    if not module.has_variable("params", name):
+        if not module.is_mutable_collection("params"):
+            scope = () if module.scope is None else module.scope.path
+            _checks.fail(
+                where,
+                f"params[{name!r}] is missing from the variables (at "
+                f"{'/'.join(('params', *scope, name))}). Were these variables "
+                "made for another model, or without a learned initial state?",
+            )
+    else:
         _checks.tree_like(
             unfreeze(module.get_variable("params", name)),
             jax.eval_shape(init_fn, jax.random.key(0)),

@@ -10,6 +10,7 @@ import jax
 from seqmask import _checks, _modules
 from seqmask._modules import Carry, Initializer
 from seqmask.cells import Cell
+from seqmask.linen._cell import checked_param
 
 __all__ = ["LearnableInitialState"]
 
@@ -67,8 +68,13 @@ class LearnableInitialState(nn.Module):
         leaves, treedef = jax.tree.flatten(template)
         names = _modules.leaf_names(template, "h", where)
         learned = [
-            self.param(name, carry_init, leaf.shape, leaf.dtype)
+            checked_param(self, name, _leaf_init(carry_init, leaf), where)
             for name, leaf in zip(names, leaves, strict=True)
         ]
         learned = jax.tree.unflatten(treedef, learned)
         return _modules.broadcast_learned(learned, batch_shape, where)
+
+
+def _leaf_init(carry_init: Initializer, leaf):
+    """``key -> carry_init(key, shape, dtype)`` for one leaf of the carry."""
+    return lambda key: carry_init(key, leaf.shape, leaf.dtype)
