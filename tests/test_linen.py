@@ -23,7 +23,7 @@ from helpers import IRREGULAR_MASK, numpy_layer
 
 import seqmask
 import seqmask.linen as slinen
-from seqmask import cells
+from seqmask import cells, data
 
 B, T, IN, H = 3, 5, 3, 4
 MASK = IRREGULAR_MASK  # left padding, holes, an empty row
@@ -192,6 +192,83 @@ def test_bidirectional_equals_pure_core_and_numpy_reference():
     final, backward_ys = numpy_layer("lstm", backward_params, XS, MASK, reverse=True)
     np.testing.assert_allclose(ys, np.concatenate([forward_ys, backward_ys], -1), 1e-5)
     np.testing.assert_allclose(backward_carry.h, final[0], atol=1e-5)
+
+
+def _packed_sequences():
+    """Four sequences packed into two rows of 5 steps (one sequence whose
+    backward direction, without its reset, would start from its neighbour)."""
+    rng = np.random.default_rng(4)
+    sequences = [rng.normal(size=(n, IN)).astype(np.float32) for n in (3, 2, 4, 1)]
+    return sequences, data.pack(sequences, row_len=5)
+
+
+@pytest.mark.parametrize("flax_cells", [False, True], ids=["learned-lstm", "flax-gru"])
+def test_bidirectional_and_stacked_over_packed_rows_equal_each_sequence_alone(
+    flax_cells,
+):
+    """resets pass through: each direction (and each bidirectional layer)
+    restarts from its own initial carry (learned, for seqmask cells) at the
+    edges of every packed sequence, so a sequence gets what it gets alone."""
+    sequences, packing = _packed_sequences()
+    if flax_cells:
+        directions = [slinen.RNN(nn.GRUCell(H)) for _ in range(2)]
+    else:
+        directions = [
+            slinen.RNN(cells.lstm(H), learnable_initial_state=True, carry_init=NORMAL)
+            for _ in range(2)
+        ]
+    models = {
+        "bidirectional": slinen.Bidirectional(*directions),
+        "stacked": slinen.Stacked(
+            cells.gru(H),
+            2,
+            bidirectional=True,
+            learnable_initial_state=not flax_cells,
+            carry_init=NORMAL,
+        ),
+    }
+    variables = {
+        name: model.init(KEY, packing.inputs) for name, model in models.items()
+    }
+
+    @jax.jit
+    def run(variables, resets):
+        packed = {
+            name: model.apply(
+                variables[name], packing.inputs, mask=packing.mask, resets=resets
+            )
+            for name, model in models.items()
+        }
+        alone = {
+            name: [model.apply(variables[name], xs[None]) for xs in sequences]
+            for name, model in models.items()
+        }
+        time_major = models["bidirectional"].apply(
+            variables["bidirectional"],
+            jnp.swapaxes(packing.inputs, 0, 1),
+            mask=packing.mask.T,
+            resets=resets.T,
+            time_major=True,
+        )
+        return packed, alone, time_major
+
+    packed, alone, time_major = run(variables, packing.resets)
+    mixed, _, _ = run(variables, np.zeros_like(packing.resets))
+    np.testing.assert_allclose(
+        np.swapaxes(time_major, 0, 1), packed["bidirectional"], atol=1e-6
+    )
+    for name in models:
+        ys = packed[name] if name == "bidirectional" else packed[name][1]
+        unpacked = data.unpack(ys, packing)
+        ys_alone = [ys if name == "bidirectional" else ys[1] for ys in alone[name]]
+        for got, want in zip(unpacked, ys_alone, strict=True):
+            np.testing.assert_allclose(got, want[0], atol=1e-5)
+        # Without the resets the sequences of a row run into each other.
+        ys = mixed[name] if name == "bidirectional" else mixed[name][1]
+        assert not all(
+            np.allclose(got, want[0], atol=1e-5)
+            for got, want in zip(data.unpack(ys, packing), ys_alone, strict=True)
+        )
 
 
 class _DropoutKey(nn.Module):

@@ -23,7 +23,7 @@ from helpers import IRREGULAR_MASK, numpy_layer
 
 import seqmask
 import seqmask.nnx as snnx
-from seqmask import cells
+from seqmask import cells, data
 
 B, T, IN, H = 3, 5, 3, 4
 MASK = IRREGULAR_MASK  # left padding, holes, an empty row
@@ -194,6 +194,62 @@ def test_bidirectional_equals_pure_core_and_numpy_reference():
     final, backward_ys = numpy_layer("lstm", backward_params, XS, MASK, reverse=True)
     np.testing.assert_allclose(ys, np.concatenate([forward_ys, backward_ys], -1), 1e-5)
     np.testing.assert_allclose(backward_carry.h, final[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("flax_cells", [False, True], ids=["learned-lstm", "flax-gru"])
+def test_bidirectional_and_stacked_over_packed_rows_equal_each_sequence_alone(
+    flax_cells,
+):
+    """resets pass through: each direction (and each bidirectional layer)
+    restarts from its own initial carry (learned, for seqmask cells) at the
+    edges of every packed sequence, so a sequence gets what it gets alone."""
+    rng = np.random.default_rng(4)
+    sequences = [rng.normal(size=(n, IN)).astype(np.float32) for n in (3, 2, 4, 1)]
+    packing = data.pack(sequences, row_len=5)
+    rngs = nnx.Rngs(3)
+    if flax_cells:
+        directions = [snnx.RNN(nnx.GRUCell(IN, H, rngs=rngs)) for _ in range(2)]
+    else:
+        learned = {"learnable_initial_state": True, "carry_init": NORMAL}
+        directions = [
+            snnx.RNN(cells.lstm(H), in_features=IN, rngs=rngs, **learned)
+            for _ in range(2)
+        ]
+    models = {
+        "bidirectional": snnx.Bidirectional(*directions),
+        "stacked": snnx.Stacked(
+            cells.gru(H),
+            2,
+            in_features=IN,
+            bidirectional=True,
+            learnable_initial_state=not flax_cells,
+            carry_init=NORMAL,
+            rngs=rngs,
+        ),
+    }
+
+    @nnx.jit
+    def run(models, resets):
+        def outputs(name, xs, **call):
+            result = models[name](xs, **call)
+            return result if name == "bidirectional" else result[1]
+
+        packed = {
+            name: outputs(name, packing.inputs, mask=packing.mask, resets=resets)
+            for name in models
+        }
+        alone = {name: [outputs(name, xs[None]) for xs in sequences] for name in models}
+        return packed, alone
+
+    packed, alone = run(models, packing.resets)
+    mixed, _ = run(models, np.zeros_like(packing.resets))
+    for name in models:
+        pairs = zip(data.unpack(packed[name], packing), alone[name], strict=True)
+        for got, want in pairs:
+            np.testing.assert_allclose(got, want[0], atol=1e-5)
+        # Without the resets the sequences of a row run into each other.
+        pairs = zip(data.unpack(mixed[name], packing), alone[name], strict=True)
+        assert not all(np.allclose(got, want[0], atol=1e-5) for got, want in pairs)
 
 
 def test_stacked_equals_pure_core_and_dropout_follows_nnx_rngs():

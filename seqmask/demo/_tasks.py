@@ -142,9 +142,12 @@ def date_example(rng: np.random.Generator) -> Pair:
     Examples:
       >>> import numpy as np
       >>> from seqmask.demo import date_example
-      >>> source, target = date_example(np.random.default_rng(3))
-      >>> source, "".join(target)
-      ('25 Feb 2031', '2031-02-25')
+      >>> rng = np.random.default_rng(3)
+      >>> for source, target in (date_example(rng) for _ in range(3)):
+      ...     print(f"{source!r} -> {''.join(target)}")
+      '25 Feb 2031' -> 2031-02-25
+      'July 1958' -> 1958-07
+      'December 3, 2036' -> 2036-12-03
     """
     day = datetime.date.fromordinal(int(rng.integers(_FIRST_DAY, _LAST_DAY + 1)))
     index = int(rng.choice(len(_DATE_FORMATS), p=_DATE_WEIGHTS))

@@ -36,10 +36,13 @@ def as_cell(cell: nn.Module, *, feature_shape: Sequence[int] | None = None) -> C
       the carry keeps Flax's layout (``(c, h)`` for the LSTM cells, where
       seqmask's own :func:`~seqmask.cells.lstm` has ``LSTMCarry(h, c)``).
     - ``apply(params, carry, x)`` is ``cell.apply({"params": params}, carry,
-      x)``, after checking ``params`` against the cell for ``x``'s feature
-      size (structure, shapes, dtypes), so another cell's parameters are a
-      clear error, not a failure deep inside Flax; ``check_params`` does the
-      same once a call of :func:`seqmask.rnn`.
+      x)``, after checking its arguments as seqmask's own cells do: ``x``
+      floating (integer token ids are refused: embed them first),
+      ``params`` the cell's for ``x``'s feature size and ``carry`` the
+      cell's for ``x``'s batch shape (structure, shapes, dtypes), so another
+      cell's parameters or seqmask's ``LSTMCarry`` order are a clear error,
+      not a failure deep inside Flax; ``check_params`` checks the
+      parameters once a call of :func:`seqmask.rnn`.
 
     Args:
       cell: a Linen cell instance (unbound, or a submodule: it is cloned
@@ -90,6 +93,7 @@ def adapter(
     name = describe_cell(cell)
     carry_shape = tuple(feature_shape) if feature_shape is not None else (1,)
     named = dict(streams or {})
+    own_carry = has_initialize_carry(cell)
 
     def step_input(input_size) -> tuple[int, ...]:
         size = _checks.positive_int(input_size, "input_size", f"{name}.init")
@@ -122,8 +126,7 @@ def adapter(
             x,
         )
 
-    def initial_carry(params, batch_shape=()):
-        batch = tuple(batch_shape)
+    def initial_carry(params, batch=()):
         carry = flax_carry(cell, jax.random.key(0), (*batch, *carry_shape))
         return carry if streams is None else (carry, jnp.zeros(batch, jnp.int32))
 
@@ -131,18 +134,21 @@ def adapter(
         """``Cell.check_params``: against what ``init`` makes for
         ``input_size`` (nothing to check without it, or for a cell that has
         no ``initialize_carry``)."""
-        if input_size is None or not has_initialize_carry(cell):
+        if input_size is None or not own_carry:
             return
         size = int(input_size)
         template = jax.eval_shape(lambda key: init(key, size), jax.random.key(0))
-        check_params(params, template, name, size, where, argument)
+        _modules.check_flax_params(params, template, name, where, argument, size)
 
     def apply(params, carry, x):
         size = int(jnp.shape(x)[-1])
         if feature_shape is not None:
             x = jnp.reshape(x, (*jnp.shape(x)[:-1], *feature_shape))
-        cell_carry = carry if streams is None else carry[0]
-        check_params(params, template(cell_carry, x), name, size, f"{name}.apply")
+        if not own_carry:  # the given carry stands in for the cell's own
+            cell_carry = carry if streams is None else carry[0]
+            _modules.check_flax_params(
+                params, template(cell_carry, x), name, f"{name}.apply", "params", size
+            )
         if streams is None:
             result: Any = cell.apply({"params": params}, carry, x)
             return result
@@ -156,14 +162,9 @@ def adapter(
         carry, y = stepped
         return (carry, jnp.broadcast_to(step, jnp.shape(count))), y
 
-    return Cell(
-        init=init,
-        initial_carry=initial_carry,
-        apply=apply,
-        name=name,
-        hidden_size=getattr(cell, "features", None),
-        check_params=check_step_params,
-    )
+    features = getattr(cell, "features", None)
+    functions = init, initial_carry, apply, check_step_params
+    return _modules.adapted_cell(name, features, *functions, own_carry=own_carry)
 
 
 def has_initialize_carry(cell: nn.Module) -> bool:
@@ -184,20 +185,6 @@ def flax_carry(cell: nn.Module, key, input_shape):
             "(as flax.linen.RNN needs one too).",
             NotImplementedError,
         )
-
-
-def check_params(
-    params, template, name: str, input_size: int, where: str, argument="params"
-) -> None:
-    """``params`` fit the Flax cell ``name`` for inputs of ``input_size``."""
-    _checks.tree_like(
-        params,
-        template,
-        argument,
-        where,
-        expected_from=f"the parameters of {name} for inputs of size {input_size}",
-        hint=" Were these variables made for another cell or input size?",
-    )
 
 
 def unbound_cell(cell, where: str) -> nn.Module:
@@ -235,8 +222,17 @@ def _feature_shape(feature_shape, axes: int, cell, where: str) -> tuple[int, ...
 def checked_param(module: nn.Module, name: str, init_fn, where: str):
     """``module.param(name, init_fn)``, an existing value first checked against
     the structure, shapes and dtypes ``init_fn`` makes, so that variables made
-    for another cell or size are a clear error."""
-    if module.has_variable("params", name):
+    for another cell or size (or without this parameter) are a clear error."""
+    if not module.has_variable("params", name):
+        if not module.is_mutable_collection("params"):
+            scope = () if module.scope is None else module.scope.path
+            _checks.fail(
+                where,
+                f"params[{name!r}] is missing from the variables (at "
+                f"{'/'.join(('params', *scope, name))}). Were these variables "
+                "made for another model, or without a learned initial state?",
+            )
+    else:
         _checks.tree_like(
             unfreeze(module.get_variable("params", name)),
             jax.eval_shape(init_fn, jax.random.key(0)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -13,10 +14,10 @@ from flax.core import FrozenDict, unfreeze
 
 from seqmask import _checks, _modules
 from seqmask import cells as _cells
+from seqmask._modules import Carry, Initializer, Params
 from seqmask.cells import Cell
 from seqmask.linen._cell import (
     adapter,
-    check_params,
     checked_param,
     describe_cell,
     flax_carry,
@@ -27,9 +28,8 @@ from seqmask.linen._state import LearnableInitialState
 
 __all__ = ["RNN", "Bidirectional"]
 
-Carry = Any
-Params = Any
-Initializer = Callable[..., jax.Array]
+_RNN = "seqmask.linen.RNN"
+_BIDIRECTIONAL = "seqmask.linen.Bidirectional"
 
 
 class RNN(nn.Module):
@@ -124,8 +124,10 @@ class RNN(nn.Module):
         """The cell as a pure :class:`Cell`, and the one the module runs
         (with the learned initial carry, if any)."""
         learned = _checks.flag(
-            self.learnable_initial_state, "learnable_initial_state", "RNN"
+            self.learnable_initial_state, "learnable_initial_state", _RNN
         )
+        if learned:
+            _modules.check_carry_init(self.carry_init, _RNN)
         if isinstance(self.cell, Cell):
             base = self.cell
             if learned:
@@ -133,12 +135,12 @@ class RNN(nn.Module):
             return base, base
         if learned and streams:
             _checks.fail(
-                "RNN",
+                _RNN,
                 "learnable_initial_state=True does not combine with random "
                 f"streams in the cell's steps (split_rngs={dict(self.split_rngs)}).",
             )
-        flax_cell = unbound_cell(self.cell, "RNN")
-        base = adapter(flax_cell, feature_shape, "RNN", streams)
+        flax_cell = unbound_cell(self.cell, _RNN)
+        base = adapter(flax_cell, feature_shape, _RNN, streams)
         if learned:
             return base, _cells.learnable_initial_state(
                 base, carry_init=self.carry_init
@@ -148,12 +150,12 @@ class RNN(nn.Module):
     def _feature_axes(self) -> int:
         if isinstance(self.cell, Cell):
             return 1
-        return unbound_cell(self.cell, "RNN").num_feature_axes
+        return unbound_cell(self.cell, _RNN).num_feature_axes
 
     def _streams(self) -> dict[str, bool]:
         """Flax's lifted-scan options checked; the cell's random streams
         (``split_rngs`` other than ``params``) by name."""
-        where = "RNN"
+        where = _RNN
         _modules.check_lifted_options(
             where,
             variable_axes=(self.variable_axes, FrozenDict()),
@@ -189,7 +191,7 @@ class RNN(nn.Module):
         if isinstance(self.cell, Cell):
             record = self.cell
             params = checked_param(
-                self, "cell", lambda key: record.init(key, size), "RNN"
+                self, "cell", lambda key: record.init(key, size), _RNN
             )
         else:
             params = self._flax_params(features, first, carry, streams)
@@ -207,7 +209,7 @@ class RNN(nn.Module):
         from ``carry`` and ``first`` (a step of zeros and the cell's initial
         carry when not given). At init the bound submodule makes them with
         Flax's names and random draws, from that same step."""
-        flax_cell = unbound_cell(self.cell, "RNN")
+        flax_cell = unbound_cell(self.cell, _RNN)
         if first is None:
             dtype = getattr(flax_cell, "param_dtype", jnp.float32)
             first = jnp.zeros(features, dtype)
@@ -224,7 +226,7 @@ class RNN(nn.Module):
         template = jax.eval_shape(make, jax.random.key(0), carry, first)
         size = math.prod(features)
         name = describe_cell(flax_cell)
-        check_params(params, template, name, size, "RNN", "params['cell']")
+        _modules.check_flax_params(params, template, name, _RNN, "params['cell']", size)
         return params
 
     def pure_params(self, in_features: int | Sequence[int]) -> Params:
@@ -245,7 +247,7 @@ class RNN(nn.Module):
         if isinstance(in_features, (tuple, list)):
             step = tuple(in_features)
         else:
-            step = (_checks.positive_int(in_features, "in_features", "RNN"),)
+            step = (_checks.positive_int(in_features, "in_features", _RNN),)
         return self._params(step)[1]
 
     def __call__(
@@ -276,48 +278,52 @@ class RNN(nn.Module):
             valid at its first ``seq_lengths[b]`` steps.
           return_carry, time_major, reverse, keep_order: override the module's
             attributes for this call.
-          mask: alternative to ``seq_lengths``: boolean ``[*batch, time]``,
-            true at valid steps, any pattern (seqmask's addition).
-          resets: boolean like ``mask``: where true the row is reset to the
-            cell's initial carry (the learned one, if any) before the step.
-          skip_padding: skip the chunks of time in which every row is padding,
-            as :func:`seqmask.rnn` (seqmask's addition).
+          mask, resets, skip_padding: seqmask's additions, as
+            :func:`seqmask.rnn`: a boolean ``mask`` of any pattern instead of
+            ``seq_lengths``; ``resets`` send rows back to the initial carry
+            (the learned one, if any) where a new sequence starts.
 
         Returns:
           ``ys`` ``[*batch, time, *out]``, zero at padded steps, or
           ``(carry, ys)`` with ``return_carry``; the carry is each row's
           carry after its last valid step (after its first, for ``reverse``).
         """
-        where = "RNN"
-        options = _modules.resolve(
-            self, where, time_major, return_carry, reverse, keep_order
-        )
         axes = self._feature_axes()
-        step = _modules.step_shape(inputs, axes, options.time_major, where)
+        call = _modules.RNNCall(initial_carry, seq_lengths, mask, resets, skip_padding)
+        options = _modules.resolve(
+            self, _RNN, time_major, return_carry, reverse, keep_order
+        )
+        seq = _modules.sequence(inputs, call, options.time_major, _RNN, axes)
+        flax_cell = not isinstance(self.cell, Cell)
         if init_key is not None and initial_carry is None:
-            initial_carry = self._drawn_carry(init_key, step)
-        time_axis = 0 if options.time_major else len(step) - axes
-        first = jnp.take(jnp.asarray(inputs), 0, axis=time_axis)
-        cell, params = self._params(step, first, initial_carry)
-        counted = not isinstance(self.cell, Cell) and bool(self._streams())
-        if initial_carry is not None and not isinstance(self.cell, Cell):
+            initial_carry = self._drawn_carry(init_key, seq.step)
+        # A Flax cell makes its parameters with Flax's first step: on the
+        # first inputs, from its own carry (which the core then checks the
+        # given one against) or, for a cell without one, from the given one.
+        own_carry = not flax_cell or has_initialize_carry(self.cell)
+        time_axis = 0 if options.time_major else len(seq.step) - axes
+        first = jnp.take(seq.inputs, 0, axis=time_axis)
+        cell, params = self._params(
+            seq.step, first, None if own_carry else initial_carry
+        )
+        counted = flax_cell and bool(self._streams())
+        if initial_carry is not None and flax_cell:
             if counted:  # the step count of the cell's random streams
-                batch = step[: len(step) - axes]
+                batch = seq.step[: len(seq.step) - axes]
                 initial_carry = (initial_carry, jnp.zeros(batch, jnp.int32))
-            if not has_initialize_carry(self.cell):
+            if not own_carry:
                 # As in Flax, a cell without initialize_carry runs from the
                 # given carry, which stands in for its own.
                 given = initial_carry
                 cell = cell._replace(initial_carry=lambda params, batch: given)
-        call = _modules.RNNCall(options, initial_carry, seq_lengths, mask, resets)
         result = _modules.run_rnn(
             cell,
             params,
-            inputs,
-            call,
-            where,
+            seq,
+            call._replace(initial_carry=initial_carry),
+            options,
+            _RNN,
             unroll=self.unroll,
-            skip_padding=skip_padding,
             feature_axes=axes,
         )
         if counted and options.return_carry:
@@ -327,16 +333,17 @@ class RNN(nn.Module):
 
     def _drawn_carry(self, init_key, step) -> Carry | None:
         """Flax's ``cell.initialize_carry(init_key, step)`` for a Flax cell."""
+        _checks.prng_key(init_key, "init_key", _RNN)
         if self.learnable_initial_state:
             _checks.fail(
-                "RNN",
+                _RNN,
                 "init_key draws the carry from the cell's carry_init, but the "
                 "initial carry is learned (learnable_initial_state=True): give "
                 "no init_key.",
             )
         if isinstance(self.cell, Cell):
             return None  # a seqmask cell's initial carry takes no key
-        return flax_carry(unbound_cell(self.cell, "RNN"), init_key, step)
+        return flax_carry(unbound_cell(self.cell, _RNN), init_key, step)
 
 
 class Bidirectional(nn.Module):
@@ -389,12 +396,19 @@ class Bidirectional(nn.Module):
         reverse: bool | None = None,
         keep_order: bool | None = None,
         mask=None,
+        resets=None,
         skip_padding: bool | int = False,
     ):
         """Run both directions, as ``flax.linen.Bidirectional.__call__``.
 
+        With ``resets`` (packed rows: :attr:`seqmask.data.Packing.resets`),
+        the forward direction resets where each sequence starts and the
+        backward one where it ends, as :func:`seqmask.bidirectional` does, so
+        every sequence of a row gets what it would get alone.
+
         Args:
-          inputs, seq_lengths, mask, skip_padding: as :meth:`RNN.__call__`.
+          inputs, seq_lengths, mask, resets, skip_padding: as
+            :meth:`RNN.__call__`.
           initial_carry: ``(forward_carry, backward_carry)`` or None.
           init_key: split into one key a direction, as in Flax.
           return_carry, time_major: override the module's attributes.
@@ -406,22 +420,21 @@ class Bidirectional(nn.Module):
           ``((forward_carry, backward_carry), ys)`` with ``return_carry``;
           the backward carry is the state after each row's first valid step.
         """
-        where = "Bidirectional"
-        for name in ("forward_rnn", "backward_rnn"):
-            _modules.check_rnn(getattr(self, name), RNN, name, where, "linen")
-        forward_key = backward_key = None
+        del reverse, keep_order  # as in Flax
+        rnns = (self.forward_rnn, self.backward_rnn)
+        for name, rnn in zip(("forward_rnn", "backward_rnn"), rnns, strict=True):
+            _modules.check_rnn(rnn, RNN, name, _BIDIRECTIONAL, "linen")
+        keys = (None, None)
         if init_key is not None:
-            forward_key, backward_key = jax.random.split(init_key)
+            _checks.prng_key(init_key, "init_key", _BIDIRECTIONAL)
+            keys = jax.random.split(init_key)
+        directions = [
+            functools.partial(rnn, init_key=key)
+            for rnn, key in zip(rnns, keys, strict=True)
+        ]
+        options = _modules.resolve(self, _BIDIRECTIONAL, time_major, return_carry)
+        call = _modules.RNNCall(initial_carry, seq_lengths, mask, resets, skip_padding)
+        axes = self.forward_rnn._feature_axes()
         return _modules.run_bidirectional(
-            self,
-            lambda xs, **kw: self.forward_rnn(xs, init_key=forward_key, **kw),
-            lambda xs, **kw: self.backward_rnn(xs, init_key=backward_key, **kw),
-            inputs,
-            where=where,
-            initial_carry=initial_carry,
-            time_major=time_major,
-            return_carry=return_carry,
-            seq_lengths=seq_lengths,
-            mask=mask,
-            skip_padding=skip_padding,
+            self, directions, inputs, call, options, _BIDIRECTIONAL, axes
         )

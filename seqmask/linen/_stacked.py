@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -11,14 +10,13 @@ import jax.numpy as jnp
 
 from seqmask import _checks, _modules
 from seqmask import layers as _layers
+from seqmask._modules import Carry, Initializer, Params
 from seqmask.cells import Cell
 from seqmask.linen._cell import checked_param
 
 __all__ = ["Stacked"]
 
-Carry = Any
-Params = Any
-Initializer = Callable[..., jax.Array]
+_STACKED = "seqmask.linen.Stacked"
 
 
 class Stacked(nn.Module):
@@ -73,9 +71,14 @@ class Stacked(nn.Module):
         return _modules.layer_cells(
             self.cell,
             self.num_layers,
-            "Stacked",
+            _STACKED,
             learnable_initial_state=self.learnable_initial_state,
             carry_init=self.carry_init,
+        )
+
+    def _options(self) -> _modules.StackedOptions:
+        return _modules.stacked_options(
+            _STACKED, self.bidirectional, self.merge, self.dropout_rate, self.residual
         )
 
     @nn.compact
@@ -86,14 +89,16 @@ class Stacked(nn.Module):
           in_features: the feature size of the first layer's inputs.
         """
         cells = self.pure_cells()
+        options = self._options()
+        in_features = _checks.positive_int(in_features, "in_features", _STACKED)
 
         def make(key):
             return _layers.init_stacked(
                 key,
                 cells,
                 in_features,
-                bidirectional=self.bidirectional,
-                merge=self.merge,
+                bidirectional=options.bidirectional,
+                merge=options.merge,
             )
 
         if self.is_mutable_collection("params") and not self.has_variable(
@@ -103,7 +108,7 @@ class Stacked(nn.Module):
         else:  # only shapes: the values exist
             layers = jax.eval_shape(make, jax.random.key(0))
         return [
-            checked_param(self, f"layers_{k}", _maker(layer), "Stacked")
+            checked_param(self, f"layers_{k}", _maker(layer), _STACKED)
             for k, layer in enumerate(layers)
         ]
 
@@ -111,26 +116,23 @@ class Stacked(nn.Module):
         self,
         inputs,
         *,
-        seq_lengths=None,
-        mask=None,
         initial_carries: Sequence[Carry | None] | None = None,
-        resets=None,
+        seq_lengths=None,
         time_major: bool = False,
-        deterministic: bool | None = None,
+        mask=None,
+        resets=None,
         skip_padding: bool | int = False,
+        deterministic: bool | None = None,
     ) -> tuple[list[Carry], jax.Array]:
-        """Run every layer; see :func:`seqmask.stacked`.
+        """Run every layer, as :func:`seqmask.stacked` with the module's cells,
+        options and parameters.
 
         Args:
           inputs: ``[*batch, time, in_features]`` (``[time, *batch,
             in_features]`` when time major).
-          seq_lengths, mask: the valid steps, as :meth:`RNN.__call__`.
-          initial_carries: one carry (or None) a layer; ``(forward, backward)``
-            pairs for bidirectional layers.
-          resets: as :meth:`RNN.__call__`, in every layer (bidirectional
-            layers reset their backward direction where each sequence ends).
-          time_major: whether time is the leading axis.
-          skip_padding: as :func:`seqmask.rnn`, in every layer.
+          initial_carries, time_major, mask, resets, skip_padding: as
+            :func:`seqmask.stacked`.
+          seq_lengths: :func:`seqmask.stacked`'s ``lengths`` (Flax's name).
           deterministic: False applies dropout (with a key from
             ``make_rng("dropout")``), True does not. Required when
             ``dropout_rate > 0``.
@@ -139,34 +141,28 @@ class Stacked(nn.Module):
           ``(carries, ys)``: the per-layer final carries and the last layer's
           outputs, zero at padded steps.
         """
-        where = "Stacked"
-        step = _modules.step_shape(inputs, 1, time_major, where)
-        _checks.in_range(
-            self.dropout_rate, "dropout_rate", where, low=0, high=1, high_open=True
+        time_major = _checks.flag(time_major, "time_major", _STACKED)
+        options = self._options()
+        call = _modules.RNNCall(
+            initial_carries, seq_lengths, mask, resets, skip_padding
         )
+        seq = _modules.sequence(inputs, call, time_major, _STACKED)
+        if deterministic is not None:
+            deterministic = _checks.flag(deterministic, "deterministic", _STACKED)
         dropout_key = None
-        if self.dropout_rate > 0:
+        if options.dropout_rate > 0:
             if deterministic is None:
                 _checks.fail(
-                    where,
-                    f"dropout_rate={self.dropout_rate} needs deterministic=False "
+                    _STACKED,
+                    f"dropout_rate={options.dropout_rate} needs deterministic=False "
                     "(training; pass rngs={'dropout': key} to apply) or True "
                     "(evaluation); got None.",
                 )
             if not deterministic:
                 dropout_key = self.make_rng("dropout")
-        return _modules.run_stacked(
-            self,
-            self.pure_params(step[-1]),
-            inputs,
-            dropout_key,
-            mask=mask,
-            lengths=seq_lengths,
-            initial_carries=initial_carries,
-            resets=resets,
-            time_major=time_major,
-            skip_padding=skip_padding,
-        )
+        params = self.pure_params(seq.step[-1])
+        cells = self.pure_cells()
+        return _modules.run_stacked(cells, params, seq, call, options, dropout_key)
 
 
 def _maker(layer):

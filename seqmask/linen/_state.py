@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
 
 from seqmask import _checks, _modules
+from seqmask._modules import Carry, Initializer
 from seqmask.cells import Cell
+from seqmask.linen._cell import checked_param
 
 __all__ = ["LearnableInitialState"]
-
-Carry = Any
-Initializer = Callable[..., jax.Array]
 
 
 class LearnableInitialState(nn.Module):
@@ -52,7 +50,8 @@ class LearnableInitialState(nn.Module):
 
     @nn.compact
     def __call__(self, batch_shape: int | Sequence[int] = ()) -> Carry:
-        """The learned carry broadcast over ``batch_shape``.
+        """The learned carry broadcast over ``batch_shape``; at ``init``, one
+        parameter a carry leaf is made with ``carry_init``.
 
         Args:
           batch_shape: leading axes to add (an int or a sequence of ints);
@@ -61,14 +60,21 @@ class LearnableInitialState(nn.Module):
         Returns:
           The carry, every leaf ``[*batch_shape, *leaf_shape]``.
         """
-        where = "LearnableInitialState"
+        where = "seqmask.linen.LearnableInitialState"
         cell = _modules.check_cell_record(self.cell, where)
-        batch = _checks.shape_tuple(batch_shape, "batch_shape", where)
-        template = _modules.carry_template(cell, self.in_features)
+        carry_init = _modules.check_carry_init(self.carry_init, where)
+        in_features = _checks.positive_int(self.in_features, "in_features", where)
+        template = _modules.carry_template(cell, in_features)
         leaves, treedef = jax.tree.flatten(template)
         names = _modules.leaf_names(template, "h", where)
         learned = [
-            self.param(name, self.carry_init, leaf.shape, leaf.dtype)
+            checked_param(self, name, _leaf_init(carry_init, leaf), where)
             for name, leaf in zip(names, leaves, strict=True)
         ]
-        return _modules.broadcast_learned(jax.tree.unflatten(treedef, learned), batch)
+        learned = jax.tree.unflatten(treedef, learned)
+        return _modules.broadcast_learned(learned, batch_shape, where)
+
+
+def _leaf_init(carry_init: Initializer, leaf):
+    """``key -> carry_init(key, shape, dtype)`` for one leaf of the carry."""
+    return lambda key: carry_init(key, leaf.shape, leaf.dtype)

@@ -8,11 +8,13 @@ shape of ``predictions``); the element of :func:`cosine_distance` is a vector
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 
 from seqmask import _checks
-from seqmask.losses._reduce import Kind, Prepared, Reduction, prepare, reduce_loss
+from seqmask.losses._reduce import Kind, Reduction, prepare, reduce_loss
 
 # The element is a feature, or (cosine distance) a vector; an absent vector
 # is all ones, not zeros, so that its norm is not zero.
@@ -20,15 +22,23 @@ _FEATURES = Kind()
 _VECTORS = Kind(reduces_last_axis=True, safe_value=1.0)
 
 
-def _errors(
-    where: str, predictions, targets, weights, reduction: str, segment_ids
-) -> tuple[jax.Array, Prepared]:
-    """The prepared inputs and ``predictions - targets`` (zero where the
-    weight is zero)."""
+def _on_errors(
+    where: str,
+    loss_of_errors: Callable[[jax.Array], jax.Array],
+    predictions,
+    targets,
+    weights,
+    reduction: str,
+    segment_ids,
+) -> jax.Array:
+    """A regression loss whose element is a feature: ``loss_of_errors`` of
+    ``predictions - targets`` (zero where the weight is zero), weighted and
+    reduced."""
     inputs = prepare(
         where, _FEATURES, predictions, targets, weights, reduction, segment_ids
     )
-    return inputs.predictions - inputs.targets, inputs
+    loss = loss_of_errors(inputs.predictions - inputs.targets)
+    return reduce_loss(loss, inputs, reduction)
 
 
 def squared_error(
@@ -76,10 +86,15 @@ def squared_error(
       >>> print(f"{loss:.4f}")
       0.0500
     """
-    errors, inputs = _errors(
-        "squared_error", predictions, targets, weights, reduction, segment_ids
+    return _on_errors(
+        "squared_error",
+        jnp.square,
+        predictions,
+        targets,
+        weights,
+        reduction,
+        segment_ids,
     )
-    return reduce_loss(jnp.square(errors), inputs, reduction)
 
 
 def absolute_error(
@@ -120,10 +135,9 @@ def absolute_error(
       >>> print(f"{loss:.4f}")
       0.8750
     """
-    errors, inputs = _errors(
-        "absolute_error", predictions, targets, weights, reduction, segment_ids
+    return _on_errors(
+        "absolute_error", jnp.abs, predictions, targets, weights, reduction, segment_ids
     )
-    return reduce_loss(jnp.abs(errors), inputs, reduction)
 
 
 def huber_loss(
@@ -175,17 +189,19 @@ def huber_loss(
     """
     where = "huber_loss"
     _checks.hyperparameter(delta, "delta", where, low=0, low_open=True)
-    errors, inputs = _errors(
-        where, predictions, targets, weights, reduction, segment_ids
+
+    def huber(errors):
+        delta_array = jnp.asarray(delta, errors.dtype)
+        absolute = jnp.abs(errors)
+        quadratic = jnp.minimum(absolute, delta_array)
+        # absolute - quadratic rather than max(absolute - delta, 0), so that
+        # the gradient at |e| = delta is not counted twice.
+        linear = absolute - quadratic
+        return 0.5 * jnp.square(quadratic) + delta_array * linear
+
+    return _on_errors(
+        where, huber, predictions, targets, weights, reduction, segment_ids
     )
-    delta_array = jnp.asarray(delta, errors.dtype)
-    absolute = jnp.abs(errors)
-    quadratic = jnp.minimum(absolute, delta_array)
-    # absolute - quadratic rather than max(absolute - delta, 0), so that the
-    # gradient at |e| = delta is not counted twice.
-    linear = absolute - quadratic
-    loss = 0.5 * jnp.square(quadratic) + delta_array * linear
-    return reduce_loss(loss, inputs, reduction)
 
 
 def log_cosh(
@@ -220,20 +236,20 @@ def log_cosh(
     Examples:
       >>> import jax.numpy as jnp
       >>> from seqmask import losses
-      >>> predictions = jnp.array([0.5, 3.0, -2.0])
-      >>> targets = jnp.zeros(3)
-      >>> loss = losses.log_cosh(predictions, targets, reduction="none")
-      >>> with jnp.printoptions(precision=4):
-      ...     print(loss)
-      [0.1201 2.3093 1.325 ]
+      >>> small, large = losses.log_cosh(jnp.array([0.1, 10.0]), jnp.zeros(2),
+      ...                                reduction="none")
+      >>> print(f"{small / 0.1**2:.2f} {large + jnp.log(2.0):.4f}")  # e²/2, |e| - log 2
+      0.50 10.0000
     """
-    errors, inputs = _errors(
-        "log_cosh", predictions, targets, weights, reduction, segment_ids
+    return _on_errors(
+        "log_cosh", _log_cosh, predictions, targets, weights, reduction, segment_ids
     )
+
+
+def _log_cosh(errors: jax.Array) -> jax.Array:
     # log(cosh(e)) = logaddexp(e, -e) - log(2), which does not overflow for
     # large |e| as cosh would.
-    loss = jnp.logaddexp(errors, -errors) - jnp.log(jnp.asarray(2.0, errors.dtype))
-    return reduce_loss(loss, inputs, reduction)
+    return jnp.logaddexp(errors, -errors) - jnp.log(jnp.asarray(2.0, errors.dtype))
 
 
 def cosine_distance(

@@ -36,8 +36,12 @@ def as_cell(cell: nnx.Module) -> Cell:
       cells, where seqmask's own :func:`~seqmask.cells.lstm` has
       ``LSTMCarry(h, c)``).
     - ``apply(params, carry, x)`` calls the cell rebuilt with ``params``,
-      after checking them against the cell (structure, shapes, dtypes; also
-      ``check_params``, which :func:`seqmask.rnn` calls once a call).
+      after checking its arguments as seqmask's own cells do: ``x``
+      floating (integer token ids are refused: embed them first) with
+      ``in_features`` features, ``params`` the cell's and ``carry`` the
+      cell's for ``x``'s batch shape (structure, shapes, dtypes; the
+      parameters also by ``check_params``, which :func:`seqmask.rnn` calls
+      once a call).
 
     Args:
       cell: an NNX cell instance.
@@ -86,21 +90,12 @@ def adapter(cell: nnx.Module, where: str) -> Cell:
             )
         return jax.tree.map(jnp.array, own)
 
-    def initial_carry(params, batch_shape=()):
+    def initial_carry(params, batch=()):
         size = 1 if in_features is None else in_features
-        return merged(params).initialize_carry(
-            (*tuple(batch_shape), size), rngs=nnx.Rngs(carry=0)
-        )
+        return merged(params).initialize_carry((*batch, size), rngs=nnx.Rngs(carry=0))
 
     def check_params(params, where, input_size=None, argument="params"):
-        _checks.tree_like(
-            params,
-            template,
-            argument,
-            where,
-            expected_from=f"the parameters of {name}",
-            hint=" Were these parameters made for another cell?",
-        )
+        _modules.check_flax_params(params, template, name, where, argument)
         if input_size is not None and in_features is not None:
             if int(input_size) != in_features:
                 _checks.fail(
@@ -110,17 +105,10 @@ def adapter(cell: nnx.Module, where: str) -> Cell:
                 )
 
     def apply(params, carry, x):
-        check_params(params, f"{name}.apply", jnp.shape(x)[-1])
         return merged(params)(carry, x)
 
-    return Cell(
-        init=init,
-        initial_carry=initial_carry,
-        apply=apply,
-        name=name,
-        hidden_size=getattr(cell, "hidden_features", None),
-        check_params=check_params,
-    )
+    hidden = getattr(cell, "hidden_features", None)
+    return _modules.adapted_cell(name, hidden, init, initial_carry, apply, check_params)
 
 
 def check_nnx_cell(cell, where: str) -> None:

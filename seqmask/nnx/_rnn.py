@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import jax
 from flax import nnx
 
 from seqmask import _checks, _modules
 from seqmask import cells as _cells
+from seqmask._modules import Carry, Initializer, Params
 from seqmask.cells import Cell
 from seqmask.nnx._cell import adapter, as_cell, check_nnx_cell, in_features_of
 from seqmask.nnx._named import _NamedLeaves
@@ -17,9 +18,8 @@ from seqmask.nnx._state import LearnableInitialState, param_key, param_rngs
 
 __all__ = ["RNN", "Bidirectional"]
 
-Carry = Any
-Params = Any
-Initializer = Callable[..., jax.Array]
+_RNN = "seqmask.nnx.RNN"
+_BIDIRECTIONAL = "seqmask.nnx.Bidirectional"
 
 
 class RNN(nnx.Module):
@@ -78,10 +78,9 @@ class RNN(nnx.Module):
       >>> ours = seqmask.nnx.RNN(cell, return_carry=True)
       >>> ((c, h), ys), ((c_f, h_f), ys_f) = (
       ...     m(xs, seq_lengths=lengths) for m in (ours, flax_rnn))
-      >>> bool(jnp.allclose(h, h_f, atol=1e-6))
-      True
-      >>> bool(jnp.allclose(ys[1, :2], ys_f[1, :2], atol=1e-6))
-      True
+      >>> [bool(jnp.allclose(ours, flax, atol=1e-6))  # carries, valid outputs
+      ...  for ours, flax in ((c, c_f), (h, h_f), (ys[1, :2], ys_f[1, :2]))]
+      [True, True, True]
       >>> bool(jnp.all(ys[1, 2:] == 0)), bool(jnp.all(ys_f[1, 2:] == 0))
       (True, False)
     """
@@ -102,7 +101,7 @@ class RNN(nnx.Module):
         carry_init: Initializer = _modules.ZEROS,
         rngs: nnx.Rngs | nnx.RngStream | bool = True,
     ):
-        where = "RNN"
+        where = _RNN
         _modules.check_lifted_options(
             where, state_axes=(state_axes, None), broadcast_rngs=(broadcast_rngs, None)
         )
@@ -110,10 +109,12 @@ class RNN(nnx.Module):
         self.return_carry = _checks.flag(return_carry, "return_carry", where)
         self.reverse = _checks.flag(reverse, "reverse", where)
         self.keep_order = _checks.flag(keep_order, "keep_order", where)
-        self.unroll = unroll
+        self.unroll = _checks.flag_or_int(unroll, "unroll", where)
         learned = _checks.flag(
             learnable_initial_state, "learnable_initial_state", where
         )
+        if learned:
+            _modules.check_carry_init(carry_init, where)
         if isinstance(cell, Cell):
             in_features = _required_in_features(in_features, where)
             self._record = cell
@@ -186,7 +187,7 @@ class RNN(nnx.Module):
         Returns:
           The carry, every leaf ``[*batch_shape, ...]``.
         """
-        batch = _checks.shape_tuple(batch_shape, "batch_shape", "RNN.initial_state")
+        batch = _checks.shape_tuple(batch_shape, "batch_shape", f"{_RNN}.initial_state")
         return self.pure_cell.initial_carry(self.pure_params(), batch)
 
     def __call__(
@@ -218,43 +219,39 @@ class RNN(nnx.Module):
             attributes for this call.
           rngs: the stream for a Flax cell's ``initialize_carry`` (default:
             the module's).
-          mask: alternative to ``seq_lengths``: boolean ``[*batch, time]``,
-            true at valid steps, any pattern (seqmask's addition).
-          resets: boolean like ``mask``: where true the row is reset to
-            :meth:`initial_state` before the step.
-          skip_padding: skip the chunks of time in which every row is padding,
-            as :func:`seqmask.rnn` (seqmask's addition).
+          mask, resets, skip_padding: seqmask's additions, as
+            :func:`seqmask.rnn`: a boolean ``mask`` of any pattern instead of
+            ``seq_lengths``; ``resets`` send rows back to
+            :meth:`initial_state` where a new sequence starts.
 
         Returns:
           ``ys`` ``[*batch, time, out_features]``, zero at padded steps, or
           ``(carry, ys)`` with ``return_carry``; the carry is each row's
           carry after its last valid step (after its first, for ``reverse``).
         """
-        where = "RNN"
+        call = _modules.RNNCall(initial_carry, seq_lengths, mask, resets, skip_padding)
         options = _modules.resolve(
-            self, where, time_major, return_carry, reverse, keep_order
+            self, _RNN, time_major, return_carry, reverse, keep_order
         )
+        seq = _modules.sequence(inputs, call, options.time_major, _RNN)
+        stream = _call_stream(self.rngs, rngs, _RNN)
         if (
             initial_carry is None
             and self._record is None
             and self.initial_carry is None
         ):
-            step = _modules.step_shape(inputs, 1, options.time_major, where)
-            stream = self.rngs if rngs is None else rngs
             if isinstance(stream, nnx.Rngs):
                 stream = stream.carry.fork()
             flax_cell: Any = self.cell
-            initial_carry = flax_cell.initialize_carry(step, stream)
-        call = _modules.RNNCall(options, initial_carry, seq_lengths, mask, resets)
-        cell, params = self.pure_cell, self.pure_params()
+            initial_carry = flax_cell.initialize_carry(seq.step, stream)
         return _modules.run_rnn(
-            cell,
-            params,
-            inputs,
-            call,
-            where,
+            self.pure_cell,
+            self.pure_params(),
+            seq,
+            call._replace(initial_carry=initial_carry),
+            options,
+            _RNN,
             unroll=self.unroll,
-            skip_padding=skip_padding,
         )
 
 
@@ -299,7 +296,7 @@ class Bidirectional(nnx.Module):
         return_carry: bool = False,
         rngs: nnx.Rngs | nnx.RngStream | bool = True,
     ):
-        where = "Bidirectional"
+        where = _BIDIRECTIONAL
         _modules.check_rnn(forward_rnn, RNN, "forward_rnn", where, "nnx")
         _modules.check_rnn(backward_rnn, RNN, "backward_rnn", where, "nnx")
         self.forward_rnn = forward_rnn
@@ -323,12 +320,19 @@ class Bidirectional(nnx.Module):
         reverse: bool | None = None,
         keep_order: bool | None = None,
         mask=None,
+        resets=None,
         skip_padding: bool | int = False,
     ):
         """Run both directions, as ``flax.nnx.Bidirectional.__call__``.
 
+        ``resets`` marks where packed sequences start
+        (:attr:`seqmask.data.Packing.resets`); each direction then resets at
+        its own edge of every sequence (the backward one where it ends), as
+        in :func:`seqmask.bidirectional`.
+
         Args:
-          inputs, seq_lengths, mask, skip_padding: as :meth:`RNN.__call__`.
+          inputs, seq_lengths, mask, resets, skip_padding: as
+            :meth:`RNN.__call__`.
           initial_carry: ``(forward_carry, backward_carry)`` or None.
           rngs: the carry stream for both directions (default: the module's).
           return_carry, time_major: override the module's attributes.
@@ -340,22 +344,16 @@ class Bidirectional(nnx.Module):
           ``return_carry``; the backward carry is the state after each row's
           first valid step.
         """
-        where = "Bidirectional"
-        stream = self.rngs if rngs is None else rngs
+        del reverse, keep_order  # as in Flax
+        stream = _call_stream(self.rngs, rngs, _BIDIRECTIONAL)
         if isinstance(stream, nnx.Rngs):
             stream = stream.carry
+        rnns = (self.forward_rnn, self.backward_rnn)
+        directions = [functools.partial(rnn, rngs=stream) for rnn in rnns]
+        options = _modules.resolve(self, _BIDIRECTIONAL, time_major, return_carry)
+        call = _modules.RNNCall(initial_carry, seq_lengths, mask, resets, skip_padding)
         return _modules.run_bidirectional(
-            self,
-            lambda xs, **kw: self.forward_rnn(xs, rngs=stream, **kw),
-            lambda xs, **kw: self.backward_rnn(xs, rngs=stream, **kw),
-            inputs,
-            where=where,
-            initial_carry=initial_carry,
-            time_major=time_major,
-            return_carry=return_carry,
-            seq_lengths=seq_lengths,
-            mask=mask,
-            skip_padding=skip_padding,
+            self, directions, inputs, call, options, _BIDIRECTIONAL
         )
 
 
@@ -374,6 +372,20 @@ def _carry_stream(rngs, where: str):
         "rngs must be True, False, an nnx.Rngs or an nnx.RngStream; got "
         f"{_checks.describe(rngs)}.",
         TypeError,
+    )
+
+
+def _call_stream(own, given, where: str):
+    """The carry stream of a call: ``given`` (an ``nnx.Rngs`` or
+    ``nnx.RngStream``) or, when None, the module's own."""
+    if given is None:
+        return own
+    return _checks.instance(
+        given,
+        (nnx.Rngs, nnx.RngStream),
+        "rngs",
+        where,
+        expected="an nnx.Rngs, an nnx.RngStream or None (the module's stream)",
     )
 
 

@@ -11,19 +11,17 @@ of options, so the module and the pure functions called with
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 from flax import nnx
 
 from seqmask import _checks
 from seqmask import decoding as _decoding
 from seqmask import seq2seq as _seq2seq
+from seqmask._modules import Params
 from seqmask.nnx._named import _NamedLeaves
+from seqmask.nnx._state import param_key
 
 __all__ = ["Seq2Seq"]
-
-Params = Any
 
 
 class Seq2Seq(_NamedLeaves):
@@ -58,9 +56,10 @@ class Seq2Seq(_NamedLeaves):
     """
 
     def __init__(self, model: _seq2seq.EncoderDecoder, *, rngs: nnx.Rngs):
+        where = "seqmask.nnx.Seq2Seq"
         if not isinstance(model, _seq2seq.EncoderDecoder):
             _checks.fail(
-                "Seq2Seq",
+                where,
                 "model must be a seqmask.seq2seq.EncoderDecoder (from "
                 f"seqmask.seq2seq.encoder_decoder); got {_checks.describe(model)}. "
                 "To build one from options, use Seq2Seq.build(source_vocab_size, "
@@ -68,7 +67,7 @@ class Seq2Seq(_NamedLeaves):
                 TypeError,
             )
         super().__init__(
-            model.init(rngs.params()), single_name="params", where="Seq2Seq"
+            model.init(param_key(rngs, where)), single_name="params", where=where
         )
         self.pure_model = model
 

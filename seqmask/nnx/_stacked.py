@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -11,14 +10,14 @@ from flax import nnx
 
 from seqmask import _checks, _modules
 from seqmask import layers as _layers
+from seqmask._modules import Carry, Initializer, Params
 from seqmask.cells import Cell
 from seqmask.nnx._named import _NamedLeaves
+from seqmask.nnx._state import param_rngs
 
 __all__ = ["Stacked"]
 
-Carry = Any
-Params = Any
-Initializer = Callable[..., jax.Array]
+_STACKED = "seqmask.nnx.Stacked"
 
 
 class Stacked(nnx.Module):
@@ -79,7 +78,7 @@ class Stacked(nnx.Module):
         deterministic: bool = False,
         rngs: nnx.Rngs,
     ):
-        where = "Stacked"
+        where = _STACKED
         cells = _modules.layer_cells(
             cell,
             num_layers,
@@ -88,15 +87,10 @@ class Stacked(nnx.Module):
             carry_init=carry_init,
         )
         in_features = _checks.positive_int(in_features, "in_features", where)
-        _checks.in_range(
-            dropout_rate, "dropout_rate", where, low=0, high=1, high_open=True
+        options = _modules.stacked_options(
+            where, bidirectional, merge, dropout_rate, residual
         )
-        if not isinstance(rngs, nnx.Rngs):
-            _checks.fail(
-                where,
-                f"rngs must be an nnx.Rngs; got {_checks.describe(rngs)}.",
-                TypeError,
-            )
+        param_rngs(rngs, where)
         if dropout_rate > 0 and "dropout" not in rngs and "default" not in rngs:
             _checks.fail(
                 where,
@@ -114,18 +108,13 @@ class Stacked(nnx.Module):
         )
         self._cells = tuple(cells)
         self.in_features = in_features
-        self.bidirectional = _checks.flag(bidirectional, "bidirectional", where)
-        self.merge = merge
-        self.dropout_rate = dropout_rate
-        self.residual = _checks.flag(residual, "residual", where)
+        self.bidirectional, self.merge, self.dropout_rate, self.residual = options
         self.deterministic = _checks.flag(deterministic, "deterministic", where)
         # Forked as nnx.Dropout does: the module owns a stream whose count
         # nnx.jit carries across calls, so each training step draws new keys.
         self.dropout_rngs = rngs["dropout"].fork() if dropout_rate > 0.0 else None
-        xs = jnp.zeros((1, 1, in_features))
-        _, ys = jax.eval_shape(
-            lambda p: _modules.run_stacked(self, p, xs, None), params
-        )
+        step = jax.ShapeDtypeStruct((1, 1, in_features), jnp.float32)
+        _, ys = jax.eval_shape(lambda xs: self(xs, deterministic=True), step)
         self.out_features = int(ys.shape[-1])
 
     def pure_params(self) -> list[Params]:
@@ -145,46 +134,45 @@ class Stacked(nnx.Module):
         self,
         inputs,
         *,
-        seq_lengths=None,
-        mask=None,
         initial_carries: Sequence[Carry | None] | None = None,
-        resets=None,
+        seq_lengths=None,
         time_major: bool = False,
-        deterministic: bool | None = None,
+        mask=None,
+        resets=None,
         skip_padding: bool | int = False,
+        deterministic: bool | None = None,
     ) -> tuple[list[Carry], jax.Array]:
-        """Run every layer; see :func:`seqmask.stacked`.
+        """Run every layer: :func:`seqmask.stacked` with the module's
+        ``pure_cells()``, ``pure_params()`` and layer options.
 
         Args:
-          inputs: ``[*batch, time, in_features]`` (``[time, *batch,
-            in_features]`` when time major).
-          seq_lengths, mask: the valid steps, as :meth:`RNN.__call__`.
-          initial_carries: one carry (or None) a layer; ``(forward, backward)``
-            pairs for bidirectional layers.
-          resets: as :meth:`RNN.__call__`, in every layer (bidirectional
-            layers reset their backward direction where each sequence ends).
-          time_major: whether time is the leading axis.
-          skip_padding: as :func:`seqmask.rnn`, in every layer.
+          inputs: ``[*batch, time, in_features]`` (time first when
+            ``time_major``).
+          initial_carries, seq_lengths, time_major, mask, resets,
+            skip_padding: as :func:`seqmask.stacked` (``seq_lengths`` is its
+            ``lengths``, under Flax's name).
           deterministic: overrides the module's ``deterministic`` for this
-            call.
+            call (True: no dropout).
 
         Returns:
           ``(carries, ys)``: the per-layer final carries and the last layer's
           outputs ``[*batch, time, out_features]``, zero at padded steps.
         """
-        deterministic = self.deterministic if deterministic is None else deterministic
+        if deterministic is None:
+            deterministic = self.deterministic
+        deterministic = _checks.flag(deterministic, "deterministic", _STACKED)
         dropout_key = None
         if self.dropout_rngs is not None and not deterministic:
             dropout_key = self.dropout_rngs()
+        time_major = _checks.flag(time_major, "time_major", _STACKED)
+        call = _modules.RNNCall(
+            initial_carries, seq_lengths, mask, resets, skip_padding
+        )
+        seq = _modules.sequence(inputs, call, time_major, _STACKED)
+        options = _modules.StackedOptions(
+            self.bidirectional, self.merge, self.dropout_rate, self.residual
+        )
+        params = self.pure_params()
         return _modules.run_stacked(
-            self,
-            self.pure_params(),
-            inputs,
-            dropout_key,
-            mask=mask,
-            lengths=seq_lengths,
-            initial_carries=initial_carries,
-            resets=resets,
-            time_major=time_major,
-            skip_padding=skip_padding,
+            self._cells, params, seq, call, options, dropout_key
         )

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import jax
 from flax import nnx
 
 from seqmask import _checks, _modules
+from seqmask._modules import Carry, Initializer
 from seqmask.cells import Cell
 from seqmask.nnx._named import _NamedLeaves
 
 __all__ = ["LearnableInitialState"]
 
-Carry = Any
-Initializer = Callable[..., jax.Array]
+_STATE = "seqmask.nnx.LearnableInitialState"
 
 
 class LearnableInitialState(_NamedLeaves):
@@ -67,8 +66,10 @@ class LearnableInitialState(_NamedLeaves):
         in_features: int = 1,
         rngs: nnx.Rngs,
     ):
-        where = "LearnableInitialState"
+        where = _STATE
         cell = _modules.check_cell_record(cell, where)
+        carry_init = _modules.check_carry_init(carry_init, where)
+        in_features = _checks.positive_int(in_features, "in_features", where)
         template = _modules.carry_template(cell, in_features)
         leaves, treedef = jax.tree.flatten(template)
         keys = jax.random.split(param_key(rngs, where), max(len(leaves), 1))
@@ -81,7 +82,8 @@ class LearnableInitialState(_NamedLeaves):
         )
 
     def __call__(self, batch_shape: int | Sequence[int] = ()) -> Carry:
-        """The learned carry broadcast over ``batch_shape``.
+        """The learned carry (the module's ``nnx.Param`` leaves) broadcast
+        over ``batch_shape``, so that gradients reach it from every row.
 
         Args:
           batch_shape: leading axes to add (an int or a sequence of ints);
@@ -90,8 +92,7 @@ class LearnableInitialState(_NamedLeaves):
         Returns:
           The carry, every leaf ``[*batch_shape, *leaf_shape]``.
         """
-        batch = _checks.shape_tuple(batch_shape, "batch_shape", "LearnableInitialState")
-        return _modules.broadcast_learned(self._tree(), batch)
+        return _modules.broadcast_learned(self._tree(), batch_shape, _STATE)
 
 
 def param_rngs(rngs, where: str, purpose: str = "the parameters") -> nnx.Rngs:
