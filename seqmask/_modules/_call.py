@@ -165,16 +165,11 @@ def run_rnn(
     carry, ys = _layer.rnn(
         cell,
         params,
-        xs,
-        mask=seq.mask,
-        lengths=None,
-        initial_carry=call.initial_carry,
-        resets=seq.resets,
-        reset_to=None,
-        reverse=options.reverse,
-        time_major=options.time_major,
-        options=_layer.options(unroll, False, None, where, call.skip_padding),
-        where=where,
+        (xs, seq.mask, None, seq.resets, options.time_major),
+        (call.initial_carry, None),
+        options.reverse,
+        _layer.options(unroll, False, None, where, call.skip_padding),
+        where,
     )
     if options.reverse and not options.keep_order:
         ys = jax.tree.map(
