@@ -208,7 +208,7 @@ class Settings(NamedTuple):
     """
 
     embed_size: int = 64
-    hidden_size: int = 256
+    hidden_size: int = 192
     encoder_cell: str = "lstm"
     encoder_layers: int = 2
     decoder_cell: str = "lstm"
@@ -380,10 +380,15 @@ def compile_all(
     options = _compiler_options(quick)
     start = time.perf_counter()
 
+    # JAX's configuration contexts are per thread: the compile threads trace
+    # under the caller's dtype promotion rules.
+    promotion = jax.config.jax_numpy_dtype_promotion
+
     def one(key):
         function, arguments = functions[key]
         jitted = jax.jit(function, donate_argnums=donate_argnums)
-        return key, jitted.lower(*arguments).compile(options)
+        with jax.numpy_dtype_promotion(promotion):
+            return key, jitted.lower(*arguments).compile(options)
 
     with concurrent.futures.ThreadPoolExecutor(COMPILE_THREADS) as pool:
         compiled = dict(
