@@ -37,14 +37,19 @@ Run::
   python examples/g2p.py --minutes 15      # or --minutes 30
   python examples/g2p.py --quick           # a smoke run of seconds
 
-Results on two CPU cores (test split, 12,5xx words):
+Results on two CPU cores (test split, 12,298 words; the JSON record of
+each run has the settings, step counts and dev scores):
 
-==========  ==============  ==============  ===========  ===========
-budget      WER greedy      WER beam        PER greedy   PER beam
-==========  ==============  ==============  ===========  ===========
-15 minutes  (to be filled)  (to be filled)  (to fill)    (to fill)
-30 minutes  (to be filled)  (to be filled)  (to fill)    (to fill)
-==========  ==============  ==============  ===========  ===========
+==============================  ==========  ========  ==========  ========
+command                         WER greedy  WER beam  PER greedy  PER beam
+==============================  ==========  ========  ==========  ========
+``g2p.py --minutes 15``         26.83%      26.43%    6.30%       6.22%
+``g2p.py --minutes 30``         25.04%      24.97%    5.89%       5.91%
+==============================  ==========  ========  ==========  ========
+
+The 15-minute run trained 7,737 steps (8.4 epochs), the 30-minute
+one 16,444 steps (18.0 epochs); compiling the training step for
+its 11 bucket shapes took about 50 s of each budget.
 
 The functions are meant to be imported from a notebook as well
 (``notebooks/07_g2p.py``).
