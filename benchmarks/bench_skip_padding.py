@@ -14,6 +14,13 @@ without skipping, and at full occupancy skipping costs at most 5%.
 Before timing, every setting is checked to give the values and gradients
 of ``skip_padding=False`` at every occupancy.
 
+``--alternatives`` also times the designs that were not adopted (see
+``benchmarks/README.md``): a ``lax.cond`` over the whole sequence that runs
+the plain scan when every chunk of 16 steps has a valid step and
+``skip_padding=True`` otherwise (``whole-cond``), and the same with the
+plain branch keeping only its matmul outputs for the backward pass
+(``whole-cond-dots``, ``jax.checkpoint_policies.dots_saveable``).
+
   python benchmarks/bench_skip_padding.py            # B=64 T=128 I=128 H=256
   python benchmarks/bench_skip_padding.py --quick    # small smoke run
 """
@@ -35,6 +42,28 @@ from _common import (
 import seqmask
 
 OCCUPANCIES = {"full": 1.0, "half": 0.5, "quarter": 0.25, "none": 0.0}
+ALTERNATIVES = ("whole-cond", "whole-cond-dots")
+CHUNK = 16
+
+
+def run_layer(cell, params, xs, lengths, skip):
+    """``seqmask.rnn`` with ``skip_padding=skip``, or one of ``ALTERNATIVES``."""
+    if skip not in ALTERNATIVES:
+        return seqmask.rnn(cell, params, xs, lengths=lengths, skip_padding=skip)
+    steps = xs.shape[1]
+
+    def plain(params, xs, lengths):
+        return seqmask.rnn(cell, params, xs, lengths=lengths)
+
+    def skipping(params, xs, lengths):
+        return seqmask.rnn(cell, params, xs, lengths=lengths, skip_padding=True)
+
+    if skip == "whole-cond-dots":
+        plain = jax.checkpoint(plain, policy=jax.checkpoint_policies.dots_saveable)
+    starts = jnp.arange(0, steps, CHUNK)
+    # Chunk k has a valid step when some row is longer than its first step.
+    every_chunk = jnp.all(jnp.max(lengths) > starts)
+    return jax.lax.cond(every_chunk, plain, skipping, params, xs, lengths)
 
 
 def lengths_for(rng, batch: int, steps: int, occupancy: float) -> np.ndarray:
@@ -59,6 +88,11 @@ def main() -> None:
         default=[8, 32],
         help="explicit chunk lengths timed besides False and True",
     )
+    options.add_argument(
+        "--alternatives",
+        action="store_true",
+        help="also time the designs that were not adopted",
+    )
     args = options.parse_args()
     if args.quick:
         args.batch, args.time, args.input, args.hidden = 8, 32, 8, 16
@@ -73,12 +107,12 @@ def main() -> None:
         for name, occupancy in OCCUPANCIES.items()
     }
     settings = [False, True, *args.chunks]
+    if args.alternatives:
+        settings += list(ALTERNATIVES)
 
     def grad_for(skip):
         def loss(params, xs, lengths):
-            carry, ys = seqmask.rnn(
-                cell, params, xs, lengths=lengths, skip_padding=skip
-            )
+            carry, ys = run_layer(cell, params, xs, lengths, skip)
             return jnp.sum(ys**2) + jnp.sum(carry.c)
 
         return jax.value_and_grad(loss)
