@@ -18,7 +18,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from seqmask import _checks, _scanning, _sharding
+import seqmask._checks as _checks
+from seqmask import _scanning, _sharding
 from seqmask._masking import zero_padding
 from seqmask.cells import Cell
 from seqmask.masks import lengths_to_mask

@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqmask import _checks, _sharding
+import seqmask._checks as _checks
+from seqmask import _sharding
 from seqmask._masking import where_rows, where_rows_in_scan, where_rows_tree
 
 # --------------------------------------------------------------------------

@@ -28,7 +28,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from seqmask import _checks, _masking
+import seqmask._checks as _checks
+from seqmask import _masking
 from seqmask._numerics import LECUN_NORMAL, dense, wider
 
 __all__ = ["Attention", "additive", "dot", "general", "masked_softmax"]

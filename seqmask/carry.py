@@ -21,7 +21,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from seqmask import _checks, _layer
+import seqmask._checks as _checks
+from seqmask import _layer
 from seqmask._masking import where_rows_tree
 from seqmask.cells import Cell
 

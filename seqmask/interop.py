@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqmask import _checks
+import seqmask._checks as _checks
 from seqmask.cells import Cell
 
 __all__ = ["from_torch", "to_torch"]

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqmask import _checks
+import seqmask._checks as _checks
 
 __all__ = [
     "lengths_to_mask",

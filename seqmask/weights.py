@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqmask import _checks, _weighting, masks
+import seqmask._checks as _checks
+from seqmask import _weighting, masks
 
 __all__ = [
     "from_lengths",

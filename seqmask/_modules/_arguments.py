@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from seqmask import _checks
+import seqmask._checks as _checks
 from seqmask.cells import Cell
 
 

@@ -11,7 +11,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from seqmask import _checks, _layer
+import seqmask._checks as _checks
+from seqmask import _layer
 from seqmask import layers as _layers
 from seqmask import masks as _masks
 from seqmask._modules._cells import EMBED_HINT, Carry, Params

@@ -11,7 +11,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from seqmask import _checks
+import seqmask._checks as _checks
 from seqmask import cells as _cells
 from seqmask._modules._arguments import check_carry_init, check_cell_record
 from seqmask.cells import Cell

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from seqmask import _checks
+import seqmask._checks as _checks
 from seqmask._numerics import dense, wider
 from seqmask.cells._layout import Layout, label_of, param_dtype
 

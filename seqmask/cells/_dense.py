@@ -7,7 +7,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from seqmask import _checks
+import seqmask._checks as _checks
 from seqmask._numerics import LECUN_NORMAL
 from seqmask.cells._base import (
     Cell,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from seqmask import _checks
+import seqmask._checks as _checks
 from seqmask.cells._base import Cell, Initializer, LinearRecurrence, label
 from seqmask.cells._layout import looks_like
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from seqmask import _checks
+import seqmask._checks as _checks
 from seqmask.cells._base import Cell
 from seqmask.cells._dense import gru, lstm, simple_rnn
 from seqmask.cells._min import min_gru, min_lstm

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from seqmask import _checks
+import seqmask._checks as _checks
 from seqmask.data._common import Batches, Reader, item_lengths, pad_items, read_all
 from seqmask.data._packing import Packing, lay_out, packed_groups
 

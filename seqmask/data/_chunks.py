@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqmask import _checks
+import seqmask._checks as _checks
 from seqmask.data._common import Reader, check_not_one_array, flatten, paths, stream
 
 PyTree = Any

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, TypeVar
 import jax
 import numpy as np
 
-from seqmask import _checks
+import seqmask._checks as _checks
 
 PyTree = Any
 T = TypeVar("T")

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqmask import _checks
+import seqmask._checks as _checks
 from seqmask.data._common import (
     Reader,
     flatten,

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from seqmask import _checks
+import seqmask._checks as _checks
 from seqmask.data._batching import (
     batch_of,
     bucket_groups,

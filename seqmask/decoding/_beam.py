@@ -9,7 +9,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from seqmask import _checks, _masking
+import seqmask._checks as _checks
+from seqmask import _masking
 from seqmask.decoding import _common
 from seqmask.decoding._records import (
     BeamDecoded,

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqmask import _checks
+import seqmask._checks as _checks
 
 STEP_SIGNATURE = "(params, state, token) -> (state, logits)"
 HOOK_SIGNATURE = "(step, logits, state, tokens) -> logits"

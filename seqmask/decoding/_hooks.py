@@ -8,7 +8,7 @@ import numbers
 
 import jax.numpy as jnp
 
-from seqmask import _checks
+import seqmask._checks as _checks
 from seqmask.decoding._records import LogitsFn
 
 

@@ -7,7 +7,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from seqmask import _checks, _masking
+import seqmask._checks as _checks
+from seqmask import _masking
 from seqmask.decoding import _common
 from seqmask.decoding._records import Decoded, LogitsFn, Params, State, StepFn
 

@@ -13,7 +13,8 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from seqmask import _checks, decoding, metrics, seq2seq
+import seqmask._checks as _checks
+from seqmask import decoding, metrics, seq2seq
 from seqmask.demo._batches import Batch, decode_text, encode
 from seqmask.demo._tasks import BOS, EOS, PAD, TASKS, Task, make_examples
 

@@ -8,7 +8,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from seqmask import _checks, _layer
+import seqmask._checks as _checks
+from seqmask import _layer
 from seqmask.cells import Cell, output_size
 
 Params = Any

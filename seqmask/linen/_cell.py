@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 from flax.core import unfreeze
 
-from seqmask import _checks, _modules
+import seqmask._checks as _checks
+import seqmask._modules as _modules
 from seqmask.cells import Cell
 
 __all__ = ["as_cell"]

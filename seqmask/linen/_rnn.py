@@ -12,7 +12,8 @@ import jax
 import jax.numpy as jnp
 from flax.core import FrozenDict, unfreeze
 
-from seqmask import _checks, _modules
+import seqmask._checks as _checks
+import seqmask._modules as _modules
 from seqmask import cells as _cells
 from seqmask._modules import Carry, Initializer, Params
 from seqmask.cells import Cell

@@ -8,7 +8,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seqmask import _checks, _modules
+import seqmask._checks as _checks
+import seqmask._modules as _modules
 from seqmask import layers as _layers
 from seqmask._modules import Carry, Initializer, Params
 from seqmask.cells import Cell

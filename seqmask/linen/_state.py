@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
-from seqmask import _checks, _modules
+import seqmask._checks as _checks
+import seqmask._modules as _modules
 from seqmask._modules import Carry, Initializer
 from seqmask.cells import Cell
 from seqmask.linen._cell import checked_param

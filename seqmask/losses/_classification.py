@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from seqmask import _checks
+import seqmask._checks as _checks
 from seqmask.losses._reduce import Kind, Reduction, prepare, reduce_loss
 
 # How each family reads its inputs.

@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqmask import _checks, _weighting
+import seqmask._checks as _checks
+from seqmask import _weighting
 
 Reduction = Literal["none", "sum", "mean", "weighted_mean", "sequence_mean"]
 

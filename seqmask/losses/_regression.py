@@ -13,7 +13,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from seqmask import _checks
+import seqmask._checks as _checks
 from seqmask.losses._reduce import Kind, Reduction, prepare, reduce_loss
 
 # The element is a feature, or (cosine distance) a vector; an absent vector

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from seqmask import _checks
+import seqmask._checks as _checks
 from seqmask.metrics import _padded, _ragged
 
 

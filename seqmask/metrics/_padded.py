@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqmask import _checks
+import seqmask._checks as _checks
 
 
 def token_accuracy(predictions, targets, *, mask=None, lengths=None) -> jax.Array:

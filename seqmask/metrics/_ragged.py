@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from seqmask import _checks
+import seqmask._checks as _checks
 
 _SEQUENCE = (list, tuple, str, np.ndarray)
 

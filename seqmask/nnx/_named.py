@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from seqmask import _checks
+import seqmask._checks as _checks
 from seqmask._modules import leaf_names
 
 

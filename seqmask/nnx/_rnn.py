@@ -8,7 +8,8 @@ from typing import Any
 
 from flax import nnx
 
-from seqmask import _checks, _modules
+import seqmask._checks as _checks
+import seqmask._modules as _modules
 from seqmask import cells as _cells
 from seqmask._modules import Carry, Initializer, Params
 from seqmask.cells import Cell

@@ -14,7 +14,7 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-from seqmask import _checks
+import seqmask._checks as _checks
 from seqmask import decoding as _decoding
 from seqmask import seq2seq as _seq2seq
 from seqmask._modules import Params

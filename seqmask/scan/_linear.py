@@ -6,7 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqmask import _checks, _scanning
+import seqmask._checks as _checks
+from seqmask import _scanning
 
 _METHODS = ("associative", "sequential")
 

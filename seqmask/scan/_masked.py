@@ -8,7 +8,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from seqmask import _checks, _scanning, _sharding
+import seqmask._checks as _checks
+from seqmask import _scanning, _sharding
 
 Carry = Any
 PyTree = Any

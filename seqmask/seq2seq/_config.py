@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from seqmask import _checks
+import seqmask._checks as _checks
 from seqmask.attention import Attention
 from seqmask.cells import Cell
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from seqmask import _checks, _masking
+import seqmask._checks as _checks
+from seqmask import _masking
 from seqmask._numerics import dense
 from seqmask.scan import masked_scan
 from seqmask.seq2seq import _config, _init

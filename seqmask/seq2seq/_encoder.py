@@ -7,7 +7,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from seqmask import _checks
+import seqmask._checks as _checks
 from seqmask._numerics import dense
 from seqmask.layers import stacked
 from seqmask.seq2seq import _config, _inputs

@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from seqmask import _checks
+import seqmask._checks as _checks
 from seqmask import decoding as _decoding
 from seqmask.seq2seq._config import Bound, Config, Params, check_config
 from seqmask.seq2seq._decoder import step

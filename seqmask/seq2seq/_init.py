@@ -7,7 +7,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from seqmask import _checks
+import seqmask._checks as _checks
 from seqmask import cells as _cells
 from seqmask._numerics import LECUN_NORMAL
 from seqmask.layers import init_bidirectional, init_stacked

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 import jax
 
-from seqmask import _checks
+import seqmask._checks as _checks
 from seqmask import attention as _attention
 from seqmask import cells as _cells
 from seqmask.attention import Attention

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from seqmask import _checks
+import seqmask._checks as _checks
 from seqmask import losses as _losses
 from seqmask.scan import masked_scan
 from seqmask.seq2seq import _config, _decoder, _inputs
