@@ -202,10 +202,10 @@ def run(
     seq: Prepared,
     *,
     initial_carry,
-    reset_to,
-    reverse: bool,
     options: Options,
     where: str,
+    reset_to=None,
+    reverse: bool = False,
     name: str = "params",
 ):
     """``cell`` over a prepared sequence: ``(final_carry, ys)``, ys time-major."""

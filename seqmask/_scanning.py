@@ -38,8 +38,8 @@ def masked(
     unroll,
     pad_value,
     length: int,
-    select_inputs: bool,
     where: str,
+    select_inputs: bool = True,
 ):
     """DESIGN.md's masked scan loop; ``reset_to`` broadcast like ``init``.
 

@@ -94,9 +94,9 @@ def adapted_cell(
         return apply(params, carry, x)
 
     return Cell(
-        init=checked_init,
-        initial_carry=checked_initial_carry,
-        apply=checked_apply,
+        checked_init,
+        checked_initial_carry,
+        checked_apply,
         name=name,
         hidden_size=hidden_size,
         check_params=check_params,

@@ -194,16 +194,12 @@ def lay_out(items, reader, rows, starts, lengths, row_len, num_rows) -> Packing:
             resets[row, start] = True
             segment_ids[row, start : start + length] = position
             positions[row, start : start + length] = np.arange(length)
+    inputs = jax.tree.unflatten(reader.structure, [p.values for p in padded])
+    mask = padded[0].mask
+    indices = np.array([index for index, _ in items], np.int64)
+    # The fields in their order.
     return Packing(
-        inputs=jax.tree.unflatten(reader.structure, [p.values for p in padded]),
-        mask=padded[0].mask,
-        resets=resets,
-        segment_ids=segment_ids,
-        positions=positions,
-        rows=rows,
-        starts=starts,
-        lengths=lengths,
-        indices=np.array([index for index, _ in items], np.int64),
+        inputs, mask, resets, segment_ids, positions, rows, starts, lengths, indices
     )
 
 

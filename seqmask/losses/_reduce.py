@@ -221,14 +221,11 @@ def prepare(
             targets = targets.astype(jnp.int32)
     else:
         targets = _select(targets, expanded, safe_value).astype(dtype)
+    if cast:
+        predictions = predictions.astype(dtype)
+    # The fields in their order.
     return Prepared(
-        predictions=predictions.astype(dtype) if cast else predictions,
-        targets=targets,
-        weights=weights,
-        present=present,
-        segment_ids=segment_ids,
-        dtype=dtype,
-        input_dtypes=input_dtypes,
+        predictions, targets, weights, present, segment_ids, dtype, input_dtypes
     )
 
 

@@ -122,7 +122,6 @@ def masked_scan(
         unroll=unroll,
         pad_value=pad_value,
         length=time,
-        select_inputs=True,
         where=where,
     )
 
