@@ -15,7 +15,13 @@ Before timing, every setting is checked to give the values and gradients
 of ``skip_padding=False`` at every occupancy.
 
 ``--alternatives`` also times the designs that were not adopted (see
-``benchmarks/README.md``): a ``lax.cond`` over the whole sequence that runs
+``benchmarks/README.md``), and what chunking alone costs: ``chunks``, the
+same layer as ``seqmask.rnn`` calls on chunks of 16 steps inside a
+``lax.scan``, with no ``cond`` and no checkpoint, so nothing is skipped or
+recomputed; ``unrolled``, the same over 8 chunks in a Python loop (straight
+code, no outer scan); ``unrolled-cond``, that loop with a ``lax.cond`` that
+skips each chunk without a valid step (not checkpointed); a ``lax.cond``
+over the whole sequence that runs
 the plain scan when every chunk of 16 steps has a valid step and
 ``skip_padding=True`` otherwise (``whole-cond``), and the same with the
 plain branch keeping only its matmul outputs for the backward pass
@@ -42,7 +48,8 @@ from _common import (
 import seqmask
 
 OCCUPANCIES = {"full": 1.0, "half": 0.5, "quarter": 0.25, "none": 0.0}
-ALTERNATIVES = ("whole-cond", "whole-cond-dots")
+ALTERNATIVES = ("chunks", "unrolled", "unrolled-cond", "whole-cond", "whole-cond-dots")
+UNROLLED_CHUNKS = 8
 CHUNK = 16
 
 
@@ -51,6 +58,10 @@ def run_layer(cell, params, xs, lengths, skip):
     if skip not in ALTERNATIVES:
         return seqmask.rnn(cell, params, xs, lengths=lengths, skip_padding=skip)
     steps = xs.shape[1]
+    if skip == "chunks":
+        return run_in_chunks(cell, params, xs, lengths)
+    if skip.startswith("unrolled"):
+        return run_unrolled(cell, params, xs, lengths, skip == "unrolled-cond")
 
     def plain(params, xs, lengths):
         return seqmask.rnn(cell, params, xs, lengths=lengths)
@@ -64,6 +75,51 @@ def run_layer(cell, params, xs, lengths, skip):
     # Chunk k has a valid step when some row is longer than its first step.
     every_chunk = jnp.all(jnp.max(lengths) > starts)
     return jax.lax.cond(every_chunk, plain, skipping, params, xs, lengths)
+
+
+def run_in_chunks(cell, params, xs, lengths):
+    """``seqmask.rnn`` over chunks of ``CHUNK`` steps, one ``lax.scan`` over
+    the chunks threading the carry: nested scans and nothing else."""
+    batch, steps = xs.shape[:2]
+    count = steps // CHUNK
+    assert count * CHUNK == steps, "--time must be a multiple of 16"
+    mask = seqmask.masks.lengths_to_mask(lengths, steps)
+    chunks = (
+        xs.reshape(batch, count, CHUNK, -1).swapaxes(0, 1),
+        mask.reshape(batch, count, CHUNK).swapaxes(0, 1),
+    )
+
+    def one(carry, chunk):
+        return seqmask.rnn(cell, params, chunk[0], mask=chunk[1], initial_carry=carry)
+
+    carry = cell.initial_carry(params, (batch,))
+    carry, ys = jax.lax.scan(one, carry, chunks)
+    return carry, ys.swapaxes(0, 1).reshape(batch, steps, -1)
+
+
+def run_unrolled(cell, params, xs, lengths, skip_empty: bool):
+    """``seqmask.rnn`` over ``UNROLLED_CHUNKS`` chunks in a Python loop, each
+    chunk skipped by ``lax.cond`` when ``skip_empty`` and no row is valid."""
+    batch, steps = xs.shape[:2]
+    size = steps // UNROLLED_CHUNKS
+    assert size * UNROLLED_CHUNKS == steps, "--time must be a multiple of 8"
+    mask = seqmask.masks.lengths_to_mask(lengths, steps)
+
+    def run(carry, x, m):
+        return seqmask.rnn(cell, params, x, mask=m, initial_carry=carry)
+
+    def skip(carry, x, m):
+        return carry, jnp.zeros((batch, size, cell.hidden_size), x.dtype)
+
+    carry, outputs = cell.initial_carry(params, (batch,)), []
+    for start in range(0, steps, size):
+        x, m = xs[:, start : start + size], mask[:, start : start + size]
+        if skip_empty:
+            carry, ys = jax.lax.cond(jnp.any(m), run, skip, carry, x, m)
+        else:
+            carry, ys = run(carry, x, m)
+        outputs.append(ys)
+    return carry, jnp.concatenate(outputs, axis=1)
 
 
 def lengths_for(rng, batch: int, steps: int, occupancy: float) -> np.ndarray:
