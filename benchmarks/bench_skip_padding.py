@@ -15,17 +15,25 @@ Before timing, every setting is checked to give the values and gradients
 of ``skip_padding=False`` at every occupancy.
 
 ``--alternatives`` also times the designs that were not adopted (see
-``benchmarks/README.md``), and what chunking alone costs: ``chunks``, the
-same layer as ``seqmask.rnn`` calls on chunks of 16 steps inside a
-``lax.scan``, with no ``cond`` and no checkpoint, so nothing is skipped or
-recomputed; ``unrolled``, the same over 8 chunks in a Python loop (straight
-code, no outer scan); ``unrolled-cond``, that loop with a ``lax.cond`` that
-skips each chunk without a valid step (not checkpointed); a ``lax.cond``
-over the whole sequence that runs
-the plain scan when every chunk of 16 steps has a valid step and
-``skip_padding=True`` otherwise (``whole-cond``), and the same with the
-plain branch keeping only its matmul outputs for the backward pass
-(``whole-cond-dots``, ``jax.checkpoint_policies.dots_saveable``).
+``benchmarks/README.md``) and what chunking alone costs:
+
+- ``remat-16``: ``skip_padding=False`` with checkpointed chunks of 16 steps
+  (``remat=16``), the recomputation without the skipping;
+- ``chunks``: the same layer as ``seqmask.rnn`` calls on chunks of 16 steps
+  inside a ``lax.scan``, with no ``cond`` and no checkpoint, so nothing is
+  skipped or recomputed;
+- ``checkpoint-in-cond``: those chunks each checkpointed inside the
+  ``lax.cond`` that skips it (``skip_padding=True`` puts the checkpoint
+  around the ``cond``, which keeps the weights out of the loop's
+  residuals);
+- ``unrolled``: the same over 8 chunks in a Python loop (straight code, no
+  outer scan); ``unrolled-cond``: that loop with a ``lax.cond`` that skips
+  each chunk without a valid step (not checkpointed);
+- ``whole-cond``: a ``lax.cond`` over the whole sequence that runs the plain
+  scan when every chunk of 16 steps has a valid step and
+  ``skip_padding=True`` otherwise; ``whole-cond-dots``: the same with the
+  plain branch keeping only its matmul outputs for the backward pass
+  (``jax.checkpoint_policies.dots_saveable``).
 
   python benchmarks/bench_skip_padding.py            # B=64 T=128 I=128 H=256
   python benchmarks/bench_skip_padding.py --quick    # small smoke run
@@ -48,7 +56,15 @@ from _common import (
 import seqmask
 
 OCCUPANCIES = {"full": 1.0, "half": 0.5, "quarter": 0.25, "none": 0.0}
-ALTERNATIVES = ("chunks", "unrolled", "unrolled-cond", "whole-cond", "whole-cond-dots")
+ALTERNATIVES = (
+    "remat-16",
+    "chunks",
+    "checkpoint-in-cond",
+    "unrolled",
+    "unrolled-cond",
+    "whole-cond",
+    "whole-cond-dots",
+)
 UNROLLED_CHUNKS = 8
 CHUNK = 16
 
@@ -58,8 +74,10 @@ def run_layer(cell, params, xs, lengths, skip):
     if skip not in ALTERNATIVES:
         return seqmask.rnn(cell, params, xs, lengths=lengths, skip_padding=skip)
     steps = xs.shape[1]
-    if skip == "chunks":
-        return run_in_chunks(cell, params, xs, lengths)
+    if skip == "remat-16":
+        return seqmask.rnn(cell, params, xs, lengths=lengths, remat=CHUNK)
+    if skip in ("chunks", "checkpoint-in-cond"):
+        return run_in_chunks(cell, params, xs, lengths, skip == "checkpoint-in-cond")
     if skip.startswith("unrolled"):
         return run_unrolled(cell, params, xs, lengths, skip == "unrolled-cond")
 
@@ -77,9 +95,12 @@ def run_layer(cell, params, xs, lengths, skip):
     return jax.lax.cond(every_chunk, plain, skipping, params, xs, lengths)
 
 
-def run_in_chunks(cell, params, xs, lengths):
+def run_in_chunks(cell, params, xs, lengths, skip_empty: bool = False):
     """``seqmask.rnn`` over chunks of ``CHUNK`` steps, one ``lax.scan`` over
-    the chunks threading the carry: nested scans and nothing else."""
+    the chunks threading the carry: nested scans and nothing else; with
+    ``skip_empty``, each chunk a ``jax.checkpoint`` inside a ``lax.cond``
+    that skips it when no row is valid (``skip_padding=True`` nests them the
+    other way round)."""
     batch, steps = xs.shape[:2]
     count = steps // CHUNK
     assert count * CHUNK == steps, "--time must be a multiple of 16"
@@ -92,8 +113,14 @@ def run_in_chunks(cell, params, xs, lengths):
     def one(carry, chunk):
         return seqmask.rnn(cell, params, chunk[0], mask=chunk[1], initial_carry=carry)
 
+    def skip(carry, chunk):
+        return carry, jnp.zeros((batch, CHUNK, cell.hidden_size), xs.dtype)
+
+    def one_or_skip(carry, chunk):
+        return jax.lax.cond(jnp.any(chunk[1]), jax.checkpoint(one), skip, carry, chunk)
+
     carry = cell.initial_carry(params, (batch,))
-    carry, ys = jax.lax.scan(one, carry, chunks)
+    carry, ys = jax.lax.scan(one_or_skip if skip_empty else one, carry, chunks)
     return carry, ys.swapaxes(0, 1).reshape(batch, steps, -1)
 
 

@@ -356,8 +356,9 @@ def _nest(run, remat_chunk: int, skip: int, **scan):
     Skipped chunks are checkpointed too: JAX keeps a chunk's residuals for
     the backward pass in buffers over the whole time axis, which a skipped
     chunk would still fill and the backward pass still read; checkpointed,
-    a chunk leaves only its carries, and a skipped one costs nothing in
-    either pass (benchmarks/README.md).
+    a chunk leaves only its carries and inputs (the weights once, outside
+    the loop), and a skipped one costs almost nothing in either pass
+    (benchmarks/README.md).
     """
     # (chunk, checkpointed, skipped), from the outer loop to the inner one.
     levels = []

@@ -153,14 +153,14 @@ def chunked(
     ``reset_to`` in the rows that have a reset in it and stays the same in
     the others, and its outputs are zero. :func:`jax.lax.cond` chooses per
     chunk, and its derivative is a ``cond`` too, so the backward pass skips
-    the same chunks. Under :func:`jax.vmap` over a batch of masks the
-    predicate is batched and ``cond`` becomes a select that runs both
-    branches (correct, but nothing is skipped).
+    the same chunks (with ``checkpoint``, the checkpoint holds the ``cond``:
+    the backward pass recomputes a chunk only if it ran). Under
+    :func:`jax.vmap` over a batch of masks the predicate is batched and
+    ``cond`` becomes a select that runs both branches (correct, but nothing
+    is skipped).
     """
     xs, mask, resets = parts
     steps = jax.tree.leaves(parts)[0].shape[0]
-    if checkpoint:
-        run = jax.checkpoint(run, prevent_cse=False)
     if skip_empty:
         assert mask is not None
         # One reduction over the batch before the loop (one collective when
@@ -171,6 +171,13 @@ def chunked(
     else:
         run = _without_flags(run)
         parts = (xs, mask, resets, None)
+    if checkpoint:
+        # Around the cond, not inside it: a checkpoint keeps its inputs for
+        # the backward pass, and the loop-invariant ones (the weights) stay
+        # out of the loop. Inside, they would be outputs of the cond, which
+        # the loop would stack once a chunk, and every chunk's backward pass
+        # would add a zero weight gradient for a skipped chunk.
+        run = jax.checkpoint(run, prevent_cse=False)
     count, main = steps // chunk, steps // chunk * chunk
     head = jax.tree.map(lambda x: x[:main].reshape(count, chunk, *x.shape[1:]), parts)
     tail = jax.tree.map(lambda x: x[main:], parts)
