@@ -345,6 +345,48 @@ def test_any_cell_record_works_through_its_three_functions():
     np.testing.assert_allclose(loss, want, rtol=1e-6)
 
 
+@pytest.mark.parametrize("attention", ["additive", "general"])
+def test_bfloat16_cells_compute_the_model_and_keep_the_state_dtypes(attention):
+    """Cells computing in bfloat16 (float32 parameters, as in mixed-precision
+    training) build a model whose logits are the float64 loop's to bfloat16
+    accuracy, with input feeding (the attentional vector, computed by the
+    float32 attention layer, is fed back in the state's dtype); stepping,
+    decoding and the gradient of the loss run, and a step returns the
+    dtypes of the state it was given."""
+    narrow = cells.lstm(H, dtype=jnp.bfloat16)
+    model = seq2seq.encoder_decoder(
+        VS,
+        VT,
+        embed_size=E,
+        hidden_size=H,
+        attention=attention,
+        encoder_cell=narrow,
+        decoder_cell=narrow,
+    )
+    params = perturbed(model, poison=False)
+    source, source_lengths, targets, target_lengths = batch(garbage=False)
+    lengths = {"source_lengths": source_lengths, "target_lengths": target_lengths}
+    logits = fast_jit(model.apply)(params, source, targets, **lengths)
+    assert_rows_match(
+        logits,
+        EXAMPLES,
+        functools.partial(reference_logits, params, attention=attention),
+        rtol=0.05,
+        atol=0.05,
+    )
+    state = fast_jit(model.encode)(params, source, source_lengths=source_lengths)
+    token = jnp.full((len(EXAMPLES),), BOS, jnp.int32)
+    stepped, _ = fast_jit(model.step)(params, state, token)
+    assert jax.tree.map(lambda x: x.dtype, stepped) == jax.tree.map(
+        lambda x: x.dtype, state
+    )
+    grads = fast_jit(jax.grad(model.loss))(params, source, targets, **lengths)
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(grads))
+    search = functools.partial(model.beam_search, beam_width=2, max_length=T_MAX)
+    decoded = fast_jit(search)(params, source, source_lengths=source_lengths)
+    assert decoded.tokens.shape == (len(EXAMPLES), 2, T_MAX)
+
+
 def test_decoder_inputs_match_a_loop_for_any_mask():
     rng = np.random.default_rng(5)
     mask = mask_patterns(rng)

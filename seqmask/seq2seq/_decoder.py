@@ -70,10 +70,19 @@ def step(
     _checks.token_ids(token, config.target_vocab_size, "token", where)
     embedded = _config.embed(params["target_embedding"], token)
     carry, vector = decoder_cells(config, params, state, embedded, None)
-    attentional = vector if config.input_feeding else None
+    attentional = fed_back(config, state.attentional, vector)
     return DecoderState(carry, attentional, state.memory), output_logits(
         config, params, vector
     )
+
+
+def fed_back(config: Config, attentional, vector):
+    """The attentional vector the next step reads (input feeding; else
+    None), in the dtype of the one this step read: a decoder of narrower
+    cells than its attention layer must keep its carry's dtypes."""
+    if not config.input_feeding:
+        return None
+    return vector.astype(attentional.dtype)
 
 
 def output_logits(config: Config, params: Params, vector) -> jax.Array:
@@ -256,8 +265,7 @@ def teacher_forcing(
         x, keeps = xs
         current = DecoderState(*carry_and_attentional, memory=state.memory)
         carry, vector = decoder_cells(config, params, current, x, keeps)
-        attentional = vector if config.input_feeding else None
-        return (carry, attentional), vector
+        return (carry, fed_back(config, carry_and_attentional[1], vector)), vector
 
     _, vectors = masked_scan(
         body,

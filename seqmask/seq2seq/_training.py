@@ -364,7 +364,7 @@ def own_predictions(
         decoder, vector = _decoder.decoder_cells(
             config, params, current, x, keep_between
         )
-        attentional = vector if config.input_feeding else None
+        attentional = _decoder.fed_back(config, attentional, vector)
         vector = _config.dropout(vector, keep_output, config.output_dropout)
         logits = _decoder.output_logits(config, params, vector)
         choice = _choose(logits, uniform, sampling).astype(token.dtype)
