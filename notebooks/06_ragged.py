@@ -18,8 +18,8 @@
 # padding; padding each batch to its own longest sentence recompiles the
 # training step for every new length. `benchmarks/bench_ragged.py` trains a
 # tagger (embedding, LSTM, per-token softmax cross-entropy) for one epoch in
-# six ways on the same sentences, timing everything a user waits for
-# (compilation and batching included), and checks first that all six compute
+# seven ways on the same sentences, timing everything a user waits for
+# (compilation and batching included), and checks first that all seven compute
 # the same total loss for the same parameters:
 #
 # 1. Flax `nn.RNN` padded to the corpus maximum,
@@ -28,7 +28,8 @@
 # 4. seqmask on `seqmask.data.bucket_batches` (with `skip_padding`),
 # 5. seqmask on `seqmask.data.packed_batches` (several sentences a row,
 #    `resets` in the layer, `segment_ids` in the loss),
-# 6. seqmask padded to the corpus maximum with `skip_padding`.
+# 6. seqmask padded to the corpus maximum with `skip_padding`,
+# 7. seqmask on the batches of 4 without `skip_padding`.
 #
 # This notebook plots its record: `benchmarks/results/ragged.json` when a
 # full run is there, else a quick run made here.

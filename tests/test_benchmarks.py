@@ -204,7 +204,7 @@ def test_bench_ragged(tmp_path):
     assert (tmp_path / "ragged-quick.png").stat().st_size > 0
     record = json.loads((tmp_path / "ragged-quick.json").read_text())
     modes = record["modes"]
-    assert len(modes) == 6
+    assert len(modes) == 7
     corpus = record["corpus"]
     real = round(corpus["mean_length"] * corpus["sentences"])
     for model in ("uni", "bi"):
