@@ -337,7 +337,7 @@ def build_modes(params, plans, bidirectional, flax_args) -> dict[str, Mode]:
         name: (
             flax_mode(plans[name])
             if name.startswith("flax")
-            # Packed rows are full: there is nothing to skip.
+            # Packed rows are full (nothing to skip); mode 7 is mode 4 without.
             else seqmask_mode(plans[name], skip_padding=name not in NO_SKIP)
         )
         for name in MODES
