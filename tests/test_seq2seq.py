@@ -382,9 +382,24 @@ def test_bfloat16_cells_compute_the_model_and_keep_the_state_dtypes(attention):
     )
     grads = fast_jit(jax.grad(model.loss))(params, source, targets, **lengths)
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(grads))
+    # The best beam's score is the log-probability that teacher forcing
+    # gives its tokens (no length penalty).
     search = functools.partial(model.beam_search, beam_width=2, max_length=T_MAX)
     decoded = fast_jit(search)(params, source, source_lengths=source_lengths)
-    assert decoded.tokens.shape == (len(EXAMPLES), 2, T_MAX)
+    best, best_lengths = decoded.tokens[:, 0], decoded.lengths[:, 0]
+    forced = fast_jit(model.apply)(
+        params,
+        source,
+        best,
+        source_lengths=source_lengths,
+        target_lengths=best_lengths,
+    )
+    log_probs = jax.nn.log_softmax(forced.astype(jnp.float32))
+    chosen = jnp.take_along_axis(log_probs, best[..., None], axis=-1)[..., 0]
+    valid = np.arange(T_MAX) < np.asarray(best_lengths)[:, None]
+    np.testing.assert_allclose(
+        decoded.scores[:, 0], np.where(valid, chosen, 0.0).sum(-1), rtol=0.02, atol=0.02
+    )
 
 
 def test_decoder_inputs_match_a_loop_for_any_mask():

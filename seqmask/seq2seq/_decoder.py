@@ -263,9 +263,10 @@ def teacher_forcing(
 
     def body(carry_and_attentional, xs):
         x, keeps = xs
-        current = DecoderState(*carry_and_attentional, memory=state.memory)
+        carry, attentional = carry_and_attentional
+        current = DecoderState(carry, attentional, memory=state.memory)
         carry, vector = decoder_cells(config, params, current, x, keeps)
-        return (carry, fed_back(config, carry_and_attentional[1], vector)), vector
+        return (carry, fed_back(config, attentional, vector)), vector
 
     _, vectors = masked_scan(
         body,
