@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 import seqmask._checks as _checks
-from seqmask import _scanning, _sharding
+from seqmask import _scanning, _sharding, _skipping
 from seqmask._masking import zero_padding
 from seqmask.cells import Cell
 from seqmask.masks import lengths_to_mask
@@ -300,6 +300,7 @@ def _run_steps(cell, params, seq: Prepared, carry, reset_to, reverse, options, w
         hoist = False
     steps, remat = seq.xs.shape[0], options.remat
     skip = _skip_chunk(options, seq)
+    remat_chunk = 0 if remat is True or remat is False else min(remat, steps)
 
     def step(c, x):
         if hoist and apply_projected is not None:
@@ -308,6 +309,22 @@ def _run_steps(cell, params, seq: Prepared, carry, reset_to, reverse, options, w
 
     if remat is True:
         step = jax.checkpoint(step)
+
+    if skip and not remat_chunk and _skipping.applies(carry, seq.xs):
+        inputs = seq.xs
+        if hoist and project is not None:
+            inputs = project(params, inputs)
+        return _skipping.run(
+            step,
+            carry,
+            inputs,
+            seq.mask,
+            seq.resets,
+            reset_to,
+            chunk=skip,
+            reverse=reverse,
+            where=where,
+        )
 
     def run(c, parts):
         x, m, r = parts
@@ -341,7 +358,6 @@ def _run_steps(cell, params, seq: Prepared, carry, reset_to, reverse, options, w
             lambda x: jnp.concatenate([x, jnp.zeros((extra, *x.shape[1:]), x.dtype)]),
             parts,
         )
-    remat_chunk = 0 if remat is True or remat is False else min(remat, steps)
     run = _nest(run, remat_chunk, skip, reset_to=reset_to, reverse=reverse)
     final_carry, ys = run(carry, parts)
     if extra:

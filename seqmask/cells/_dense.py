@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 import seqmask._checks as _checks
 from seqmask._numerics import LECUN_NORMAL
+from seqmask._skipping import name_gates
 from seqmask.cells._base import (
     Cell,
     Initializer,
@@ -81,7 +82,7 @@ def simple_rnn(
     def step(params, h, projected, compute):
         acc = projected.dtype
         z = projected + recurrent_matmul(h, params["recurrent_kernel"], compute, acc)
-        new_h = nonlinearity(z)
+        new_h = nonlinearity(name_gates(z))
         return new_h.astype(h.dtype), new_h.astype(compute)
 
     return make_cell(layout, init=init, step=step, dtype=options.dtype)
@@ -157,7 +158,7 @@ def lstm(
         acc = projected.dtype
         h, c = carry
         z = projected + recurrent_matmul(h, params["recurrent_kernel"], compute, acc)
-        i, f, g, o = jnp.split(z, 4, axis=-1)
+        i, f, g, o = jnp.split(name_gates(z), 4, axis=-1)
         new_c = jax.nn.sigmoid(f) * c.astype(acc) + jax.nn.sigmoid(i) * jnp.tanh(g)
         new_h = jax.nn.sigmoid(o) * jnp.tanh(new_c)
         new_carry = LSTMCarry(h=new_h.astype(h.dtype), c=new_c.astype(c.dtype))
@@ -223,7 +224,7 @@ def gru(
             params["recurrent_bias"].astype(acc), recurrent.shape
         )
         x_r, x_z, x_n = jnp.split(projected, 3, axis=-1)
-        h_r, h_z, h_n = jnp.split(recurrent, 3, axis=-1)
+        h_r, h_z, h_n = jnp.split(name_gates(recurrent), 3, axis=-1)
         r = jax.nn.sigmoid(x_r + h_r)
         z = jax.nn.sigmoid(x_z + h_z)
         n = jnp.tanh(x_n + r * h_n)
