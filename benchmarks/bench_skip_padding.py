@@ -4,10 +4,10 @@ One masked LSTM layer, forward+backward (``jax.grad`` of a loss over every
 output), at a fixed padded shape ``[B, T]``, for batches whose longest row
 covers all of ``T`` ("full": lengths from ``T/2`` to ``T``, one row of ``T``),
 half of it, a quarter of it, and none (an all-padding batch). Each
-``skip_padding`` setting (``False``, the default ``True`` and a few chunk
+``skip_padding`` setting (``False``, the default, ``True`` and a few chunk
 lengths) is timed at every occupancy in one round-robin, so load that comes
 and goes hits them alike; every time is reported as a ratio to
-``skip_padding=False`` at full occupancy in the same run. The issue's
+``skip_padding=False`` at full occupancy in the same run. The
 targets: at a quarter the time is at most 0.4 of the full-occupancy time
 without skipping, and at full occupancy skipping costs at most 5%.
 
@@ -19,13 +19,16 @@ of ``skip_padding=False`` at every occupancy.
 
 - ``remat-16``: ``skip_padding=False`` with checkpointed chunks of 16 steps
   (``remat=16``), the recomputation without the skipping;
+- ``remat-16-skip``: ``remat=16`` with ``skip_padding=16``: each
+  checkpointed chunk holds the ``lax.cond`` that skips it (the design of
+  ``skip_padding`` before its hand-written backward pass, and what it still
+  does with ``remat`` an int);
 - ``chunks``: the same layer as ``seqmask.rnn`` calls on chunks of 16 steps
   inside a ``lax.scan``, with no ``cond`` and no checkpoint, so nothing is
   skipped or recomputed;
 - ``checkpoint-in-cond``: those chunks each checkpointed inside the
-  ``lax.cond`` that skips it (``skip_padding=True`` puts the checkpoint
-  around the ``cond``, which keeps the weights out of the loop's
-  residuals);
+  ``lax.cond`` that skips it (``remat-16-skip`` puts the checkpoint around
+  the ``cond``, which keeps the weights out of the loop's residuals);
 - ``unrolled``: the same over 8 chunks in a Python loop (straight code, no
   outer scan); ``unrolled-cond``: that loop with a ``lax.cond`` that skips
   each chunk without a valid step (not checkpointed);
@@ -58,6 +61,7 @@ import seqmask
 OCCUPANCIES = {"full": 1.0, "half": 0.5, "quarter": 0.25, "none": 0.0}
 ALTERNATIVES = (
     "remat-16",
+    "remat-16-skip",
     "chunks",
     "checkpoint-in-cond",
     "unrolled",
@@ -76,6 +80,10 @@ def run_layer(cell, params, xs, lengths, skip):
     steps = xs.shape[1]
     if skip == "remat-16":
         return seqmask.rnn(cell, params, xs, lengths=lengths, remat=CHUNK)
+    if skip == "remat-16-skip":
+        return seqmask.rnn(
+            cell, params, xs, lengths=lengths, remat=CHUNK, skip_padding=CHUNK
+        )
     if skip in ("chunks", "checkpoint-in-cond"):
         return run_in_chunks(cell, params, xs, lengths, skip == "checkpoint-in-cond")
     if skip.startswith("unrolled"):

@@ -367,7 +367,9 @@ def _run_steps(cell, params, seq: Prepared, carry, reset_to, reverse, options, w
 
 def _nest(run, remat_chunk: int, skip: int, **scan):
     """``run`` in checkpointed chunks of ``remat_chunk`` steps and in skipped
-    chunks of ``skip`` steps (0: none), the longer chunks outside.
+    chunks of ``skip`` steps (0: none), the longer chunks outside: ``remat``
+    as an int, and ``skip_padding`` where :mod:`seqmask._skipping`'s loop
+    does not apply (with ``remat`` chunks, or carries that are not floats).
 
     Skipped chunks are checkpointed too: JAX keeps a chunk's residuals for
     the backward pass in buffers over the whole time axis, which a skipped

@@ -65,20 +65,11 @@ def masked(
             x = jax.tree.map(
                 lambda v: where_rows_in_scan(step_mask, v, jnp.zeros((), v.dtype)), x
             )
-        new_carry, y = _step_result(f(carry, x), where)
-        _checks.tree_like(
-            new_carry,
-            carry,
-            "carry",
-            where,
-            expected_from="the step function must return a carry like its input",
-            error=TypeError,
-            dtype_hint="Cast inside the step function (e.g. `.astype(carry.dtype)`) "
-            "or start from a carry of the dtype it computes in.",
+        new_carry, y = checked_step(
+            f(carry, x), carry, None if step_mask is None else batch_shape, where
         )
         if step_mask is None:
             return new_carry, y
-        _checks.leading_axes(y, batch_shape, "the step's output", where)
         new_carry = where_rows_tree(step_mask, new_carry, carry, in_scan=True)
         y = jax.tree.map(
             lambda v: where_rows_in_scan(step_mask, v, _pad(pad_value, v, where)), y
@@ -88,6 +79,26 @@ def masked(
     return jax.lax.scan(
         body, init, (xs, mask, resets), length=length, reverse=reverse, unroll=unroll
     )
+
+
+def checked_step(out, carry, batch_shape, where: str) -> tuple:
+    """``(new_carry, y)`` from what a step returned given ``carry``: a pair,
+    a carry like the one given, and (unless ``batch_shape`` is None)
+    outputs with the batch's leading axes."""
+    new_carry, y = _step_result(out, where)
+    _checks.tree_like(
+        new_carry,
+        carry,
+        "carry",
+        where,
+        expected_from="the step function must return a carry like its input",
+        error=TypeError,
+        dtype_hint="Cast inside the step function (e.g. `.astype(carry.dtype)`) "
+        "or start from a carry of the dtype it computes in.",
+    )
+    if batch_shape is not None:
+        _checks.leading_axes(y, batch_shape, "the step's output", where)
+    return new_carry, y
 
 
 def _step_result(out, where: str) -> tuple:

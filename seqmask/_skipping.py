@@ -30,9 +30,11 @@ from typing import Any, NamedTuple, cast
 import jax
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
+from jax.extend.core import ClosedJaxpr, jaxpr_as_fun
 
 import seqmask._checks as _checks
 from seqmask._masking import where_rows, where_rows_tree
+from seqmask._scanning import checked_step
 
 #: The name under which a cell's step marks the values that the backward
 #: pass of ``skip_padding`` keeps (:func:`name_gates`).
@@ -41,8 +43,28 @@ _POLICY = jax.checkpoint_policies.save_only_these_names(GATES)
 
 
 def name_gates(z):
-    """``z`` named as a step's gate pre-activations: what ``skip_padding``'s
-    backward pass keeps instead of recomputing it (a no-op otherwise)."""
+    """``z``, named as a step's gate pre-activations.
+
+    ``skip_padding``'s backward pass keeps, for each step it runs, the
+    step's inputs and the values named here, and recomputes the rest from
+    them. Name the output of a step's matmuls (the pre-activations), so that
+    the backward pass recomputes element-wise work only; a step that names
+    nothing is recomputed whole. Values and gradients do not depend on it,
+    and outside that backward pass it changes nothing (it is
+    :func:`jax.ad_checkpoint.checkpoint_name`, for a name seqmask owns).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from seqmask.cells import name_gates
+      >>> def step(params, h, x):  # a custom tanh cell
+      ...     z = name_gates(x @ params["w"] + h @ params["u"])
+      ...     h = jnp.tanh(z)
+      ...     return h, h
+      >>> params = {"w": jnp.eye(2), "u": jnp.eye(2)}
+      >>> step(params, jnp.zeros(2), jnp.ones(2))[0].tolist() == [
+      ...     float(jnp.tanh(1.0))] * 2
+      True
+    """
     return checkpoint_name(z, GATES)
 
 
@@ -64,9 +86,7 @@ def run(step, carry, xs, mask, resets, reset_to, *, chunk: int, reverse: bool, w
     """
     x0 = jax.tree.map(lambda x: x[0], xs)
     _check_step(step, carry, x0, mask.shape[1:], where)
-    # Values the step closes over (the weights) become arguments, so that
-    # the hand-written derivative can return their cotangents.
-    converted, consts = jax.closure_convert(step, carry, x0)
+    converted, consts = _hoisted(step, carry, x0)
     order, count = _schedule(mask, chunk, reverse)
     resetting = None if resets is None else _resetting(resets, order, count, reverse)
     if resets is None:
@@ -84,6 +104,29 @@ def run(step, carry, xs, mask, resets, reset_to, *, chunk: int, reverse: bool, w
             "mode (jax.jvp, jax.jacfwd) needs skip_padding=False.",
             TypeError,
         )
+
+
+def _hoisted(step, carry, x0):
+    """``(fn, consts)``: ``fn(carry, x, *consts)`` is ``step`` with every
+    floating-point array it closes over (the weights) made an argument.
+
+    Tracers among them (weights being differentiated) must be arguments of
+    a ``custom_vjp``, which returns their cotangents; concrete ones too, or
+    the backward pass would keep them once a step as residuals of the step.
+    """
+    closed, shapes = jax.make_jaxpr(step, return_shape=True)(carry, x0)
+    hoist = [jnp.issubdtype(jnp.result_type(c), jnp.inexact) for c in closed.consts]
+    out_tree = jax.tree.structure(shapes)
+
+    def fn(carry, x, *hoisted):
+        given = iter(hoisted)
+        consts = [
+            next(given) if h else c for c, h in zip(closed.consts, hoist, strict=True)
+        ]
+        run = jaxpr_as_fun(ClosedJaxpr(closed.jaxpr, consts))
+        return jax.tree.unflatten(out_tree, run(*jax.tree.leaves((carry, x))))
+
+    return fn, [c for c, h in zip(closed.consts, hoist, strict=True) if h]
 
 
 class _Step(NamedTuple):
@@ -105,30 +148,11 @@ class _Step(NamedTuple):
 
 def _check_step(step, carry, x0, batch_shape, where: str) -> None:
     """The masked scan's checks of what the step returns (at trace time)."""
-
-    def checked(carry, x):
-        out = step(carry, x)
-        if not (isinstance(out, (tuple, list)) and len(out) == 2):
-            _checks.fail(
-                where,
-                f"the step must return (new_carry, y); got {_checks.describe(out)}.",
-                TypeError,
-            )
-        new_carry, y = out
-        _checks.tree_like(
-            new_carry,
-            carry,
-            "carry",
-            where,
-            expected_from="the step function must return a carry like its input",
-            error=TypeError,
-            dtype_hint="Cast inside the step function (e.g. `.astype(carry.dtype)`) "
-            "or start from a carry of the dtype it computes in.",
-        )
-        _checks.leading_axes(y, tuple(batch_shape), "the step's output", where)
-        return out
-
-    jax.eval_shape(checked, carry, x0)
+    jax.eval_shape(
+        lambda carry, x: checked_step(step(carry, x), carry, batch_shape, where),
+        carry,
+        x0,
+    )
 
 
 def _schedule(mask, chunk: int, reverse: bool):

@@ -14,7 +14,9 @@ projection that does not depend on the carry (``project_inputs``, which
 layers run once over the whole sequence as one large matmul) and the
 recurrent part (``apply_projected``); a cell whose step is linear in its
 carry declares it (``Cell.linear``, a :class:`LinearRecurrence`), and layers
-run its whole sequence as one linear scan. Every built-in cell checks the
+run its whole sequence as one linear scan. Built-in cells name their gate
+pre-activations (:func:`name_gates`), which is what ``skip_padding``'s
+backward pass keeps. Every built-in cell checks the
 parameters and the carry it is given against its own layout (at trace time)
 and says which cell expected what. Gate orders and parameter layouts
 follow PyTorch's ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` (kernels transposed to
@@ -30,6 +32,7 @@ the state update always run in the accumulation dtype, and the carry keeps
 ``param_dtype``. Outputs ``y`` have the compute dtype.
 """
 
+from seqmask._skipping import name_gates as name_gates
 from seqmask.cells._base import Cell as Cell
 from seqmask.cells._base import LinearRecurrence as LinearRecurrence
 from seqmask.cells._dense import gru as gru
@@ -56,4 +59,5 @@ __all__ = [
     "NAMES",
     "named",
     "output_size",
+    "name_gates",
 ]

@@ -81,8 +81,9 @@ def rnn(
       skip_padding: skip the chunks of time steps where every row is
         padding, forward and backward: ``K`` (an int) in chunks of ``K``
         steps, ``True`` in chunks it picks, ``False`` (the default) scans
-        every step. Values and gradients are unchanged; see
-        :mod:`seqmask.layers` (and ``benchmarks/README.md``).
+        every step. Values and gradients are unchanged, but only reverse
+        mode differentiates it (``jax.jvp`` raises unless ``remat`` is an
+        int); see :mod:`seqmask.layers` (and ``benchmarks/README.md``).
 
     Returns:
       ``(final_carry, ys)``: the carry after each row's last valid step
