@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 
 
@@ -25,11 +26,31 @@ def explicit_sharding(x) -> Any:
     typeof = getattr(jax, "typeof", None)
     if typeof is None or not hasattr(jax.sharding, "reshard"):
         return None
-    sharding = getattr(typeof(x), "sharding", None)
+    return _explicit(getattr(typeof(x), "sharding", None))
+
+
+def _explicit(sharding) -> Any:
+    """``sharding`` if its mesh has explicit axes, else None."""
     mesh = getattr(sharding, "mesh", None)
     if mesh is None or mesh.empty or not mesh.explicit_axes:
         return None
     return sharding
+
+
+def stacked_zeros(like, steps: int) -> jax.Array:
+    """Zeros ``[steps, *like.shape]`` in ``like``'s dtype, laid out like
+    ``like`` (one step's value, an array or a ``jax.ShapeDtypeStruct``) over
+    the trailing axes and replicated over the leading one: buffers that a
+    loop fills one step at a time."""
+    zeros = jnp.zeros((steps, *like.shape), like.dtype)
+    if isinstance(like, jax.ShapeDtypeStruct):
+        sharding = _explicit(getattr(like, "sharding", None))
+    else:
+        sharding = explicit_sharding(like)
+    if sharding is None or not hasattr(jax.sharding, "reshard"):
+        return zeros
+    spec = _padded_spec(sharding, len(like.shape))
+    return _reshard(zeros, NamedSharding(sharding.mesh, PartitionSpec(None, *spec)))
 
 
 def _padded_spec(sharding, ndim: int) -> tuple:

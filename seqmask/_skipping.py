@@ -33,6 +33,7 @@ from jax.ad_checkpoint import checkpoint_name
 from jax.extend.core import ClosedJaxpr, jaxpr_as_fun
 
 import seqmask._checks as _checks
+from seqmask import _sharding
 from seqmask._masking import where_rows, where_rows_tree
 from seqmask._scanning import checked_step
 
@@ -233,7 +234,7 @@ def _zeros_like_outputs(step: _Step, consts, carry, xs):
     x0 = jax.tree.map(lambda x: x[0], xs)
     _, ys = jax.eval_shape(step.fn, carry, x0, *consts)
     steps = jax.tree.leaves(xs)[0].shape[0]
-    return jax.tree.map(lambda y: jnp.zeros((steps, *y.shape), y.dtype), ys)
+    return jax.tree.map(lambda y: _sharding.stacked_zeros(y, steps), ys)
 
 
 def _forward(step: _Step, consts, carry, xs, mask, schedule, resetting, reset_to, keep):
@@ -246,7 +247,7 @@ def _forward(step: _Step, consts, carry, xs, mask, schedule, resetting, reset_to
     if keep:
         treedef, sources, avals = _residuals(step, consts, carry, x0)
         steps = order.shape[0]
-        kept = [jnp.zeros((steps, *a.shape), a.dtype) for a in avals]
+        kept = [_sharding.stacked_zeros(a, steps) for a in avals]
 
     def body(state):
         i, carry, ys, kept, consts = state

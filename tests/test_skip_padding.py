@@ -399,3 +399,72 @@ def test_second_order_matches_no_skipping_and_forward_mode_says_why_not():
         return jax.jit(jax.hessian(value))(PARAMS["initial_carry"].h)
 
     _close(hessian_of(True), hessian_of(False))
+
+
+_SHARDED = """
+import sys
+import jax, jax.numpy as jnp, numpy as np, seqmask
+from jax.sharding import NamedSharding, PartitionSpec as P
+sys.path.insert(0, sys.argv[1])
+from test_sharding import loop_collectives
+
+cell = seqmask.cells.learnable_initial_state(
+    seqmask.cells.lstm(4), carry_init=jax.nn.initializers.normal(1.0))
+params = cell.init(jax.random.key(0), 3)
+rng = np.random.default_rng(0)
+xs = rng.normal(size=(16, 24, 3)).astype(np.float32)
+lengths = rng.integers(0, 9, 16).astype(np.int32)
+resets = rng.random((16, 24)) < 0.1
+
+def loss(params, xs, lengths, resets, skip):
+    carry, ys = seqmask.rnn(cell, params, xs, lengths=lengths, resets=resets,
+                            reverse=True, skip_padding=skip)
+    return jnp.sum(ys**2) + jnp.sum(carry.c)
+
+grad = jax.jit(jax.value_and_grad(loss), static_argnums=4)
+want = grad(params, xs, lengths, resets, False)
+for axis_type in (jax.sharding.AxisType.Explicit, jax.sharding.AxisType.Auto):
+    mesh = jax.make_mesh((8,), ("data",), axis_types=(axis_type,))
+    put = lambda a: jax.device_put(a, NamedSharding(mesh, P("data")))
+    with jax.set_mesh(mesh):
+        args = (params, put(xs), put(lengths), put(resets))
+        got = grad(*args, True)
+        counts = [loop_collectives(grad.lower(*args, skip).compile().as_text())[0]
+                  for skip in (False, True)]
+    errors = jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), got, want)
+    print(axis_type, max(jax.tree.leaves(errors)), *counts)
+"""
+
+
+def test_a_sharded_batch_skips_alike_and_adds_no_loop_collective():
+    """On 8 virtual CPU devices with the batch split over them (explicit and
+    auto mesh axes): the values and gradients of one device, and no more
+    collectives inside loops than the plain scan has."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    if not hasattr(jax, "set_mesh") or not hasattr(jax.sharding, "AxisType"):
+        pytest.skip(f"JAX {jax.__version__} has no explicit meshes")
+    tests = str(pathlib.Path(__file__).parent)
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+        "JAX_PLATFORMS": "cpu",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", _SHARDED, tests],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2, result.stdout
+    for line in lines:
+        kind, error, plain, skipping = line.split()
+        assert float(error) < 1e-5, line
+        assert int(skipping) <= int(plain), line
