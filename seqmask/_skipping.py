@@ -277,12 +277,14 @@ def _forward(step: _Step, consts, carry, xs, mask, schedule, resetting, reset_to
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _scan(step, consts, carry, xs, mask, schedule, resetting, reset_to):
+    """``(final_carry, ys)``; undifferentiated, the loop keeps nothing."""
     return _forward(
         step, consts, carry, xs, mask, schedule, resetting, reset_to, False
     )[0]
 
 
 def _scan_forward(step, consts, carry, xs, mask, schedule, resetting, reset_to):
+    """The forward pass: the outputs, and what the backward pass reads."""
     out, kept = _forward(
         step, consts, carry, xs, mask, schedule, resetting, reset_to, True
     )
@@ -290,6 +292,9 @@ def _scan_forward(step, consts, carry, xs, mask, schedule, resetting, reset_to):
 
 
 def _scan_backward(step, saved, cotangents):
+    """The steps that ran, in reverse, each through its rebuilt pullback;
+    a skipped step passes the carry's cotangent through (to ``reset_to``
+    where it reset the carry)."""
     consts, carry0, xs, mask, schedule, resetting, reset_to, kept = saved
     order, count = schedule
     d_carry, d_ys = cotangents
