@@ -9,6 +9,10 @@ shares no code with seqmask or with this module.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import jax
 import numpy as np
 import numpy_reference as ref
@@ -71,3 +75,22 @@ def numpy_layer(cell_name, params, xs, mask, *, reverse=False):
 
 
 _BLOCKS = {"simple_rnn": 1, "gru": 3, "lstm": 4}
+
+
+def run_on_host_devices(args, devices: int = 8, timeout: int = 600):
+    """``python *args`` in a fresh interpreter whose CPU platform has
+    ``devices`` devices (fixed when JAX starts its backend, which the test
+    session has done): its ``subprocess.CompletedProcess``, output as text."""
+    env = {
+        **os.environ,
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        "JAX_PLATFORMS": "cpu",
+    }
+    return subprocess.run(
+        [sys.executable, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

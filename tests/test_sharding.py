@@ -22,14 +22,13 @@ compiled HLO; the tests compare them here.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import re
-import subprocess
 import sys
 
 import numpy as np
 import pytest
+from helpers import run_on_host_devices
 
 NUM_DEVICES = 8
 BATCH, TIME, FEATURES, HIDDEN, CLASSES = 16, 6, 3, 4, 5
@@ -349,19 +348,7 @@ def test_loop_collectives_looks_into_fusions_and_not_outside_loops():
 def sharded_runs(tmp_path_factory):
     """Run the worker once, all modes, on 8 virtual CPU devices; load its output."""
     out = tmp_path_factory.mktemp("sharding")
-    env = {
-        **os.environ,
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={NUM_DEVICES}",
-        "JAX_PLATFORMS": "cpu",
-    }
-    result = subprocess.run(
-        [sys.executable, __file__, str(out), *MODES],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    result = run_on_host_devices([__file__, str(out), *MODES], NUM_DEVICES)
     assert result.returncode == 0, result.stderr[-5000:]
     with np.load(out / "arrays.npz") as arrays:
         loaded = dict(arrays)

@@ -11,10 +11,13 @@ skipped chunks do not run, in either pass, and the compiled gradient's
 scratch memory that the backward pass keeps less than the plain scan's.
 """
 
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import run_on_host_devices
 
 import seqmask
 from seqmask import cells
@@ -440,27 +443,10 @@ def test_a_sharded_batch_skips_alike_and_adds_no_loop_collective():
     """On 8 virtual CPU devices with the batch split over them (explicit and
     auto mesh axes): the values and gradients of one device, and no more
     collectives inside loops than the plain scan has."""
-    import os
-    import pathlib
-    import subprocess
-    import sys
-
     if not hasattr(jax, "set_mesh") or not hasattr(jax.sharding, "AxisType"):
         pytest.skip(f"JAX {jax.__version__} has no explicit meshes")
     tests = str(pathlib.Path(__file__).parent)
-    env = {
-        **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-        "JAX_PLATFORMS": "cpu",
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", _SHARDED, tests],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run_on_host_devices(["-c", _SHARDED, tests])
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 2, result.stdout
