@@ -238,5 +238,58 @@ def plot_nnx(record):
 
 plotted["nnx_overhead"] = plot_or_skip("nnx_overhead", plot_nnx)
 
+# %% [markdown]
+# ## Skipping padded chunks
+#
+# `rnn(..., skip_padding=True)` runs only the chunks of time steps in which
+# some row has a valid step. Forward+backward time of a masked LSTM at a
+# fixed padded shape, for batches whose longest row covers all, half, a
+# quarter or none of the time axis, over `skip_padding=False` at full
+# occupancy. The targets: at most 0.4 at a quarter, at most 1.05 at full
+# occupancy. `remat-16-skip` is the previous, checkpointed design (still
+# what `skip_padding` does when `remat` is an int); the record has the
+# other designs that were tried when run with `--alternatives`.
+
+
+# %%
+def plot_skip_padding(record):
+    rows = record["rows"]
+    occupancies = list(dict.fromkeys(r["occupancy"] for r in rows))
+    settings = [
+        s
+        for s in ("False", "True", "remat-16-skip", "remat-16")
+        if any(r["skip_padding"] == s for r in rows)
+    ]
+    ratio = {(r["skip_padding"], r["occupancy"]): r["vs_no_skip_full"] for r in rows}
+    x = np.arange(len(occupancies))
+    fig, ax = plt.subplots(figsize=(9, 3))
+    width = 0.8 / len(settings)
+    for k, setting in enumerate(settings):
+        heights = [ratio[setting, o] for o in occupancies]
+        ax.bar(
+            x + (k - (len(settings) - 1) / 2) * width,
+            heights,
+            width,
+            label=f"skip_padding={setting}"
+            if setting in ("False", "True")
+            else setting,
+        )
+    ax.plot([-0.4, 0.4], [1.05, 1.05], "k--", lw=0.8)
+    quarter = occupancies.index("quarter")
+    ax.plot([quarter - 0.4, quarter + 0.4], [0.4, 0.4], "k--", lw=0.8, label="targets")
+    longest = {r["occupancy"]: r["longest"] for r in rows}
+    ax.set_xticks(x, [f"{o} (longest {longest[o]})" for o in occupancies])
+    ax.set_ylabel("time / no skipping at full")
+    shape = record["shape"]
+    ax.set_title(
+        f"skip_padding, LSTM B={shape['batch']} T={shape['time']} "
+        f"I={shape['input']} H={shape['hidden']}"
+    )
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    plt.tight_layout()
+
+
+plotted["skip_padding"] = plot_or_skip("skip_padding", plot_skip_padding)
+
 # %%
 print("plotted:", {name: ok for name, ok in plotted.items()})
