@@ -86,15 +86,14 @@ def run(step, carry, xs, mask, resets, reset_to, *, chunk: int, reverse: bool, w
     Outputs at padded steps are zero.
     """
     x0 = jax.tree.map(lambda x: x[0], xs)
-    _check_step(step, carry, x0, mask.shape[1:], where)
-    converted, consts = _hoisted(step, carry, x0)
+    converted, consts = _hoisted(step, carry, x0, mask.shape[1:], where)
     order, count = _schedule(mask, chunk, reverse)
     resetting = None if resets is None else _resetting(resets, order, count, reverse)
     if resets is None:
         reset_to = None
     args = (consts, carry, xs, mask, (order, count), resetting, reset_to)
     try:
-        return cast(tuple[Any, Any], _scan(_Step(converted), *args))
+        return cast(tuple[Any, Any], _scan(converted, *args))
     except TypeError as error:
         if "forward-mode" not in str(error):
             raise
@@ -107,15 +106,20 @@ def run(step, carry, xs, mask, resets, reset_to, *, chunk: int, reverse: bool, w
         )
 
 
-def _hoisted(step, carry, x0):
-    """``(fn, consts)``: ``fn(carry, x, *consts)`` is ``step`` with every
+def _hoisted(step, carry, x0, batch_shape, where: str):
+    """``(step, consts)``: the step checked (as the masked scan checks it, at
+    trace time) and as a :class:`_Step`, ``fn(carry, x, *consts)``, with every
     floating-point array it closes over (the weights) made an argument.
 
     Tracers among them (weights being differentiated) must be arguments of
     a ``custom_vjp``, which returns their cotangents; concrete ones too, or
     the backward pass would keep them once a step as residuals of the step.
     """
-    closed, shapes = jax.make_jaxpr(step, return_shape=True)(carry, x0)
+
+    def checked(carry, x):
+        return checked_step(step(carry, x), carry, tuple(batch_shape), where)
+
+    closed, shapes = jax.make_jaxpr(checked, return_shape=True)(carry, x0)
     hoist = [jnp.issubdtype(jnp.result_type(c), jnp.inexact) for c in closed.consts]
     out_tree = jax.tree.structure(shapes)
 
@@ -127,13 +131,16 @@ def _hoisted(step, carry, x0):
         run = jaxpr_as_fun(ClosedJaxpr(closed.jaxpr, consts))
         return jax.tree.unflatten(out_tree, run(*jax.tree.leaves((carry, x))))
 
-    return fn, [c for c, h in zip(closed.consts, hoist, strict=True) if h]
+    consts = [c for c, h in zip(closed.consts, hoist, strict=True) if h]
+    return _Step(fn, shapes[1]), consts
 
 
 class _Step(NamedTuple):
-    """The step (its closure converted): ``fn(carry, x, *consts)``."""
+    """The step, ``fn(carry, x, *consts) -> (carry, y)``, and the shapes of
+    its outputs ``y`` (``jax.ShapeDtypeStruct``)."""
 
     fn: Any
+    outputs: Any
 
     def linearized(self, consts, carry, x):
         """``(new_carry, y, pullback)``; the pullback keeps the step's inputs
@@ -145,15 +152,6 @@ class _Step(NamedTuple):
         )
         (new_carry, y), pullback = jax.vjp(kept, consts, carry, x)
         return new_carry, y, pullback
-
-
-def _check_step(step, carry, x0, batch_shape, where: str) -> None:
-    """The masked scan's checks of what the step returns (at trace time)."""
-    jax.eval_shape(
-        lambda carry, x: checked_step(step(carry, x), carry, batch_shape, where),
-        carry,
-        x0,
-    )
 
 
 def _schedule(mask, chunk: int, reverse: bool):
@@ -229,24 +227,16 @@ def _rebuild(treedef, sources, consts, x, kept):
     return jax.tree.unflatten(treedef, [pools[kind][j] for kind, j in sources])
 
 
-def _zeros_like_outputs(step: _Step, consts, carry, xs):
-    """Zeros ``[time, *batch, ...]`` for every output of the step."""
-    x0 = jax.tree.map(lambda x: x[0], xs)
-    _, ys = jax.eval_shape(step.fn, carry, x0, *consts)
-    steps = jax.tree.leaves(xs)[0].shape[0]
-    return jax.tree.map(lambda y: _sharding.stacked_zeros(y, steps), ys)
-
-
 def _forward(step: _Step, consts, carry, xs, mask, schedule, resetting, reset_to, keep):
     """The loop over the steps that run; with ``keep``, also each step's
     kept residuals ``[time, ...]`` (in the order the steps run)."""
     order, count = schedule
-    x0 = jax.tree.map(lambda x: x[0], xs)
-    ys = _zeros_like_outputs(step, consts, carry, xs)
+    steps = order.shape[0]
+    ys = jax.tree.map(lambda y: _sharding.stacked_zeros(y, steps), step.outputs)
     kept = []
     if keep:
+        x0 = jax.tree.map(lambda x: x[0], xs)
         treedef, sources, avals = _residuals(step, consts, carry, x0)
-        steps = order.shape[0]
         kept = [_sharding.stacked_zeros(a, steps) for a in avals]
 
     def body(state):
