@@ -34,7 +34,7 @@ def run(script: str, out: Path, *extra: str) -> str:
     """Run ``script --quick --out out``; returns what it printed."""
     # A smoke run's time goes to compiling many small programs, and its
     # timings are not what it checks: XLA compiles them without LLVM's
-    # optimisation passes (a third less time for the largest runs).
+    # optimisation passes.
     flags = os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
     env = dict(
         os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), XLA_FLAGS=flags.strip()
