@@ -8,12 +8,43 @@ because that is what users run.
 """
 
 import os
+import subprocess
+import sys
 
 # The tests compile many small programs and run each once or twice, so XLA's
 # optimisation passes cost far more than they save: they are off here, and in
 # every subprocess a test starts (notebooks, benchmark smoke runs, the CLI,
 # the wheel). Benchmarks measure optimised programs; tests check values.
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+
+# For the same reason the CPU backend emits fused kernels with its older LLVM
+# emitters, which compile in about half the time of the default MLIR ones (the
+# values are the same; benchmarks keep the default). XLA aborts on a flag it
+# does not know, so the flag is first tried in a subprocess; the result is
+# kept in the environment, which the test workers and subprocesses inherit.
+_FAST_COMPILE_FLAG = "--xla_cpu_use_fusion_emitters=false"
+_PROBED = "SEQMASK_TESTS_XLA_FLAGS_PROBED"
+
+
+def _with_fast_compile_flag(flags: str) -> str:
+    """``flags`` with the fast-compile flag, if this XLA knows it and the
+    flags do not already set it."""
+    if "xla_cpu_use_fusion_emitters" in flags:
+        return flags
+    candidate = f"{flags} {_FAST_COMPILE_FLAG}".strip()
+    env = dict(os.environ, XLA_FLAGS=candidate, JAX_PLATFORMS="cpu")
+    probe = subprocess.run(
+        [sys.executable, "-c", "import jax; jax.devices()"],
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    return candidate if probe.returncode == 0 else flags
+
+
+if _PROBED not in os.environ:
+    os.environ["XLA_FLAGS"] = _with_fast_compile_flag(os.environ.get("XLA_FLAGS", ""))
+    os.environ[_PROBED] = "1"
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

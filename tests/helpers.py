@@ -81,9 +81,10 @@ def run_on_host_devices(args, devices: int = 8, timeout: int = 600):
     """``python *args`` in a fresh interpreter whose CPU platform has
     ``devices`` devices (fixed when JAX starts its backend, which the test
     session has done): its ``subprocess.CompletedProcess``, output as text."""
+    flags = os.environ.get("XLA_FLAGS", "")
     env = {
         **os.environ,
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count={devices}",
         "JAX_PLATFORMS": "cpu",
     }
     return subprocess.run(
