@@ -32,6 +32,11 @@ ROOT = Path(__file__).resolve().parent.parent
 RELEASE_FILES = ["pyproject.toml", "README.md", "LICENSE", "seqmask"]
 
 
+def _version(distribution: str) -> tuple[int, ...]:
+    release = re.match(r"[\d.]+", importlib.metadata.version(distribution))
+    return tuple(int(part) for part in release.group().strip(".").split("."))
+
+
 def build_wheel(tmp_path: Path) -> Path:
     source = tmp_path / "source"
     source.mkdir()
@@ -46,8 +51,7 @@ def build_wheel(tmp_path: Path) -> Path:
     command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", "dist", "."]
     # Without build isolation when this environment's setuptools is recent
     # enough (no download); otherwise pip fetches setuptools from its index.
-    version = importlib.metadata.version("setuptools")
-    if int(version.split(".")[0]) >= 77:
+    if _version("setuptools") >= (77,):
         command.append("--no-build-isolation")
     result = subprocess.run(command, cwd=source, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -83,8 +87,17 @@ def test_wheel_installs_and_runs_the_demo(tmp_path):
     check_contents(wheel, version)
 
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
+    if _version("pip") >= (22, 3):
+        # This interpreter's pip installs into the new venv (``--python``),
+        # which then needs no pip of its own.
+        subprocess.run(
+            [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True
+        )
+        pip = [sys.executable, "-m", "pip", "--python", str(python)]
+    else:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        pip = [python, "-m", "pip"]
     site = subprocess.run(
         [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
         capture_output=True,
@@ -94,8 +107,7 @@ def test_wheel_installs_and_runs_the_demo(tmp_path):
     ours = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
     Path(site, "_dependencies.pth").write_text("\n".join(sorted(ours)) + "\n")
     subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", wheel],
-        check=True,
+        [*pip, "install", "--quiet", "--no-deps", "--no-index", wheel], check=True
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["JAX_PLATFORMS"] = "cpu"
