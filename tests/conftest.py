@@ -18,10 +18,11 @@ import sys
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
 # For the same reason the CPU backend emits fused kernels with its older LLVM
-# emitters, which compile in about half the time of the default MLIR ones (the
-# values are the same; benchmarks keep the default). XLA aborts on a flag it
-# does not know, so the flag is first tried in a subprocess; the result is
-# kept in the environment, which the test workers and subprocesses inherit.
+# emitters, which compile the tests' programs in about half the time of the
+# default MLIR ones and run them a little slower (benchmarks keep the
+# default). XLA aborts on a flag it does not know, so the flag is first tried
+# in a subprocess; the result is kept in the environment, which the test
+# workers and every subprocess a test starts inherit.
 _FAST_COMPILE_FLAG = "--xla_cpu_use_fusion_emitters=false"
 _PROBED = "SEQMASK_TESTS_XLA_FLAGS_PROBED"
 
