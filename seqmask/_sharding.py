@@ -110,3 +110,30 @@ def shard_like_batch(tree, reference, batch_axes: tuple[int, ...]):
         return _reshard(leaf, target)
 
     return jax.tree.map(place, tree)
+
+
+def take_rows(table, indices, *, fill_value) -> jax.Array:
+    """``table[indices]``: rows of a ``[rows, *features]`` table for
+    non-negative ``indices``, ``fill_value`` where an index is past the last
+    row; laid out like ``indices`` over the leading axes and like ``table``'s
+    features over the trailing ones.
+
+    Under explicit mesh axes JAX cannot infer where a gather's output lives
+    (a replicated embedding table looked up with batch-sharded token ids);
+    this gives it that layout.
+    """
+    indices_sharding = explicit_sharding(indices)
+    if indices_sharding is None:
+        return jnp.take(table, indices, axis=0, mode="fill", fill_value=fill_value)
+    table_sharding = explicit_sharding(table)
+    features = (
+        (None,) * (table.ndim - 1)
+        if table_sharding is None
+        else _padded_spec(table_sharding, table.ndim)[1:]
+    )
+    spec = PartitionSpec(*_padded_spec(indices_sharding, indices.ndim), *features)
+    return table.at[indices].get(
+        mode="fill",
+        fill_value=fill_value,
+        out_sharding=NamedSharding(indices_sharding.mesh, spec),
+    )

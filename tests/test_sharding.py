@@ -452,3 +452,68 @@ def test_threaded_carries_stay_sharded_like_the_batch_and_exact(run):
 
 if __name__ == "__main__":
     _worker(pathlib.Path(sys.argv[1]), sys.argv[2:])
+
+
+_SEQ2SEQ = """
+import jax, numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+from seqmask import seq2seq
+
+model = seq2seq.encoder_decoder(12, 14, embed_size=8, hidden_size=16, bos_id=1,
+                                eos_id=2, pad_id=0)
+params = model.init(jax.random.key(0))
+rng = np.random.default_rng(0)
+source = rng.integers(3, 12, (16, 6)).astype(np.int32)
+targets = rng.integers(3, 14, (16, 5)).astype(np.int32)
+source_lengths = rng.integers(0, 7, 16).astype(np.int32)
+target_lengths = rng.integers(0, 6, 16).astype(np.int32)
+
+def loss(params, source, targets, source_lengths, target_lengths):
+    return model.loss(params, source, targets, source_lengths=source_lengths,
+                      target_lengths=target_lengths)
+
+def decode(params, source, source_lengths):
+    greedy = model.greedy(params, source, source_lengths=source_lengths,
+                          max_length=7)
+    sampled = model.sample(params, source, jax.random.key(1), max_length=7,
+                           source_lengths=source_lengths, temperature=0.7,
+                           min_p=0.05)
+    return greedy.tokens, sampled.tokens
+
+data = (source, targets, source_lengths, target_lengths)
+want = jax.jit(jax.value_and_grad(loss))(params, *data)
+want_tokens = jax.jit(decode)(params, source, source_lengths)
+for axis_type in (jax.sharding.AxisType.Explicit, jax.sharding.AxisType.Auto):
+    mesh = jax.make_mesh((8,), ("data",), axis_types=(axis_type,))
+    put = lambda a: jax.device_put(a, NamedSharding(mesh, P("data")))
+    with jax.set_mesh(mesh):
+        got = jax.jit(jax.value_and_grad(loss))(params, *map(put, data))
+        tokens = jax.jit(decode)(params, put(source), put(source_lengths))
+    errors = jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), got, want)
+    same = all(map(np.array_equal, tokens, want_tokens))
+    split = {t.sharding.spec[0] for t in tokens}
+    print(axis_type, max(jax.tree.leaves(errors)), same, *split)
+"""
+
+
+def test_seq2seq_trains_and_decodes_on_a_sharded_batch():
+    """A batch split over 8 devices, with explicit (``jax.make_mesh``'s
+    default) and auto mesh axes: ``model.loss``'s value and gradient and the
+    tokens of ``model.greedy`` and ``model.sample`` (temperature, min-p) are
+    those of one device, and the tokens stay split like the batch. Under
+    explicit axes JAX needs the layouts of the embedding lookup and of the
+    zero states the model and the decoders make; without them the loss
+    raised ``ShardingTypeError``."""
+    import jax
+
+    if not hasattr(jax, "set_mesh") or not hasattr(jax.sharding, "AxisType"):
+        pytest.skip(f"JAX {jax.__version__} has no explicit meshes")
+    result = run_on_host_devices(["-c", _SEQ2SEQ], NUM_DEVICES)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2, result.stdout
+    for line in lines:
+        kind, error, same, split = line.split()
+        assert float(error) < 1e-5, line
+        assert same == "True", line
+        assert split == "data", line

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import seqmask._checks as _checks
+from seqmask import _sharding
 
 STEP_SIGNATURE = "(params, state, token) -> (state, logits)"
 HOOK_SIGNATURE = "(step, logits, state, tokens) -> logits"
@@ -96,6 +97,10 @@ def check_inputs(
     min_length = _check_min_length(min_length, max_length, where)
     prefix, prefix_lengths = _check_prefix(
         prefix, prefix_lengths, start, vocab, max_length, where
+    )
+    # Laid out like the batch (under explicit mesh axes; unchanged otherwise).
+    prefix, prefix_lengths = _sharding.shard_like_batch(
+        (prefix, prefix_lengths), start, tuple(range(start.ndim))
     )
     inputs = Inputs(start, vocab, prefix, prefix_lengths, min_length)
     return inputs, Static(where, step_fn, logits_fn, max_length, eos_id, pad_id)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 import seqmask._checks as _checks
-from seqmask import _masking
+from seqmask import _masking, _sharding
 from seqmask.decoding import _common
 from seqmask.decoding._records import Decoded, LogitsFn, Params, State, StepFn
 
@@ -179,6 +179,8 @@ def sample(
     return_logits = _checks.flag(return_logits, "return_logits", "sample")
     _checks.prng_key(key, "key", "sample")
     sampling, top_k = _sampling_options(inputs, temperature, top_k, top_p, min_p)
+    batch_axes = tuple(range(inputs.start.ndim))
+    sampling = _sharding.shard_like_batch(sampling, inputs.start, batch_axes)
     return _decode(params, state, inputs, key, sampling, static, top_k, return_logits)
 
 
@@ -273,13 +275,13 @@ def _decode(
         return carry, (step_log_probs, logits if return_logits else None)
 
     batch_shape = start.shape
-    init = (
-        state,
-        start,
+    fresh = (
         jnp.zeros(batch_shape, jnp.bool_),
         jnp.zeros(batch_shape, jnp.int32),
         jnp.full((*batch_shape, max_length), pad),
     )
+    batch_axes = tuple(range(start.ndim))
+    init = (state, start, *_sharding.shard_like_batch(fresh, start, batch_axes))
     steps = jnp.arange(max_length, dtype=jnp.int32)
     (state, _, _, lengths, tokens), (log_probs, logits) = jax.lax.scan(
         body, init, steps
@@ -305,7 +307,7 @@ def _draw(log_probs, key, best, sampling, top_k):
 def _kept(scaled, top_k, top_p, min_p):
     """The tokens that pass the top-k, top-p and min-p cuts (see sample)."""
     vocab = scaled.shape[-1]
-    keep = jnp.ones(scaled.shape, jnp.bool_)
+    keep = jnp.ones_like(scaled, jnp.bool_)
     if top_k is not None and top_k < vocab:
         _, best = jax.lax.top_k(scaled, top_k)
         keep = jnp.put_along_axis(

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 import seqmask._checks as _checks
+from seqmask import _sharding
 from seqmask.attention import Attention
 from seqmask.cells import Cell
 
@@ -143,7 +144,7 @@ def embed(table, tokens) -> jax.Array:
     if tokens.dtype.itemsize < 4 or jnp.issubdtype(tokens.dtype, jnp.unsignedinteger):
         tokens = tokens.astype(jnp.int32)
     tokens = jnp.where(tokens >= 0, tokens, jnp.asarray(table.shape[0], tokens.dtype))
-    return jnp.take(table, tokens, axis=0, mode="fill", fill_value=jnp.nan)
+    return _sharding.take_rows(table, tokens, fill_value=jnp.nan)
 
 
 def site_key(dropout_key, rate: float, site: int) -> jax.Array | None:

@@ -179,7 +179,7 @@ def previous_valid(mask) -> jax.Array:
     positions = jnp.arange(mask.shape[-1], dtype=jnp.int32)
     valid_at = jnp.where(mask, positions, jnp.int32(-1))
     last = jax.lax.cummax(valid_at, axis=valid_at.ndim - 1)
-    start = jnp.full((*mask.shape[:-1], 1), -1, jnp.int32)
+    start = jnp.full_like(last[..., :1], -1)  # laid out like the rows
     return jnp.concatenate([start, last[..., :-1]], axis=-1)
 
 

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 import seqmask._checks as _checks
+from seqmask import _sharding
 from seqmask._numerics import dense
 from seqmask.layers import stacked
 from seqmask.seq2seq import _config, _inputs
@@ -134,6 +135,12 @@ def encode_checked(
     if config.input_feeding:
         assert config.attentional_size is not None
         attentional = jnp.zeros((*batch_shape, config.attentional_size), values.dtype)
+    # What the bridge or the zeros start from is laid out like the batch
+    # (under explicit mesh axes; unchanged otherwise).
+    batch_axes = tuple(range(len(batch_shape)))
+    carry, attentional = _sharding.shard_like_batch(
+        (carry, attentional), values, batch_axes
+    )
     return DecoderState(carry, attentional, memory)
 
 

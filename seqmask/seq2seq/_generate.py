@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 import seqmask._checks as _checks
+from seqmask import _sharding
 from seqmask import decoding as _decoding
 from seqmask.seq2seq._config import Bound, Config, Params, check_config
 from seqmask.seq2seq._decoder import step
@@ -158,7 +159,9 @@ def _decode(decoder, config: Config, params, source, source_masking, *args, **kw
     check_config(config, where)
     check_params(config, params, where)
     state = encode_checked(config, params, source, source_masking, None, where)
-    start = jnp.full(jnp.shape(source)[:-1], config.bos_id, jnp.int32)
+    batch_shape = jnp.shape(source)[:-1]
+    start = jnp.full(batch_shape, config.bos_id, jnp.int32)
+    start = _sharding.shard_like_batch(start, source, tuple(range(len(batch_shape))))
     return decoder(
         Bound(step, config),
         params,
