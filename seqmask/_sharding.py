@@ -137,3 +137,15 @@ def take_rows(table, indices, *, fill_value) -> jax.Array:
         fill_value=fill_value,
         out_sharding=NamedSharding(indices_sharding.mesh, spec),
     )
+
+
+def put_along_last_axis(target, indices, values) -> jax.Array:
+    """``jnp.put_along_axis(target, indices, values, axis=-1, inplace=False)``
+    laid out like ``target`` (under explicit mesh axes JAX cannot infer where
+    such a scatter's output lives)."""
+    sharding = explicit_sharding(target)
+    if sharding is None:
+        return jnp.put_along_axis(target, indices, values, axis=-1, inplace=False)
+    leading = jnp.indices(indices.shape[:-1], sparse=True)
+    index = (*(i[..., None] for i in leading), indices)
+    return target.at[index].set(values, out_sharding=sharding)

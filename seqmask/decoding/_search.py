@@ -310,17 +310,13 @@ def _kept(scaled, top_k, top_p, min_p):
     keep = jnp.ones_like(scaled, jnp.bool_)
     if top_k is not None and top_k < vocab:
         _, best = jax.lax.top_k(scaled, top_k)
-        keep = jnp.put_along_axis(
-            jnp.zeros_like(keep), best, True, axis=-1, inplace=False
-        )
+        keep = _sharding.put_along_last_axis(jnp.zeros_like(keep), best, True)
     if top_p is not None:
         order = jnp.argsort(scaled, axis=-1, descending=True, stable=True)
         probs = jax.nn.softmax(jnp.take_along_axis(scaled, order, axis=-1), axis=-1)
         before = jnp.cumsum(probs, axis=-1) - probs
         head = before < top_p[..., None].astype(probs.dtype)
-        nucleus = jnp.put_along_axis(
-            jnp.zeros_like(keep), order, head, axis=-1, inplace=False
-        )
+        nucleus = _sharding.put_along_last_axis(jnp.zeros_like(keep), order, head)
         keep = keep & nucleus
     if min_p is not None:
         floor = jnp.log(min_p)[..., None].astype(scaled.dtype)
