@@ -478,7 +478,9 @@ def decode(params, source, source_lengths):
     sampled = model.sample(params, source, jax.random.key(1), max_length=7,
                            source_lengths=source_lengths, temperature=0.7,
                            top_k=5, top_p=0.9, min_p=0.05)
-    return greedy.tokens, sampled.tokens
+    beams = model.beam_search(params, source, source_lengths=source_lengths,
+                              max_length=7, beam_width=3, num_decodes=2)
+    return greedy.tokens, sampled.tokens, beams.tokens
 
 data = (source, targets, source_lengths, target_lengths)
 want = jax.jit(jax.value_and_grad(loss))(params, *data)
@@ -499,10 +501,11 @@ for axis_type in (jax.sharding.AxisType.Explicit, jax.sharding.AxisType.Auto):
 def test_seq2seq_trains_and_decodes_on_a_sharded_batch():
     """A batch split over 8 devices, with explicit (``jax.make_mesh``'s
     default) and auto mesh axes: ``model.loss``'s value and gradient and the
-    tokens of ``model.greedy`` and ``model.sample`` (with every cut) are
-    those of one device, and the tokens stay split like the batch. Under
-    explicit axes JAX needs the layouts of the embedding lookup and of the
-    zero states the model and the decoders make; without them the loss
+    tokens of ``model.greedy``, ``model.sample`` (with every cut) and
+    ``model.beam_search`` (n-best) are those of one device, and the tokens
+    stay split like the batch. Under explicit axes JAX needs the layouts of
+    the embedding lookup, of the zero states the model and the decoders
+    make, and of the decoders' scatters and repeats; without them the loss
     raised ``ShardingTypeError``."""
     import jax
 

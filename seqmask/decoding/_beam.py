@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 import seqmask._checks as _checks
-from seqmask import _masking
+from seqmask import _masking, _sharding
 from seqmask.decoding import _common
 from seqmask.decoding._records import (
     BeamDecoded,
@@ -192,8 +192,12 @@ def _beam_search(
     rows, beams = math.prod(batch_shape), beam.width
     n_batch = len(batch_shape)
     flat = jax.tree.map(lambda x: x.reshape((rows, *x.shape[n_batch:])), state)
+    # Each row's state repeated for its beams, rows * beams leading (a
+    # broadcast and a reshape keep the rows' layout under explicit sharding).
     tiled = jax.tree.map(
-        lambda x: jnp.repeat(x, beams, axis=0, total_repeat_length=rows * beams),
+        lambda x: jnp.broadcast_to(x[:, None], (rows, beams, *x.shape[1:])).reshape(
+            (rows * beams, *x.shape[1:])
+        ),
         flat,
     )
     prefix_lengths = inputs.prefix_lengths.reshape((rows,))
@@ -211,6 +215,8 @@ def _beam_search(
         tokens=jnp.full((rows, beams, max_length), pad),
         log_probs=jnp.zeros((rows, beams, max_length), jnp.float32),
     )
+    # Laid out like the rows (under explicit mesh axes; unchanged otherwise).
+    init = _sharding.shard_like_batch(init, prefix_lengths, (0,))
     context = _Context(
         params,
         static,
@@ -232,7 +238,7 @@ def _beam_search(
         return jax.lax.cond(jnp.all(carry[1]), lambda c, t: (c, None), body, carry, t)
 
     steps = jnp.arange(max_length, dtype=jnp.int32)
-    carry = (init, jnp.zeros((rows,), jnp.bool_))
+    carry = (init, jnp.zeros_like(prefix_lengths, jnp.bool_))
     (final, _), _ = jax.lax.scan(maybe if beam.early_stopping else body, carry, steps)
     generated = jnp.maximum(final.length - prefix_lengths[:, None], 0)
     scores = final.log_prob / penalty(generated, alpha)
