@@ -95,3 +95,19 @@ def run_on_host_devices(args, devices: int = 8, timeout: int = 600):
         timeout=timeout,
         check=False,
     )
+
+
+def per_mesh_kind(script: str, *args: str, devices: int = 8) -> list[list[str]]:
+    """Run ``script`` on ``devices`` host devices (``python -c script
+    *args``); it prints one line for explicit and one for auto mesh axes.
+    Returns the two lines split into fields; skips the test where JAX has
+    no explicit mesh axes."""
+    import pytest
+
+    if not hasattr(jax, "set_mesh") or not hasattr(jax.sharding, "AxisType"):
+        pytest.skip(f"JAX {jax.__version__} has no explicit meshes")
+    result = run_on_host_devices(["-c", script, *args], devices)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2, result.stdout
+    return [line.split() for line in lines]

@@ -28,7 +28,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import run_on_host_devices
+from helpers import per_mesh_kind, run_on_host_devices
 
 NUM_DEVICES = 8
 BATCH, TIME, FEATURES, HIDDEN, CLASSES = 16, 6, 3, 4, 5
@@ -507,16 +507,8 @@ def test_seq2seq_trains_and_decodes_on_a_sharded_batch():
     the embedding lookup, of the zero states the model and the decoders
     make, and of the decoders' scatters and repeats; without them the loss
     raised ``ShardingTypeError``."""
-    import jax
-
-    if not hasattr(jax, "set_mesh") or not hasattr(jax.sharding, "AxisType"):
-        pytest.skip(f"JAX {jax.__version__} has no explicit meshes")
-    result = run_on_host_devices(["-c", _SEQ2SEQ], NUM_DEVICES)
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = result.stdout.strip().splitlines()
-    assert len(lines) == 2, result.stdout
-    for line in lines:
-        kind, error, same, split = line.split()
+    for line in per_mesh_kind(_SEQ2SEQ, devices=NUM_DEVICES):
+        kind, error, same, split = line
         assert float(error) < 1e-5, line
         assert same == "True", line
         assert split == "data", line

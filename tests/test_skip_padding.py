@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import run_on_host_devices
+from helpers import per_mesh_kind
 
 import seqmask
 from seqmask import cells
@@ -444,14 +444,8 @@ def test_a_sharded_batch_skips_alike_and_adds_no_loop_collective():
     """On 8 virtual CPU devices with the batch split over them (explicit and
     auto mesh axes): the values and gradients of one device, and no more
     collectives inside loops than the plain scan has."""
-    if not hasattr(jax, "set_mesh") or not hasattr(jax.sharding, "AxisType"):
-        pytest.skip(f"JAX {jax.__version__} has no explicit meshes")
     tests = str(pathlib.Path(__file__).parent)
-    result = run_on_host_devices(["-c", _SHARDED, tests])
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = result.stdout.strip().splitlines()
-    assert len(lines) == 2, result.stdout
-    for line in lines:
-        kind, error, plain, skipping = line.split()
+    for line in per_mesh_kind(_SHARDED, tests):
+        kind, error, plain, skipping = line
         assert float(error) < 1e-5, line
         assert int(skipping) <= int(plain), line
