@@ -112,6 +112,25 @@ def shard_like_batch(tree, reference, batch_axes: tuple[int, ...]):
     return jax.tree.map(place, tree)
 
 
+def unflatten_rows(x, like) -> jax.Array:
+    """``x`` ``[rows, ...]`` reshaped to ``[*like.shape, ...]`` (``rows`` is
+    ``like.size``), laid out like ``like`` over the leading axes and like
+    ``x`` over the trailing ones.
+
+    Under explicit mesh axes JAX cannot infer how to split one axis laid out
+    over several mesh axes (``16@(a,b)``) back into the batch axes they came
+    from (``4@a, 4@b``); this gives it ``like``'s layout.
+    """
+    shape = (*like.shape, *x.shape[1:])
+    batch_sharding = explicit_sharding(like)
+    if batch_sharding is None:
+        return x.reshape(shape)
+    own = explicit_sharding(x)
+    rest = (None,) * (x.ndim - 1) if own is None else _padded_spec(own, x.ndim)[1:]
+    spec = PartitionSpec(*_padded_spec(batch_sharding, like.ndim), *rest)
+    return jnp.reshape(x, shape, out_sharding=NamedSharding(batch_sharding.mesh, spec))
+
+
 def take_rows(table, indices, *, fill_value) -> jax.Array:
     """``table[indices]``: rows of a ``[rows, *features]`` table for
     non-negative ``indices``, ``fill_value`` where an index is past the last

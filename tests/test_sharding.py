@@ -456,8 +456,9 @@ if __name__ == "__main__":
 
 _SEQ2SEQ = """
 import jax, numpy as np
+import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec as P
-from seqmask import seq2seq
+from seqmask import decoding, seq2seq
 
 model = seq2seq.encoder_decoder(12, 14, embed_size=8, hidden_size=16, bos_id=1,
                                 eos_id=2, pad_id=0)
@@ -482,9 +483,28 @@ def decode(params, source, source_lengths):
                               max_length=7, beam_width=3, num_decodes=2)
     return greedy.tokens, sampled.tokens, beams.tokens
 
+# The decoders on a batch of two axes [4, 4], each split over a mesh axis.
+weights = rng.normal(size=(5, 7)).astype(np.float32)
+state = rng.normal(size=(4, 4, 5)).astype(np.float32)
+start = np.ones((4, 4), np.int32)
+
+def step_fn(weights, state, token):
+    logits = state @ weights + 0.5 * jax.nn.one_hot(token, 7)
+    return jnp.tanh(state + logits[..., :5]), logits
+
+def decode_grid(weights, state, start):
+    options = dict(max_length=6, eos_id=2)
+    greedy = decoding.greedy(step_fn, weights, state, start, **options)
+    sampled = decoding.sample(step_fn, weights, state, start, jax.random.key(2),
+                              top_k=3, **options)
+    beams = decoding.beam_search(step_fn, weights, state, start, beam_width=3,
+                                 num_decodes=2, **options)
+    return greedy.tokens, sampled.tokens, beams.tokens, beams.state
+
 data = (source, targets, source_lengths, target_lengths)
 want = jax.jit(jax.value_and_grad(loss))(params, *data)
 want_tokens = jax.jit(decode)(params, source, source_lengths)
+want_grid = jax.jit(decode_grid)(weights, state, start)
 for axis_type in (jax.sharding.AxisType.Explicit, jax.sharding.AxisType.Auto):
     mesh = jax.make_mesh((8,), ("data",), axis_types=(axis_type,))
     put = lambda a: jax.device_put(a, NamedSharding(mesh, P("data")))
@@ -494,7 +514,12 @@ for axis_type in (jax.sharding.AxisType.Explicit, jax.sharding.AxisType.Auto):
     errors = jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), got, want)
     same = all(map(np.array_equal, tokens, want_tokens))
     split = {t.sharding.spec[0] for t in tokens}
-    print(axis_type, max(jax.tree.leaves(errors)), same, *split)
+    grid = jax.make_mesh((2, 4), ("rows", "cols"), axis_types=(axis_type,) * 2)
+    put = lambda a: jax.device_put(a, NamedSharding(grid, P("rows", "cols")))
+    with jax.set_mesh(grid):
+        got_grid = jax.jit(decode_grid)(weights, put(state), put(start))
+    grid_error = max(float(np.max(np.abs(a - b))) for a, b in zip(got_grid, want_grid))
+    print(axis_type, max(jax.tree.leaves(errors)), same, *split, grid_error)
 """
 
 
@@ -506,9 +531,13 @@ def test_seq2seq_trains_and_decodes_on_a_sharded_batch():
     stay split like the batch. Under explicit axes JAX needs the layouts of
     the embedding lookup, of the zero states the model and the decoders
     make, and of the decoders' scatters and repeats; without them the loss
-    raised ``ShardingTypeError``."""
+    raised ``ShardingTypeError``. The decoders also take a batch of two axes
+    split over two mesh axes: greedy, sample and beam search (tokens and
+    final state) give the one-device values; beam search, which flattens
+    the batch axes, raised ``ShardingTypeError`` there."""
     for line in per_mesh_kind(_SEQ2SEQ, devices=NUM_DEVICES):
-        kind, error, same, split = line
+        kind, error, same, split, grid_error = line
         assert float(error) < 1e-5, line
         assert same == "True", line
         assert split == "data", line
+        assert float(grid_error) < 1e-5, line

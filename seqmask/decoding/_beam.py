@@ -206,9 +206,11 @@ def _beam_search(
     # Only the first beam is alive at the start, so that the first step
     # does not rank beam_width copies of each continuation.
     first = jnp.where(jnp.arange(beams) == 0, jnp.float32(0.0), -jnp.inf)
+    # The batch axes merged, then a beam axis added: JAX infers the layout of
+    # that merge under explicit mesh axes, not of a reshape that does both.
     init = _Beams(
         state=tiled,
-        token=jnp.broadcast_to(start.reshape((rows, 1)), (rows, beams)),
+        token=jnp.broadcast_to(start.reshape((rows,))[:, None], (rows, beams)),
         log_prob=jnp.broadcast_to(first, (rows, beams)),
         finished=jnp.zeros((rows, beams), jnp.bool_),
         length=jnp.zeros((rows, beams), jnp.int32),
@@ -248,8 +250,8 @@ def _beam_search(
     tokens = jnp.where(empty[..., None], pad, final.tokens[:, keep])
     log_probs = jnp.where(empty[..., None], 0.0, final.log_probs[:, keep])
 
-    def unflatten(x):
-        return x.reshape((*batch_shape, *x.shape[1:]))
+    def unflatten(x):  # [rows, ...] -> [*batch, ...], laid out like start
+        return _sharding.unflatten_rows(x, start)
 
     return BeamDecoded(
         tokens=unflatten(tokens),
