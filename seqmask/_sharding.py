@@ -91,16 +91,19 @@ def unify(a, b):
     return _reshard(a, sharding_b), b
 
 
-def shard_like_batch(tree, reference, batch_axes: tuple[int, ...]):
+def shard_like_batch(tree, reference, batch_axes: tuple[int, ...] | None = None):
     """Every leaf ``[*batch, ...]`` of ``tree`` laid out like ``reference``'s batch.
 
     ``batch_axes`` are the batch axes of ``reference`` (``(1, ..., n)`` for
-    time-major inputs ``[time, *batch, features]``); the leaves are split
-    like them over their leading axes and replicated over the rest.
+    time-major inputs ``[time, *batch, features]``; default: all its axes,
+    for a reference of the batch's shape); the leaves are split like them
+    over their leading axes and replicated over the rest.
     """
     sharding = explicit_sharding(reference)
     if sharding is None:
         return tree
+    if batch_axes is None:
+        batch_axes = tuple(range(reference.ndim))
     spec = _padded_spec(sharding, reference.ndim)
     batch_spec = tuple(spec[axis] for axis in batch_axes)
 

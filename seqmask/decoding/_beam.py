@@ -218,7 +218,7 @@ def _beam_search(
         log_probs=jnp.zeros((rows, beams, max_length), jnp.float32),
     )
     # Laid out like the rows (under explicit mesh axes; unchanged otherwise).
-    init = _sharding.shard_like_batch(init, prefix_lengths, (0,))
+    init = _sharding.shard_like_batch(init, prefix_lengths)
     context = _Context(
         params,
         static,

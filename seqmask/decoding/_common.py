@@ -99,9 +99,7 @@ def check_inputs(
         prefix, prefix_lengths, start, vocab, max_length, where
     )
     # Laid out like the batch (under explicit mesh axes; unchanged otherwise).
-    prefix, prefix_lengths = _sharding.shard_like_batch(
-        (prefix, prefix_lengths), start, tuple(range(start.ndim))
-    )
+    prefix, prefix_lengths = _sharding.shard_like_batch((prefix, prefix_lengths), start)
     inputs = Inputs(start, vocab, prefix, prefix_lengths, min_length)
     return inputs, Static(where, step_fn, logits_fn, max_length, eos_id, pad_id)
 

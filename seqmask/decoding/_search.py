@@ -179,8 +179,7 @@ def sample(
     return_logits = _checks.flag(return_logits, "return_logits", "sample")
     _checks.prng_key(key, "key", "sample")
     sampling, top_k = _sampling_options(inputs, temperature, top_k, top_p, min_p)
-    batch_axes = tuple(range(inputs.start.ndim))
-    sampling = _sharding.shard_like_batch(sampling, inputs.start, batch_axes)
+    sampling = _sharding.shard_like_batch(sampling, inputs.start)
     return _decode(params, state, inputs, key, sampling, static, top_k, return_logits)
 
 
@@ -280,8 +279,7 @@ def _decode(
         jnp.zeros(batch_shape, jnp.int32),
         jnp.full((*batch_shape, max_length), pad),
     )
-    batch_axes = tuple(range(start.ndim))
-    init = (state, start, *_sharding.shard_like_batch(fresh, start, batch_axes))
+    init = (state, start, *_sharding.shard_like_batch(fresh, start))
     steps = jnp.arange(max_length, dtype=jnp.int32)
     (state, _, _, lengths, tokens), (log_probs, logits) = jax.lax.scan(
         body, init, steps
