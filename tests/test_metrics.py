@@ -134,6 +134,50 @@ def test_batch_axes_and_multiple_references():
     )
 
 
+def test_rows_with_fewer_references_padded_with_copies():
+    # Ragged rows hold 1 to 3 references; padded, each spare slot repeats the
+    # row's first reference (as documented) and every result is the ragged one.
+    rng = np.random.default_rng(3)
+    hyps = [list(rng.integers(0, VOCAB, rng.integers(0, 6))) for _ in range(ROWS)]
+    refs = [
+        [list(rng.integers(0, VOCAB, rng.integers(1, 6))) for _ in range(count)]
+        for count in rng.integers(1, 4, ROWS)
+    ]
+    refs[0].append(list(hyps[0]))  # one exact match, in a row's last slot
+    slots = max(len(alternatives) for alternatives in refs)
+    h, hl = pad(hyps)
+    r = np.zeros((ROWS, slots, WIDTH), np.int32)
+    rl = np.zeros((ROWS, slots), np.int32)
+    for row, alternatives in enumerate(refs):
+        for slot in range(slots):
+            ref = alternatives[slot] if slot < len(alternatives) else alternatives[0]
+            r[row, slot, : len(ref)], rl[row, slot] = ref, len(ref)
+    options = dict(
+        hypothesis_lengths=hl, reference_lengths=rl, multiple_references=True
+    )
+    host = dict(multiple_references=True)
+    np.testing.assert_allclose(
+        metrics.token_error_rate(h, r, **options),
+        metrics.token_error_rate(hyps, refs, **host),
+        rtol=1e-6,
+    )
+    match = metrics.exact_match(h, r, **options)
+    np.testing.assert_array_equal(match, metrics.exact_match(hyps, refs, **host))
+    assert match[0]
+    for row, alternatives in enumerate(refs):
+        best = min(reference_distance(hyps[row], ref) for ref in alternatives)
+        assert int(np.min(metrics.edit_distance(h, r, **options)[row])) == best
+    # A slot of length 0 is an empty reference: the empty hypothesis matches it.
+    empty = metrics.exact_match(
+        np.zeros((1, 3), np.int32),
+        np.ones((1, 2, 3), np.int32),
+        hypothesis_lengths=np.array([0]),
+        reference_lengths=np.array([[2, 0]]),
+        multiple_references=True,
+    )
+    np.testing.assert_array_equal(empty, [True])
+
+
 def test_token_error_rate_under_jit_and_its_edge_cases():
     h, hl = pad([[1, 2, 3], [0], []])
     r, rl = pad([[1, 3], [0, 1, 2], [2]])

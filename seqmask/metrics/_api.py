@@ -61,7 +61,10 @@ def edit_distance(
       hypothesis_mask, reference_mask: boolean ``[*batch, T]`` alternatives
         to the lengths: the tokens where the mask is true, in order.
       multiple_references: each hypothesis has several references (the
-        distance to each is returned).
+        distance to each is returned). Padded, every row has ``R`` of them:
+        give a row with fewer a copy of one of its references in each spare
+        slot. A slot of length 0 is an *empty reference*, which an empty
+        hypothesis matches exactly; ragged lists have no such slots.
 
     Returns:
       int32 ``[*batch]`` (``[*batch, R]``) for padded inputs; for ragged
