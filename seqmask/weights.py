@@ -231,9 +231,11 @@ def class_weights(
     dtype = _checks.dtype(dtype, "dtype", where)
     labels = _checks.integer_array(labels, "labels", where)
     table = _checks.numeric_array(table, "table", where)
-    if table.ndim != 1:
+    if table.ndim != 1 or table.shape[0] == 0:
         _checks.fail(
-            where, f"table must have shape [num_classes]; got shape {table.shape}."
+            where,
+            "table must have shape [num_classes] with a class at least; got "
+            f"shape {table.shape}.",
         )
     _checks.in_range(table, "table", where, low=0, hint=" (one weight per class)")
     valid = (labels >= 0) & (labels < table.shape[0])

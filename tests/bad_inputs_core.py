@@ -1908,6 +1908,49 @@ CASES += [
 ]
 
 
+# Without jax_enable_x64, JAX stores 64-bit host integers in 32 bits: a
+# length of 2**32 + 1 wrapped to 1 and passed every range check.
+CASES += [
+    case(
+        "lengths_to_mask-int64-wraps",
+        lambda: masks.lengths_to_mask(np.array([2**32 + 1]), T),
+        ValueError,
+        "^lengths_to_mask",
+        "lengths does not fit the 32-bit integers",
+        "4294967297",
+    ),
+    case(
+        "check_lengths-int64-negative-wraps",
+        lambda: masks.check_lengths(np.array([-(2**32) + 2]), T),
+        ValueError,
+        "^check_lengths",
+        "jax_enable_x64",
+        "-4294967294",
+    ),
+    case(
+        "check_lengths-python-int-list-wraps",
+        lambda: masks.check_lengths([2**32 + 1], T),
+        ValueError,
+        "^check_lengths",
+        "lengths does not fit the 32-bit integers",
+    ),
+    case(
+        "check_lengths-beyond-64-bits",
+        lambda: masks.check_lengths([2**70], T),
+        ValueError,
+        "^check_lengths",
+        "lengths does not fit any integer dtype",
+    ),
+    case(
+        "rnn-lengths-int64-wraps",
+        lambda: seqmask.rnn(LSTM, P_LSTM, XS, lengths=np.full(XS.shape[0], 2**32 + 2)),
+        ValueError,
+        "^rnn",
+        "lengths does not fit the 32-bit integers",
+    ),
+]
+
+
 class _Sgd:
     """The least optimizer: ``update`` returns ``-0.1 * grads``."""
 

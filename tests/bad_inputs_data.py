@@ -385,3 +385,109 @@ CASES += [
         ["^bucket_batches", "non-empty", "length 0"],
     ),
 ]
+
+# Regressions of silent wrong answers: unsigned boundaries out of order
+# (np.diff wraps), integers that overflow a float dtype (they became inf), a
+# pad value given per step or per feature (it was broadcast), a list of
+# arrays given to chunks (stacked and cut along the batch axis), a float
+# initial carry for integer carries (truncated); and errors that named
+# nothing (items with no arrays, a dtype of no number kind).
+CASES += [
+    Case(
+        "bucket-boundaries-unsigned-unsorted",
+        lambda: list(
+            bucket_batches(
+                SEQUENCES, batch_size=2, boundaries=np.array([10, 2], np.uint8)
+            )
+        ),
+        ValueError,
+        ["^bucket_batches", "strictly increasing", r"\[10, 2\]"],
+    ),
+    Case(
+        "bucket-float16-overflow",
+        lambda: list(
+            bucket_batches([np.array([100000, 3])], batch_size=1, dtype=np.float16)
+        ),
+        ValueError,
+        [r"^bucket_batches", r"sequences\[0\] does not fit dtype float16", "100000"],
+    ),
+    Case(
+        "bucket-pad-value-float16-overflow",
+        lambda: list(
+            bucket_batches(
+                [np.array([1.0], np.float16)],
+                batch_size=1,
+                boundaries=[2],
+                pad_value=100000,
+            )
+        ),
+        ValueError,
+        ["^bucket_batches", "pad_value does not fit dtype float16"],
+    ),
+    Case(
+        "pack-float16-overflow",
+        lambda: pack([np.array([100000])], row_len=1, dtype=np.float16),
+        ValueError,
+        ["^pack", "does not fit dtype float16"],
+    ),
+    Case(
+        "bucket-pad-value-per-step",
+        lambda: list(
+            bucket_batches(
+                [[1]], batch_size=1, boundaries=[3], pad_value=np.array([7, 8, 9])
+            )
+        ),
+        ValueError,
+        ["^bucket_batches", "pad_value must be one number", r"shape \(3,\)"],
+    ),
+    Case(
+        "pack-pad-value-list",
+        lambda: pack([[1, 2]], row_len=3, pad_value=[1, 2]),
+        ValueError,
+        ["^pack", "pad_value must be one number", r"shape \(2,\)"],
+    ),
+    Case(
+        "pack-all-empty-pad-value-float",
+        lambda: pack([[]], row_len=2, pad_value=0.5),
+        ValueError,
+        ["^pack", "pad_value does not fit dtype int32", "pass dtype="],
+    ),
+    Case(
+        "chunks-list-of-arrays",
+        lambda: list(chunks([np.zeros((2, 5)), np.ones((2, 5))], 3)),
+        TypeError,
+        ["^chunks", "xs is a list of arrays", "tuple or a dict"],
+    ),
+    Case(
+        "segment-final-carries-float-initial-for-int",
+        lambda: segment_final_carries(
+            np.cumsum(PACKING.inputs, axis=1), PACKING, initial_carry=np.float32(1.7)
+        ),
+        TypeError,
+        ["^segment_final_carries", "initial_carry has dtype float32", "int32"],
+    ),
+    Case(
+        "pack-item-without-arrays",
+        lambda: pack([{}], row_len=2),
+        TypeError,
+        [r"^pack", r"sequences\[0\] holds no arrays"],
+    ),
+    Case(
+        "bucket-item-without-arrays",
+        lambda: list(bucket_batches([()], batch_size=2)),
+        TypeError,
+        [r"^bucket_batches", r"sequences\[0\] holds no arrays"],
+    ),
+    Case(
+        "pack-dtype-complex",
+        lambda: pack([[1]], row_len=2, dtype=np.complex64),
+        TypeError,
+        ["^pack", "boolean, integer or floating dtype", "complex64"],
+    ),
+    Case(
+        "pack-dtype-string",
+        lambda: pack([[1]], row_len=2, dtype=np.str_),
+        TypeError,
+        ["^pack", "boolean, integer or floating dtype"],
+    ),
+]

@@ -1,5 +1,7 @@
 """Bad inputs to seqmask.weights that the losses' table does not cover: the
-``dtype`` of the weights, checked as a dtype before anything is built."""
+``dtype`` of the weights, checked as a dtype before anything is built; an
+empty class table; a ``pad_id`` that overflows float targets (it became
+``inf`` and matched an infinite target)."""
 
 from __future__ import annotations
 
@@ -32,4 +34,19 @@ CASES: list[Case] = [
             lambda: weights.combine(per_sequence=np.ones(2), dtype="f32"),
         ),
     )
+]
+
+CASES += [
+    Case(
+        "weights.class_weights-empty-table",
+        lambda: weights.class_weights(TARGETS, np.zeros(0)),
+        ValueError,
+        [r"^weights\.class_weights", "table must have shape", r"\(0,\)"],
+    ),
+    Case(
+        "weights.from_targets-pad-id-overflows-float16",
+        lambda: weights.from_targets(np.array([np.inf], np.float16), pad_id=70000),
+        ValueError,
+        [r"^weights\.from_targets", "pad_id does not fit dtype float16", "70000"],
+    ),
 ]

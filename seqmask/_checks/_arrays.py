@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqmask._checks._core import describe, fail
+from seqmask._checks._core import describe, fail, listing
 from seqmask._checks._host import host_array
 
 
@@ -25,13 +25,39 @@ def array(value, name: str, where: str) -> jax.Array:
             "(ragged nested lists?). Pad the rows to one length first.",
             TypeError,
         )
+    _fits_canonical_integers(value, name, where)
     try:
         return jnp.asarray(value)
+    except OverflowError as error:  # Python ints beyond 64 bits
+        fail(where, f"{name} does not fit any integer dtype ({error}).")
     except (TypeError, ValueError) as error:
         fail(
             where,
             f"{name} must be an array; got {describe(value)} ({error}).",
             TypeError,
+        )
+
+
+def _fits_canonical_integers(value, name: str, where: str) -> None:
+    """Without ``jax_enable_x64``, ``jnp.asarray`` stores 64-bit integers in
+    32 bits and wraps the ones outside: a length of ``2**32 + 1`` would pass
+    every range check as 1. ``ValueError`` for host integers that wrap."""
+    if isinstance(value, jax.Array) or jax.config.read("jax_enable_x64"):
+        return
+    try:
+        host = np.asarray(value)
+    except (TypeError, ValueError, OverflowError):
+        host = None
+    if host is None or host.dtype.kind not in "iu" or host.dtype.itemsize < 8:
+        return
+    bits = np.iinfo(np.int32 if host.dtype.kind == "i" else np.uint32)
+    wraps = (host < bits.min) | (host > bits.max)
+    if np.any(wraps):
+        fail(
+            where,
+            f"{name} does not fit the 32-bit integers JAX uses without "
+            f"jax_enable_x64 (in [{bits.min}, {bits.max}]); got "
+            f"{listing(host[wraps].tolist())}.",
         )
 
 

@@ -55,7 +55,7 @@ def representable(value, dtype, name: str, where: str, *, hint: str = "") -> Non
         fail(where, f"{name} must be a number; got {describe(value)}.", TypeError)
     array = host_array(value, name, where)
     dtype = np.dtype(dtype)
-    if array.size == 0 or is_float(dtype) and array.dtype.kind in "biu":
+    if array.size == 0 or is_float(dtype) and array.dtype.kind == "b":
         return
     with np.errstate(all="ignore"):
         values = array.astype(np.float64) if array.dtype.kind != "b" else array

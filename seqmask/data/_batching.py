@@ -94,7 +94,8 @@ def _int_vector(value, name: str, where: str) -> np.ndarray:
 
 def checked_boundaries(boundaries, where: str) -> np.ndarray:
     array = _int_vector(boundaries, "boundaries", where)
-    if array[0] < 1 or np.any(np.diff(array) <= 0):
+    # Compared, not subtracted: np.diff of unsigned ints wraps.
+    if array[0] < 1 or np.any(array[1:] <= array[:-1]):
         _checks.fail(
             where,
             "boundaries must be positive and strictly increasing; got "

@@ -53,7 +53,9 @@ def chunks(
 
     Args:
       xs: a pytree (inputs, targets, ...) whose leaves are ``[*batch, time,
-        ...]`` with the time axis at ``time_axis``; NumPy or JAX arrays.
+        ...]`` with the time axis at ``time_axis``; NumPy or JAX arrays, or
+        nested lists of numbers (a list is read as one array, so give
+        several arrays as a tuple or a dict, not a list).
       chunk_len: the number of steps a chunk (a positive int).
       mask: boolean ``[*batch, time]``; None means every step is valid.
       resets: boolean ``[*batch, time]``, true where a new sequence starts;
@@ -79,6 +81,19 @@ def chunks(
     leaves, treedef = flatten(xs)
     if not leaves:
         _checks.fail(where, "xs has no arrays to cut.")
+    for path, leaf in zip(paths(xs), leaves, strict=True):
+        if isinstance(leaf, list) and any(
+            isinstance(e, (np.ndarray, jax.Array)) for e in leaf
+        ):
+            # Lists are read as arrays (nested lists of numbers), so a list
+            # of arrays would be stacked and cut along its first data axis.
+            _checks.fail(
+                where,
+                f"xs{path} is a list of arrays, which would be read as one "
+                "stacked array; pass several arrays as a tuple or a dict "
+                "(e.g. (inputs, targets)), or np.stack them first.",
+                TypeError,
+            )
     time_axis = _checks.non_negative_int(time_axis, "time_axis", where)
     leaves = [
         leaf

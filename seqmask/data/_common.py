@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple, TypeVar
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import seqmask._checks as _checks
@@ -107,28 +108,57 @@ class Reader:
                 f"pytree {treedef}.",
                 TypeError,
             )
+        if treedef.num_leaves == 0:
+            _checks.fail(
+                self.where,
+                f"sequences[{index}] holds no arrays (an empty {treedef}).",
+                TypeError,
+            )
         self.dtypes = [
             _checks.optional_dtype(d, "dtype", self.where)
             for d in per_leaf(self._dtype_arg, treedef, "dtype", self.where)
         ]
+        for dtype in self.dtypes:
+            if dtype is not None and not any(
+                jnp.issubdtype(dtype, kind)
+                for kind in (jnp.bool_, jnp.integer, jnp.floating)
+            ):
+                _checks.fail(
+                    self.where,
+                    f"dtype must be a boolean, integer or floating dtype; got {dtype}.",
+                    TypeError,
+                )
         # Which leaves take their dtype from the argument (the others take
         # the first sequence's), for the fix a message suggests.
         self.given = [d is not None for d in self.dtypes]
         self.trailing = [None] * treedef.num_leaves
+        self.empty_like: list[tuple[tuple[int, ...], np.dtype] | None] = [
+            None
+        ] * treedef.num_leaves
         self.pad_values = per_leaf(self._pad_arg, treedef, "pad_value", self.where)
+        for value in self.pad_values:
+            if np.ndim(value) != 0:
+                _checks.fail(
+                    self.where,
+                    "pad_value must be one number (a scalar) for each leaf of "
+                    f"the items; got shape {np.shape(value)}: {value!r}.",
+                )
         for leaf, dtype in enumerate(self.dtypes):
             if dtype is not None:
                 self._check_pad(leaf)
 
-    def _check_pad(self, leaf: int) -> None:
-        dtype = self.dtypes[leaf]
+    def _check_pad(self, leaf: int, dtype: np.dtype | None = None) -> None:
+        # A dtype given here is the fallback of a leaf whose sequences are
+        # all empty so far.
+        fallback = "" if dtype is None else " or pass dtype= (every sequence is empty)"
+        dtype = self.dtypes[leaf] if dtype is None else dtype
         assert dtype is not None
         _checks.representable(
             self.pad_values[leaf],
             dtype,
             "pad_value",
             self.where,
-            hint=f" Pick a pad_value that {dtype} can hold.",
+            hint=f" Pick a pad_value that {dtype} can hold{fallback}.",
         )
 
     def read(self, index: int, item) -> list[np.ndarray]:
@@ -154,7 +184,14 @@ class Reader:
             _checks.fail(
                 self.where, f"{name} must be [length, ...]; got a scalar {value!r}."
             )
-        if len(array) == 0:  # nothing to place: no element type of its own
+        if len(array) == 0:  # nothing to place
+            if self.empty_like[leaf] is None and isinstance(
+                value, (np.ndarray, jax.Array)
+            ):
+                # An empty array still has a trailing shape and a dtype: the
+                # leaf's, should every sequence of it be empty.
+                dtype = np.dtype(jax.dtypes.canonicalize_dtype(array.dtype))
+                self.empty_like[leaf] = (array.shape[1:], dtype)
             return array
         trailing = self.trailing[leaf]
         if trailing is None:
@@ -199,10 +236,21 @@ class Reader:
         return self.treedef
 
     def leaf_dtype(self, leaf: int) -> np.dtype:
-        """The dtype of a leaf; int32 when every sequence of it was empty."""
-        return self.dtypes[leaf] or np.dtype(np.int32)
+        """The dtype of a leaf. When every sequence of it was empty: that of
+        the first empty array (int32 for empty lists), with ``pad_value``
+        checked against it."""
+        dtype = self.dtypes[leaf]
+        if dtype is None:
+            empty = self.empty_like[leaf]
+            dtype = np.dtype(np.int32) if empty is None else empty[1]
+            self._check_pad(leaf, dtype)
+        return dtype
 
     def leaf_trailing(self, leaf: int) -> tuple[int, ...]:
+        """The trailing shape of a leaf (that of the first empty array when
+        every sequence of it was empty)."""
+        if self.trailing[leaf] is None and self.empty_like[leaf] is not None:
+            return self.empty_like[leaf][0]
         return self.trailing[leaf] or ()
 
 

@@ -324,6 +324,15 @@ def segment_final_carries(
             broadcast=True,
             expected_from="one step of carries",
         )
+        for final, start in zip(finals, initial_leaves, strict=True):
+            if not np.can_cast(start.dtype, final.dtype, casting="same_kind"):
+                _checks.fail(
+                    where,
+                    f"initial_carry has dtype {start.dtype}, which does not cast "
+                    f"to the carries' {final.dtype} without changing its values' "
+                    "kind.",
+                    TypeError,
+                )
         finals = [
             jnp.where(
                 jnp.asarray(empty).reshape((-1,) + (1,) * (final.ndim - 1)),
