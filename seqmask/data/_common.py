@@ -249,9 +249,10 @@ class Reader:
     def leaf_trailing(self, leaf: int) -> tuple[int, ...]:
         """The trailing shape of a leaf (that of the first empty array when
         every sequence of it was empty)."""
-        if self.trailing[leaf] is None and self.empty_like[leaf] is not None:
-            return self.empty_like[leaf][0]
-        return self.trailing[leaf] or ()
+        trailing, empty = self.trailing[leaf], self.empty_like[leaf]
+        if trailing is None and empty is not None:
+            return empty[0]
+        return trailing or ()
 
 
 def stream(sequences, reader: Reader) -> Iterator[tuple[int, list[np.ndarray]]]:
