@@ -251,6 +251,31 @@ def simulate_packed(lengths, batch_size, row_len):
     return batches
 
 
+def test_empty_sequences_keep_their_trailing_shape_and_dtype():
+    # A batch whose sequences are all empty arrays is laid out like the
+    # arrays (features and dtype), all padding, as a non-empty one would be;
+    # the pad value is checked against that dtype.
+    empty = np.zeros((0, 3), np.float16)
+    batch = next(bucket_batches([empty, empty], batch_size=2, boundaries=[4]))
+    np.testing.assert_array_equal(batch.inputs, np.full((2, 4, 3), 0, np.float16))
+    assert batch.inputs.dtype == np.float16
+    np.testing.assert_array_equal(batch.mask, np.zeros((2, 4), bool))
+    np.testing.assert_array_equal(batch.lengths, [0, 0])
+    padded = next(
+        bucket_batches([empty], batch_size=1, boundaries=[2], pad_value=-2.5)
+    ).inputs
+    np.testing.assert_array_equal(padded, np.full((1, 2, 3), -2.5, np.float16))
+    with pytest.raises(ValueError, match="pad_value does not fit dtype float16"):
+        next(bucket_batches([empty], batch_size=1, boundaries=[2], pad_value=1e6))
+    # Mixed with a non-empty sequence, the non-empty one decides, as before.
+    mixed = next(
+        bucket_batches(
+            [empty, np.ones((2, 3), np.float32)], batch_size=2, boundaries=[4]
+        )
+    )
+    assert mixed.inputs.dtype == np.float32 and mixed.inputs.shape == (2, 4, 3)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     lengths=st.lists(st.integers(0, 6), min_size=1, max_size=25),
