@@ -478,6 +478,52 @@ def test_loss_options_equal_seqmask_losses_on_apply_logits():
 
 
 @fast_jit
+def layout_losses(params, source, source_lengths, targets, target_lengths, weights):
+    def loss(layout, reduction, weighted=True, row=None):
+        pick = (lambda x: x[row]) if row is not None else (lambda x: x)
+        return MODEL.loss(
+            params,
+            pick(source).reshape(*layout, -1),
+            pick(targets).reshape(*layout, -1),
+            source_lengths=pick(source_lengths).reshape(layout),
+            target_lengths=pick(target_lengths).reshape(layout),
+            weights=pick(weights).reshape(*layout, -1) if weighted else None,
+            reduction=reduction,
+        )
+
+    return {
+        "per_token": loss((3,), "none", weighted=False),  # 0 where padded
+        "row": loss((), "sequence_mean", row=1),
+        **{
+            f"{reduction} {layout}": loss(layout, reduction)
+            for reduction in ("sequence_mean", "weighted_mean")
+            for layout in ((3,), (3, 1), (1, 3))
+        },
+    }
+
+
+def test_loss_reductions_do_not_depend_on_the_batch_layout():
+    """Every entry of [*batch] is one target sequence: a batch of 3 rows laid
+    out as [3], [3, 1], [1, 3] gives one loss, and one row with no batch axis
+    gives that row's. sequence_mean is checked against the per-token losses
+    reduced by hand (each row's weighted mean, averaged)."""
+    source, source_lengths, targets, target_lengths = batch(garbage=False, seed=4)
+    rng = np.random.default_rng(9)
+    weights = rng.uniform(0.5, 2.0, size=targets.shape).astype(np.float32)
+    mask = np.arange(T_MAX) < target_lengths[:, None]
+    results = layout_losses(
+        FINITE_PARAMS, source, source_lengths, targets, target_lengths, weights
+    )
+    w = np.where(mask, weights, 0.0)
+    per_row = (np.asarray(results.pop("per_token")) * w).sum(1) / w.sum(1)
+    np.testing.assert_allclose(results.pop("row"), per_row[1], rtol=1e-5)
+    np.testing.assert_allclose(results["sequence_mean (3,)"], per_row.mean(), rtol=1e-5)
+    for name, value in results.items():
+        reduction = name.split()[0]
+        np.testing.assert_allclose(value, results[f"{reduction} (3,)"], rtol=1e-6)
+
+
+@fast_jit
 def any_target_mask(params, source, source_lengths, targets, target_mask):
     kwargs = dict(source_lengths=source_lengths, target_mask=target_mask)
     return (

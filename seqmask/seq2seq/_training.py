@@ -17,6 +17,8 @@ tokens as inputs, in values and in gradients.
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, NamedTuple
 
 import jax
@@ -132,7 +134,8 @@ def loss(
         ``[*batch]``, or a weight a token ``[*batch, target]``.
       label_smoothing: in ``[0, 1)``, as :mod:`seqmask.losses`.
       reduction: as :mod:`seqmask.losses` (``"weighted_mean"``: the mean over
-        valid target tokens).
+        valid target tokens); for ``"sequence_mean"`` every entry of
+        ``[*batch]`` is one sequence, however many batch axes there are.
 
     Returns:
       A float32 scalar, or per-token losses ``[*batch, target]`` for
@@ -163,10 +166,17 @@ def loss(
     logits, targets, mask = forward(
         config, params, source, targets, valid, feeding, where
     )
+    weights = _masked_weights(weights, mask, where)
+    if reduction == "sequence_mean":
+        # The losses' sequence_mean takes axis 0 for the sequences; here every
+        # entry of [*batch] (none, one or several axes) is one target sequence.
+        rows = math.prod(targets.shape[:-1])
+        logits = logits.reshape((rows, *logits.shape[-2:]))
+        targets, weights = (x.reshape((rows, x.shape[-1])) for x in (targets, weights))
     return _losses.softmax_cross_entropy_with_integer_labels(
         logits,
         targets,
-        _masked_weights(weights, mask, where),
+        weights,
         reduction=reduction,
         label_smoothing=label_smoothing,
     )
