@@ -507,6 +507,12 @@ CASES: list[Case] = [
         ("greedy", "eos_id", "model", "own"),
     ),
     Case(
+        "seq2seq-beam-bos-given",
+        lambda: MODEL.beam_search(PARAMS, SOURCE, beam_width=2, max_length=3, bos_id=1),
+        TypeError,
+        ("^beam_search", "bos_id cannot be given here", "own"),
+    ),
+    Case(
         "seq2seq-greedy-source-id",
         lambda: MODEL.greedy(PARAMS, BAD_SOURCE, max_length=3),
         ValueError,

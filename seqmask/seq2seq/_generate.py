@@ -20,7 +20,7 @@ from seqmask.seq2seq._decoder import step
 from seqmask.seq2seq._encoder import encode_checked
 from seqmask.seq2seq._init import check_params
 
-_OWN = ("eos_id", "pad_id", "start_tokens")
+_OWN = ("bos_id", "eos_id", "pad_id", "start_tokens")
 
 
 def greedy(
