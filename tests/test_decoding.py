@@ -302,7 +302,15 @@ def test_beam_search_with_all_hypotheses_is_brute_force(alpha, min_length):
         want = all_hypotheses(int(start), alpha, min_length)
         got = np.asarray(out.scores[row])
         np.testing.assert_allclose(got[: len(want)], [s for s, _ in want], rtol=2e-5)
-        assert np.all(np.isneginf(got[len(want) :]))  # empty slots
+        # Empty slots: pad tokens, length 0, no log-probabilities, and the
+        # initial state (not one copied in from a live hypothesis).
+        empty = slice(len(want), None)
+        assert np.all(np.isneginf(got[empty]))
+        np.testing.assert_array_equal(out.tokens[row, empty], PAD)
+        np.testing.assert_array_equal(out.lengths[row, empty], 0)
+        np.testing.assert_array_equal(out.log_probs[row, empty], 0.0)
+        np.testing.assert_array_equal(out.state["count"][row, empty], 0)
+        np.testing.assert_array_equal(out.state["tokens_sum"][row, empty], 0.0)
         for beam, (_, tokens) in enumerate(want):
             np.testing.assert_array_equal(out.tokens[row, beam], _padded(tokens))
             assert out.lengths[row, beam] == len(tokens)

@@ -257,8 +257,16 @@ def _beam_search(
         tokens=unflatten(tokens),
         lengths=unflatten(jnp.where(empty, 0, final.length[:, keep])),
         scores=unflatten(scores),
+        # An empty slot holds the row's initial state, not a state copied
+        # into it from a live hypothesis during the search.
         state=jax.tree.map(
-            lambda x: unflatten(_split(x, rows, beams)[:, keep]), final.state
+            lambda x, initial: unflatten(
+                _masking.where_rows(
+                    empty, initial[:, None], _split(x, rows, beams)[:, keep]
+                )
+            ),
+            final.state,
+            flat,
         ),
         log_probs=unflatten(log_probs),
     )
