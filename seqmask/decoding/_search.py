@@ -313,7 +313,10 @@ def _kept(scaled, top_k, top_p, min_p):
         order = jnp.argsort(scaled, axis=-1, descending=True, stable=True)
         probs = jax.nn.softmax(jnp.take_along_axis(scaled, order, axis=-1), axis=-1)
         before = jnp.cumsum(probs, axis=-1) - probs
-        head = before < top_p[..., None].astype(probs.dtype)
+        cut = top_p[..., None]
+        # top_p = 1 keeps every token, though the float sum of the probabilities
+        # before a tail token can round to 1.
+        head = (before < cut.astype(probs.dtype)) | (cut >= 1)
         nucleus = _sharding.put_along_last_axis(jnp.zeros_like(keep), order, head)
         keep = keep & nucleus
     if min_p is not None:
