@@ -18,7 +18,6 @@ tokens as inputs, in values and in gradients.
 from __future__ import annotations
 
 import math
-
 from typing import Any, NamedTuple
 
 import jax
