@@ -657,6 +657,48 @@ def test_gradient_with_respect_to_targets_is_clean_at_zero_weight():
     assert np.all(grad[absent] == 0.0)
 
 
+def test_gradient_with_respect_to_the_weights():
+    """Against the closed forms, for squared error on [B, T]: a zero weight
+    leaves its element out, so its gradient is exactly 0 for every reduction
+    (also with NaN there); elsewhere it is the derivative of the reduction."""
+    rng = np.random.default_rng(8)
+    predictions = rng.normal(size=(3, 5))
+    targets = rng.normal(size=(3, 5))
+    weights = rng.uniform(0.5, 2.0, size=(3, 5))
+    weights[0, [1, 3]] = weights[1, 4] = 0.0
+    weights[2] = 0.0  # a row with no weight: no sequence for sequence_mean
+    absent = weights == 0
+    dirty = np.where(absent, np.nan, predictions).astype(np.float32)
+    loss = (predictions - targets) ** 2
+    rows = weights.sum(1, keepdims=True)
+    row_means = np.divide(
+        (loss * weights).sum(1, keepdims=True),
+        rows,
+        where=rows > 0,
+        out=np.zeros_like(rows),
+    )
+    counted = np.sum(rows > 0)
+    want = {
+        "sum": loss,
+        "mean": loss / loss.size,
+        "weighted_mean": (loss - (loss * weights).sum() / weights.sum())
+        / weights.sum(),
+        "sequence_mean": np.divide(
+            loss - row_means, rows * counted, where=rows > 0, out=np.zeros_like(loss)
+        ),
+    }
+    for reduction, expected in want.items():
+        grad = jax.grad(
+            lambda w, reduction=reduction: losses.squared_error(
+                dirty, targets.astype(np.float32), w, reduction=reduction
+            )
+        )(weights.astype(np.float32))
+        np.testing.assert_array_equal(grad[absent], 0.0)
+        np.testing.assert_allclose(
+            grad[~absent], expected[~absent], rtol=1e-4, atol=1e-6
+        )
+
+
 # ---------------------------------------------------------------------------
 # Gradients (float64)
 

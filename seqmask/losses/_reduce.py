@@ -260,6 +260,9 @@ def reduce_loss(loss: jax.Array, inputs: Prepared, reduction: str) -> jax.Array:
     weights = jnp.broadcast_to(
         jnp.ones((), loss.dtype) if weights is None else weights, loss.shape
     )
+    # A zero weight leaves its element out, so its gradient is 0 from the
+    # denominators too (the numerator's where has cut it already).
+    weights = jnp.where(weights != 0, weights, jax.lax.stop_gradient(weights))
     if reduction == "weighted_mean":
         return _weighting.safe_divide(total, jnp.sum(weights))
     slots = None if segment_ids is None else _weighting.sequence_slots(segment_ids)
