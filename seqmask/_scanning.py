@@ -50,7 +50,7 @@ def masked(
     if mask is None and resets is None:
 
         def plain(carry, x):
-            return _step_result(f(carry, x), where)
+            return checked_step(f(carry, x), carry, None, where)
 
         return jax.lax.scan(
             plain, init, xs, length=length, reverse=reverse, unroll=unroll
@@ -129,6 +129,16 @@ def _pad(pad_value, y, where: str):
             "pad_value must be a scalar or broadcast to each output of the step "
             f"function ([*batch, ...] = {tuple(y.shape)}); got shape "
             f"{tuple(pad.shape)}.",
+        )
+    # pad_value as given (inside the scan's trace its array is a tracer).
+    value = None if _checks.is_traced(pad_value) else _checks.concrete(pad_value)
+    if value is not None:
+        _checks.representable(
+            value,
+            y.dtype,
+            "pad_value",
+            where,
+            hint=f" (the step's output has dtype {y.dtype})",
         )
     return pad.astype(y.dtype)
 

@@ -1956,3 +1956,71 @@ class _Sgd:
 
     def update(self, grads, state, params):
         return jax.tree.map(lambda g: -0.1 * g, grads), state
+
+
+# masked_scan: a carry of another dtype from f without a mask got JAX's raw
+# scan error; a pad_value the outputs' dtype cannot hold was cast (-1 -> 255
+# in uint8, 1e10 -> int32 min, 0.5 -> True); reset_to was not checked
+# without resets.
+_M = np.array([[True, False]] * 3)
+CASES += [
+    case(
+        "masked_scan-unmasked-carry-dtype",
+        lambda: seqmask.masked_scan(
+            lambda c, x: (c.astype(jnp.float16), c), jnp.zeros(2), jnp.ones((3, 2))
+        ),
+        TypeError,
+        "^masked_scan",
+        "carry does not match",
+        "float16",
+    ),
+    case(
+        "masked_scan-pad_value-wraps-uint8",
+        lambda: seqmask.masked_scan(
+            lambda c, x: (c, jnp.array([1, 2], jnp.uint8)),
+            jnp.zeros(2),
+            jnp.ones((3, 2)),
+            _M,
+            pad_value=-1,
+        ),
+        ValueError,
+        "^masked_scan",
+        "pad_value does not fit dtype uint8",
+    ),
+    case(
+        "masked_scan-pad_value-fraction-for-bool",
+        lambda: seqmask.masked_scan(
+            lambda c, x: (c, jnp.array([True, True])),
+            jnp.zeros(2),
+            jnp.ones((3, 2)),
+            _M,
+            pad_value=0.5,
+        ),
+        ValueError,
+        "^masked_scan",
+        "pad_value does not fit dtype bool",
+    ),
+    case(
+        "masked_scan-reset_to-without-resets-string",
+        lambda: seqmask.masked_scan(
+            lambda c, x: (c, x), jnp.zeros(2), jnp.ones((3, 2)), _M, reset_to="oops"
+        ),
+        TypeError,
+        "^masked_scan",
+        "reset_to must be an array",
+        "oops",
+    ),
+    case(
+        "masked_scan-reset_to-without-resets-shape",
+        lambda: seqmask.masked_scan(
+            lambda c, x: (c, x),
+            jnp.zeros(2),
+            jnp.ones((3, 2)),
+            _M,
+            reset_to=jnp.zeros(3),
+        ),
+        ValueError,
+        "^masked_scan",
+        "reset_to does not match",
+    ),
+]

@@ -59,7 +59,15 @@ def tree_like(
         jax.tree.leaves(expected),
         strict=True,
     ):
-        shape, dtype = _spec(leaf)
+        try:
+            shape, dtype = _spec(leaf)
+        except TypeError:  # a string, an object: not an array
+            fail(
+                where,
+                f"{name}{jax.tree_util.keystr(path)} must be an array; got "
+                f"{describe(leaf)}.{hint}",
+                TypeError,
+            )
         want_shape, want_dtype = _spec(want)
         if broadcast:
             try:

@@ -109,7 +109,9 @@ def masked_scan(
         length = _checks.non_negative_int(length, "length", where)
     time = _time_steps(xs, mask, resets, length)
     mask, resets = _step_flags(init, xs, mask, resets)
-    if resets is not None:
+    if reset_to is not None or resets is not None:
+        # Checked even without resets, where it is unused: a wrong reset_to
+        # is a mistake either way (as in linear_scan).
         reset_to = _fit_reset_to(init if reset_to is None else reset_to, init, where)
     return _scanning.masked(
         f,
