@@ -127,6 +127,29 @@ def test_bidirectional_same_variables_and_results_as_flax():
     assert np.all(np.asarray(ys)[~VALID] == 0)
 
 
+def test_no_time_steps_give_flaxs_initial_carries_and_empty_outputs():
+    """A sequence of 0 steps (batch- or time-major), and init on one: the
+    drop-ins return what Flax returns, with the parameters Flax makes."""
+
+    def build(module, rnn):
+        return module(rnn(nn.LSTMCell(H)), rnn(nn.GRUCell(H)), return_carry=True)
+
+    empty = XS[:, :0]
+    for time_major in (False, True):
+        xs = jnp.swapaxes(empty, 0, 1) if time_major else empty
+        theirs = nn.RNN(nn.LSTMCell(H), return_carry=True, time_major=time_major)
+        ours = slinen.RNN(nn.LSTMCell(H), return_carry=True, time_major=time_major)
+        variables = theirs.init(KEY, XS if not time_major else jnp.swapaxes(XS, 0, 1))
+        chex.assert_trees_all_equal(
+            ours.apply(variables, xs), theirs.apply(variables, xs)
+        )
+    both = build(nn.Bidirectional, nn.RNN), build(slinen.Bidirectional, slinen.RNN)
+    variables = both[0].init(KEY, XS)
+    chex.assert_trees_all_equal(*(m.apply(variables, empty) for m in both))
+    ours_init = slinen.RNN(nn.GRUCell(H)).init(KEY, empty)
+    chex.assert_trees_all_equal(ours_init, nn.RNN(nn.GRUCell(H)).init(KEY, XS))
+
+
 @pytest.mark.parametrize(
     "name", ["LSTMCell", "OptimizedLSTMCell", "GRUCell", "SimpleCell"]
 )

@@ -303,7 +303,11 @@ class RNN(nn.Module):
         # given one against) or, for a cell without one, from the given one.
         own_carry = not flax_cell or has_initialize_carry(self.cell)
         time_axis = 0 if options.time_major else len(seq.step) - axes
-        first = jnp.take(seq.inputs, 0, axis=time_axis)
+        first = (
+            jnp.take(seq.inputs, 0, axis=time_axis)
+            if seq.inputs.shape[time_axis]
+            else jnp.zeros(seq.step, seq.inputs.dtype)  # no step: its shape
+        )
         cell, params = self._params(
             seq.step, first, None if own_carry else initial_carry
         )
