@@ -923,4 +923,12 @@ CASES = [
         ValueError,
         [r"^nnx\.LSTMCell\(.*\)\.initial_carry: ", "params", "structure"],
     ),
+    Case(
+        "nnx.Stacked-inputs-of-another-feature-size",
+        lambda: snnx.Stacked(cells.gru(H), 2, in_features=IN, rngs=nnx.Rngs(0))(
+            np.ones((*XS.shape[:-1], IN + 1), np.float32)
+        ),
+        ValueError,
+        [NNX_STACKED, f"the inputs have {IN + 1} features", f"in_features={IN}"],
+    ),
 ]

@@ -170,6 +170,13 @@ class Stacked(nnx.Module):
             initial_carries, seq_lengths, mask, resets, skip_padding
         )
         seq = _modules.sequence(inputs, call, time_major, _STACKED)
+        if seq.step[-1:] != (self.in_features,):
+            _checks.fail(
+                _STACKED,
+                f"the inputs have {seq.step[-1] if seq.step else 0} features (their "
+                f"last axis), but the module was built for in_features="
+                f"{self.in_features}.",
+            )
         options = _modules.StackedOptions(
             self.bidirectional, self.merge, self.dropout_rate, self.residual
         )
