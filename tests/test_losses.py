@@ -713,6 +713,14 @@ def test_log_cosh_keeps_its_precision_for_small_errors():
         jnp.asarray(errors)
     )
     np.testing.assert_allclose(grad, np.tanh(errors.astype(np.float64)), rtol=3e-6)
+    # Large errors: |e| - log 2, gradient sign(e), nothing overflows.
+    large = jnp.array([1e10, -1e20, 3e38], jnp.float32)
+    value = losses.log_cosh(large, jnp.zeros(3), reduction="none")
+    np.testing.assert_allclose(
+        value, np.abs(np.asarray(large)) - np.log(2.0), rtol=1e-6
+    )
+    grad = jax.grad(lambda e: losses.log_cosh(e, jnp.zeros(3), reduction="sum"))(large)
+    np.testing.assert_array_equal(grad, [1.0, -1.0, 1.0])
 
 
 # ---------------------------------------------------------------------------

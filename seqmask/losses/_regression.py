@@ -256,7 +256,9 @@ def _log_cosh(errors: jax.Array) -> jax.Array:
     # Below 0.3 its Taylor series e^2/2 - e^4/12 + e^6/45 - 17 e^8/2520 holds
     # float32's precision.
     size = jnp.abs(errors)
-    square = size * size
+    # The series on the clipped size: no overflow (and no NaN gradient
+    # through the where) for large errors.
+    square = jnp.minimum(size, 0.3) ** 2
     series = square * (
         0.5 + square * (-1.0 / 12.0 + square * (1.0 / 45.0 - square * 17.0 / 2520.0))
     )
