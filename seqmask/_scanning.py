@@ -48,9 +48,11 @@ def masked(
     select instead of one kernel a step).
     """
     if mask is None and resets is None:
-
+        # Without a mask this is jax.lax.scan, which also accepts a weakly
+        # typed init (a Python 0) that the step promotes: the carry is not
+        # checked here, and a real mismatch gets lax.scan's own error.
         def plain(carry, x):
-            return checked_step(f(carry, x), carry, None, where)
+            return _step_result(f(carry, x), where)
 
         return jax.lax.scan(
             plain, init, xs, length=length, reverse=reverse, unroll=unroll

@@ -134,6 +134,16 @@ def test_no_mask_matches_reference_loop(reverse):
     np.testing.assert_allclose(ys[1], want_ys[1], rtol=1e-5, atol=1e-5)
 
 
+def test_no_mask_accepts_a_weakly_typed_init_as_lax_scan_does():
+    """Without a mask masked_scan is lax.scan: a Python 0 for init is
+    promoted to the dtype the step computes in."""
+    xs = jnp.arange(4.0)
+    got = masked_scan(lambda c, x: (c + x, c * 2), 0, xs)
+    want = jax.lax.scan(lambda c, x: (c + x, c * 2), 0, xs)
+    chex.assert_trees_all_equal(got, want)
+    assert got[0].dtype == jnp.float32
+
+
 def test_full_mask_equals_lax_scan():
     init, xs, mask, _, _ = make_inputs(seed=4)
     full = np.ones_like(mask)
