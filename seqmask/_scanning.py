@@ -48,9 +48,7 @@ def masked(
     select instead of one kernel a step).
     """
     if mask is None and resets is None:
-        # Without a mask this is jax.lax.scan, which also accepts a weakly
-        # typed init (a Python 0) that the step promotes: the carry is not
-        # checked here, and a real mismatch gets lax.scan's own error.
+        # jax.lax.scan, carry unchecked: it promotes a weakly typed init.
         def plain(carry, x):
             return _step_result(f(carry, x), where)
 
@@ -135,13 +133,8 @@ def _pad(pad_value, y, where: str):
     # pad_value as given (inside the scan's trace its array is a tracer).
     value = None if _checks.is_traced(pad_value) else _checks.concrete(pad_value)
     if value is not None:
-        _checks.representable(
-            value,
-            y.dtype,
-            "pad_value",
-            where,
-            hint=f" (the step's output has dtype {y.dtype})",
-        )
+        hint = f" (the step's output has dtype {y.dtype})"
+        _checks.representable(value, y.dtype, "pad_value", where, hint=hint)
     return pad.astype(y.dtype)
 
 
