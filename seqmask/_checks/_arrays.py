@@ -42,8 +42,10 @@ def _fits_canonical_integers(value, name: str, where: str) -> None:
     """Without ``jax_enable_x64``, ``jnp.asarray`` stores 64-bit integers in
     32 bits and wraps the ones outside: a length of ``2**32 + 1`` would pass
     every range check as 1. ``ValueError`` for host integers that wrap."""
-    if isinstance(value, jax.Array) or jax.config.read("jax_enable_x64"):
-        return
+    if jax.config.read("jax_enable_x64") or any(
+        isinstance(leaf, jax.Array) for leaf in jax.tree.leaves(value)
+    ):
+        return  # JAX arrays are 32-bit already; reading them here would sync
     try:
         host = np.asarray(value)
     except (TypeError, ValueError, OverflowError):

@@ -173,7 +173,7 @@ class Stacked(nnx.Module):
         if seq.step[-1:] != (self.in_features,):
             _checks.fail(
                 _STACKED,
-                f"the inputs have {seq.step[-1] if seq.step else 0} features (their "
+                f"the inputs have {seq.step[-1]} features (their "
                 f"last axis), but the module was built for in_features="
                 f"{self.in_features}.",
             )
