@@ -207,12 +207,16 @@ def run(
     reset_to=None,
     reverse: bool = False,
     name: str = "params",
+    carry_name: str = "initial_carry",
 ):
-    """``cell`` over a prepared sequence: ``(final_carry, ys)``, ys time-major."""
+    """``cell`` over a prepared sequence: ``(final_carry, ys)``, ys time-major.
+
+    ``name`` and ``carry_name`` are what errors call the params and the
+    initial carry (``params[1]['backward']`` in a stack, say)."""
     if cell.check_params is not None:
         cell.check_params(params, where, seq.xs.shape[-1], name)
     default = cell.initial_carry(params, seq.batch_shape)
-    carry = _fit(initial_carry, default, "initial_carry", where)
+    carry = _fit(initial_carry, default, carry_name, where)
     reset_to = (
         None if seq.resets is None else _fit(reset_to, default, "reset_to", where)
     )

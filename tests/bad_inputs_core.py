@@ -56,6 +56,7 @@ P_LSTM8 = random_params(cells.lstm(8))
 P_BI = {"forward": P_LSTM, "backward": P_LSTM}
 P_STACK = [P_GRU, random_params(GRU, H)]
 H0 = np.zeros((B, H), np.float32)
+H1 = np.zeros((B, H + 1), np.float32)
 LSTM_CARRY = cells.LSTMCarry(h=H0, c=H0)
 X = XS[:, 0]
 KEY = jax.random.key(0)
@@ -1068,6 +1069,15 @@ CASES += [
         "pair",
     ),
     case(
+        "bidirectional-initial_carry-backward-size",
+        lambda: seqmask.bidirectional(
+            LSTM, P_BI, XS, initial_carry=(LSTM_CARRY, cells.LSTMCarry(H1, H1))
+        ),
+        ValueError,
+        "^bidirectional",
+        r"initial_carry\[1\]\.h: got float32\[2, 5\]",
+    ),
+    case(
         "bidirectional-mask-int",
         lambda: seqmask.bidirectional(LSTM, P_BI, XS, mask=MASK.astype(np.uint8)),
         TypeError,
@@ -1162,6 +1172,26 @@ CASES += [
         "^stacked",
         "initial_carries",
         "one entry a layer",
+    ),
+    case(
+        "stacked-initial_carry-layer-size",
+        lambda: seqmask.stacked(GRU, P_STACK, XS, initial_carries=[H0, H1]),
+        ValueError,
+        "^stacked",
+        r"initial_carries\[1\]: got float32\[2, 5\]",
+    ),
+    case(
+        "stacked-bidirectional-initial_carry-single",
+        lambda: seqmask.stacked(
+            GRU,
+            [{"forward": P_GRU, "backward": P_GRU}] * 2,
+            XS,
+            bidirectional=True,
+            initial_carries=[None, H0],
+        ),
+        TypeError,
+        "^stacked",
+        r"initial_carries\[1\] must be a pair",
     ),
     case(
         "stacked-residual-string",

@@ -100,6 +100,7 @@ def _bidirectional(
     options,
     where,
     name="params",
+    carry_name="initial_carry",
 ):
     """Both directions over a prepared sequence; outputs time-major."""
     _layer.check_cell(cell, where)
@@ -119,7 +120,7 @@ def _bidirectional(
     elif not (isinstance(initial_carry, tuple) and len(initial_carry) == 2):
         _checks.fail(
             where,
-            "initial_carry must be a pair (forward_carry, backward_carry) or None; "
+            f"{carry_name} must be a pair (forward_carry, backward_carry) or None; "
             f"got {_checks.describe(initial_carry)}.",
             TypeError,
         )
@@ -135,13 +136,16 @@ def _bidirectional(
             options=options,
             where=where,
             name=f"{name}['{direction}']",
+            carry_name=f"{carry_name}[{index}]",
         )
-        for direction_cell, direction, direction_seq, carry in zip(
-            (cell, backward_cell),
-            ("forward", "backward"),
-            (seq, backward_seq),
-            initial_carry,
-            strict=True,
+        for index, (direction_cell, direction, direction_seq, carry) in enumerate(
+            zip(
+                (cell, backward_cell),
+                ("forward", "backward"),
+                (seq, backward_seq),
+                initial_carry,
+                strict=True,
+            )
         )
     ]
     (forward_carry, forward_ys), (backward_carry, backward_ys) = results
@@ -236,10 +240,12 @@ def stacked(
     for index, (cell, layer_params, carry) in enumerate(
         zip(layer_cells, params, initial_carries, strict=True)
     ):
-        name = f"params[{index}]"
+        name, carry_name = f"params[{index}]", f"initial_carries[{index}]"
         if bidirectional:
             carry, out = _bidirectional(
-                cell, None, layer_params, seq, carry, merge, options, where, name
+                *(cell, None, layer_params, seq, carry, merge, options, where),
+                name=name,
+                carry_name=carry_name,
             )
         else:
             carry, out = _layer.run(
@@ -250,6 +256,7 @@ def stacked(
                 options=options,
                 where=where,
                 name=name,
+                carry_name=carry_name,
             )
         out = _between_layers(out, seq.xs, index, len(params), residual, keep, where)
         carries.append(carry)
