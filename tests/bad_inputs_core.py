@@ -1194,6 +1194,19 @@ CASES += [
         r"initial_carries\[1\] must be a pair",
     ),
     case(
+        "stacked-residual-sizes",
+        lambda: seqmask.stacked(
+            [GRU, cells.gru(H + 1)],
+            [P_GRU, random_params(cells.gru(H + 1), H)],
+            XS,
+            residual=True,
+        ),
+        ValueError,
+        "^stacked",
+        r"residual connections need layer 1 \(from 0\)",
+        "reads 4 and outputs 5",
+    ),
+    case(
         "stacked-residual-string",
         lambda: seqmask.stacked(GRU, P_STACK, XS, residual="yes"),
         TypeError,

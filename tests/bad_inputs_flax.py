@@ -372,7 +372,15 @@ CASES = [
         "linen.Stacked-flax-cell",
         lambda: slinen.Stacked(nn.GRUCell(H), 2).init(KEY, XS),  # type: ignore
         TypeError,
-        [LINEN_STACKED, "seqmask.cells.Cell", "GRUCell"],
+        [LINEN_STACKED, "seqmask.cells.Cell", r"seqmask\.linen\.as_cell", "GRUCell"],
+    ),
+    Case(
+        "linen.Stacked-residual-sizes-time-major",
+        lambda: slinen.Stacked([cells.gru(H), cells.gru(H + 1)], residual=True).init(
+            KEY, np.swapaxes(XS, 0, 1), time_major=True
+        ),
+        ValueError,
+        ["residual", "layer 1", "reads 4 and outputs 5"],
     ),
     Case(
         "linen.LearnableInitialState-float-batch-shape",
@@ -390,6 +398,17 @@ CASES = [
         lambda: snnx.RNN(cells.lstm(H), rngs=nnx.Rngs(0)),
         TypeError,
         [NNX_RNN, "needs in_features", "in_features=32"],
+    ),
+    Case(
+        "nnx.Stacked-flax-cell",
+        lambda: snnx.Stacked(
+            nnx.GRUCell(IN, H, rngs=nnx.Rngs(0)),  # type: ignore[arg-type]
+            2,
+            in_features=IN,
+            rngs=nnx.Rngs(0),
+        ),
+        TypeError,
+        [NNX_STACKED, r"seqmask\.nnx\.as_cell", "GRUCell"],
     ),
     Case(
         "nnx.RNN-seqmask-cell-without-rngs",

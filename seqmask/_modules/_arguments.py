@@ -88,8 +88,18 @@ def check_cell_record(cell, where: str) -> Cell:
         Cell,
         "cell",
         where,
-        expected="a seqmask.cells.Cell (e.g. seqmask.cells.lstm(128))",
+        expected="a seqmask.cells.Cell (e.g. seqmask.cells.lstm(128))"
+        + as_cell_hint(where),
     )
+
+
+def as_cell_hint(where: str) -> str:
+    """How a Flax cell becomes a seqmask cell for the wrapper ``where``
+    (``seqmask.linen.*`` or ``seqmask.nnx.*``); empty elsewhere."""
+    for package in ("linen", "nnx"):
+        if where.startswith(f"seqmask.{package}."):
+            return f" (a Flax cell becomes one through seqmask.{package}.as_cell)"
+    return ""
 
 
 def check_carry_init(carry_init, where: str) -> Callable[..., Any]:

@@ -13,7 +13,11 @@ import jax.numpy as jnp
 
 import seqmask._checks as _checks
 from seqmask import cells as _cells
-from seqmask._modules._arguments import check_carry_init, check_cell_record
+from seqmask._modules._arguments import (
+    as_cell_hint,
+    check_carry_init,
+    check_cell_record,
+)
 from seqmask.cells import Cell
 
 Carry = Any
@@ -184,7 +188,7 @@ def layer_cells(
         _checks.fail(
             where,
             "cell must be a seqmask.cells.Cell or a non-empty sequence of them "
-            f"(one a layer); got {_checks.describe(cell)}.",
+            f"(one a layer){as_cell_hint(where)}; got {_checks.describe(cell)}.",
             TypeError,
         )
     if _checks.flag(learnable_initial_state, "learnable_initial_state", where):

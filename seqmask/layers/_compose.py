@@ -321,8 +321,9 @@ def _between_layers(out, hidden, index, count, residual, keep, where):
         if out.shape != hidden.shape:
             _checks.fail(
                 where,
-                f"residual connections need layer {index}'s output shape "
-                f"{tuple(out.shape)} to equal its input shape {tuple(hidden.shape)}.",
+                f"residual connections need layer {index} (from 0) to output as "
+                f"many features as it reads; it reads {hidden.shape[-1]} and "
+                f"outputs {out.shape[-1]}.",
             )
         out = out + hidden.astype(out.dtype)
     if keep is not None and index < count - 1:
