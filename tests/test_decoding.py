@@ -499,6 +499,27 @@ def test_sample_at_zero_temperature_or_top_1_is_greedy():
         np.testing.assert_allclose(out.log_probs, greedy.log_probs, rtol=1e-6)
 
 
+def test_sample_at_a_tiny_temperature_is_greedy():
+    """At the smallest normal float32 temperature, dividing a low best
+    log-probability (-5 here) by it overflows: the draw is still greedy's."""
+    vocab = 200
+    logits = jnp.zeros(vocab).at[150].set(0.5)
+
+    def flat(params, state, token):
+        return state, jnp.broadcast_to(params, (*token.shape, vocab))
+
+    start = jnp.zeros(2, jnp.int32)
+    for top_p in (None, 0.9):
+        out = decoding.sample(
+            *(flat, logits, jnp.zeros(2), start, jax.random.key(0)),
+            max_length=1,
+            eos_id=0,
+            temperature=1.2e-38,
+            top_p=top_p,
+        )
+        np.testing.assert_array_equal(out.tokens[:, 0], [150, 150])
+
+
 def test_per_row_temperature():
     rows = 400
     start = np.full((rows,), 3, np.int32)

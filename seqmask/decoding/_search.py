@@ -295,7 +295,11 @@ def _draw(log_probs, key, best, sampling, top_k):
     positive = temperature > 0
     # Dividing by T = 0 would give NaN in the branch that where discards.
     scale = jnp.where(positive, temperature, jnp.ones((), temperature.dtype))
-    scaled = log_probs / scale[..., None].astype(log_probs.dtype)
+    # Shifted so that the best token is at 0: a tiny T overflows the others
+    # to -inf, never all of them (categorical would then return token 0).
+    top = jnp.max(log_probs, axis=-1, keepdims=True)
+    shifted = log_probs - jnp.where(jnp.isfinite(top), top, jnp.zeros_like(top))
+    scaled = shifted / scale[..., None].astype(log_probs.dtype)
     keep = _kept(scaled, top_k, top_p, min_p)
     minus_inf = jnp.asarray(-jnp.inf, scaled.dtype)
     drawn = jax.random.categorical(key, jnp.where(keep, scaled, minus_inf))
