@@ -67,7 +67,9 @@ def greedy(
     A row whose logits (after ``logits_fn`` and the ``min_length`` rule)
     hold a NaN or ``+inf``, or no entry above ``-inf``, ends at that step
     without a token: from there on it emits ``pad_id``, its length counts
-    the tokens before and its state is the state before. Under
+    the tokens before and its state is the state before. This holds at a
+    forced prefix step too: unusable logits end the row before the rest of
+    its prefix (their log-probability would be undefined). Under
     ``jax.experimental.checkify.checkify`` this is reported as an error.
 
     Examples:
