@@ -340,12 +340,13 @@ def _make_attention(name: str, parts: _Parts) -> Attention:
             keys = project_memory(params, memory, mask)
         else:
             keys = _checks.floating_array(keys, "keys", where)
-            if keys.shape[:-1] != memory.shape[:-1]:
+            made = jax.eval_shape(project_memory, params, memory, mask).shape
+            if keys.shape != made:
                 _checks.fail(
                     where,
-                    f"keys must be [*batch, source, K] = {tuple(memory.shape[:-1])} "
-                    f"+ (K,) like memory; got {tuple(keys.shape)}. Make them with "
-                    "project_memory.",
+                    f"keys must be [*batch, source, K] = {tuple(made)}, what "
+                    "project_memory makes for this memory; got "
+                    f"{tuple(keys.shape)}. Make them with project_memory.",
                 )
         query = _checks.floating_array(query, "query", where)
         weights = masked_softmax(score_of(params, query, keys), mask)

@@ -128,6 +128,29 @@ CASES: list[Case] = [
         ("additive.apply", "keys", "project_memory"),
     ),
     Case(
+        "attention-apply-keys-size-additive",
+        _apply(ADDITIVE, ADDITIVE_PARAMS, keys=np.ones((B, S, 1), np.float32)),
+        ValueError,
+        ("additive.apply", r"keys must be .* = \(2, 3, 6\)", r"got \(2, 3, 1\)"),
+    ),
+    Case(
+        "attention-apply-keys-size-general",
+        _apply(GENERAL, GENERAL_PARAMS, keys=np.ones((B, S, 7), np.float32)),
+        ValueError,
+        ("general.apply", r"\(2, 3, 4\)", r"got \(2, 3, 7\)"),
+    ),
+    Case(
+        "attention-apply-keys-size-dot",
+        _apply(
+            attention.dot(),
+            {},
+            query=np.ones((B, M), np.float32),
+            keys=np.ones((B, S, 3), np.float32),
+        ),
+        ValueError,
+        ("dot.apply", "keys", r"\(2, 3, 5\)"),
+    ),
+    Case(
         "attention-masked-softmax-int-scores",
         lambda: attention.masked_softmax(np.ones((2, 3), np.int32)),
         TypeError,
