@@ -443,6 +443,13 @@ CASES += [
         "forget_bias",
         "number",
     ),
+    case(
+        "lstm-forget_bias-nan",
+        lambda: cells.lstm(H, forget_bias=float("nan")),
+        ValueError,
+        "^lstm",
+        "forget_bias must be finite",
+    ),
 ]
 
 # --- cells: parameters of another cell -----------------------------------------
@@ -1599,6 +1606,18 @@ CASES += [
         "^named",
         "hidden_size",
         "positive",
+    ),
+    case(
+        # A valid call cached first: 1 == True must not find its cell.
+        "named-option-cached-under-an-equal-value",
+        lambda: (
+            cells.named("min_gru", H, log_space=True),
+            cells.named("min_gru", H, log_space=1),
+        ),
+        TypeError,
+        "^named",
+        "log_space must be True or False",
+        "int 1",
     ),
     case(
         "named-option",

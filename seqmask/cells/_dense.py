@@ -139,6 +139,7 @@ def lstm(
     """
     hidden_size = _checks.positive_int(hidden_size, "hidden_size", "lstm")
     _checks.number(forget_bias, "forget_bias", "lstm")
+    _checks.all_finite(forget_bias, "forget_bias", "lstm")
     options = Options(
         dtype, param_dtype, kernel_init, recurrent_init, bias_init
     ).checked("lstm")

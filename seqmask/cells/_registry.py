@@ -57,7 +57,11 @@ def named(name: str, hidden_size: int, **options) -> Cell:
     where = "named"
     _checks.one_of(name, NAMES, "name", where)
     hidden_size = _checks.positive_int(hidden_size, "hidden_size", where)
-    key = tuple(sorted(options.items()))
+    # The types are in the key: 1 == 1.0 == True, but a factory may take one
+    # and refuse another, and a cached cell must not skip that check.
+    key = tuple(
+        sorted((option, type(value), value) for option, value in options.items())
+    )
     try:
         hash(key)
     except TypeError:  # e.g. a list-valued option: build, do not cache
@@ -67,7 +71,7 @@ def named(name: str, hidden_size: int, **options) -> Cell:
 
 @functools.lru_cache(maxsize=256)
 def _cached(name: str, hidden_size: int, options: tuple) -> Cell:
-    return _build(name, hidden_size, dict(options))
+    return _build(name, hidden_size, {option: value for option, _, value in options})
 
 
 def _build(name: str, hidden_size: int, options: dict) -> Cell:
