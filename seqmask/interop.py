@@ -256,8 +256,10 @@ def from_torch(
             where, f"{names['weight_ih']} must be 2-D [G*H, I]; got {w_ih.shape}."
         )
     zeros = np.zeros(w_hh.shape[0], w_hh.dtype)
-    b_ih = _to_numpy(state[names["bias_ih"]]) if names["bias_ih"] in state else zeros
-    b_hh = _to_numpy(state[names["bias_hh"]]) if names["bias_hh"] in state else zeros
+    b_ih, b_hh = (
+        _bias(state, names[key], zeros.shape, where) if names[key] in state else zeros
+        for key in ("bias_ih", "bias_hh")
+    )
     arrays = {"input_kernel": w_ih.T, "recurrent_kernel": w_hh.T}
     if kind == "gru":
         arrays.update(input_bias=b_ih, recurrent_bias=b_hh)
@@ -276,6 +278,19 @@ def from_torch(
             )
         params[key] = jnp.asarray(value, spec.dtype)
     return params
+
+
+def _bias(state, name: str, shape: tuple, where: str) -> np.ndarray:
+    """A bias vector of the state dict, ``[G*H]`` like ``weight_hh``'s rows
+    (before any sum, which would broadcast a wrong shape)."""
+    bias = _to_numpy(state[name])
+    if bias.shape != shape:
+        _checks.fail(
+            where,
+            f"{name} must have shape {shape} ([G*H], one entry a row of "
+            f"weight_hh); got {bias.shape}.",
+        )
+    return bias
 
 
 def _suffix(layer, reverse, where: str) -> str:

@@ -48,6 +48,18 @@ GRU_PARAMS = _params(gru(H))
 
 CASES: list[Case] = [
     Case(
+        "from_torch-lstm-bias-of-one-entry",
+        lambda: from_torch(lstm(H), {**_state(4), "bias_ih_l0": np.array([0.5])}),
+        ValueError,
+        ["from_torch", "bias_ih_l0 must have shape", r"\(16,\)", r"got \(1,\)"],
+    ),
+    Case(
+        "from_torch-lstm-bias-short",
+        lambda: from_torch(lstm(H), {**_state(4), "bias_hh_l0": np.zeros(3)}),
+        ValueError,
+        ["from_torch", "bias_hh_l0 must have shape", r"got \(3,\)"],
+    ),
+    Case(
         "from_torch-relu-module-to-tanh-cell",
         lambda: from_torch(simple_rnn(H), _Module(_state(1), "RNN_RELU")),
         ValueError,
