@@ -73,7 +73,11 @@ class RNN(nn.Module):
         (``self.make_rng(name)``), ``name: True`` for a new key at every
         step or ``name: False`` for the same key at every step. The keys
         derive from ``make_rng(name)`` and the step number: Flax's
-        distribution, not Flax's exact draws.
+        distribution, not Flax's exact draws. The step number is carried
+        (one more than the largest in the batch), so ``resets`` that send
+        *every* row back at one step (a batch of one packed row, say)
+        start it again: the keys of that segment repeat the first one's
+        (a carry cannot remember past a reset of every row).
       learnable_initial_state: whether rows start (and are reset) from a
         trained carry instead of the cell's initial carry.
       carry_init: initialiser of the learned carry.
