@@ -314,21 +314,23 @@ def _run_steps(cell, params, seq: Prepared, carry, reset_to, reverse, options, w
     if remat is True:
         step = jax.checkpoint(step)
 
-    if skip and not remat_chunk and _skipping.applies(carry, seq.xs):
+    if skip and not remat_chunk:
         inputs = seq.xs
         if hoist and project is not None:
             inputs = project(params, inputs)
-        return _skipping.run(
-            step,
-            carry,
-            inputs,
-            seq.mask,
-            seq.resets,
-            reset_to,
-            chunk=skip,
-            reverse=reverse,
-            where=where,
-        )
+        # (A step with an integer carry, input or output runs in chunks.)
+        if _skipping.applies(step, carry, inputs):
+            return _skipping.run(
+                step,
+                carry,
+                inputs,
+                seq.mask,
+                seq.resets,
+                reset_to,
+                chunk=skip,
+                reverse=reverse,
+                where=where,
+            )
 
     def run(c, parts):
         x, m, r = parts

@@ -69,10 +69,13 @@ def name_gates(z):
     return checkpoint_name(z, GATES)
 
 
-def applies(carry, xs) -> bool:
-    """Whether the loop can run these: every carry and input leaf is a
-    floating-point array (others have no cotangent of their own dtype)."""
-    leaves = jax.tree.leaves((carry, xs))
+def applies(step, carry, xs) -> bool:
+    """Whether the loop can run ``step`` over these: every leaf of the
+    carry, the inputs and the step's outputs is a floating-point array
+    (others have no cotangent of their own dtype). ``xs`` may be abstract."""
+    x0 = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), xs)
+    outputs = jax.eval_shape(step, carry, x0)[1]
+    leaves = jax.tree.leaves((carry, xs, outputs))
     return all(jnp.issubdtype(leaf.dtype, jnp.inexact) for leaf in leaves)
 
 

@@ -199,6 +199,30 @@ def test_a_hand_built_cell_that_closes_over_what_is_differentiated():
         _close(grad(params, scale, 4, reverse), grad(params, scale, False, reverse))
 
 
+def test_a_cell_with_an_integer_output_skips_alike():
+    """An integer output leaf has no cotangent of its dtype: such a step runs
+    chunk by chunk, with the values and gradients of no skipping."""
+
+    def apply(params, h, x):
+        h = jnp.tanh(x @ params["w"] + h)
+        return h, {"h": h, "argmax": jnp.argmax(h, -1)}
+
+    cell = cells.Cell(
+        init=lambda key, size: {"w": jax.random.normal(key, (size, H))},
+        initial_carry=lambda params, batch: jnp.zeros((*batch, H)),
+        apply=apply,
+    )
+    params = cell.init(jax.random.key(4), IN)
+    xs = np.random.default_rng(4).normal(size=(B, T, IN)).astype(np.float32)
+
+    def loss(params, skip):
+        _, ys = seqmask.rnn(cell, params, xs, mask=MASKS["holes"], skip_padding=skip)
+        return jnp.sum(jnp.sin(ys["h"])), ys["argmax"]
+
+    grad = jax.jit(jax.value_and_grad(loss, has_aux=True), static_argnums=1)
+    _close(grad(params, 4), grad(params, False))
+
+
 def test_vmap_gives_the_same_values():
     """Under vmap the choice to skip becomes a select: the same values."""
     rng = np.random.default_rng(2)
