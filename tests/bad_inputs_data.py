@@ -342,6 +342,24 @@ CASES: list[Case] = (
 # passed); a number where a list is expected is a wrong type.
 CASES += [
     Case(
+        "pack-integers-a-float16-rounds",
+        lambda: pack([[2049, 1]], 2, dtype=np.float16),
+        ValueError,
+        ["^pack", "does not fit dtype float16", "integers it holds exactly", "2049"],
+    ),
+    Case(
+        "bucket_batches-integers-a-float32-rounds",
+        lambda: next(
+            iter(
+                bucket_batches(
+                    [[2**24 + 1]], batch_size=1, boundaries=[1], dtype=np.float32
+                )
+            )
+        ),
+        ValueError,
+        ["^bucket_batches", "float32", "16777217"],
+    ),
+    Case(
         "pack-dtype-given-fractional",
         lambda: pack([[1.5, 2.5], [3.0]], 4, dtype=np.int32),
         TypeError,

@@ -49,7 +49,8 @@ def host_array(value, name: str, where: str, *, hint: str = "") -> np.ndarray:
 def representable(value, dtype, name: str, where: str, *, hint: str = "") -> None:
     """Every entry of ``value`` (host data or a Python number) is exactly
     representable in ``dtype``: integers within its range, no fraction for an
-    integer dtype, finite floats that do not overflow. ``TypeError`` for a
+    integer dtype, finite floats that do not overflow (a float may round to
+    the nearest, an integer may not). ``TypeError`` for a
     value that is not a number, ``ValueError`` for one that does not fit."""
     if isinstance(value, (str, bytes)) or value is None:
         fail(where, f"{name} must be a number; got {describe(value)}.", TypeError)
@@ -74,10 +75,17 @@ def representable(value, dtype, name: str, where: str, *, hint: str = "") -> Non
             high = float(jnp.finfo(dtype).max)
             low = -high
             bad = np.isfinite(values) & (np.abs(values) > high)
+            if array.dtype.kind in "iu":  # an integer must stay that integer
+                converted = array.astype(dtype)
+                if converted.dtype.kind == "c":
+                    converted = converted.real
+                bad = bad | (converted.astype(array.dtype) != array)
     if not np.any(bad):
         return
     shown = listing(array[bad].tolist() if array.ndim else [array.item()])
     kind = "integers" if dtype.kind in "iu" else "values"
+    if dtype.kind not in "iub" and array.dtype.kind in "iu":
+        kind = "integers it holds exactly,"
     fail(
         where,
         f"{name} does not fit dtype {dtype} ({kind} in [{low}, {high}]); got "
