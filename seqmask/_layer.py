@@ -217,9 +217,10 @@ def run(
         cell.check_params(params, where, seq.xs.shape[-1], name)
     default = cell.initial_carry(params, seq.batch_shape)
     carry = _fit(initial_carry, default, carry_name, where)
-    reset_to = (
-        None if seq.resets is None else _fit(reset_to, default, "reset_to", where)
-    )
+    if reset_to is not None or seq.resets is not None:
+        reset_to = _fit(reset_to, default, "reset_to", where)
+    if seq.resets is None:
+        reset_to = None  # checked all the same: a wrong one is a mistake
     # Under explicit mesh axes a carry built here (zeros, a broadcast learned
     # state) is replicated, and a replicated scan carry all-gathers the
     # batch at every step: lay carries out like the batch of the inputs.

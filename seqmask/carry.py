@@ -85,16 +85,14 @@ def reset(carry: Carry, where, reset_to: Carry | None = None) -> Carry:
     if reset_to is None:
         reset_to = zeros_like(carry)
     elif jax.tree.structure(reset_to) == jax.tree.structure(carry):
-        # A Python number takes the dtype of the leaf it resets.
-        reset_to = jax.tree.map(
-            lambda value, leaf: (
-                jnp.asarray(value, leaf.dtype)
-                if isinstance(value, (int, float)) and not isinstance(value, bool)
-                else value
-            ),
-            reset_to,
-            carry,
-        )
+        # A Python number takes the dtype of the leaf it resets, if it fits.
+        def number_as(value, leaf):
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                return value
+            _checks.representable(value, leaf.dtype, "reset_to", name)
+            return jnp.asarray(value, leaf.dtype)
+
+        reset_to = jax.tree.map(number_as, reset_to, carry)
     _checks.tree_like(
         reset_to,
         carry,

@@ -341,6 +341,20 @@ CASES += [
         "float16",
     ),
     case(
+        "linear_scan-init-python-complex",
+        lambda: seqmask.linear_scan(A, BS, init=1j),
+        TypeError,
+        "^linear_scan",
+        "init must be a real number",
+    ),
+    case(
+        "linear_scan-init-python-overflow",
+        lambda: seqmask.linear_scan(A, BS, init=1e40),
+        ValueError,
+        "^linear_scan",
+        "init does not fit dtype float32",
+    ),
+    case(
         "linear_scan-reset_to-dtype",
         lambda: seqmask.linear_scan(
             A, BS, resets=MASK.T, reset_to=np.zeros(H, np.int32)
@@ -934,6 +948,14 @@ CASES += [
         "^rnn",
         "reset_to",
         r"\[2, 3\]",
+    ),
+    case(
+        "rnn-reset_to-without-resets",
+        lambda: seqmask.rnn(GRU, P_GRU, XS, reset_to=np.zeros((7, 7), np.float32)),
+        ValueError,
+        "^rnn",
+        "reset_to",
+        r"float32\[7, 7\]",
     ),
     case(
         "rnn-unroll-zero",
@@ -1553,6 +1575,21 @@ CASES += [
         "^reset",
         "reset_to",
         "int32",
+    ),
+    case(
+        "reset-reset_to-python-fraction-into-int",
+        lambda: reset(H0.astype(np.int32), MASK[:, 0], reset_to=2.5),
+        ValueError,
+        "^reset",
+        "reset_to does not fit dtype int32",
+        r"2\.5",
+    ),
+    case(
+        "reset-reset_to-python-overflow-float16",
+        lambda: reset(H0.astype(np.float16), MASK[:, 0], reset_to=1e6),
+        ValueError,
+        "^reset",
+        "reset_to does not fit dtype float16",
     ),
     case(
         "reset-reset_to-shape",

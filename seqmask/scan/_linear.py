@@ -195,7 +195,18 @@ def _state(value, name: str, b, where: str):
     if value is None:
         return jnp.zeros(state_shape, b.dtype)
     if isinstance(value, (int, float, complex)) and not isinstance(value, bool):
-        # A Python scalar takes the dtype of b, as in jnp arithmetic.
+        # A Python scalar takes the dtype of b, as in jnp arithmetic, if it fits.
+        if isinstance(value, complex) and not jnp.issubdtype(
+            b.dtype, jnp.complexfloating
+        ):
+            _checks.fail(
+                where,
+                f"{name} must be a real number for b of dtype {b.dtype}; got "
+                f"{value!r}.",
+                TypeError,
+            )
+        if not isinstance(value, complex):
+            _checks.representable(value, b.dtype, name, where)
         value = jnp.asarray(value, b.dtype)
     expected = jax.ShapeDtypeStruct(state_shape, b.dtype)
     return _checks.broadcast_tree_like(
