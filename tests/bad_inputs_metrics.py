@@ -17,6 +17,34 @@ def _distance(**options):
 
 CASES = [
     Case(
+        "edit-distance-no-reference-slot",
+        lambda: metrics.edit_distance(
+            H, jnp.zeros((2, 0, 3), jnp.int32), multiple_references=True
+        ),
+        ValueError,
+        ["edit_distance", "references holds no reference", "R = 0"],
+    ),
+    Case(
+        "token-error-rate-no-reference-slot",
+        lambda: metrics.token_error_rate(
+            H, jnp.zeros((2, 0, 3), jnp.int32), multiple_references=True
+        ),
+        ValueError,
+        ["token_error_rate", "references holds no reference"],
+    ),
+    Case(
+        "exact-match-uint32-with-int32",
+        lambda: metrics.exact_match(H.astype(jnp.uint32), R),
+        TypeError,
+        ["exact_match", r"hypotheses \(uint32\)", r"references \(int32\)", "one dtype"],
+    ),
+    Case(
+        "token-accuracy-int32-with-uint32",
+        lambda: metrics.token_accuracy(H, H.astype(jnp.uint32)),
+        TypeError,
+        ["token_accuracy", r"predictions \(int32\)", r"targets \(uint32\)"],
+    ),
+    Case(
         "edit-distance-float-tokens",
         lambda: metrics.edit_distance(H.astype(jnp.float32), R),
         TypeError,

@@ -195,6 +195,29 @@ def test_token_error_rate_under_jit_and_its_edge_cases():
     assert float(metrics.token_error_rate(zero, zero, **options)) == 0.0
 
 
+def test_padded_arrays_of_width_zero_are_empty_sequences():
+    """A decoder that emits nothing gives ``[B, 0]``: the padded form of
+    width 0 equals the ragged form of empty sequences, either side."""
+    h, hl = pad([[1, 2], [3]])
+    empty = np.zeros((2, 0), np.int32)
+    distance = metrics.edit_distance(h, empty, hypothesis_lengths=hl)
+    np.testing.assert_array_equal(
+        distance, metrics.edit_distance([[1, 2], [3]], [[], []])
+    )
+    np.testing.assert_array_equal(distance, [2, 1])
+    swapped = metrics.edit_distance(empty, h, reference_lengths=hl)
+    np.testing.assert_array_equal(swapped, [2, 1])
+    assert metrics.token_error_rate(h, empty, hypothesis_lengths=hl) == float("inf")
+    assert metrics.token_error_rate(empty, h, reference_lengths=hl) == 1.0
+    several = metrics.edit_distance(
+        h,
+        np.zeros((2, 2, 0), np.int32),
+        hypothesis_lengths=hl,
+        multiple_references=True,
+    )
+    np.testing.assert_array_equal(several, [[2, 2], [1, 1]])
+
+
 def test_token_accuracy_against_a_loop():
     rng = np.random.default_rng(3)
     predictions = rng.integers(0, 3, size=(4, 5)).astype(np.int32)

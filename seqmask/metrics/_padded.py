@@ -8,6 +8,7 @@ references a row are ``[*batch, R, T]`` with lengths ``[*batch, R]``.
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -53,7 +54,10 @@ def token_accuracy(predictions, targets, *, mask=None, lengths=None) -> jax.Arra
     targets = _tokens(targets, "targets", where)
     _checks.same_shape("predictions", predictions, "targets", targets, where)
     counted = _positions(predictions, lengths, mask, "lengths", "mask", where)
-    right = jnp.sum(counted & (_common(predictions, targets)), dtype=jnp.float32)
+    predictions, targets = _common_dtype(
+        predictions, targets, ("predictions", "targets"), where
+    )
+    right = jnp.sum(counted & (predictions == targets), dtype=jnp.float32)
     total = jnp.sum(counted, dtype=jnp.float32)
     return jnp.where(total > 0, right / jnp.maximum(total, 1.0), 0.0)
 
@@ -77,16 +81,17 @@ def padded_pairs(hypotheses, references, valid: Valid, multiple: bool, where):
         references, valid.reference_lengths, valid.reference_mask, "references", where
     )
     h, h_lengths = _against(h, h_lengths, r, multiple, where)
-    h, r = _common_dtype(h, r)
+    h, r = _common_dtype(h, r, ("hypotheses", "references"), where)
     return h, h_lengths, r, r_lengths
 
 
 def edit_distance_padded(h, h_lengths, r, r_lengths) -> jax.Array:
     """Levenshtein distances of checked pairs, shaped like ``r_lengths``."""
+    pairs = math.prod(r_lengths.shape)  # not -1: a row may have width 0
     distances = _levenshtein(
-        h.reshape((-1, h.shape[-1])),
+        h.reshape((pairs, h.shape[-1])),
         h_lengths.reshape(-1),
-        r.reshape((-1, r.shape[-1])),
+        r.reshape((pairs, r.shape[-1])),
         r_lengths.reshape(-1),
     )
     return distances.reshape(r_lengths.shape)
@@ -216,6 +221,12 @@ def _against(h, h_lengths, r, multiple, where):
                 f"{tuple(r.shape)}.",
             )
         count = r.shape[-2]
+        if count == 0:
+            _checks.fail(
+                where,
+                f"references holds no reference a row (shape {tuple(r.shape)}: "
+                "R = 0); give at least one.",
+            )
         h = jnp.broadcast_to(h[..., None, :], (*batch, count, h.shape[-1]))
         h_lengths = jnp.broadcast_to(h_lengths[..., None], (*batch, count))
         return h, h_lengths
@@ -233,11 +244,17 @@ def _against(h, h_lengths, r, multiple, where):
     return h, h_lengths
 
 
-def _common_dtype(a, b):
+def _common_dtype(a, b, names: tuple[str, str], where: str):
+    """``a`` and ``b`` in a dtype that holds both, where ids compare alike."""
     dtype = np.promote_types(a.dtype, b.dtype)
+    if jax.dtypes.canonicalize_dtype(dtype) != dtype:
+        # uint32 with a signed dtype promotes to int64, which JAX without
+        # x64 would truncate: 2**32 - 1 would equal -1.
+        _checks.fail(
+            where,
+            f"{names[0]} ({a.dtype}) and {names[1]} ({b.dtype}) have no common "
+            f"dtype that holds both without 64-bit integers (jax_enable_x64 is "
+            "off); give them one dtype (e.g. both int32).",
+            TypeError,
+        )
     return a.astype(dtype), b.astype(dtype)
-
-
-def _common(a, b):
-    a, b = _common_dtype(a, b)
-    return a == b
