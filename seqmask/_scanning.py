@@ -130,11 +130,9 @@ def _pad(pad_value, y, where: str):
             f"function ([*batch, ...] = {tuple(y.shape)}); got shape "
             f"{tuple(pad.shape)}.",
         )
-    # pad_value as given (inside the scan's trace its array is a tracer).
-    value = None if _checks.is_traced(pad_value) else _checks.concrete(pad_value)
-    if value is not None:
-        hint = f" (the step's output has dtype {y.dtype})"
-        _checks.representable(value, y.dtype, "pad_value", where, hint=hint)
+    # pad_value as given (checkify checks a traced one).
+    hint = f" (the step's output has dtype {y.dtype})"
+    _checks.representable(pad_value, y.dtype, "pad_value", where, hint=hint)
     return pad.astype(y.dtype)
 
 

@@ -111,14 +111,13 @@ def _differs(
     dtype = _checks.dtype(dtype, "dtype", where)
     values = _checks.numeric_array(values, name, where)
     if reference_name:
-        if not _checks.is_traced(reference):
-            _checks.representable(
-                reference,
-                values.dtype,
-                reference_name,
-                where,
-                hint=f" ({name} have dtype {values.dtype})",
-            )
+        _checks.representable(
+            reference,
+            values.dtype,
+            reference_name,
+            where,
+            hint=f" ({name} have dtype {values.dtype})",
+        )
         if jnp.ndim(reference) != 0:
             _checks.fail(
                 where,

@@ -2061,19 +2061,26 @@ class _Sgd:
 # in uint8, 1e10 -> int32 min, 0.5 -> True); reset_to was not checked
 # without resets.
 _M = np.array([[True, False]] * 3)
+
+
+def _uint8_outputs(pad_value):
+    return seqmask.masked_scan(
+        lambda c, x: (c, jnp.array([1, 2], jnp.uint8)),
+        jnp.zeros(2),
+        jnp.ones((3, 2)),
+        _M,
+        pad_value=pad_value,
+    )
+
+
 CASES += [
     case(
         "masked_scan-pad_value-wraps-uint8",
-        lambda: seqmask.masked_scan(
-            lambda c, x: (c, jnp.array([1, 2], jnp.uint8)),
-            jnp.zeros(2),
-            jnp.ones((3, 2)),
-            _M,
-            pad_value=-1,
-        ),
+        lambda: _uint8_outputs(-1),
         ValueError,
         "^masked_scan",
         "pad_value does not fit dtype uint8",
+        traced=(_uint8_outputs, (np.int32(-1),)),
     ),
     case(
         "masked_scan-pad_value-fraction-for-bool",

@@ -8,6 +8,7 @@ dtype, an empty corpus gave an empty packing.
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 from bad_inputs_common import Case
 
@@ -341,6 +342,22 @@ CASES: list[Case] = (
 # A hint never says what the user already did ("pass dtype=" when it was
 # passed); a number where a list is expected is a wrong type.
 CASES += [
+    Case(
+        "segment_final_carries-initial-carry-wraps-int8",
+        lambda: segment_final_carries(
+            np.zeros((1, 4), np.int8), PACKING, initial_carry=300
+        ),
+        ValueError,
+        ["^segment_final_carries", "initial_carry does not fit dtype int8", "300"],
+    ),
+    Case(
+        "unpack-traced-ys",
+        lambda: jax.jit(lambda ys: unpack(ys, PACKING)[0])(
+            np.zeros((1, 4), np.float32)
+        ),
+        TypeError,
+        ["^unpack", "ys must be concrete", "outside jit"],
+    ),
     Case(
         "pack-integers-a-float16-rounds",
         lambda: pack([[2049, 1]], 2, dtype=np.float16),

@@ -287,12 +287,22 @@ def _weights_cases() -> list[Case]:
             lambda: weights.from_targets(np.array([[156, 3]], np.uint8), -100),
             ValueError,
             ["from_targets", "pad_id does not fit dtype uint8", "-100"],
+            traced=(
+                lambda pad_id: weights.from_targets(
+                    np.array([[156, 3]], np.uint8), pad_id
+                ),
+                (np.int32(-100),),
+            ),
         ),
         Case(
             "from_targets-fractional-pad-id",
             lambda: weights.from_targets(np.array([[1, 0]]), 0.5),
             ValueError,
             ["from_targets", "pad_id does not fit"],
+            traced=(
+                lambda pad_id: weights.from_targets(np.array([[1, 0]]), pad_id),
+                (np.float32(0.5),),
+            ),
         ),
         Case(
             "from_targets-vector-pad-id",

@@ -136,6 +136,11 @@ def test_lengths_to_mask_narrow_dtypes_with_long_time_axis(dtype):
     in_range = np.array([0, 1, 5, min(top, max_length)], dtype)
     mask = np.asarray(lengths_to_mask(jnp.asarray(in_range), max_length))
     np.testing.assert_array_equal(mask, np_lengths_to_mask(in_range, max_length))
+    # Traced, the range check must not wrap the bound into the dtype either.
+    checked = checkify.checkify(jax.jit(lambda n: lengths_to_mask(n, max_length)))
+    error, mask = checked(jnp.asarray(in_range))
+    assert error.get() is None
+    np.testing.assert_array_equal(mask, np_lengths_to_mask(in_range, max_length))
 
 
 def test_lengths_to_mask_under_jit_matches_numpy():

@@ -7,7 +7,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqmask._checks._core import describe, fail, is_float, listing
+from seqmask._checks._core import (
+    describe,
+    fail,
+    is_float,
+    is_traced,
+    listing,
+    traced_check,
+)
 
 _NUMERIC_KINDS = "biuf"
 
@@ -54,6 +61,14 @@ def representable(value, dtype, name: str, where: str, *, hint: str = "") -> Non
     value that is not a number, ``ValueError`` for one that does not fit."""
     if isinstance(value, (str, bytes)) or value is None:
         fail(where, f"{name} must be a number; got {describe(value)}.", TypeError)
+    if is_traced(value):
+        x = jnp.asarray(value)
+        traced_check(
+            _fits_traced(x, np.dtype(dtype)),
+            f"{where}: {name} does not fit dtype {np.dtype(dtype)}{hint}",
+            x,
+        )
+        return
     array = host_array(value, name, where)
     dtype = np.dtype(dtype)
     if array.size == 0 or is_float(dtype) and array.dtype.kind == "b":
@@ -91,6 +106,23 @@ def representable(value, dtype, name: str, where: str, *, hint: str = "") -> Non
         f"{name} does not fit dtype {dtype} ({kind} in [{low}, {high}]); got "
         f"{shown}.{hint}",
     )
+
+
+def _fits_traced(x: jax.Array, dtype: np.dtype) -> jax.Array:
+    """:func:`representable`'s rule on a traced value: converted to
+    ``dtype`` and back it is unchanged (an integer keeps its sign), but a
+    float into a float dtype may round, only not overflow."""
+    if jnp.issubdtype(x.dtype, jnp.complexfloating) or jnp.issubdtype(
+        dtype, jnp.complexfloating
+    ):
+        return jnp.bool_(True)  # no such values reach the checks
+    converted = x.astype(dtype)
+    if is_float(x) and is_float(dtype):
+        return jnp.isfinite(converted) | ~jnp.isfinite(x)
+    good = converted.astype(x.dtype) == x
+    if not is_float(x) and not is_float(dtype):
+        good = good & ((converted >= 0) == (x >= 0))
+    return good
 
 
 def prng_key(value, name: str, where: str):

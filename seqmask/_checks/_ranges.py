@@ -101,6 +101,8 @@ def lengths(
     array = concrete(value)
     if array is None:
         x = jnp.asarray(value)
+        if x.dtype.itemsize < 4:  # the bound in a narrow dtype would wrap
+            x = x.astype(jnp.int32)
         traced_check(
             (x >= 0) & (x <= max_length),
             f"{where}: {name} must lie in [0, {max_length}] (the size of the time "

@@ -222,6 +222,13 @@ def unpack(ys: PyTree, packing: Packing) -> list[PyTree]:
       [[10, 20, 30], [40, 50], [60]]
     """
     leaves, treedef = _packed_leaves(ys, "ys", packing, "unpack")
+    if _checks.is_traced(leaves):
+        _checks.fail(
+            "unpack",
+            "ys must be concrete arrays: unpack splits them on the host, so call "
+            "it outside jit (on the jitted function's outputs).",
+            TypeError,
+        )
     arrays = [np.asarray(leaf) for leaf in leaves]
     return [
         jax.tree.unflatten(
@@ -333,6 +340,13 @@ def segment_final_carries(
                     "kind.",
                     TypeError,
                 )
+            _checks.representable(
+                start,
+                final.dtype,
+                "initial_carry",
+                where,
+                hint=" (the dtype of the carries)",
+            )
         finals = [
             jnp.where(
                 jnp.asarray(empty).reshape((-1,) + (1,) * (final.ndim - 1)),
