@@ -93,7 +93,7 @@ def representable(value, dtype, name: str, where: str, *, hint: str = "") -> Non
             if array.dtype.kind in "iu":  # an integer must stay that integer
                 converted = array.astype(dtype)
                 if converted.dtype.kind == "c":
-                    converted = converted.real
+                    converted = np.real(converted)
                 bad = bad | (converted.astype(array.dtype) != array)
     if not np.any(bad):
         return
