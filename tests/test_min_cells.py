@@ -181,6 +181,26 @@ def test_gradients_equal_between_paths_and_ignore_padded_inputs():
     assert np.all(grad_xs[~mask] == 0.0) and np.any(grad_xs[mask] != 0.0)
 
 
+@pytest.mark.parametrize("make", [cells.min_gru, cells.min_lstm])
+def test_log_space_gradient_at_a_zero_preactivation_is_applys(make):
+    """Zero inputs and the default zero bias put the candidate's
+    pre-activation exactly at g's branch point: the log-space scan's
+    gradient there is that of apply (g's ``x >= 0`` branch, slope 1)."""
+    cell = make(H, log_space=True)
+    params = cell.init(jax.random.key(1), IN)
+    xs = np.zeros((T, B, IN), np.float32)
+    mask = np.ones((T, B), bool)
+    parallel, sequential = both_paths(cell, reverse=False)
+
+    def loss(path):
+        return lambda params: jnp.sum(path(params, xs, mask, None, None)[1])
+
+    got = jax.grad(loss(parallel))(params)["bias"]
+    want = jax.grad(loss(sequential))(params)["bias"]
+    assert np.any(np.asarray(want) != 0)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_check_grads_float64(x64):
     """minGRU in log space, both modes: forward mode runs the scan's JVP rule,
     reverse mode its transpose; resets to a learned state, reverse."""

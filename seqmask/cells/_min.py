@@ -28,8 +28,10 @@ def _g(x):
 
 
 def _log_g(x):
-    """``log(g(x))`` without forming ``g``; finite derivatives on both branches."""
-    return jnp.where(x >= 0, jnp.log(jax.nn.relu(x) + 0.5), -jax.nn.softplus(-x))
+    """``log(g(x))`` without forming ``g``; finite derivatives on both branches,
+    and at 0 those of ``g``'s ``x >= 0`` branch (as :func:`_g`)."""
+    positive = jnp.where(x >= 0, x, jnp.zeros_like(x))  # relu, but slope 1 at 0
+    return jnp.where(x >= 0, jnp.log(positive + 0.5), -jax.nn.softplus(-x))
 
 
 def _make_min_cell(
