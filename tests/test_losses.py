@@ -353,6 +353,32 @@ def test_ce_z_loss_and_focal_without_alpha():
     np.testing.assert_allclose(got, expected, rtol=2e-5, atol=1e-7)
 
 
+def test_focal_and_soft_cross_entropy_label_gradients_at_the_ends(x64):
+    """Both losses are smooth in the labels: at labels of exactly 0 and 1
+    (and at 0 target probability) the gradient is the closed form's, not
+    the 0 that dropping a zero-weight term would give."""
+    logits = np.array([0.7, -1.3, 2.0, -4.0])
+    p = 1.0 / (1.0 + np.exp(-logits))
+    gamma = 2.0
+    for y in (np.zeros(4), np.ones(4), np.full(4, 0.3)):
+        q = (1 - y) * p + y * (1 - p)
+        bce = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+        want = gamma * q ** (gamma - 1) * (1 - 2 * p) * bce + q**gamma * (
+            np.log(1 - p) - np.log(p)
+        )
+        got = jax.grad(
+            lambda y: losses.sigmoid_focal_loss(logits, y, reduction="sum", gamma=gamma)
+        )(y)
+        np.testing.assert_allclose(got, want, rtol=1e-9)
+    scores = np.array([[1.0, 2.0, 0.5]])
+    targets = np.array([[0.3, 0.7, 0.0]])
+    got = jax.grad(lambda t: losses.softmax_cross_entropy(scores, t, reduction="sum"))(
+        targets
+    )
+    log_softmax = scores - np.log(np.sum(np.exp(scores)))
+    np.testing.assert_allclose(got, -log_softmax, rtol=1e-12)
+
+
 def test_out_of_range_label_of_a_counted_token_is_nan():
     logits = np.zeros((2, 3), np.float32)
     labels = np.array([-1, 3], np.int8)

@@ -7,6 +7,8 @@ weights it and reduces it as described in :mod:`seqmask.losses`.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -187,8 +189,10 @@ def softmax_cross_entropy(
     )
     log_probs = jax.nn.log_softmax(inputs.predictions, axis=-1)
     # Select rather than multiply so that t = 0 at a -inf logit gives 0, not
-    # NaN, in the value and in the gradient.
-    log_probs = jnp.where(targets != 0, log_probs, jnp.zeros((), inputs.dtype))
+    # NaN, in the value and in the gradient; a finite log-probability stays,
+    # so that a target of 0 keeps its derivative -log p.
+    kept = (targets != 0) | jnp.isfinite(log_probs)
+    log_probs = jnp.where(kept, log_probs, jnp.zeros((), inputs.dtype))
     loss = -jnp.sum(targets * log_probs, axis=-1)
     return reduce_loss(loss, inputs, reduction)
 
@@ -277,16 +281,21 @@ def _log_weighted_add_exp(
 ) -> jax.Array:
     """``log(weight_a * exp(a) + weight_b * exp(b))`` for weights >= 0.
 
-    A term of zero weight is dropped before the shift, so that a binary label
-    gives exactly the other term rather than an underflowed sum.
+    The shift ignores a term of zero weight, so that a binary label gives
+    exactly the other term rather than an underflowed sum; the term stays
+    in the sum (times 0), so the weight keeps its derivative ``exp(a) /
+    sum``, its exponent capped below overflow (``0 * inf`` would be NaN).
     """
     minus_infinity = jnp.asarray(-jnp.inf, a.dtype)
-    a = jnp.where(weight_a != 0, a, minus_infinity)
-    b = jnp.where(weight_b != 0, b, minus_infinity)
-    shift = jax.lax.stop_gradient(jnp.maximum(a, b))
-    return shift + jnp.log(
-        weight_a * jnp.exp(a - shift) + weight_b * jnp.exp(b - shift)
-    )
+    kept_a = jnp.where(weight_a != 0, a, minus_infinity)
+    kept_b = jnp.where(weight_b != 0, b, minus_infinity)
+    shift = jax.lax.stop_gradient(jnp.maximum(kept_a, kept_b))
+    cap = jnp.asarray(math.log(float(jnp.finfo(a.dtype).max)) - 1.0, a.dtype)
+
+    def term(x):
+        return jnp.exp(jnp.minimum(x - shift, cap))
+
+    return shift + jnp.log(weight_a * term(a) + weight_b * term(b))
 
 
 def sigmoid_focal_loss(
