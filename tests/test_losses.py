@@ -749,6 +749,21 @@ def test_log_cosh_keeps_its_precision_for_small_errors():
     np.testing.assert_array_equal(grad, [1.0, -1.0, 1.0])
 
 
+def test_log_cosh_keeps_float64_precision(x64):
+    """Under x64 the small errors keep float64's precision too: against
+    log1p(2 sinh(e/2)^2) in extended precision (it cancels nothing), and
+    the gradient against tanh(e)."""
+    errors = np.geomspace(1e-12, 3.0, 2000)
+    extended = errors.astype(np.longdouble)
+    want = np.log1p(2.0 * np.sinh(extended / 2.0) ** 2)
+    got = losses.log_cosh(errors, np.zeros_like(errors), reduction="none")
+    np.testing.assert_allclose(np.asarray(got, np.longdouble), want, rtol=1e-14)
+    grad = jax.grad(lambda e: losses.log_cosh(e, jnp.zeros_like(e), reduction="sum"))(
+        errors
+    )
+    np.testing.assert_allclose(grad, np.tanh(extended), rtol=1e-14)
+
+
 # ---------------------------------------------------------------------------
 # Gradients (float64)
 
