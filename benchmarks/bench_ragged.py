@@ -489,7 +489,7 @@ def main() -> None:
     )
     args = options.parse_args()
     if args.quick:
-        args.sentences, args.max_length, args.batch, args.buckets = 32, 64, 8, 2
+        args.sentences, args.max_length, args.batch, args.buckets = 32, 64, 16, 2
         args.vocab, args.embed, args.hidden, args.tags = 50, 8, 8, 4
     corpus = make_corpus(
         args.sentences, args.max_length, args.vocab, args.tags, args.seed
