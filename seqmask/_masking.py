@@ -33,10 +33,13 @@ def where_rows(rows, on_true, on_false) -> jax.Array:
     shape = jnp.broadcast_shapes(
         selector.shape, jnp.shape(on_true), jnp.shape(on_false)
     )
-    on_true, on_false = _sharding.unify(
-        jnp.broadcast_to(on_true, shape), jnp.broadcast_to(on_false, shape)
+    # A mask seqmask made (all true, replicated) may meet sharded values.
+    selector, on_true, on_false = _sharding.unify(
+        jnp.broadcast_to(selector, shape),
+        jnp.broadcast_to(on_true, shape),
+        jnp.broadcast_to(on_false, shape),
     )
-    return jnp.where(jnp.broadcast_to(selector, shape), on_true, on_false)
+    return jnp.where(selector, on_true, on_false)
 
 
 # Differentiating a select keeps its predicate for the backward pass. Inside

@@ -14,6 +14,7 @@ propagation.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -73,22 +74,22 @@ def shard_like(value, like):
     return value if sharding is None else _reshard(value, sharding)
 
 
-def unify(a, b):
-    """``a`` and ``b`` (of one shape) laid out alike, for ``jnp.where``.
+def unify(*arrays) -> tuple:
+    """``arrays`` (of one shape) laid out alike, for ``jnp.where``.
 
-    The one split over more mesh axes keeps its layout (a batch-sharded
-    carry against a replicated constant: the constant is split).
+    The one split over the most mesh axes keeps its layout and the others
+    take it (a batch-sharded carry against a replicated constant or a
+    replicated mask: the constant and the mask are split).
     """
-    sharding_a, sharding_b = explicit_sharding(a), explicit_sharding(b)
-    if sharding_a is None and sharding_b is None:
-        return a, b
+    shardings = [explicit_sharding(x) for x in arrays]
+    if all(s is None for s in shardings):
+        return arrays
 
     def sharded_axes(sharding):
         return -1 if sharding is None else sum(s is not None for s in sharding.spec)
 
-    if sharded_axes(sharding_a) >= sharded_axes(sharding_b):
-        return a, _reshard(b, sharding_a)
-    return _reshard(a, sharding_b), b
+    widest = max(shardings, key=sharded_axes)
+    return tuple(_reshard(x, widest) for x in arrays)
 
 
 def shard_like_batch(tree, reference, batch_axes: tuple[int, ...] | None = None):
@@ -113,6 +114,31 @@ def shard_like_batch(tree, reference, batch_axes: tuple[int, ...] | None = None)
         return _reshard(leaf, target)
 
     return jax.tree.map(place, tree)
+
+
+def flatten_rows(x, n_batch: int) -> jax.Array:
+    """``x`` ``[*batch, ...]`` with its ``n_batch`` leading axes merged into one
+    ``[rows, ...]`` axis, laid out over the mesh axes that split the batch.
+
+    Under explicit mesh axes JAX infers the merged layout only where the
+    split axes merge into one (``[4@a, 4@b] -> 16@(a,b)``); a batch split on
+    an inner axis (``[2, 4@(a,b)]``) has no such layout, and the reshape
+    moves its rows to one.
+    """
+    shape = (math.prod(x.shape[:n_batch]), *x.shape[n_batch:])
+    sharding = explicit_sharding(x)
+    if sharding is None or n_batch == 1:
+        return x.reshape(shape)
+    spec = _padded_spec(sharding, x.ndim)
+    merged = tuple(
+        axis
+        for entry in spec[:n_batch]
+        if entry is not None
+        for axis in (entry if isinstance(entry, tuple) else (entry,))
+    )
+    rows = merged[0] if len(merged) == 1 else (merged or None)
+    out = NamedSharding(sharding.mesh, PartitionSpec(rows, *spec[n_batch:]))
+    return jnp.reshape(x, shape, out_sharding=out)
 
 
 def unflatten_rows(x, like) -> jax.Array:
@@ -161,13 +187,17 @@ def take_rows(table, indices, *, fill_value) -> jax.Array:
     )
 
 
-def put_along_last_axis(target, indices, values) -> jax.Array:
+def put_along_last_axis(target, indices, values, *, add: bool = False) -> jax.Array:
     """``jnp.put_along_axis(target, indices, values, axis=-1, inplace=False)``
     laid out like ``target`` (under explicit mesh axes JAX cannot infer where
-    such a scatter's output lives)."""
+    such a scatter's output lives); with ``add``, ``values`` are added at
+    ``indices`` (repeated indices add up) instead of written."""
     sharding = explicit_sharding(target)
-    if sharding is None:
+    if sharding is None and not add:
         return jnp.put_along_axis(target, indices, values, axis=-1, inplace=False)
     leading = jnp.indices(indices.shape[:-1], sparse=True)
     index = (*(i[..., None] for i in leading), indices)
-    return target.at[index].set(values, out_sharding=sharding)
+    options = {} if sharding is None else {"out_sharding": sharding}
+    if add:
+        return target.at[index].add(values, **options)
+    return target.at[index].set(values, **options)

@@ -345,6 +345,44 @@ def test_any_cell_record_works_through_its_three_functions():
     np.testing.assert_allclose(loss, want, rtol=1e-6)
 
 
+def test_a_bfloat16_decoder_after_a_float32_encoder_starts_from_the_bridge():
+    """Decoder cells with bfloat16 parameters (and carries) after a float32
+    encoder: the dense bridge, computed in float32, gives the decoder a
+    carry in its own dtype, and the logits are the float64 loop's to
+    bfloat16 accuracy. The bridge's float32 carry was refused by the
+    decoder cell's carry check."""
+    model = seq2seq.encoder_decoder(
+        VS,
+        VT,
+        embed_size=E,
+        hidden_size=H,
+        decoder_cell=cells.lstm(H, param_dtype=jnp.bfloat16),
+    )
+    # Perturbed as the other tests' parameters, each back in its own dtype.
+    params = jax.tree.map(
+        lambda leaf, like: jnp.asarray(leaf, like.dtype),
+        perturbed(model, poison=False),
+        fast_jit(model.init)(jax.random.key(0)),
+    )
+    assert {leaf.dtype for leaf in jax.tree.leaves(params["decoder"])} == {
+        jnp.dtype(jnp.bfloat16)
+    }
+    source, source_lengths, targets, target_lengths = batch(garbage=False)
+    lengths = {"source_lengths": source_lengths, "target_lengths": target_lengths}
+    state = fast_jit(model.encode)(params, source, source_lengths=source_lengths)
+    assert {leaf.dtype for leaf in jax.tree.leaves(state.carry)} == {
+        jnp.dtype(jnp.bfloat16)
+    }
+    logits = fast_jit(model.apply)(params, source, targets, **lengths)
+    assert_rows_match(
+        logits,
+        EXAMPLES,
+        functools.partial(reference_logits, params, attention="additive"),
+        rtol=0.05,
+        atol=0.05,
+    )
+
+
 @pytest.mark.parametrize("attention", ["additive", "general"])
 def test_bfloat16_cells_compute_the_model_and_keep_the_state_dtypes(attention):
     """Cells computing in bfloat16 (float32 parameters, as in mixed-precision

@@ -546,3 +546,84 @@ def test_seq2seq_trains_and_decodes_on_a_sharded_batch():
         # Explicit axes keep the grid's layout in the type; auto axes leave
         # the outputs' layout to XLA.
         assert grid_split == "True" or "Auto" in kind, line
+
+
+_SEQ2SEQ_OPTIONS = """
+import jax, numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+from seqmask import decoding, seq2seq
+
+model = seq2seq.encoder_decoder(12, 14, embed_size=8, hidden_size=16, bos_id=1,
+                                eos_id=2, pad_id=0, decoder_layers=2,
+                                embedding_dropout=0.1, layer_dropout=0.2)
+params = model.init(jax.random.key(0))
+rng = np.random.default_rng(0)
+source = rng.integers(3, 12, (16, 6)).astype(np.int32)
+targets = rng.integers(3, 14, (16, 5)).astype(np.int32)
+target_lengths = rng.integers(0, 6, 16).astype(np.int32)
+penalty = decoding.repetition_penalty(1.5)
+
+def loss(params, source, targets, target_lengths):
+    # No source mask (every position valid), scheduled sampling, dropout
+    # between the decoder's layers.
+    return model.loss(params, source, targets, target_lengths=target_lengths,
+                      dropout_key=jax.random.key(1), sampling_probability=0.5,
+                      sampling_key=jax.random.key(2))
+
+def decode(params, source):
+    greedy = model.greedy(params, source, max_length=7, logits_fn=penalty)
+    beams = model.beam_search(params, source, max_length=7, beam_width=2,
+                              logits_fn=penalty)
+    return greedy.tokens, beams.tokens
+
+# Two batch axes [2, 8], the second split over both axes of a 2 x 4 mesh:
+# merging them has no layout JAX infers.
+def grid_loss(params, source, targets):
+    return model.loss(params, source, targets, reduction="sequence_mean")
+
+def grid_decode(params, source):
+    return model.beam_search(params, source, max_length=5, beam_width=2).tokens
+
+grid_data = (source.reshape(2, 8, 6), targets.reshape(2, 8, 5))
+data = (source, targets, target_lengths)
+want = jax.jit(jax.value_and_grad(loss))(params, *data)
+want_tokens = jax.jit(decode)(params, source)
+want_grid = jax.jit(jax.value_and_grad(grid_loss))(params, *grid_data)
+want_grid_tokens = jax.jit(grid_decode)(params, grid_data[0])
+for axis_type in (jax.sharding.AxisType.Explicit, jax.sharding.AxisType.Auto):
+    mesh = jax.make_mesh((8,), ("data",), axis_types=(axis_type,))
+    put = lambda a: jax.device_put(a, NamedSharding(mesh, P("data")))
+    with jax.set_mesh(mesh):
+        got = jax.jit(jax.value_and_grad(loss))(params, *map(put, data))
+        tokens = jax.jit(decode)(params, put(source))
+    grid = jax.make_mesh((2, 4), ("rows", "cols"), axis_types=(axis_type,) * 2)
+    put = lambda a: jax.device_put(a, NamedSharding(grid, P(None, ("rows", "cols"))))
+    with jax.set_mesh(grid):
+        got_grid = jax.jit(jax.value_and_grad(grid_loss))(params, *map(put, grid_data))
+        grid_tokens = jax.jit(grid_decode)(params, put(grid_data[0]))
+    errors = jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), got, want)
+    grid_errors = jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))),
+                               got_grid, want_grid)
+    same = all(map(np.array_equal, tokens, want_tokens))
+    same_grid = np.array_equal(grid_tokens, want_grid_tokens)
+    print(axis_type, max(jax.tree.leaves(errors)), same,
+          max(jax.tree.leaves(grid_errors)), same_grid)
+"""
+
+
+def test_seq2seq_options_on_a_sharded_batch():
+    """The options whose values seqmask makes itself, under ``jax.set_mesh``
+    with explicit and auto axes, give the one-device loss, gradient and
+    tokens: the all-true source mask when none is given, scheduled
+    sampling's draws and start tokens, dropout between decoder layers, and
+    the repetition penalty in greedy and beam search. Under explicit axes
+    each raised ``ShardingTypeError``: the values were made replicated and
+    met the batch-split ones in a select or a scatter. A batch whose second
+    axis is split over two mesh axes also takes ``sequence_mean`` and beam
+    search, which merge the batch axes (the merge raised there)."""
+    for line in per_mesh_kind(_SEQ2SEQ_OPTIONS, devices=NUM_DEVICES):
+        kind, error, same, grid_error, same_grid = line
+        assert float(error) < 1e-5, line
+        assert same == "True", line
+        assert float(grid_error) < 1e-5, line
+        assert same_grid == "True", line

@@ -191,7 +191,7 @@ def _beam_search(
     batch_shape = start.shape
     rows, beams = math.prod(batch_shape), beam.width
     n_batch = len(batch_shape)
-    flat = jax.tree.map(lambda x: x.reshape((rows, *x.shape[n_batch:])), state)
+    flat = jax.tree.map(lambda x: _sharding.flatten_rows(x, n_batch), state)
     # Each row's state repeated for its beams, rows * beams leading (a
     # broadcast and a reshape keep the rows' layout under explicit sharding).
     tiled = jax.tree.map(
@@ -200,7 +200,7 @@ def _beam_search(
         ),
         flat,
     )
-    prefix_lengths = inputs.prefix_lengths.reshape((rows,))
+    prefix_lengths = _sharding.flatten_rows(inputs.prefix_lengths, n_batch)
     pad = jnp.asarray(static.pad_id, start.dtype)
     max_length = static.max_length
     # Only the first beam is alive at the start, so that the first step
@@ -210,7 +210,9 @@ def _beam_search(
     # that merge under explicit mesh axes, not of a reshape that does both.
     init = _Beams(
         state=tiled,
-        token=jnp.broadcast_to(start.reshape((rows,))[:, None], (rows, beams)),
+        token=jnp.broadcast_to(
+            _sharding.flatten_rows(start, n_batch)[:, None], (rows, beams)
+        ),
         log_prob=jnp.broadcast_to(first, (rows, beams)),
         finished=jnp.zeros((rows, beams), jnp.bool_),
         length=jnp.zeros((rows, beams), jnp.int32),
@@ -223,7 +225,7 @@ def _beam_search(
         params,
         static,
         inputs.min_length,
-        inputs.prefix.reshape((rows, inputs.prefix.shape[-1])),
+        _sharding.flatten_rows(inputs.prefix, n_batch),
         prefix_lengths,
     )
     # The most tokens a hypothesis of each row can generate.

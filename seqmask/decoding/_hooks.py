@@ -9,6 +9,7 @@ import numbers
 import jax.numpy as jnp
 
 import seqmask._checks as _checks
+from seqmask import _sharding
 from seqmask.decoding._records import LogitsFn
 
 
@@ -64,17 +65,18 @@ class _RepetitionPenalty:
 
     def __call__(self, step, logits, state, tokens):
         del state
-        vocab, width = logits.shape[-1], tokens.shape[-1]
-        rows = logits.reshape((-1, vocab))
-        history = tokens.reshape((-1, width))
-        before = jnp.broadcast_to(jnp.arange(width) < step, history.shape)
-        ids = jnp.where(before, history, jnp.zeros((), history.dtype))
-        index = jnp.arange(rows.shape[0])[:, None]
-        counts = (
-            jnp.zeros(rows.shape, jnp.int32)
-            .at[index, ids]
-            .add(before.astype(jnp.int32))
+        # Arithmetic, not selects or reshapes: the values keep the layout of
+        # a batch split over devices, whatever its axes.
+        width = tokens.shape[-1]
+        positions = jnp.arange(width).reshape((1,) * (tokens.ndim - 1) + (width,))
+        before = (positions < step).astype(tokens.dtype)
+        ids = tokens * before
+        counts = _sharding.put_along_last_axis(
+            jnp.zeros_like(logits, jnp.int32),
+            ids,
+            jnp.zeros_like(tokens, jnp.int32) + before.astype(jnp.int32),
+            add=True,
         )
-        theta = jnp.asarray(self.penalty, rows.dtype)
-        penalised = jnp.where(rows > 0, rows / theta, rows * theta)
-        return jnp.where(counts > 0, penalised, rows).reshape(logits.shape)
+        theta = jnp.asarray(self.penalty, logits.dtype)
+        penalised = jnp.where(logits > 0, logits / theta, logits * theta)
+        return jnp.where(counts > 0, penalised, logits)

@@ -174,7 +174,7 @@ def _positions(tokens, lengths, mask, lengths_name, mask_name, where):
         )
     width = tokens.shape[-1]
     if lengths is None:
-        return jnp.ones(tokens.shape, jnp.bool_)
+        return jnp.ones_like(tokens, dtype=jnp.bool_)
     lengths = _lengths(lengths, tokens, lengths_name, where)
     positions = jnp.arange(width).reshape((1,) * (tokens.ndim - 1) + (width,))
     return positions < lengths[..., None]

@@ -156,9 +156,13 @@ def _bridge(config: Config, params: Params, finals, batch_shape):
     shapes = carry_shapes(cells, params["decoder"])
     if config.bridge == "dense":
         joined = jnp.concatenate(jax.tree.leaves(finals), axis=-1)
+        # Each leaf in the dtype of the decoder's carry (bfloat16 decoder
+        # cells after a float32 encoder compute in float32 here).
         leaves = [
-            jnp.tanh(dense(joined, layer["kernel"], layer["bias"]))
-            for layer in params["bridge"]
+            jnp.tanh(dense(joined, layer["kernel"], layer["bias"])).astype(leaf.dtype)
+            for layer, leaf in zip(
+                params["bridge"], jax.tree.leaves(shapes), strict=True
+            )
         ]
         return jax.tree.unflatten(jax.tree.structure(shapes), leaves)
     assert callable(config.bridge)

@@ -62,7 +62,8 @@ def tokens_and_mask(
     elif default_pad_id is not None:
         mask = tokens != jnp.asarray(default_pad_id, tokens.dtype)
     else:
-        mask = jnp.ones(tokens.shape, jnp.bool_)
+        # Laid out like the tokens (a sharded batch keeps its layout).
+        mask = jnp.ones_like(tokens, dtype=jnp.bool_)
     _checks.token_ids(tokens, vocab_size, name, where, valid=mask)
     return tokens, mask
 

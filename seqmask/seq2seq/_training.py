@@ -17,13 +17,13 @@ tokens as inputs, in values and in gradients.
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 import seqmask._checks as _checks
+from seqmask import _sharding
 from seqmask import losses as _losses
 from seqmask.scan import masked_scan
 from seqmask.seq2seq import _config, _decoder, _inputs
@@ -169,9 +169,10 @@ def loss(
     if reduction == "sequence_mean":
         # The losses' sequence_mean takes axis 0 for the sequences; here every
         # entry of [*batch] (none, one or several axes) is one target sequence.
-        rows = math.prod(targets.shape[:-1])
-        logits = logits.reshape((rows, *logits.shape[-2:]))
-        targets, weights = (x.reshape((rows, x.shape[-1])) for x in (targets, weights))
+        n_batch = targets.ndim - 1
+        logits, targets, weights = (
+            _sharding.flatten_rows(x, n_batch) for x in (logits, targets, weights)
+        )
     return _losses.softmax_cross_entropy_with_integer_labels(
         logits,
         targets,
@@ -361,6 +362,11 @@ def own_predictions(
         uniforms = jax.random.uniform(draw_key, lead)
     # The first valid position of a row reads bos_id, whatever the coin says.
     use_model = coins & jnp.moveaxis(has_previous, -1, 0)
+    # [time, *batch] draws laid out like the inputs' time and batch axes.
+    time_then_batch = (inputs.ndim - 1, *range(inputs.ndim - 1))
+    use_model, uniforms = _sharding.shard_like_batch(
+        (use_model, uniforms), inputs, time_then_batch
+    )
     memory = state.memory
 
     def body(carry, xs):
@@ -380,6 +386,7 @@ def own_predictions(
         return (decoder, attentional, choice), (logits, token)
 
     start = jnp.full(batch_shape, config.bos_id, inputs.dtype)
+    start = _sharding.shard_like_batch(start, inputs, time_then_batch[1:])
     _, (logits, fed) = masked_scan(
         body,
         (state.carry, state.attentional, start),
