@@ -161,7 +161,9 @@ def _schedule(mask, chunk: int, reverse: bool):
     """``(order, count)``: the steps that run, in the scan's order, in the
     first ``count`` entries of ``order`` ``[time]``."""
     steps = mask.shape[0]
-    valid = jnp.any(mask.reshape(steps, -1), axis=1)
+    # Reduced over the batch axes, not merged first: a merge of batch axes
+    # split over mesh axes may have no layout JAX can infer.
+    valid = jnp.any(mask, axis=tuple(range(1, mask.ndim)))
     chunks = -(-steps // chunk)
     valid = jnp.pad(valid, (0, chunks * chunk - steps))
     runs = jnp.repeat(jnp.any(valid.reshape(chunks, chunk), axis=1), chunk)[:steps]

@@ -160,7 +160,9 @@ def reverse_valid_steps(
     order = jnp.argsort(jnp.logical_not(mask_bm), axis=-1, stable=True)
     source_rank = jnp.clip(count - 1 - rank, 0, time - 1)
     source = jnp.take_along_axis(order, source_rank, axis=-1)
-    positions = jnp.broadcast_to(jnp.arange(time, dtype=source.dtype), source.shape)
+    # Padded steps stay where they are (positions laid out like ``source``).
+    steps = jnp.arange(time, dtype=source.dtype).reshape((1,) * n_batch + (time,))
+    positions = jnp.zeros_like(source) + steps
     source = jnp.where(mask_bm, source, positions)
     index = source.reshape(source.shape + (1,) * (xs_bm.ndim - n_batch - 1))
     index = jnp.broadcast_to(index, xs_bm.shape)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import seqmask._checks as _checks
-from seqmask import _weighting, masks
+from seqmask import _sharding, _weighting, masks
 
 __all__ = [
     "from_lengths",
@@ -238,8 +238,9 @@ def class_weights(
         )
     _checks.in_range(table, "table", where, low=0, hint=" (one weight per class)")
     valid = (labels >= 0) & (labels < table.shape[0])
-    gathered = table.astype(dtype)[jnp.where(valid, labels, 0)]
-    return jnp.where(valid, gathered, jnp.zeros((), dtype))
+    # A row past the table is 0: the gather fills it, laid out like labels.
+    index = jnp.where(valid, labels, jnp.full_like(labels, table.shape[0]))
+    return _sharding.take_rows(table.astype(dtype), index, fill_value=0)
 
 
 def combine(

@@ -627,3 +627,80 @@ def test_seq2seq_options_on_a_sharded_batch():
         assert same == "True", line
         assert float(grid_error) < 1e-5, line
         assert same_grid == "True", line
+
+
+_HELPERS = """
+import jax, numpy as np
+import flax.linen as nn
+from jax.sharding import NamedSharding, PartitionSpec as P
+import seqmask
+from seqmask import linen, masks, metrics, weights
+
+rng = np.random.default_rng(0)
+lengths = rng.integers(0, 6, 8).astype(np.int32)
+xs = rng.normal(size=(8, 5, 3)).astype(np.float32)
+mask = np.arange(5) < lengths[:, None]
+a = rng.uniform(0.2, 0.9, (5, 8, 3)).astype(np.float32)
+b = rng.normal(size=(5, 8, 3)).astype(np.float32)
+labels = rng.integers(-1, 7, (8, 5)).astype(np.int32)
+table = np.linspace(0.5, 2.0, 6).astype(np.float32)
+hyp = rng.integers(1, 4, (8, 5)).astype(np.int32)
+refs = rng.integers(1, 4, (8, 2, 5)).astype(np.int32)
+ref_lengths = rng.integers(0, 6, (8, 2)).astype(np.int32)
+flax_rnn = linen.RNN(nn.GRUCell(4), reverse=True)  # keep_order=False, as in Flax
+variables = flax_rnn.init(jax.random.key(0), xs, seq_lengths=lengths)
+lstm = seqmask.cells.lstm(4)
+cell_params = lstm.init(jax.random.key(1), 3)
+grid_xs = xs.reshape(2, 4, 5, 3).repeat(2, axis=1)
+grid_mask = mask.reshape(2, 4, 5).repeat(2, axis=1)
+
+def one_axis(xs, mask, lengths, a, b, labels, hyp, refs, ref_lengths):
+    return (
+        masks.reverse_valid_steps(xs, mask),
+        flax_rnn.apply(variables, xs, seq_lengths=lengths),
+        seqmask.linear_scan(a, b, method="sequential")[1],
+        weights.class_weights(labels, table),
+        metrics.edit_distance(hyp, refs, hypothesis_lengths=lengths,
+                              reference_lengths=ref_lengths,
+                              multiple_references=True),
+    )
+
+def two_axes(xs, mask):
+    return seqmask.rnn(lstm, cell_params, xs, mask=mask, skip_padding=2)[1]
+
+data = (xs, mask, lengths, a, b, labels, hyp, refs, ref_lengths)
+layouts = (P("data"),) * 3 + (P(None, "data"),) * 2 + (P("data"),) * 4
+want = jax.jit(one_axis)(*data)
+want_grid = jax.jit(two_axes)(grid_xs, grid_mask)
+for axis_type in (jax.sharding.AxisType.Explicit, jax.sharding.AxisType.Auto):
+    mesh = jax.make_mesh((8,), ("data",), axis_types=(axis_type,))
+    with jax.set_mesh(mesh):
+        args = [jax.device_put(x, NamedSharding(mesh, s))
+                for x, s in zip(data, layouts)]
+        got = jax.jit(one_axis)(*args)
+    grid = jax.make_mesh((2, 4), ("rows", "cols"), axis_types=(axis_type,) * 2)
+    put = lambda x: jax.device_put(x, NamedSharding(grid, P(None, ("rows", "cols"))))
+    with jax.set_mesh(grid):
+        got_grid = jax.jit(two_axes)(put(grid_xs), put(grid_mask))
+    errors = [float(np.max(np.abs(np.asarray(g, np.float64) - np.asarray(w))))
+              for g, w in zip([*got, got_grid], [*want, want_grid])]
+    print(axis_type, *errors)
+"""
+
+
+def test_helpers_on_a_sharded_batch():
+    """Under ``jax.set_mesh`` with explicit and auto axes, helpers that make
+    values of their own give the one-device results on a batch split over
+    8 devices: ``masks.reverse_valid_steps`` (and so ``seqmask.linen.RNN``
+    with ``reverse=True``, whose default ``keep_order=False``, as in Flax,
+    reverses the outputs with it), ``linear_scan(method="sequential")`` from its zero
+    state, ``weights.class_weights``, padded ``metrics.edit_distance``, and
+    ``skip_padding`` on a batch of two axes, the inner one split over two
+    mesh axes. Under explicit axes each raised ``ShardingTypeError`` (or a
+    scan carry type error): positions, zero states, the table lookup and the
+    first row of the dynamic programme were replicated, and the skip
+    schedule merged the batch axes."""
+    for line in per_mesh_kind(_HELPERS, devices=NUM_DEVICES):
+        kind, *errors = line
+        assert len(errors) == 6, line
+        assert all(float(e) < 1e-5 for e in errors), line

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import seqmask._checks as _checks
+from seqmask import _sharding
 
 
 def token_accuracy(predictions, targets, *, mask=None, lengths=None) -> jax.Array:
@@ -129,13 +130,17 @@ def _levenshtein(h, h_lengths, r, r_lengths) -> jax.Array:
     (``D[i, j] - j`` is the cumulative minimum of ``C[i, k] - k``)."""
     rows, width = r.shape
     columns = jnp.arange(width + 1, dtype=jnp.int32).reshape((1, width + 1))
-    first = jnp.broadcast_to(columns, (rows, width + 1))
+    # The first row, laid out like the references' rows (a scan carry keeps
+    # the layout it starts with).
+    first = _sharding.shard_like_batch(
+        jnp.broadcast_to(columns, (rows, width + 1)), r, (0,)
+    )
 
     def body(previous, xs):
         i, token = xs
         cost = (r != token[:, None]).astype(jnp.int32)
         best = jnp.minimum(previous[:, :-1] + cost, previous[:, 1:] + 1)
-        start = jnp.full((rows, 1), i, jnp.int32)
+        start = jnp.zeros_like(previous[:, :1]) + i
         candidates = jnp.concatenate([start, best], axis=1)
         row = jax.lax.cummin(candidates - columns, axis=1) + columns
         # Past a hypothesis's length its last row carries through.

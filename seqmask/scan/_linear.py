@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import seqmask._checks as _checks
-from seqmask import _scanning
+from seqmask import _scanning, _sharding
 
 _METHODS = ("associative", "sequential")
 
@@ -120,6 +120,9 @@ def linear_scan(
     use_init = init is not None
     init = _state(init, "init", b, where)
     reset_to = init if reset_to is None else _state(reset_to, "reset_to", b, where)
+    # Laid out like one step of b (the start of a scan carry keeps its layout).
+    state_axes = tuple(range(1, b.ndim))
+    init, reset_to = _sharding.shard_like_batch((init, reset_to), b, state_axes)
     return _scanning.linear(
         a,
         b,
