@@ -454,7 +454,18 @@ if __name__ == "__main__":
     _worker(pathlib.Path(sys.argv[1]), sys.argv[2:])
 
 
-_SEQ2SEQ = """
+# A batch of 16 pairs for the seq2seq scripts below.
+_SEQ2SEQ_BATCH = """
+import numpy as np
+rng = np.random.default_rng(0)
+source = rng.integers(3, 12, (16, 6)).astype(np.int32)
+targets = rng.integers(3, 14, (16, 5)).astype(np.int32)
+target_lengths = rng.integers(0, 6, 16).astype(np.int32)
+"""
+
+_SEQ2SEQ = (
+    _SEQ2SEQ_BATCH
+    + """
 import jax, numpy as np
 import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -463,11 +474,7 @@ from seqmask import decoding, seq2seq
 model = seq2seq.encoder_decoder(12, 14, embed_size=8, hidden_size=16, bos_id=1,
                                 eos_id=2, pad_id=0)
 params = model.init(jax.random.key(0))
-rng = np.random.default_rng(0)
-source = rng.integers(3, 12, (16, 6)).astype(np.int32)
-targets = rng.integers(3, 14, (16, 5)).astype(np.int32)
 source_lengths = rng.integers(0, 7, 16).astype(np.int32)
-target_lengths = rng.integers(0, 6, 16).astype(np.int32)
 
 def loss(params, source, targets, source_lengths, target_lengths):
     return model.loss(params, source, targets, source_lengths=source_lengths,
@@ -522,6 +529,7 @@ for axis_type in (jax.sharding.AxisType.Explicit, jax.sharding.AxisType.Auto):
     grid_split = all(tuple(t.sharding.spec[:2]) == ("rows", "cols") for t in got_grid)
     print(axis_type, max(jax.tree.leaves(errors)), same, *split, grid_error, grid_split)
 """
+)
 
 
 def test_seq2seq_trains_and_decodes_on_a_sharded_batch():
@@ -548,7 +556,9 @@ def test_seq2seq_trains_and_decodes_on_a_sharded_batch():
         assert grid_split == "True" or "Auto" in kind, line
 
 
-_SEQ2SEQ_OPTIONS = """
+_SEQ2SEQ_OPTIONS = (
+    _SEQ2SEQ_BATCH
+    + """
 import jax, numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 from seqmask import decoding, seq2seq
@@ -557,10 +567,6 @@ model = seq2seq.encoder_decoder(12, 14, embed_size=8, hidden_size=16, bos_id=1,
                                 eos_id=2, pad_id=0, decoder_layers=2,
                                 embedding_dropout=0.1, layer_dropout=0.2)
 params = model.init(jax.random.key(0))
-rng = np.random.default_rng(0)
-source = rng.integers(3, 12, (16, 6)).astype(np.int32)
-targets = rng.integers(3, 14, (16, 5)).astype(np.int32)
-target_lengths = rng.integers(0, 6, 16).astype(np.int32)
 penalty = decoding.repetition_penalty(1.5)
 
 def loss(params, source, targets, target_lengths):
@@ -609,6 +615,7 @@ for axis_type in (jax.sharding.AxisType.Explicit, jax.sharding.AxisType.Auto):
     print(axis_type, max(jax.tree.leaves(errors)), same,
           max(jax.tree.leaves(grid_errors)), same_grid)
 """
+)
 
 
 def test_seq2seq_options_on_a_sharded_batch():
