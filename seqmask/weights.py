@@ -237,9 +237,12 @@ def class_weights(
             f"shape {table.shape}.",
         )
     _checks.in_range(table, "table", where, low=0, hint=" (one weight per class)")
-    valid = (labels >= 0) & (labels < table.shape[0])
+    classes = table.shape[0]
+    valid = labels >= 0
+    if classes <= jnp.iinfo(labels.dtype).max:  # else every label is below it
+        valid = valid & (labels < classes)
     # A row past the table is 0: the gather fills it, laid out like labels.
-    index = jnp.where(valid, labels, jnp.full_like(labels, table.shape[0]))
+    index = jnp.where(valid, labels.astype(jnp.int32), classes)
     return _sharding.take_rows(table.astype(dtype), index, fill_value=0)
 
 

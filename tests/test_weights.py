@@ -117,6 +117,19 @@ def test_class_weights_match_a_loop():
         seq_weights.class_weights(labels, np.array([1.0, -2.0], np.float32))
 
 
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16])
+def test_class_weights_of_narrow_labels_with_a_larger_table(dtype):
+    """Labels in a dtype that cannot hold the number of classes (int8 with
+    200 classes) index the table like a loop; comparing them against 200 in
+    their own dtype raised OverflowError."""
+    info = np.iinfo(dtype)
+    table = np.linspace(0.5, 2.0, 300).astype(np.float32)
+    labels = np.array([info.min, -1 if info.min < 0 else 0, 5, info.max], dtype)
+    expected = [table[x] if 0 <= x < len(table) else 0.0 for x in labels.tolist()]
+    got = seq_weights.class_weights(labels, table)
+    np.testing.assert_array_equal(got, np.asarray(expected, np.float32))
+
+
 # ---------------------------------------------------------------------------
 # combine
 
