@@ -120,9 +120,6 @@ def linear_scan(
     use_init = init is not None
     init = _state(init, "init", b, where)
     reset_to = init if reset_to is None else _state(reset_to, "reset_to", b, where)
-    # Laid out like one step of b (the start of a scan carry keeps its layout).
-    state_axes = tuple(range(1, b.ndim))
-    init, reset_to = _sharding.shard_like_batch((init, reset_to), b, state_axes)
     return _scanning.linear(
         a,
         b,
@@ -193,7 +190,14 @@ def _step_flags(mask, resets, shape, where: str):
 
 
 def _state(value, name: str, b, where: str):
-    """``value`` broadcast to the state shape ``b.shape[1:]``; zeros when None."""
+    """``value`` broadcast to the state shape ``b.shape[1:]``, laid out like
+    one step of ``b`` (a scan carry keeps the layout it starts with); zeros
+    when None."""
+    state = _broadcast_state(value, name, b, where)
+    return _sharding.shard_like_batch(state, b, tuple(range(1, b.ndim)))
+
+
+def _broadcast_state(value, name: str, b, where: str):
     state_shape = tuple(b.shape[1:])
     if value is None:
         return jnp.zeros(state_shape, b.dtype)
