@@ -74,6 +74,16 @@ def shard_like(value, like):
     return value if sharding is None else _reshard(value, sharding)
 
 
+def replicated(x) -> jax.Array:
+    """``x`` on every device, for operations across the whole batch (a sort,
+    a scatter into slots shared by all rows); ``x`` itself without explicit
+    mesh axes."""
+    sharding = explicit_sharding(x)
+    if sharding is None:
+        return x
+    return _reshard(x, NamedSharding(sharding.mesh, PartitionSpec()))
+
+
 def unify(*arrays) -> tuple:
     """``arrays`` (of one shape) laid out alike, for ``jnp.where``.
 

@@ -15,6 +15,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from seqmask import _sharding
+
 
 def safe_divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
     """``numerator / denominator``, and exactly 0 with zero gradient where the
@@ -34,10 +36,14 @@ class Sums(NamedTuple):
 
 
 def sequence_slots(segment_ids: jax.Array) -> jax.Array:
-    """A dense slot in ``[0, B*T)`` for every position, equal where the ids are."""
-    ids = segment_ids.reshape(-1)
+    """A dense slot in ``[0, B*T)`` for every position, equal where the ids are.
+
+    Ids are compared across the whole batch, so a batch split over devices
+    is gathered for the sort; the slots are laid out like ``segment_ids``.
+    """
+    ids = _sharding.replicated(segment_ids).reshape(-1)
     _, slots = jnp.unique(ids, size=ids.size, fill_value=-1, return_inverse=True)
-    return slots.reshape(segment_ids.shape)
+    return _sharding.shard_like(slots.reshape(segment_ids.shape), segment_ids)
 
 
 def sequence_sums(
@@ -53,9 +59,11 @@ def sequence_sums(
         return Sums(jnp.sum(x, axis=tuple(range(1, x.ndim))), None)
     if slots is None:
         slots = sequence_slots(segment_ids)
-    per_step = jnp.sum(x, axis=tuple(range(2, x.ndim)))
+    per_step = _sharding.replicated(jnp.sum(x, axis=tuple(range(2, x.ndim))))
     sums = jax.ops.segment_sum(
-        per_step.reshape(-1), slots.reshape(-1), num_segments=slots.size
+        per_step.reshape(-1),
+        _sharding.replicated(slots).reshape(-1),
+        num_segments=slots.size,
     )
     return Sums(sums, slots)
 
@@ -64,5 +72,5 @@ def at_positions(sums: Sums, rank: int) -> jax.Array:
     """Each position's sequence sum, shaped to broadcast against rank ``rank``."""
     if sums.slots is None:
         return sums.sums.reshape(sums.sums.shape + (1,) * (rank - 1))
-    spread = sums.sums[sums.slots]
+    spread = _sharding.take_rows(sums.sums, sums.slots, fill_value=0)
     return spread.reshape(spread.shape + (1,) * (rank - 2))

@@ -641,7 +641,7 @@ import jax, numpy as np
 import flax.linen as nn
 from jax.sharding import NamedSharding, PartitionSpec as P
 import seqmask
-from seqmask import linen, masks, metrics, weights
+from seqmask import linen, losses, masks, metrics, weights
 
 rng = np.random.default_rng(0)
 lengths = rng.integers(0, 6, 8).astype(np.int32)
@@ -660,8 +660,15 @@ lstm = seqmask.cells.lstm(4)
 cell_params = lstm.init(jax.random.key(1), 3)
 grid_xs = xs.reshape(2, 4, 5, 3).repeat(2, axis=1)
 grid_mask = mask.reshape(2, 4, 5).repeat(2, axis=1)
+# Packed rows: two sequences a row, ids unique over the batch, -1 at padding.
+segments = np.where(np.arange(5) < 2, 0, 1) + 2 * np.arange(8)[:, None]
+segments = np.where(mask, segments, -1).astype(np.int32)
 
-def one_axis(xs, mask, lengths, a, b, labels, hyp, refs, ref_lengths):
+def packed_loss(xs, segments):
+    return losses.squared_error(xs[..., 0], xs[..., 1], weights=xs[..., 2] ** 2,
+                                reduction="sequence_mean", segment_ids=segments)
+
+def one_axis(xs, mask, lengths, a, b, labels, hyp, refs, ref_lengths, segments):
     return (
         masks.reverse_valid_steps(xs, mask),
         flax_rnn.apply(variables, xs, seq_lengths=lengths),
@@ -670,13 +677,15 @@ def one_axis(xs, mask, lengths, a, b, labels, hyp, refs, ref_lengths):
         metrics.edit_distance(hyp, refs, hypothesis_lengths=lengths,
                               reference_lengths=ref_lengths,
                               multiple_references=True),
+        jax.value_and_grad(packed_loss)(xs, segments),
+        weights.normalize_per_sequence(xs[..., 2] ** 2, segment_ids=segments),
     )
 
 def two_axes(xs, mask):
     return seqmask.rnn(lstm, cell_params, xs, mask=mask, skip_padding=2)[1]
 
-data = (xs, mask, lengths, a, b, labels, hyp, refs, ref_lengths)
-layouts = (P("data"),) * 3 + (P(None, "data"),) * 2 + (P("data"),) * 4
+data = (xs, mask, lengths, a, b, labels, hyp, refs, ref_lengths, segments)
+layouts = (P("data"),) * 3 + (P(None, "data"),) * 2 + (P("data"),) * 5
 want = jax.jit(one_axis)(*data)
 want_grid = jax.jit(two_axes)(grid_xs, grid_mask)
 for axis_type in (jax.sharding.AxisType.Explicit, jax.sharding.AxisType.Auto):
@@ -690,7 +699,8 @@ for axis_type in (jax.sharding.AxisType.Explicit, jax.sharding.AxisType.Auto):
     with jax.set_mesh(grid):
         got_grid = jax.jit(two_axes)(put(grid_xs), put(grid_mask))
     errors = [float(np.max(np.abs(np.asarray(g, np.float64) - np.asarray(w))))
-              for g, w in zip([*got, got_grid], [*want, want_grid])]
+              for g, w in zip(jax.tree.leaves([got, got_grid]),
+                              jax.tree.leaves([want, want_grid]))]
     print(axis_type, *errors)
 """
 
@@ -700,14 +710,17 @@ def test_helpers_on_a_sharded_batch():
     values of their own give the one-device results on a batch split over
     8 devices: ``masks.reverse_valid_steps`` (and so ``seqmask.linen.RNN``
     with ``reverse=True``, whose default ``keep_order=False``, as in Flax,
-    reverses the outputs with it), ``linear_scan(method="sequential")`` from its zero
-    state, ``weights.class_weights``, padded ``metrics.edit_distance``, and
-    ``skip_padding`` on a batch of two axes, the inner one split over two
-    mesh axes. Under explicit axes each raised ``ShardingTypeError`` (or a
-    scan carry type error): positions, zero states, the table lookup and the
-    first row of the dynamic programme were replicated, and the skip
-    schedule merged the batch axes."""
+    reverses the outputs with it), ``linear_scan(method="sequential")`` from
+    its zero state, ``weights.class_weights``, padded
+    ``metrics.edit_distance``, ``reduction="sequence_mean"`` (value and
+    gradient) and ``weights.normalize_per_sequence`` over packed rows
+    (``segment_ids``), and ``skip_padding`` on a batch of two axes, the inner
+    one split over two mesh axes. Under explicit axes each raised
+    ``ShardingTypeError`` (or a scan carry type error): positions, zero
+    states, the table lookup and the first row of the dynamic programme were
+    replicated, the segments' sort ran along the split batch axis, and the
+    skip schedule merged the batch axes."""
     for line in per_mesh_kind(_HELPERS, devices=NUM_DEVICES):
         kind, *errors = line
-        assert len(errors) == 6, line
+        assert len(errors) == 9, line
         assert all(float(e) < 1e-5 for e in errors), line
