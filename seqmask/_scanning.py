@@ -48,9 +48,9 @@ def masked(
     select instead of one kernel a step).
     """
     if mask is None and resets is None:
-        # jax.lax.scan, carry unchecked: it promotes a weakly typed init.
+        # jax.lax.scan, which promotes a weakly typed init to the carry's dtype.
         def plain(carry, x):
-            return _step_result(f(carry, x), where)
+            return checked_step(f(carry, x), carry, None, where, promote_weak=True)
 
         return jax.lax.scan(
             plain, init, xs, length=length, reverse=reverse, unroll=unroll
@@ -81,14 +81,21 @@ def masked(
     )
 
 
-def checked_step(out, carry, batch_shape, where: str) -> tuple:
+def checked_step(
+    out, carry, batch_shape, where: str, *, promote_weak: bool = False
+) -> tuple:
     """``(new_carry, y)`` from what a step returned given ``carry``: a pair,
     a carry like the one given, and (unless ``batch_shape`` is None)
-    outputs with the batch's leading axes."""
+    outputs with the batch's leading axes. With ``promote_weak``, a weakly
+    typed leaf of ``carry`` (a Python number) takes any dtype, as
+    :func:`jax.lax.scan` promotes it."""
     new_carry, y = _step_result(out, where)
+    expected = carry
+    if promote_weak and jax.tree.structure(new_carry) == jax.tree.structure(carry):
+        expected = jax.tree.map(_promoted, carry, new_carry)
     _checks.tree_like(
         new_carry,
-        carry,
+        expected,
         "carry",
         where,
         expected_from="the step function must return a carry like its input",
@@ -99,6 +106,15 @@ def checked_step(out, carry, batch_shape, where: str) -> tuple:
     if batch_shape is not None:
         _checks.leading_axes(y, batch_shape, "the step's output", where)
     return new_carry, y
+
+
+def _promoted(leaf, new_leaf):
+    """``leaf``, or its shape in ``new_leaf``'s dtype where ``leaf`` is
+    weakly typed."""
+    if not getattr(jax.typeof(leaf), "weak_type", False):
+        return leaf
+    dtype = jnp.result_type(new_leaf) if hasattr(new_leaf, "dtype") else leaf.dtype
+    return jax.ShapeDtypeStruct(np.shape(leaf), dtype)
 
 
 def _step_result(out, where: str) -> tuple:

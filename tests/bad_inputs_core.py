@@ -75,6 +75,14 @@ def _grow_step(c, x):
 
 
 INIT = np.zeros((B, IN), np.float32)
+# A custom cell whose step shrinks its carry (hidden 4 -> 2 features).
+SHRINKING = cells.Cell(
+    init=lambda key, input_size: {"w": jnp.ones((input_size, H))},
+    initial_carry=lambda params, batch_shape: jnp.zeros((*batch_shape, H)),
+    apply=lambda params, h, x: (jnp.tanh(x @ params["w"] + h)[..., :2],) * 2,
+    name="shrinking",
+    hidden_size=H,
+)
 
 
 def case(id, call, error, *words, traced=None):
@@ -190,6 +198,34 @@ CASES += [
         "carry",
         r"\[2, 6\]",
         r"\[2, 3\]",
+    ),
+    # unclear before: without a mask or resets the carry went unchecked to
+    # jax.lax.scan, whose message names neither masked_scan nor rnn
+    case(
+        "masked_scan-carry-shape-no-mask",
+        lambda: seqmask.masked_scan(_grow_step, INIT, XS_TM),
+        TypeError,
+        "^masked_scan",
+        "carry",
+        r"\[2, 6\]",
+        r"\[2, 3\]",
+    ),
+    case(
+        "masked_scan-carry-dtype-no-mask",
+        lambda: seqmask.masked_scan(_bf16_step, INIT, XS_TM),
+        TypeError,
+        "^masked_scan",
+        "carry",
+        "bfloat16",
+    ),
+    case(
+        "rnn-custom-cell-carry-shape",
+        lambda: seqmask.rnn(SHRINKING, SHRINKING.init(None, IN), XS),
+        TypeError,
+        "^rnn",
+        "carry",
+        r"\[2, 2\]",
+        r"\[2, 4\]",
     ),
     case(
         "masked_scan-reset_to-structure",
