@@ -1,9 +1,10 @@
-"""Numerics shared by cells, attention and the encoder-decoder.
+"""Numerics shared by cells, attention, the encoder-decoder and the losses.
 
 The dtype rule of every dense computation in seqmask (compute in the
 promotion of input and parameter dtypes, or an explicit ``dtype``;
 accumulate in the wider of the compute and parameter dtypes), the dense
-layer that follows it, and the default initialiser of kernels.
+layer that follows it, the default initialiser of kernels, and the signed
+dtype that integer ids are compared and looked up in.
 """
 
 from __future__ import annotations
@@ -27,6 +28,17 @@ def wider(a, b):
     if a.itemsize != b.itemsize:
         return a if a.itemsize > b.itemsize else b
     return jnp.dtype(jnp.float32)  # bfloat16 vs float16
+
+
+def signed_ids(ids: jax.Array) -> jax.Array:
+    """Integer ``ids`` in a signed dtype of at least 32 bits that holds every
+    value they can take, so that comparing them with a vocabulary size or
+    -1, or using them as indices, neither wraps nor overflows (uint8 ids
+    against 300 classes; uint64 ids under x64, which int32 would wrap into
+    range)."""
+    if ids.dtype.itemsize >= 4 and not jnp.issubdtype(ids.dtype, jnp.unsignedinteger):
+        return ids
+    return ids.astype(jnp.int64 if ids.dtype.itemsize == 8 else jnp.int32)
 
 
 def dense(x, kernel, bias=None, dtype=None, acc_dtype=None):

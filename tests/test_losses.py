@@ -840,6 +840,20 @@ def test_any_integer_label_dtype():
         np.testing.assert_array_equal(loss(logits, labels.astype(dtype)), reference)
 
 
+def test_wide_unsigned_labels_out_of_range_are_nan(x64):
+    """uint64 labels (under x64) past the class count stay out of range:
+    2**32 + 1 was cast to int32 and became class 1, 2**63 + 1 a negative
+    int64. Only the in-range label gives a finite loss, -log p[label]."""
+    probabilities = np.array([0.1, 0.6, 0.3])
+    logits = jnp.log(jnp.asarray(probabilities))[None].repeat(4, axis=0)
+    labels = np.array([1, 3, 2**32 + 1, 2**63 + 1], np.uint64)
+    loss = losses.softmax_cross_entropy_with_integer_labels(
+        logits, labels, reduction="none"
+    )
+    np.testing.assert_allclose(loss[0], -np.log(0.6), rtol=1e-12)
+    assert np.isnan(np.asarray(loss[1:])).all(), loss
+
+
 # ---------------------------------------------------------------------------
 # End to end: sparse auto-encoder and seq2seq
 

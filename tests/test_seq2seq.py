@@ -268,6 +268,23 @@ def test_loss_matches_numpy_reference_and_ignores_padding():
     np.testing.assert_array_equal(grads["target_embedding"][POISON_TARGET], 0.0)
 
 
+def test_a_wide_id_out_of_range_at_a_valid_position_is_nan_under_jit(x64):
+    """Under plain ``jit`` (no checkify) an out-of-range id that is read
+    gives NaN logits, loudly. 64-bit ids past 2**32 were cut to 32 bits by
+    the embedding gather (2**32 + 3 read row 3): the logits looked fine."""
+    apply = jax.jit(lambda source, target: MODEL.apply(PARAMS, source, target))
+    target = np.array([[BOS, 3, 4]], np.int64)
+    for dtype in (np.int64, np.uint64):
+        good = apply(np.array([[3, 4]], dtype), target.astype(dtype))
+        assert np.isfinite(np.asarray(good)).all()
+        bad_source = apply(np.array([[3, 2**32 + 3]], dtype), target.astype(dtype))
+        assert np.isnan(np.asarray(bad_source)).all(), dtype
+        # The targets are fed back shifted by one: the bad id is read at step 2.
+        bad_target = np.array([[BOS, 2**32 + 3, 4]], dtype)
+        logits = np.asarray(apply(np.array([[3, 4]], dtype), bad_target))
+        assert np.isfinite(logits[:, :2]).all() and np.isnan(logits[:, 2]).all()
+
+
 def test_teacher_forcing_equals_reference_and_stepping_with_any_source_mask():
     """Per-position logits equal the NumPy loop and model.step fed the gold
     prefix; moving each source to another offset (left padding) changes

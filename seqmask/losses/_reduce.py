@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import seqmask._checks as _checks
-from seqmask import _weighting
+from seqmask import _numerics, _weighting
 
 Reduction = Literal["none", "sum", "mean", "weighted_mean", "sequence_mean"]
 
@@ -214,11 +214,7 @@ def prepare(
     predictions = _select(predictions, expanded, safe_value)
     if labels:
         targets = _select(targets, present, 0)
-        if targets.dtype.itemsize < 4 or jnp.issubdtype(
-            targets.dtype, jnp.unsignedinteger
-        ):
-            # Narrow or unsigned ids cannot be compared with V or -1 safely.
-            targets = targets.astype(jnp.int32)
+        targets = _numerics.signed_ids(targets)
     else:
         targets = _select(targets, expanded, safe_value).astype(dtype)
     if cast:

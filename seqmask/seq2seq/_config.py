@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 import seqmask._checks as _checks
-from seqmask import _sharding
+from seqmask import _numerics, _sharding
 from seqmask.attention import Attention
 from seqmask.cells import Cell
 
@@ -141,10 +141,13 @@ def embed(table, tokens) -> jax.Array:
     of silently clamping (or, for a negative id, wrapping around); ids are
     checked against the vocabulary before they get here.
     """
-    if tokens.dtype.itemsize < 4 or jnp.issubdtype(tokens.dtype, jnp.unsignedinteger):
-        tokens = tokens.astype(jnp.int32)
-    tokens = jnp.where(tokens >= 0, tokens, jnp.asarray(table.shape[0], tokens.dtype))
-    return _sharding.take_rows(table, tokens, fill_value=jnp.nan)
+    tokens = _numerics.signed_ids(tokens)
+    vocab = table.shape[0]
+    # Compared in the ids' own dtype: a gather would cut 64-bit ids to 32
+    # bits, and 2**32 + 1 would read row 1.
+    inside = (tokens >= 0) & (tokens < vocab)
+    rows = jnp.where(inside, tokens, jnp.asarray(vocab, tokens.dtype))
+    return _sharding.take_rows(table, rows.astype(jnp.int32), fill_value=jnp.nan)
 
 
 def site_key(dropout_key, rate: float, site: int) -> jax.Array | None:
