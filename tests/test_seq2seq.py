@@ -449,7 +449,10 @@ def test_bfloat16_cells_compute_the_model_and_keep_the_state_dtypes(attention):
         source_lengths=source_lengths,
         target_lengths=best_lengths,
     )
-    log_probs = jax.nn.log_softmax(forced.astype(jnp.float32))
+    # The model never emits its pad id: the distribution is renormalised
+    # without it.
+    forced = forced.astype(jnp.float32).at[..., PAD].set(-jnp.inf)
+    log_probs = jax.nn.log_softmax(forced)
     chosen = jnp.take_along_axis(log_probs, best[..., None], axis=-1)[..., 0]
     valid = np.arange(T_MAX) < np.asarray(best_lengths)[:, None]
     np.testing.assert_allclose(
@@ -912,8 +915,9 @@ def test_dropout_masks_follow_the_key_and_no_key_is_deterministic():
 def test_conveniences_decode_with_the_models_own_ids_in_one_program():
     """model.greedy / beam_search / sample equal seqmask.decoding on model.step
     with the model's bos_id, eos_id and pad_id (here pad_id 5, not
-    decoding's default 0), jitted as one function; decoding options pass
-    through; equal options build equal models."""
+    decoding's default 0) and pad_id's logit removed, jitted as one
+    function; decoding options pass through; pad_id is never emitted before
+    EOS; equal options build equal models."""
     params = perturbed(OTHER, seed=8, poison=False)
     # A likelier EOS, so that rows end (and pad) before max_length.
     bias = params["output"]["bias"]
@@ -921,6 +925,12 @@ def test_conveniences_decode_with_the_models_own_ids_in_one_program():
     source, source_lengths, _, _ = batch(garbage=True, seed=15)
     options = dict(source_lengths=source_lengths, max_length=T_MAX)
     key = jax.random.key(3)
+    # A likelier pad too, which the model must never emit.
+    params["output"]["bias"] = params["output"]["bias"].at[OTHER_PAD].set(bias.max())
+
+    def step_without_pad(params, state, token):
+        state, logits = OTHER.step(params, state, token)
+        return state, logits.at[:, OTHER_PAD].set(-jnp.inf)
 
     @fast_jit
     def run(params):
@@ -935,12 +945,18 @@ def test_conveniences_decode_with_the_models_own_ids_in_one_program():
             OTHER.sample(params, source, key, temperature=0.7, **options),
         )
         theirs = (
-            decoding.greedy(OTHER.step, params, state, bos, **ids),
+            decoding.greedy(step_without_pad, params, state, bos, **ids),
             decoding.beam_search(
-                OTHER.step, params, state, bos, beam_width=2, length_penalty=0.6, **ids
+                step_without_pad,
+                params,
+                state,
+                bos,
+                beam_width=2,
+                length_penalty=0.6,
+                **ids,
             ),
             decoding.sample(
-                OTHER.step, params, state, bos, key, temperature=0.7, **ids
+                step_without_pad, params, state, bos, key, temperature=0.7, **ids
             ),
         )
         return mine, theirs
@@ -952,6 +968,7 @@ def test_conveniences_decode_with_the_models_own_ids_in_one_program():
     assert np.any(greedy.lengths < T_MAX)
     for row, length in enumerate(np.asarray(greedy.lengths)):
         assert np.all(np.asarray(greedy.tokens)[row, length:] == OTHER_PAD)
+        assert not np.any(np.asarray(greedy.tokens)[row, :length] == OTHER_PAD)
         if length < T_MAX:
             assert greedy.tokens[row, length - 1] == EOS
     again = seq2seq.encoder_decoder(

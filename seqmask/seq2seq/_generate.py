@@ -2,7 +2,8 @@
 
 Each function encodes the source and runs :mod:`seqmask.decoding` on the
 model's step function, starting every row from ``bos_id`` and stopping it at
-``eos_id``, with ``pad_id`` after it. Other keyword arguments go to the
+``eos_id``, with ``pad_id`` after it, and never emitting ``pad_id`` before
+EOS (see :func:`greedy`). Other keyword arguments go to the
 decoding function unchanged, so every option of :mod:`seqmask.decoding`
 works here. Encoding and decoding trace into one program under ``jax.jit``.
 """
@@ -34,6 +35,13 @@ def greedy(
     **options,
 ) -> _decoding.Decoded:
     """Greedy decoding of ``source`` (see :func:`seqmask.decoding.greedy`).
+
+    Every row starts from the model's ``bos_id`` and stops at its ``eos_id``,
+    with ``pad_id`` after it. Where ``pad_id`` is a token of the vocabulary
+    its logit is ``-inf``, so it is never emitted before EOS (the default
+    target mask drops it, so the model never learns it as an output, and a
+    pad inside an output would cut it short); the same holds for
+    :func:`beam_search` and :func:`sample`.
 
     Args:
       config: the :class:`~seqmask.seq2seq.Config`.
@@ -84,7 +92,9 @@ def beam_search(
         (``length_penalty``, ...).
 
     Returns:
-      A :class:`~seqmask.decoding.BeamDecoded`, best hypothesis first.
+      A :class:`~seqmask.decoding.BeamDecoded`, best hypothesis first; the
+      scores are log-probabilities renormalised without ``pad_id`` (see the
+      module docstring).
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -142,6 +152,15 @@ def sample(
     return _decode(_decoding.sample, config, params, source, masking, key, **options)
 
 
+def _step_without_pad(config: Config, params: Params, state, token):
+    """The model's :func:`~seqmask.seq2seq.step`, with ``pad_id``'s logit at
+    ``-inf`` where ``pad_id`` is a token of the vocabulary."""
+    state, logits = step(config, params, state, token)
+    if 0 <= config.pad_id < logits.shape[-1]:
+        logits = logits.at[..., config.pad_id].set(-jnp.inf)
+    return state, logits
+
+
 def _decode(decoder, config: Config, params, source, source_masking, *args, **kw):
     """``decoder`` (a :mod:`seqmask.decoding` function) on the encoded source,
     from ``bos_id`` with the model's step function, ``eos_id`` and ``pad_id``.
@@ -163,7 +182,7 @@ def _decode(decoder, config: Config, params, source, source_masking, *args, **kw
     start = jnp.full(batch_shape, config.bos_id, jnp.int32)
     start = _sharding.shard_like_batch(start, source, tuple(range(len(batch_shape))))
     return decoder(
-        Bound(step, config),
+        Bound(_step_without_pad, config),
         params,
         state,
         start,

@@ -50,8 +50,8 @@ class EncoderDecoder(NamedTuple):
       loss: ``apply``'s arguments plus ``weights``, ``label_smoothing`` and
         ``reduction`` (see :func:`~seqmask.seq2seq.loss`).
       greedy, beam_search, sample: encode and decode with the model's own
-        ``bos_id``, ``eos_id`` and ``pad_id`` (see
-        :func:`~seqmask.seq2seq.greedy`).
+        ``bos_id``, ``eos_id`` and ``pad_id``, never emitting ``pad_id``
+        before EOS (see :func:`~seqmask.seq2seq.greedy`).
       config: the :class:`~seqmask.seq2seq.Config`.
     """
 
@@ -164,8 +164,9 @@ def encoder_decoder(
       eos_id: the token that ends a target, in ``[0, Vt)``.
       pad_id: the target padding id (default target mask: ``targets !=
         pad_id``), emitted after EOS by decoding; never embedded nor
-        predicted, so it may lie outside the vocabulary (e.g. -100), but not
-        equal ``eos_id``.
+        predicted (the model's decoders give it no probability before EOS),
+        so it may lie outside the vocabulary (e.g. -100), but not equal
+        ``eos_id``.
 
     Returns:
       An :class:`EncoderDecoder`. Dropout applies only where a function is
