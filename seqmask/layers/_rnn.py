@@ -92,12 +92,13 @@ def rnn(
 
     Raises:
       TypeError: for a cell that is not a :class:`~seqmask.cells.Cell`,
-        parameters of another cell, non-floating inputs, a non-boolean
-        ``mask``/``resets``, non-integer ``lengths``, or carries of another
-        dtype.
+        non-floating inputs, a non-boolean ``mask``/``resets``, non-integer
+        ``lengths``, carries of another dtype, or a cell whose step returns
+        a carry unlike the one it was given.
       ValueError: for shapes that do not fit (inputs, mask, lengths, resets,
-        parameters, carries), lengths outside ``[0, time]``, or option values
-        out of range.
+        parameters, carries), parameters of another cell (their keys or
+        shapes), lengths outside ``[0, time]``, or option values out of
+        range.
 
     Examples:
       >>> import jax, jax.numpy as jnp

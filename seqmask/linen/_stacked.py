@@ -27,10 +27,12 @@ class Stacked(nn.Module):
     the parameters are made by :func:`seqmask.init_stacked` and layer ``k``'s
     live under ``params/layers_k`` (``{"forward": ..., "backward": ...}`` for
     bidirectional layers; ``{"cell": ..., "initial_carry": ...}`` with a
-    learnable initial state). Dropout on the outputs of every layer but the
-    last is on unless ``deterministic=True`` is passed, and draws its key
-    with ``self.make_rng("dropout")``, so training needs ``rngs={"dropout":
-    key}`` in ``apply``.
+    learnable initial state). With ``dropout_rate > 0`` every call says
+    whether dropout applies (Flax's convention for ``nn.Dropout``):
+    ``deterministic=False`` drops the outputs of every layer but the last,
+    with a key from ``self.make_rng("dropout")`` (training needs
+    ``rngs={"dropout": key}`` in ``apply``), and ``deterministic=True`` does
+    not; leaving it out is a ``ValueError``.
 
     Attributes:
       cell: a :class:`seqmask.cells.Cell` for every layer, or a sequence
