@@ -507,6 +507,22 @@ CASES = [
         ValueError,
         ["GRUCell", "params", "structure", "another cell"],
     ),
+    # unclear before: Flax's AttributeError "No RngStream named 'params'"
+    Case(
+        "nnx.Stacked-rngs-without-params",
+        lambda: snnx.Stacked(cells.gru(H), 2, in_features=IN, rngs=nnx.Rngs(dropout=0)),
+        ValueError,
+        [NNX_STACKED, "rngs", "'params'", r"\['dropout'\]"],
+    ),
+    Case(
+        "nnx.Seq2Seq-rngs-without-params",
+        lambda: snnx.Seq2Seq(
+            seqmask.seq2seq.encoder_decoder(5, 5, embed_size=2, hidden_size=3),
+            rngs=nnx.Rngs(dropout=0),
+        ),
+        ValueError,
+        ["^seqmask.nnx.Seq2Seq", "rngs", "'params'", r"\['dropout'\]"],
+    ),
     Case(
         "nnx.Stacked-dropout-without-a-stream",
         lambda: snnx.Stacked(

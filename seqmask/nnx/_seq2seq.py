@@ -33,6 +33,18 @@ class Seq2Seq(_NamedLeaves):
     :meth:`beam_search` and :meth:`sample`, which take the keyword arguments
     of the pure model's functions (see :mod:`seqmask.seq2seq`).
 
+    Dropout applies where a method is given ``dropout_key``, as in the pure
+    model, and nowhere else: the module has no dropout stream, and
+    ``module.train()`` / ``module.eval()`` do not change it (leave the key
+    out to evaluate).
+
+    The parameters are one ``nnx.Param`` a leaf of the pure dict, named by
+    its path joined with ``_`` (``encoder_forward_input_kernel``,
+    ``output_bias``): a filter for a part of the model matches the start of
+    the name, e.g. ``nnx.All(nnx.Param, lambda path, _:
+    not str(path[0]).startswith("encoder_"))`` to train all but the
+    encoder (``nnx.PathContains("encoder")`` matches nothing).
+
     Args:
       model: a :class:`~seqmask.seq2seq.EncoderDecoder` (from
         :func:`seqmask.seq2seq.encoder_decoder`).

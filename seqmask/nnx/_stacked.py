@@ -14,7 +14,7 @@ from seqmask import layers as _layers
 from seqmask._modules import Carry, Initializer, Params
 from seqmask.cells import Cell
 from seqmask.nnx._named import _NamedLeaves
-from seqmask.nnx._state import param_rngs
+from seqmask.nnx._state import param_key, param_rngs
 
 __all__ = ["Stacked"]
 
@@ -99,7 +99,11 @@ class Stacked(nnx.Module):
                 f"stream in rngs; got streams {sorted(rngs)}.",
             )
         params = _layers.init_stacked(
-            rngs.params(), cells, in_features, bidirectional=bidirectional, merge=merge
+            param_key(rngs, where),
+            cells,
+            in_features,
+            bidirectional=bidirectional,
+            merge=merge,
         )
         self.layers = nnx.List(
             [

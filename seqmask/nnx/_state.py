@@ -110,4 +110,14 @@ def param_rngs(rngs, where: str, purpose: str = "the parameters") -> nnx.Rngs:
 
 
 def param_key(rngs, where: str) -> jax.Array:
-    return param_rngs(rngs, where).params()
+    """A key from the params stream of ``rngs`` (checked, with its fallback,
+    the default stream)."""
+    rngs = param_rngs(rngs, where)
+    if "params" not in rngs and "default" not in rngs:
+        _checks.fail(
+            where,
+            "rngs needs a 'params' (or 'default') stream to initialise the "
+            "parameters, e.g. nnx.Rngs(0) or nnx.Rngs(params=0, dropout=1); got "
+            f"streams {sorted(rngs)}.",
+        )
+    return rngs.params()

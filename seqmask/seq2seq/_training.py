@@ -137,8 +137,9 @@ def loss(
         ``[*batch]`` is one sequence, however many batch axes there are.
 
     Returns:
-      A float32 scalar, or per-token losses ``[*batch, target]`` for
-      ``reduction="none"``.
+      A scalar, or per-token losses ``[*batch, target]`` for
+      ``reduction="none"``, in float32 (float64 with float64 parameters,
+      as :mod:`seqmask.losses` computes).
 
     Examples:
       >>> import jax, jax.numpy as jnp
