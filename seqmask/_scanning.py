@@ -50,7 +50,7 @@ def masked(
     if mask is None and resets is None:
         # jax.lax.scan, which promotes a weakly typed init to the carry's dtype.
         def plain(carry, x):
-            return checked_step(f(carry, x), carry, None, where, promote_weak=True)
+            return _checks.scan_step(f(carry, x), carry, None, where, promote_weak=True)
 
         return jax.lax.scan(
             plain, init, xs, length=length, reverse=reverse, unroll=unroll
@@ -65,7 +65,7 @@ def masked(
             x = jax.tree.map(
                 lambda v: where_rows_in_scan(step_mask, v, jnp.zeros((), v.dtype)), x
             )
-        new_carry, y = checked_step(
+        new_carry, y = _checks.scan_step(
             f(carry, x), carry, None if step_mask is None else batch_shape, where
         )
         if step_mask is None:
@@ -79,56 +79,6 @@ def masked(
     return jax.lax.scan(
         body, init, (xs, mask, resets), length=length, reverse=reverse, unroll=unroll
     )
-
-
-def checked_step(
-    out, carry, batch_shape, where: str, *, promote_weak: bool = False
-) -> tuple:
-    """``(new_carry, y)`` from what a step returned given ``carry``: a pair,
-    a carry like the one given, and (unless ``batch_shape`` is None)
-    outputs with the batch's leading axes. With ``promote_weak``, a weakly
-    typed leaf of ``carry`` (a Python number) takes any dtype, as
-    :func:`jax.lax.scan` promotes it."""
-    new_carry, y = _step_result(out, where)
-    expected = carry
-    if promote_weak and jax.tree.structure(new_carry) == jax.tree.structure(carry):
-        expected = jax.tree.map(_promoted, carry, new_carry)
-    _checks.tree_like(
-        new_carry,
-        expected,
-        "carry",
-        where,
-        expected_from="the step function must return a carry like its input",
-        error=TypeError,
-        dtype_hint="Cast inside the step function (e.g. `.astype(carry.dtype)`) "
-        "or start from a carry of the dtype it computes in.",
-    )
-    if batch_shape is not None:
-        _checks.leading_axes(y, batch_shape, "the step's output", where)
-    return new_carry, y
-
-
-def _promoted(leaf, new_leaf):
-    """``leaf``, or its shape in ``new_leaf``'s dtype where ``leaf`` is
-    weakly typed."""
-    if not getattr(jax.typeof(leaf), "weak_type", False):
-        return leaf
-    dtype = jnp.result_type(new_leaf) if hasattr(new_leaf, "dtype") else leaf.dtype
-    return jax.ShapeDtypeStruct(np.shape(leaf), dtype)
-
-
-def _step_result(out, where: str) -> tuple:
-    """``(new_carry, y)``, the pair a step function must return."""
-    if not (isinstance(out, (tuple, list)) and len(out) == 2):
-        _checks.fail(
-            where,
-            "f must return (new_carry, y), a pair, like jax.lax.scan's step "
-            f"function; got {_checks.describe(out)}. Return (carry, None) for no "
-            "output.",
-            TypeError,
-        )
-    new_carry, y = out
-    return new_carry, y
 
 
 def _pad(pad_value, y, where: str):

@@ -35,7 +35,6 @@ from jax.extend.core import ClosedJaxpr, jaxpr_as_fun
 import seqmask._checks as _checks
 from seqmask import _sharding
 from seqmask._masking import where_rows, where_rows_tree
-from seqmask._scanning import checked_step
 
 #: The name under which a cell's step marks the values that the backward
 #: pass of ``skip_padding`` keeps (:func:`name_gates`).
@@ -120,7 +119,7 @@ def _hoisted(step, carry, x0, batch_shape, where: str):
     """
 
     def checked(carry, x):
-        return checked_step(step(carry, x), carry, tuple(batch_shape), where)
+        return _checks.scan_step(step(carry, x), carry, tuple(batch_shape), where)
 
     closed, shapes = jax.make_jaxpr(checked, return_shape=True)(carry, x0)
     hoist = [jnp.issubdtype(jnp.result_type(c), jnp.inexact) for c in closed.consts]

@@ -17,9 +17,9 @@ raise ``ValueError`` at once, naming the offending rows. When they are traced
 
 The checks live in private modules by kind: messages and concreteness
 (``_core``), Python values (``_values``), value ranges and distributions
-(``_ranges``), arrays (``_arrays``), pytrees (``_trees``) and host data
-(``_host``); this module re-exports them, so every caller writes
-``_checks.<name>``.
+(``_ranges``), arrays (``_arrays``), pytrees (``_trees``), what a scan's
+step function returns (``_steps``) and host data (``_host``); this module
+re-exports them, so every caller writes ``_checks.<name>``.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from seqmask._checks._ranges import hyperparameter as hyperparameter
 from seqmask._checks._ranges import in_range as in_range
 from seqmask._checks._ranges import lengths as lengths
 from seqmask._checks._ranges import token_ids as token_ids
+from seqmask._checks._steps import scan_step as scan_step
 from seqmask._checks._trees import broadcast_tree_like as broadcast_tree_like
 from seqmask._checks._trees import leading_axes as leading_axes
 from seqmask._checks._trees import mapping_with_keys as mapping_with_keys
