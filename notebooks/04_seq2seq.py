@@ -44,7 +44,7 @@ import numpy as np
 import optax
 
 import seqmask
-from seqmask import decoding, demo, metrics, seq2seq
+from seqmask import demo, metrics, seq2seq
 
 QUICK = os.environ.get("SEQMASK_QUICK") == "1"
 
@@ -147,33 +147,27 @@ assert np.isfinite(curve[-1][1]) and curve[-1][1] < curve[0][1]
 # %% [markdown]
 # ## Greedy decoding and beam search
 #
-# `model.encode` runs the encoder once; `model.step` is one decoder step,
-# `(params, state, token) -> (state, logits)`, the interface of
-# `seqmask.decoding`. Greedy takes the arg-max at each step; beam search keeps
-# the `k` best hypotheses (with a length penalty) and usually fixes the odd
-# greedy mistake. Beam search of width 1 *is* greedy decoding, whatever the
-# training did: a check on the decoders themselves.
+# `model.greedy` and `model.beam_search` encode the source and decode it in
+# one program, from the model's own `bos_id` to its `eos_id`, with `pad_id`
+# after it (and never before: the model gives the pad id no probability).
+# Greedy takes the arg-max at each step; beam search keeps the `k` best
+# hypotheses (with a length penalty) and usually fixes the odd greedy
+# mistake. Beam search of width 1 *is* greedy decoding, whatever the
+# training did: a check on the decoders themselves. Underneath,
+# `model.step` is one decoder step, `(params, state, token) -> (state,
+# logits)`, the interface of `seqmask.decoding`, for step functions of your
+# own.
 
 
 # %%
 @functools.partial(jax.jit, compiler_options=compile_options)
 def decode(params, source, source_mask):
-    state = model.encode(params, source, source_mask=source_mask)
-    bos = jnp.full(source.shape[:1], demo.BOS, jnp.int32)
-    options = dict(max_length=MAX_LENGTH, eos_id=demo.EOS, pad_id=demo.PAD)
-    greedy = decoding.greedy(model.step, params, state, bos, **options)
-    beam = decoding.beam_search(
-        model.step,
-        params,
-        state,
-        bos,
-        beam_width=BEAM_WIDTH,
-        length_penalty=0.6,
-        **options,
+    options = dict(source_mask=source_mask, max_length=MAX_LENGTH)
+    greedy = model.greedy(params, source, **options)
+    beam = model.beam_search(
+        params, source, beam_width=BEAM_WIDTH, length_penalty=0.6, **options
     )
-    beam1 = decoding.beam_search(
-        model.step, params, state, bos, beam_width=1, **options
-    )
+    beam1 = model.beam_search(params, source, beam_width=1, **options)
     return greedy, beam, beam1.tokens[:, 0]
 
 
