@@ -23,10 +23,13 @@ rounds in which every variant runs once (round-robin), so load that comes
 and goes hits all of them alike.
 
 The floor is the FLOPs of the dense cell math (the input and recurrent
-matmuls; forward+backward counts three times the forward) divided by the best
-matmul rate measured in the same run (the fastest of repeated calls); every
-time is also given as a ratio to it. Compile time (trace, lower and compile,
-no execution) and steady-state time are reported apart. ``--sweep`` adds
+matmuls) divided by the best matmul rate measured in the same run (the
+fastest of repeated calls); every time is also given as a ratio to it.
+Forward+backward counts the forward, both weight gradients and the gradient
+through the recurrent matmul: the gradient is taken with respect to the
+parameters only, so no layer computes the inputs' gradient. Compile time
+(trace, lower and compile, no execution) and steady-state time are reported
+apart. ``--sweep`` adds
 sweeps over T and H; ``--memory`` reports the compiled temporary memory of
 forward+backward at long T with and without ``remat`` and its time cost at
 the standard shape. Prints Markdown tables, writes
@@ -207,9 +210,15 @@ def torch_calls(torch, kind, xs, lengths, hidden):
 
 
 def cell_flops(kind, batch, steps, inputs, hidden):
-    """Forward FLOPs of the dense matmuls (input and recurrent projections)."""
+    """FLOPs of the dense matmuls (input and recurrent projections):
+    ``(forward, forward_backward)``. The backward pass computes both weight
+    gradients (the forward's FLOPs again) and the gradient through the
+    recurrent matmul, not the inputs' gradient (the benchmark differentiates
+    with respect to the parameters only)."""
     gates = 4 if kind == "lstm" else 3
-    return 2.0 * batch * steps * (inputs + hidden) * gates * hidden
+    forward = 2.0 * batch * steps * (inputs + hidden) * gates * hidden
+    recurrent = 2.0 * batch * steps * hidden * gates * hidden
+    return forward, 2 * forward + recurrent
 
 
 def check_same_outputs(forward):
@@ -228,8 +237,8 @@ def measure(kind, batch, steps, inputs, hidden, repeats, rate, torch=None):
     rng = np.random.default_rng(0)
     xs = jnp.asarray(rng.normal(size=(batch, steps, inputs)), jnp.float32)
     lengths = jnp.asarray(rng.integers(steps // 2, steps + 1, size=batch), jnp.int32)
-    flops = cell_flops(kind, batch, steps, inputs, hidden)
-    floor_fwd, floor_bwd = flops / rate, 3 * flops / rate
+    flops, flops_bwd = cell_flops(kind, batch, steps, inputs, hidden)
+    floor_fwd, floor_bwd = flops / rate, flops_bwd / rate
     jax_fns = jax_variants(kind, batch, steps, inputs, hidden)
     cases, compile_s, forward = {}, {}, {}
     for name, (fn, params) in jax_fns.items():
