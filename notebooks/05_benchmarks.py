@@ -115,6 +115,9 @@ def plot_rnn(record):
     fig.suptitle(f"rnn ({record.get('device', '?')})")
     plt.tight_layout()
     for line in record.get("summary", []):
+        line = dict(line)
+        if "flax_over_seqmask" in line:  # older records name the inverse ratio
+            line["seqmask_over_flax"] = 1.0 / line.pop("flax_over_seqmask")
         print(
             "   "
             + ", ".join(
