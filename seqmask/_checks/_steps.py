@@ -40,7 +40,9 @@ def scan_step(
 def _promoted(leaf, new_leaf):
     """``leaf``, or its shape in ``new_leaf``'s dtype where ``leaf`` is
     weakly typed."""
-    if not getattr(jax.typeof(leaf), "weak_type", False):
+    typeof = getattr(jax, "typeof", None)  # older JAX: the tracer's aval
+    aval = typeof(leaf) if typeof is not None else getattr(leaf, "aval", None)
+    if not getattr(aval, "weak_type", False):
         return leaf
     dtype = jnp.result_type(new_leaf) if hasattr(new_leaf, "dtype") else leaf.dtype
     return jax.ShapeDtypeStruct(np.shape(leaf), dtype)

@@ -93,8 +93,8 @@ def beam_search(
 
     Returns:
       A :class:`~seqmask.decoding.BeamDecoded`, best hypothesis first; the
-      scores are log-probabilities renormalised without ``pad_id`` (see the
-      module docstring).
+      scores are log-probabilities renormalised without ``pad_id`` (see
+      :func:`greedy`).
 
     Examples:
       >>> import jax, jax.numpy as jnp
