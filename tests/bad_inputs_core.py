@@ -181,42 +181,31 @@ CASES += [
         "xs",
         r"batch shape \(2,\)",
     ),
-    case(
-        "masked_scan-carry-dtype",
-        lambda: seqmask.masked_scan(_bf16_step, INIT, XS_TM, MASK.T),
-        TypeError,
-        "^masked_scan",
-        "carry",
-        "bfloat16",
-        "float32",
+    # Without a mask or resets the carry went unchecked to jax.lax.scan, whose
+    # message names neither masked_scan nor rnn (unclear before).
+    *(
+        case(
+            f"masked_scan-carry-dtype{suffix}",
+            lambda mask=mask: seqmask.masked_scan(_bf16_step, INIT, XS_TM, mask),
+            TypeError,
+            "^masked_scan",
+            "carry",
+            "bfloat16",
+            "float32",
+        )
+        for suffix, mask in (("", MASK.T), ("-no-mask", None))
     ),
-    case(
-        "masked_scan-carry-shape",
-        lambda: seqmask.masked_scan(_grow_step, INIT, XS_TM, MASK.T),
-        TypeError,
-        "^masked_scan",
-        "carry",
-        r"\[2, 6\]",
-        r"\[2, 3\]",
-    ),
-    # unclear before: without a mask or resets the carry went unchecked to
-    # jax.lax.scan, whose message names neither masked_scan nor rnn
-    case(
-        "masked_scan-carry-shape-no-mask",
-        lambda: seqmask.masked_scan(_grow_step, INIT, XS_TM),
-        TypeError,
-        "^masked_scan",
-        "carry",
-        r"\[2, 6\]",
-        r"\[2, 3\]",
-    ),
-    case(
-        "masked_scan-carry-dtype-no-mask",
-        lambda: seqmask.masked_scan(_bf16_step, INIT, XS_TM),
-        TypeError,
-        "^masked_scan",
-        "carry",
-        "bfloat16",
+    *(
+        case(
+            f"masked_scan-carry-shape{suffix}",
+            lambda mask=mask: seqmask.masked_scan(_grow_step, INIT, XS_TM, mask),
+            TypeError,
+            "^masked_scan",
+            "carry",
+            r"\[2, 6\]",
+            r"\[2, 3\]",
+        )
+        for suffix, mask in (("", MASK.T), ("-no-mask", None))
     ),
     case(
         "rnn-custom-cell-carry-shape",
