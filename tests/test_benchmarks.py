@@ -164,6 +164,23 @@ def test_bench_nnx_overhead(tmp_path):
 
 
 @pytest.mark.slow
+def test_bench_seq2seq_init(tmp_path):
+    run("bench_seq2seq_init.py", tmp_path)
+    record = json.loads((tmp_path / "seq2seq_init-quick.json").read_text())
+    # The script has checked that every variant initialises the same
+    # parameters before it compares their times.
+    assert record["parameter_checksum_spread"] <= 1e-5
+    rows = {r["variant"]: r for r in record["rows"]}
+    assert set(rows) == {"eager", "jax.jit", "jax.jit, opt 0"}
+    base = rows["eager"]
+    for row in rows.values():
+        for call in ("first", "second"):
+            assert finite_positive(row[f"{call}_s"])
+            assert close(row[f"{call}_ratio"], row[f"{call}_s"] / base[f"{call}_s"])
+    assert base["first_ratio"] == base["second_ratio"] == 1.0
+
+
+@pytest.mark.slow
 def test_bench_linear_scan(tmp_path):
     run("bench_linear_scan.py", tmp_path)
     record = json.loads((tmp_path / "linear_scan-quick.json").read_text())

@@ -113,7 +113,7 @@ def rnn(
       >>> bool(jnp.allclose(h[1], h_short[0]))
       True
       >>> _, ys_skipping = seqmask.rnn(cell, params, xs, lengths=jnp.array([3, 2]),
-      ...                              skip_padding=2)   # steps 3, 4: skipped
+      ...                              skip_padding=2)   # step 4's chunk: skipped
       >>> _, ys_scanning = seqmask.rnn(cell, params, xs, lengths=jnp.array([3, 2]))
       >>> bool(jnp.allclose(ys_skipping, ys_scanning))
       True
