@@ -61,6 +61,15 @@ class _DropoutGRU(nnx.GRUCell):
         return super().__call__(carry, self.dropout(inputs))
 
 
+class _SlotGRU(nnx.GRUCell):
+    """A GRU cell over ``[*batch, slots, features]`` steps: two feature axes,
+    which ``flax.nnx.RNN`` honours (the slots are not time)."""
+
+    @property
+    def num_feature_axes(self) -> int:
+        return 2
+
+
 def _nnx_rnn(**options):
     return snnx.RNN(nnx.GRUCell(IN, H, rngs=nnx.Rngs(0)), **options)
 
@@ -393,6 +402,22 @@ CASES = [
         ],
     ),
     # --- seqmask.nnx
+    *(
+        Case(
+            f"nnx.{name}-cell-with-two-feature-axes",
+            build,
+            ValueError,
+            [pattern, "num_feature_axes=2", "one feature axis", r"flax\.nnx\.RNN"],
+        )
+        for name, pattern, build in (
+            ("RNN", NNX_RNN, lambda: snnx.RNN(_SlotGRU(IN, H, rngs=nnx.Rngs(0)))),
+            (
+                "as_cell",
+                r"^seqmask\.nnx\.as_cell: ",
+                lambda: snnx.as_cell(_SlotGRU(IN, H, rngs=nnx.Rngs(0))),
+            ),
+        )
+    ),
     Case(
         "nnx.RNN-seqmask-cell-without-in-features",
         lambda: snnx.RNN(cells.lstm(H), rngs=nnx.Rngs(0)),

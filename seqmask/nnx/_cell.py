@@ -45,7 +45,9 @@ def as_cell(cell: nnx.Module) -> Cell:
       once a call).
 
     Args:
-      cell: an NNX cell instance.
+      cell: an NNX cell instance with one feature axis (steps ``[*batch,
+        features]``; a cell whose ``num_feature_axes`` is not 1 raises a
+        ``ValueError``).
 
     Returns:
       A :class:`~seqmask.cells.Cell` named after the Flax cell.
@@ -113,7 +115,7 @@ def adapter(cell: nnx.Module, where: str) -> Cell:
 
 
 def check_nnx_cell(cell, where: str) -> None:
-    """``cell`` is an NNX recurrent cell instance."""
+    """``cell`` is an NNX recurrent cell instance with one feature axis."""
     _modules.check_flax_cell(
         cell,
         where,
@@ -121,6 +123,18 @@ def check_nnx_cell(cell, where: str) -> None:
         module_type=nnx.Module,
         example="nnx.{}(in_features, hidden_features, rngs=nnx.Rngs(0))",
     )
+    try:
+        axes = cell.num_feature_axes
+    except (AttributeError, NotImplementedError):
+        axes = 1  # as Flax's own cells: one feature axis
+    if axes != 1:
+        _checks.fail(
+            where,
+            f"{describe_cell(cell)} has num_feature_axes={axes!r}; seqmask.nnx "
+            "runs cells with one feature axis ([*batch, features] a step). Use "
+            "flax.nnx.RNN for this cell, or seqmask.linen.RNN / "
+            "seqmask.linen.as_cell(cell, feature_shape=...) with a Linen cell.",
+        )
 
 
 def _check_no_random_state(cell, where: str) -> None:

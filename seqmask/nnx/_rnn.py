@@ -48,8 +48,10 @@ class RNN(nnx.Module):
     without ``keep_order``, outputs come in processing order as in Flax.
 
     Args:
-      cell: a Flax NNX cell or a :class:`seqmask.cells.Cell`. A Flax LSTM
-        carry stays in Flax's layout ``(c, h)``.
+      cell: a Flax NNX cell with one feature axis (a cell whose
+        ``num_feature_axes`` is not 1 raises a ``ValueError``) or a
+        :class:`seqmask.cells.Cell`. A Flax LSTM carry stays in Flax's
+        layout ``(c, h)``.
       in_features: the input size; required for a seqmask cell (checked
         against ``cell.in_features`` for a Flax cell).
       time_major, return_carry, reverse, keep_order: Flax's defaults for the
