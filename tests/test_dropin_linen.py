@@ -233,6 +233,30 @@ def test_init_key_draws_the_carry_as_flax():
     assert not jax.tree.all(jax.tree.map(np.allclose, default, carry))
 
 
+def test_resets_return_to_the_carry_drawn_with_init_key():
+    normal = jax.nn.initializers.normal(1.0)
+    cell = nn.GRUCell(H, carry_init=normal)
+    ours = slinen.RNN(cell, return_carry=True)
+    variables = ours.init(KEY, XS)
+    init_key = jax.random.key(7)
+    resets = np.zeros((B, T), bool)
+    resets[0, 2] = resets[1, 1] = True
+    carry, ys = jax.jit(
+        lambda v, k: ours.apply(v, XS, seq_lengths=LENGTHS, init_key=k, resets=resets)
+    )(variables, init_key)
+    # A loop over time with Flax's cell: every row starts from, and is reset
+    # to, its carry drawn with init_key (never the default key's).
+    start = cell.initialize_carry(init_key, (B, IN))
+    h, expected = start, np.zeros_like(ys)
+    for t in range(T):
+        h = jnp.where(resets[:, t, None], start, h)
+        new_h, y = cell.apply({"params": variables["params"]["cell"]}, h, XS[:, t])
+        h = jnp.where(VALID[:, t, None], new_h, h)
+        expected[:, t] = np.where(VALID[:, t, None], y, 0.0)
+    np.testing.assert_allclose(ys, expected, atol=1e-5)
+    np.testing.assert_allclose(carry, h, atol=1e-5)
+
+
 def test_flax_checkpoint_restores_into_the_drop_in(tmp_path):
     theirs = nn.RNN(nn.OptimizedLSTMCell(H))
     variables = theirs.init(KEY, XS)

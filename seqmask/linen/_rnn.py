@@ -278,7 +278,8 @@ class RNN(nn.Module):
           initial_carry: the carry to start from; default: the cell's initial
             carry (the learned one with ``learnable_initial_state``).
           init_key: the key of the cell's ``initialize_carry`` (Flax cells;
-            ``jax.random.key(0)`` when not given, as in Flax).
+            ``jax.random.key(0)`` when not given, as in Flax); rows start
+            from the carry it draws, and ``resets`` return to it.
           seq_lengths: integers ``[*batch]`` in ``[0, time]``: row ``b`` is
             valid at its first ``seq_lengths[b]`` steps.
           return_carry, time_major, reverse, keep_order: override the module's
@@ -286,7 +287,12 @@ class RNN(nn.Module):
           mask, resets, skip_padding: seqmask's additions, as
             :func:`seqmask.rnn`: a boolean ``mask`` of any pattern instead of
             ``seq_lengths``; ``resets`` send rows back to the initial carry
-            (the learned one, if any) where a new sequence starts.
+            (the learned one, if any; the one drawn with ``init_key``, if
+            given) where a new sequence starts. A Flax cell without
+            ``initialize_carry`` has no carry of its own: the given
+            ``initial_carry`` stands in for it, and resets return to it
+            (to reset a stateful run of such a cell to another carry, use
+            :func:`seqmask.rnn` with ``reset_to``).
 
         Returns:
           ``ys`` ``[*batch, time, *out]``, zero at padded steps, or
@@ -300,7 +306,8 @@ class RNN(nn.Module):
         )
         seq = _modules.sequence(inputs, call, options.time_major, _RNN, axes)
         flax_cell = not isinstance(self.cell, Cell)
-        if init_key is not None and initial_carry is None:
+        drawn = init_key is not None and initial_carry is None
+        if drawn:
             initial_carry = self._drawn_carry(init_key, seq.step)
         # A Flax cell makes its parameters with Flax's first step: on the
         # first inputs, from its own carry (which the core then checks the
@@ -320,9 +327,11 @@ class RNN(nn.Module):
             if counted:  # the step count of the cell's random streams
                 batch = seq.step[: len(seq.step) - axes]
                 initial_carry = (initial_carry, jnp.zeros(batch, jnp.int32))
-            if not own_carry:
+            if not own_carry or drawn:
                 # As in Flax, a cell without initialize_carry runs from the
-                # given carry, which stands in for its own.
+                # given carry, which stands in for its own; a carry drawn
+                # with init_key is the initial carry of this call. Resets
+                # return to it.
                 given = initial_carry
                 cell = cell._replace(initial_carry=lambda params, batch: given)
         result = _modules.run_rnn(
