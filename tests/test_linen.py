@@ -18,7 +18,7 @@ import numpy_reference as ref
 import optax
 import orbax.checkpoint as ocp
 import pytest
-from flax import traverse_util
+from flax import serialization, traverse_util
 from helpers import IRREGULAR_MASK, numpy_layer
 
 import seqmask
@@ -118,6 +118,18 @@ def test_flax_call_options_with_a_seqmask_cell():
     np.testing.assert_allclose(ys_reversed, flipped, atol=1e-5)
 
 
+def test_stacked_learned_state_restores_from_a_checkpoint_without_target():
+    """Flax's serialisation keeps nested dicts; variables restored without a
+    target (``msgpack_restore``) must run the model unchanged."""
+    model = slinen.Stacked(
+        slinen.as_cell(nn.LSTMCell(H)), 2, learnable_initial_state=True
+    )
+    variables = model.init(KEY, XS)
+    variables = jax.tree.map(lambda x: x + 0.1, variables)  # a non-zero carry
+    raw = serialization.msgpack_restore(serialization.to_bytes(variables))
+    chex.assert_trees_all_equal(model.apply(raw, XS), model.apply(variables, XS))
+
+
 def test_parameter_names_in_linen_variables():
     model = slinen.Stacked(
         cells.lstm(H), 2, bidirectional=True, learnable_initial_state=True
@@ -133,7 +145,8 @@ def test_parameter_names_in_linen_variables():
             ("cell", "input_kernel"),
             ("cell", "recurrent_kernel"),
             ("cell", "bias"),
-            ("initial_carry",),  # an LSTMCarry(h, c)
+            ("initial_carry", "h"),  # an LSTMCarry(h, c), named as in RNN
+            ("initial_carry", "c"),
         ]
     }
     assert paths == expected

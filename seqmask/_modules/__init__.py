@@ -45,6 +45,8 @@ from seqmask._modules._cells import adapted_cell as adapted_cell
 from seqmask._modules._cells import broadcast_learned as broadcast_learned
 from seqmask._modules._cells import carry_template as carry_template
 from seqmask._modules._cells import check_flax_params as check_flax_params
+from seqmask._modules._cells import from_named_dicts as from_named_dicts
 from seqmask._modules._cells import layer_cells as layer_cells
 from seqmask._modules._cells import leaf_names as leaf_names
 from seqmask._modules._cells import learned_carry_cell as learned_carry_cell
+from seqmask._modules._cells import named_dicts as named_dicts

@@ -5,7 +5,7 @@ templates, leaf names and broadcast) and the cells of a stack."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -153,6 +153,34 @@ def leaf_names(tree, single_name: str, where: str) -> list[str]:
             where, f"the pytree's leaf paths do not give distinct names: {names}."
         )
     return names
+
+
+def named_dicts(tree, where: str):
+    """``tree`` with every node that is not a dict (an
+    :class:`~seqmask.cells.LSTMCarry`, Flax's ``(c, h)``) turned into a dict
+    of its leaves named by :func:`leaf_names`: the form Flax serialisation
+    keeps (it restores such nodes as dicts without a target)."""
+    if isinstance(tree, Mapping):
+        return {key: named_dicts(value, where) for key, value in tree.items()}
+    if jax.tree_util.treedef_is_leaf(jax.tree.structure(tree)):
+        return tree
+    names = leaf_names(tree, "h", where)
+    return dict(zip(names, jax.tree.leaves(tree), strict=True))
+
+
+def from_named_dicts(named, template, where: str):
+    """The inverse of :func:`named_dicts`: ``named`` in the structure of
+    ``template`` (arrays or ``jax.ShapeDtypeStruct``)."""
+    if isinstance(template, Mapping):
+        return {
+            key: from_named_dicts(named[key], value, where)
+            for key, value in template.items()
+        }
+    if jax.tree_util.treedef_is_leaf(jax.tree.structure(template)):
+        return named
+    names = leaf_names(template, "h", where)
+    treedef = jax.tree.structure(template)
+    return jax.tree.unflatten(treedef, [named[name] for name in names])
 
 
 def broadcast_learned(learned, batch_shape, where: str):

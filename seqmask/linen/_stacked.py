@@ -110,8 +110,19 @@ class Stacked(nn.Module):
             layers = make(self.make_rng("params"))
         else:  # only shapes: the values exist
             layers = jax.eval_shape(make, jax.random.key(0))
+        # Stored as nested dicts (a learned LSTM carry as {"h", "c"}, as
+        # RNN's), handed to the core in the structure it was written for.
         return [
-            checked_param(self, f"layers_{k}", _maker(layer), _STACKED)
+            _modules.from_named_dicts(
+                checked_param(
+                    self,
+                    f"layers_{k}",
+                    _maker(_modules.named_dicts(layer, _STACKED)),
+                    _STACKED,
+                ),
+                layer,
+                _STACKED,
+            )
             for k, layer in enumerate(layers)
         ]
 
