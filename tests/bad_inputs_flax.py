@@ -314,6 +314,20 @@ CASES = [
         ["as_cell", "3 feature axes", "give feature_shape"],
     ),
     Case(
+        "linen.RNN-conv-pure-cell",
+        lambda: slinen.RNN(nn.ConvLSTMCell(H, kernel_size=(3, 3))).pure_cell,
+        ValueError,
+        [LINEN_RNN, "3 feature axes", r"seqmask\.linen\.as_cell\(cell, feature_shape"],
+    ),
+    Case(
+        "linen.RNN-conv-pure-params-of-an-int",
+        lambda: slinen.RNN(nn.ConvLSTMCell(H, kernel_size=(3, 3))).init(
+            KEY, 18, method="pure_params"
+        ),
+        TypeError,
+        [LINEN_RNN, "in_features must be the shape of one step", "tuple of 3", "18"],
+    ),
+    Case(
         "linen.as_cell-params-of-another-cell",
         lambda: slinen.as_cell(nn.LSTMCell(H)).apply(
             GRU_VARIABLES["params"]["cell"],

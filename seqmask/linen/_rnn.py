@@ -122,7 +122,19 @@ class RNN(nn.Module):
         or :func:`seqmask.linen.as_cell` of the Flax cell, wrapped by
         :func:`seqmask.cells.learnable_initial_state` if the state is learned
         (without the random streams of ``split_rngs``, which need a bound
-        module)."""
+        module). A Flax cell with several feature axes (``ConvLSTMCell``)
+        has none here, since its pure cell depends on the feature shape: use
+        ``seqmask.linen.as_cell(cell, feature_shape=...)``."""
+        axes = self._feature_axes()
+        if axes > 1:
+            _checks.fail(
+                _RNN,
+                f"{describe_cell(unbound_cell(self.cell, _RNN))} has {axes} "
+                "feature axes, so its pure cell depends on the shape of a step: "
+                "build it with seqmask.linen.as_cell(cell, feature_shape=(...)) "
+                "and run it with seqmask.rnn on inputs whose feature axes are "
+                "flattened into one.",
+            )
         return self._cells(None, None)[1]
 
     def _cells(self, feature_shape, streams) -> tuple[Cell, Cell]:
@@ -249,8 +261,17 @@ class RNN(nn.Module):
           The cell's parameters, or ``{"cell": ..., "initial_carry": ...}``
           with a learnable initial state.
         """
+        axes = self._feature_axes()
         if isinstance(in_features, (tuple, list)):
             step = tuple(in_features)
+        elif axes > 1:
+            _checks.fail(
+                _RNN,
+                f"in_features must be the shape of one step's features, a tuple "
+                f"of {axes} sizes (e.g. (height, width, channels)) for a cell with "
+                f"{axes} feature axes; got {in_features!r}.",
+                TypeError,
+            )
         else:
             step = (_checks.positive_int(in_features, "in_features", _RNN),)
         return self._params(step)[1]
