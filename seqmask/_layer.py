@@ -215,7 +215,7 @@ def run(
     initial carry (``params[1]['backward']`` in a stack, say)."""
     if cell.check_params is not None:
         cell.check_params(params, where, seq.xs.shape[-1], name)
-    default = cell.initial_carry(params, seq.batch_shape)
+    default = _own_carry(cell, params, seq.batch_shape, initial_carry)
     carry = _fit(initial_carry, default, carry_name, where)
     if reset_to is not None or seq.resets is not None:
         reset_to = _fit(reset_to, default, "reset_to", where)
@@ -231,6 +231,18 @@ def run(
     if cell.linear is not None:
         return _run_linear(cell, params, seq, carry, reset_to, reverse, where)
     return _run_steps(cell, params, seq, carry, reset_to, reverse, options, where)
+
+
+def _own_carry(cell: Cell, params, batch_shape, given):
+    """The cell's initial carry; for a cell without one of its own (a Flax
+    cell without ``initialize_carry``, whose ``initial_carry`` raises
+    ``NotImplementedError``), the given carry stands in for it, as in Flax."""
+    try:
+        return cell.initial_carry(params, batch_shape)
+    except NotImplementedError:
+        if given is None:
+            raise
+        return given
 
 
 def _fit(given, default, name: str, where: str):

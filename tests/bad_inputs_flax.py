@@ -70,6 +70,12 @@ class _SlotGRU(nnx.GRUCell):
         return 2
 
 
+class _GivenCarryGRU(nnx.GRUCell):
+    """A GRU cell without initialize_carry (the caller gives the carry)."""
+
+    initialize_carry = nnx.RNNCellBase.initialize_carry  # type: ignore[assignment]
+
+
 def _nnx_rnn(**options):
     return snnx.RNN(nnx.GRUCell(IN, H, rngs=nnx.Rngs(0)), **options)
 
@@ -416,6 +422,22 @@ CASES = [
         ],
     ),
     # --- seqmask.nnx
+    Case(
+        "nnx.RNN-learned-state-of-a-cell-without-initialize-carry",
+        lambda: snnx.RNN(
+            _GivenCarryGRU(IN, H, rngs=nnx.Rngs(0)),
+            learnable_initial_state=True,
+            rngs=nnx.Rngs(0),
+        ),
+        NotImplementedError,
+        [NNX_RNN, "no initialize_carry", "initial_carry="],
+    ),
+    Case(
+        "nnx.RNN-cell-without-initialize-carry-and-no-carry",
+        lambda: snnx.RNN(_GivenCarryGRU(IN, H, rngs=nnx.Rngs(0)))(XS),
+        NotImplementedError,
+        ["_GivenCarryGRU", "no initialize_carry", "give the RNN an initial_carry"],
+    ),
     *(
         Case(
             f"nnx.{name}-cell-with-two-feature-axes",

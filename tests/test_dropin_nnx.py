@@ -233,3 +233,54 @@ def test_learned_initial_state_with_a_flax_cell():
     h, _ = model(XS, mask=MASK)
     np.testing.assert_array_equal(h[2], learned)  # the empty row
     assert float(jnp.abs(learned).sum()) > 0
+
+
+class _GivenCarryGRU(nnx.RNNCellBase):
+    """A cell without initialize_carry: the caller gives the carry (as a
+    decoder started from an encoder's state), which flax.nnx.RNN allows."""
+
+    def __init__(self, in_features, hidden_features, *, rngs):
+        self.in_features = in_features
+        self.gru = nnx.GRUCell(in_features, hidden_features, rngs=rngs)
+
+    def __call__(self, carry, inputs):  # type: ignore[override]
+        return self.gru(carry, inputs)
+
+    @property
+    def num_feature_axes(self) -> int:
+        return 1
+
+
+def test_a_cell_without_initialize_carry_runs_from_the_given_carry():
+    cell = _GivenCarryGRU(IN, H, rngs=nnx.Rngs(0))
+    ours, theirs = snnx.RNN(cell, return_carry=True), nnx.RNN(cell, return_carry=True)
+    start = np.random.default_rng(2).normal(size=(B, H)).astype(np.float32)
+    resets = np.zeros((B, T), bool)
+    resets[0, 3] = True
+    carry, ys = ours(XS, initial_carry=start, seq_lengths=LENGTHS)
+    their_carry, their_ys = theirs(XS, initial_carry=start, seq_lengths=LENGTHS)
+    np.testing.assert_allclose(carry, their_carry, atol=1e-5)
+    np.testing.assert_allclose(ys[VALID], their_ys[VALID], atol=1e-5)
+    # Resets return to the given carry (a loop over time with the cell).
+    carry, ys = ours(XS, initial_carry=start, seq_lengths=LENGTHS, resets=resets)
+    h, expected = start, np.zeros((B, T, H), np.float32)
+    for t in range(T):
+        h = np.where(resets[:, t, None], start, h)
+        new_h, y = cell(h, XS[:, t])
+        h = np.where(VALID[:, t, None], new_h, h)
+        expected[:, t] = np.where(VALID[:, t, None], y, 0.0)
+    np.testing.assert_allclose(ys, expected, atol=1e-5)
+    np.testing.assert_allclose(carry, h, atol=1e-5)
+    # The pure core takes the same cell and carry.
+    pure = snnx.as_cell(cell)
+    _, pure_ys = seqmask.rnn(
+        pure,
+        pure.init(jax.random.key(0), IN),
+        XS,
+        initial_carry=start,
+        lengths=LENGTHS,
+        resets=resets,
+    )
+    np.testing.assert_allclose(pure_ys, expected, atol=1e-5)
+    with pytest.raises(NotImplementedError, match="give the RNN an initial_carry"):
+        ours(XS)

@@ -36,6 +36,9 @@ def as_cell(cell: nn.Module, *, feature_shape: Sequence[int] | None = None) -> C
       ``cell.initialize_carry(jax.random.key(0), ...)``, Flax's default key:
       the carry keeps Flax's layout (``(c, h)`` for the LSTM cells, where
       seqmask's own :func:`~seqmask.cells.lstm` has ``LSTMCarry(h, c)``).
+      A cell without ``initialize_carry`` has no carry of its own: this
+      raises ``NotImplementedError``, and :func:`seqmask.rnn` runs it from
+      the ``initial_carry`` it is given (as ``flax.linen.RNN`` needs one too).
     - ``apply(params, carry, x)`` is ``cell.apply({"params": params}, carry,
       x)``, after checking its arguments as seqmask's own cells do: ``x``
       floating (integer token ids are refused: embed them first),

@@ -35,7 +35,10 @@ def as_cell(cell: nnx.Module) -> Cell:
       ``initialize_carry`` with a fixed key (zeros for Flax's default
       ``carry_init``); the carry keeps Flax's layout (``(c, h)`` for the LSTM
       cells, where seqmask's own :func:`~seqmask.cells.lstm` has
-      ``LSTMCarry(h, c)``).
+      ``LSTMCarry(h, c)``). A cell without ``initialize_carry`` has no
+      carry of its own: this raises ``NotImplementedError``, and
+      :func:`seqmask.rnn` runs it from the ``initial_carry`` it is given
+      (as ``flax.nnx.RNN`` needs one too).
     - ``apply(params, carry, x)`` calls the cell rebuilt with ``params``,
       after checking its arguments as seqmask's own cells do: ``x``
       floating (integer token ids are refused: embed them first) with
@@ -77,6 +80,7 @@ def adapter(cell: nnx.Module, where: str) -> Cell:
     template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), own)
     in_features = in_features_of(cell)
     name = describe_cell(cell)
+    own_carry = has_initialize_carry(cell)
 
     def merged(params) -> Any:  # the cell's own class
         return nnx.merge(graphdef, params, rest)
@@ -94,6 +98,13 @@ def adapter(cell: nnx.Module, where: str) -> Cell:
         return jax.tree.map(jnp.array, own)
 
     def initial_carry(params, batch=()):
+        if not own_carry:
+            _checks.fail(
+                name,
+                "the cell has no initialize_carry: give the RNN an initial_carry "
+                "(as flax.nnx.RNN needs one too).",
+                NotImplementedError,
+            )
         size = 1 if in_features is None else in_features
         return merged(params).initialize_carry((*batch, size), rngs=nnx.Rngs(carry=0))
 
@@ -111,7 +122,14 @@ def adapter(cell: nnx.Module, where: str) -> Cell:
         return merged(params)(carry, x)
 
     hidden = getattr(cell, "hidden_features", None)
-    return _modules.adapted_cell(name, hidden, init, initial_carry, apply, check_params)
+    functions = init, initial_carry, apply, check_params
+    return _modules.adapted_cell(name, hidden, *functions, own_carry=own_carry)
+
+
+def has_initialize_carry(cell) -> bool:
+    """Whether the cell's class defines its own ``initialize_carry``."""
+    own: Any = getattr(type(cell), "initialize_carry", None)
+    return own is not nnx.RNNCellBase.initialize_carry
 
 
 def check_nnx_cell(cell, where: str) -> None:

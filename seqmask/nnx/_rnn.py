@@ -13,7 +13,13 @@ import seqmask._modules as _modules
 from seqmask import cells as _cells
 from seqmask._modules import Carry, Initializer, Params
 from seqmask.cells import Cell
-from seqmask.nnx._cell import adapter, as_cell, check_nnx_cell, in_features_of
+from seqmask.nnx._cell import (
+    adapter,
+    as_cell,
+    check_nnx_cell,
+    has_initialize_carry,
+    in_features_of,
+)
 from seqmask.nnx._named import _NamedLeaves
 from seqmask.nnx._state import LearnableInitialState, param_key, param_rngs
 
@@ -69,7 +75,10 @@ class RNN(nnx.Module):
 
     Attributes:
       pure_cell: the :class:`~seqmask.cells.Cell` the module runs.
-      in_features, out_features: the feature sizes of inputs and outputs.
+      in_features, out_features: the feature sizes of inputs and outputs
+        (``out_features`` is None for a Flax cell without
+        ``initialize_carry``: it runs from the carry each call is given,
+        as in Flax, and ``resets`` return to that carry).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -132,6 +141,15 @@ class RNN(nnx.Module):
             check_nnx_cell(cell, where)
             in_features = _flax_in_features(cell, in_features, where)
             base = adapter(cell, where)  # checks it can run as a pure function
+            if learned and not has_initialize_carry(cell):
+                _checks.fail(
+                    where,
+                    "learnable_initial_state=True learns a carry of the cell's "
+                    "own structure, but the cell has no initialize_carry to say "
+                    "what it is: define initialize_carry, or give the carry at "
+                    "the call (initial_carry=).",
+                    NotImplementedError,
+                )
             self._record = None
             self.cell = cell
             self.rngs = _carry_stream(rngs, where)
@@ -147,8 +165,11 @@ class RNN(nnx.Module):
             if learned
             else None
         )
-        self.out_features = _cells.output_size(
-            self.pure_cell, self.pure_params(), in_features
+        own_carry = self._record is not None or has_initialize_carry(cell)
+        self.out_features = (
+            _cells.output_size(self.pure_cell, self.pure_params(), in_features)
+            if own_carry
+            else None  # depends on the carry the call is given
         )
 
     @property
@@ -246,6 +267,8 @@ class RNN(nnx.Module):
             if isinstance(stream, nnx.Rngs):
                 stream = stream.carry.fork()
             flax_cell: Any = self.cell
+            if not has_initialize_carry(flax_cell):
+                self.pure_cell.initial_carry(self.pure_params())  # says to give one
             initial_carry = flax_cell.initialize_carry(seq.step, stream)
         return _modules.run_rnn(
             self.pure_cell,
