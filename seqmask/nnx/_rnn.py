@@ -268,7 +268,7 @@ class RNN(nnx.Module):
                 stream = stream.carry.fork()
             flax_cell: Any = self.cell
             if not has_initialize_carry(flax_cell):
-                self.pure_cell.initial_carry(self.pure_params())  # says to give one
+                self.pure_cell.initial_carry(self.pure_params(), ())  # says: give one
             initial_carry = flax_cell.initialize_carry(seq.step, stream)
         return _modules.run_rnn(
             self.pure_cell,
