@@ -13,11 +13,13 @@ weight; a row with no valid position gets zero weights and a zero context
 (no NaN in values or gradients), and so does every row of a memory with no
 source position at all (``[*batch, 0, M]``); whatever sits in ``memory`` at padded
 positions (NaN, Inf) changes no value and no gradient, because memory is
-selected to zero before anything reads it. The softmax runs in float32 (or
-float64) whatever the input dtype. The part of the score that does not
-depend on the query (``project_memory``, e.g. :math:`M W_k` for additive
-attention) is computed once per source sequence and can be passed back in
-as ``keys``, so a decoder does not recompute it at every step.
+selected to zero before anything reads it. The scores are accumulated in
+float32 (or float64) and the softmax runs in it whatever the input dtype, so
+dot products of half-precision vectors do not overflow. The part of the
+score that does not depend on the query (``project_memory``, e.g.
+:math:`M W_k` for additive attention) is computed once per source sequence
+and can be passed back in as ``keys``, so a decoder does not recompute it at
+every step.
 """
 
 from __future__ import annotations
@@ -192,7 +194,11 @@ def additive(
         dtype = wider(query.dtype, keys.dtype)
         projected = dense(query, params["query_kernel"], dtype=dtype, acc_dtype=dtype)
         hidden = jnp.tanh(keys.astype(dtype) + projected[..., None, :])
-        return jnp.matmul(hidden, params["energy"].astype(dtype))
+        return jnp.matmul(
+            hidden,
+            params["energy"].astype(dtype),
+            preferred_element_type=wider(dtype, jnp.float32),
+        )
 
     label = f"additive({attention_size})"
     parts = _Parts(init, shapes, project_memory, score, label)
@@ -251,9 +257,14 @@ def dot(*, scaled: bool = False) -> Attention:
         del params
         _check_query(query, keys.shape[-1], keys, "dot")
         dtype = wider(query.dtype, keys.dtype)
-        scores = jnp.einsum("...k,...sk->...s", query.astype(dtype), keys.astype(dtype))
+        scores = jnp.einsum(
+            "...k,...sk->...s",
+            query.astype(dtype),
+            keys.astype(dtype),
+            preferred_element_type=wider(dtype, jnp.float32),
+        )
         if scaled:
-            scores = scores / jnp.sqrt(jnp.asarray(keys.shape[-1], dtype))
+            scores = scores / jnp.sqrt(jnp.asarray(keys.shape[-1], scores.dtype))
         return scores
 
     return _make_attention("dot", _Parts(init, shapes, project_memory, score, "dot()"))
@@ -306,7 +317,12 @@ def general(
     def score(params, query, keys):
         _check_query(query, params["kernel"].shape[0], keys, "general")
         dtype = wider(query.dtype, keys.dtype)
-        return jnp.einsum("...q,...sq->...s", query.astype(dtype), keys.astype(dtype))
+        return jnp.einsum(
+            "...q,...sq->...s",
+            query.astype(dtype),
+            keys.astype(dtype),
+            preferred_element_type=wider(dtype, jnp.float32),
+        )
 
     parts = _Parts(init, shapes, project_memory, score, "general()")
     return _make_attention("general", parts)

@@ -193,6 +193,34 @@ def test_bfloat16_inputs_softmax_in_float32():
     np.testing.assert_allclose(weights, want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["dot", "dot_scaled", "general"])
+def test_float16_scores_beyond_float16_range_do_not_overflow(kind):
+    """Dot products of float16 vectors reach up to 86,400 here, past
+    float16's largest finite value (65,504): computed in float16 they
+    overflowed to inf and the softmax gave NaN."""
+    att, params = KINDS[kind], PARAMS[kind]
+    if kind == "general":  # a kernel that passes the memory through
+        params = {"kernel": jnp.eye(Q, M, dtype=jnp.float16)}
+    rng = np.random.default_rng(7)
+    size = _query_size(kind)  # the length of each dot product
+    value = np.sqrt(86_400.0 / size)
+    query = np.full((B, size), value, np.float32)
+    memory = (value * rng.uniform(0.5, 1.0, size=(B, S, M))).astype(np.float32)
+    context, weights = att.apply(
+        params, query.astype(np.float16), memory.astype(np.float16), MASK
+    )
+    want_context, want = reference(
+        kind,
+        params,
+        np.float32(query.astype(np.float16)),
+        np.float32(memory.astype(np.float16)),
+        MASK,
+    )
+    assert np.isfinite(np.asarray(weights)).all()
+    np.testing.assert_allclose(weights, want, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(np.float32(context), want_context, rtol=2e-3, atol=1e-3)
+
+
 @pytest.mark.parametrize("kind", sorted(KINDS))
 @pytest.mark.parametrize("with_mask", [True, False])
 def test_empty_source_gives_zero_context(kind, with_mask):

@@ -285,6 +285,38 @@ def test_a_wide_id_out_of_range_at_a_valid_position_is_nan_under_jit(x64):
         assert np.isfinite(logits[:, :2]).all() and np.isnan(logits[:, 2]).all()
 
 
+def test_narrow_token_dtypes_give_what_int32_tokens_give():
+    """uint8 / int8 tokens with 300 target classes: the model's own
+    predictions are fed back, and the pad compared, without wrapping (id 299
+    was fed back as 43, and pad_id=-100 overflowed against uint8 targets)."""
+    model = seq2seq.encoder_decoder(10, 300, embed_size=4, hidden_size=4, pad_id=-100)
+    params = model.init(jax.random.key(0))
+    params["output"]["bias"] = params["output"]["bias"].at[299].set(100.0)
+    source = np.array([[3, 4, 5], [6, 7, 8]])
+    targets = np.array([[5, 6, 2], [7, 8, 2]])
+    state = model.encode(params, source)
+    inputs, mask = np.array([[1, 5, 6], [1, 7, 8]]), np.ones((2, 3), bool)
+
+    def run(dtype):
+        logits, fed = seq2seq.own_predictions(
+            model.config,
+            params,
+            state,
+            inputs.astype(dtype),
+            mask,
+            sampling_probability=1.0,
+        )
+        return logits, fed, model.loss(params, source, targets.astype(dtype))
+
+    logits, fed, loss = run(np.int32)
+    np.testing.assert_array_equal(fed, [[1, 299, 299], [1, 299, 299]])
+    for dtype in (np.uint8, np.int8):
+        narrow_logits, narrow_fed, narrow_loss = run(dtype)
+        np.testing.assert_array_equal(narrow_fed, fed)
+        np.testing.assert_allclose(narrow_logits, logits, rtol=1e-6)
+        np.testing.assert_allclose(narrow_loss, loss, rtol=1e-6)
+
+
 def test_teacher_forcing_equals_reference_and_stepping_with_any_source_mask():
     """Per-position logits equal the NumPy loop and model.step fed the gold
     prefix; moving each source to another offset (left padding) changes

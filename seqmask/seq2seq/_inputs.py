@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 import seqmask._checks as _checks
+from seqmask._numerics import signed_ids
 from seqmask.masks import lengths_to_mask
 
 
@@ -31,11 +32,15 @@ def tokens_and_mask(
     ``mask`` and ``lengths`` (named ``{prefix}_mask`` / ``{prefix}_lengths``
     in messages) are alternatives; without either the mask is ``tokens !=
     default_pad_id``, or all true when ``default_pad_id`` is None. The ids at
-    valid positions must lie in ``[0, vocab_size)``.
+    valid positions must lie in ``[0, vocab_size)``. The tokens come back in
+    a signed dtype of at least 32 bits (:func:`~seqmask._numerics.signed_ids`),
+    so that ids, ``bos_id`` and the pad are compared and fed back without
+    wrapping (uint8 tokens with 300 classes or ``pad_id=-100``).
     """
     tokens = _checks.integer_array(
         tokens, name, where, hint=f" Pass {name} as integer token ids."
     )
+    tokens = signed_ids(tokens)
     _checks.min_rank(tokens, 1, name, where, "[*batch, time]")
     batch_shape, time = tuple(tokens.shape[:-1]), int(tokens.shape[-1])
     if mask is not None and lengths is not None:

@@ -333,7 +333,9 @@ def own_predictions(
 
     Returns:
       ``(logits [*batch, target, Vt], fed)``: the logits and the token fed at
-      each position (``bos_id`` where padded), integer ``[*batch, target]``.
+      each position (``bos_id`` where padded), integer ``[*batch, target]``
+      in a signed dtype of at least 32 bits (narrower inputs could not hold
+      every id of a large target vocabulary).
     """
     where = "own_predictions"
     inputs, mask, dropout_key = decoder_arguments(
