@@ -17,6 +17,7 @@ import numpy as np
 
 import seqmask._checks as _checks
 from seqmask import _sharding, _weighting, masks
+from seqmask._numerics import wider
 
 __all__ = [
     "from_lengths",
@@ -123,7 +124,9 @@ def _differs(
                 where,
                 f"{reference_name} must be a scalar; got shape {jnp.shape(reference)}.",
             )
-    return (values != jnp.asarray(reference).astype(values.dtype)).astype(dtype)
+    # Straight into the values' dtype: a Python int at the top of an unsigned
+    # dtype (2**32 - 1 for uint32) does not fit the int32 it would pass through.
+    return (values != jnp.asarray(reference, dtype=values.dtype)).astype(dtype)
 
 
 def from_targets(
@@ -409,5 +412,8 @@ def normalize_per_sequence(
             weights,
             jnp.zeros((), weights.dtype),
         )
-    sums = _weighting.sequence_sums(weights, segment_ids)
-    return _weighting.safe_divide(weights, _weighting.at_positions(sums, weights.ndim))
+    # Summed in float32 at least: float16 weights of 40,000 overflow their sum.
+    wide = weights.astype(wider(weights.dtype, jnp.float32))
+    sums = _weighting.sequence_sums(wide, segment_ids)
+    normalised = _weighting.safe_divide(wide, _weighting.at_positions(sums, wide.ndim))
+    return normalised.astype(weights.dtype)

@@ -304,3 +304,22 @@ def test_jax_path_is_vmappable_and_traced_lengths_work():
         )[0]
     )(jnp.asarray(h), jnp.asarray(hl), jnp.asarray(r), jnp.asarray(rl))
     np.testing.assert_array_equal(batched, [1, 1])
+
+
+def test_ids_above_2_to_the_53_never_collide(x64):
+    """uint64 against int64 ids promote to float64 in NumPy, where 2**60 + 1
+    equals 2**60: the metrics must refuse the pair, and compare one wide
+    dtype exactly."""
+    h = np.array([[2**60 + 1, 5]], np.uint64)
+    r = np.array([[2**60, 5]], np.int64)
+    for call in (
+        lambda: metrics.edit_distance(h, r),
+        lambda: metrics.exact_match(h, r),
+        lambda: metrics.token_accuracy(h, r),
+    ):
+        with pytest.raises(TypeError, match="no common integer dtype"):
+            call()
+    same = h.astype(np.int64)
+    np.testing.assert_array_equal(metrics.edit_distance(same, r), [1])
+    np.testing.assert_array_equal(metrics.exact_match(same, r), [False])
+    np.testing.assert_allclose(metrics.token_error_rate(same, r), 0.5)

@@ -97,6 +97,18 @@ def test_from_targets_handles_any_padding_position():
         seq_weights.from_targets(narrow, -100)
 
 
+def test_from_targets_takes_a_pad_id_at_the_top_of_an_unsigned_dtype(x64):
+    """2**32 - 1 is a uint32 value (as 2**64 - 1 is a uint64 one under x64);
+    it raised OverflowError on its way through a signed dtype."""
+    for dtype in (np.uint32, np.uint64):
+        pad_id = int(np.iinfo(dtype).max)
+        targets = np.array([[7, pad_id, pad_id], [pad_id, 0, 3]], dtype)
+        expected = (targets != pad_id).astype(np.float32)
+        np.testing.assert_array_equal(
+            seq_weights.from_targets(targets, pad_id), expected
+        )
+
+
 def test_class_weights_match_a_loop():
     rng = np.random.default_rng(1)
     table = np.array([0.5, 1.0, 2.0, 4.0], np.float32)
@@ -249,6 +261,16 @@ def test_normalize_per_sequence_gradient_is_finite_for_zero_rows():
         seq_weights.normalize_per_sequence(jnp.array([[1, 2]]))
     with pytest.raises(ValueError, match="batch axis"):
         seq_weights.normalize_per_sequence(jnp.array(1.0))
+
+
+def test_normalize_per_sequence_of_large_half_precision_weights():
+    """float16 weights of 40,000 sum past float16's range (65,504): the
+    result must still be each weight over its row's sum, in float16."""
+    weights = np.array([[40000.0, 40000.0, 0.0], [1.0, 3.0, 0.0]], np.float16)
+    got = seq_weights.normalize_per_sequence(weights)
+    assert got.dtype == jnp.float16
+    row_sums = weights.astype(np.float64).sum(1, keepdims=True)
+    np.testing.assert_allclose(got, weights / row_sums, rtol=1e-3)
 
 
 def test_normalized_weights_sum_equals_sequence_mean():

@@ -26,10 +26,11 @@ class Decoded(NamedTuple):
         EOS, the prefix included (``max_length`` for a row without EOS).
       state: the state after each row's last token (frozen from then on),
         leaves ``[*batch, ...]``.
-      log_probs: float32 ``[*batch, max_length]``: the log-probability of
-        each generated token under the step's logits (after ``logits_fn`` and
-        the ``min_length`` rule, before the temperature and the top-k / top-p
-        / min-p cuts); 0 at forced prefix positions and from ``lengths`` on.
+      log_probs: float32 ``[*batch, max_length]`` (float64 for float64
+        logits): the log-probability of each generated token under the
+        step's logits (after ``logits_fn`` and the ``min_length`` rule,
+        before the temperature and the top-k / top-p / min-p cuts); 0 at
+        forced prefix positions and from ``lengths`` on.
         Differentiable with respect to ``params``: ``log_probs.sum(-1)`` is
         :math:`\\log p(y \\mid \\mathrm{prefix})`.
       logits: ``[*batch, max_length, vocab]``: the logits each token was

@@ -102,7 +102,8 @@ def exact_match_padded(h, h_lengths, r, r_lengths) -> jax.Array:
     """Per pair: the sequences are equal."""
     width = min(h.shape[-1], r.shape[-1])
     h, r = h[..., :width], r[..., :width]
-    positions = jnp.arange(width).reshape((1,) * (h.ndim - 1) + (width,))
+    positions = jnp.arange(width, dtype=r_lengths.dtype)
+    positions = positions.reshape((1,) * (h.ndim - 1) + (width,))
     differ = (h != r) & (positions < r_lengths[..., None])
     return (h_lengths == r_lengths) & ~jnp.any(differ, axis=-1)
 
@@ -252,6 +253,19 @@ def _against(h, h_lengths, r, multiple, where):
 def _common_dtype(a, b, names: tuple[str, str], where: str):
     """``a`` and ``b`` in a dtype that holds both, where ids compare alike."""
     dtype = np.promote_types(a.dtype, b.dtype)
+    if not np.issubdtype(dtype, np.integer) and not (
+        np.issubdtype(a.dtype, np.floating) or np.issubdtype(b.dtype, np.floating)
+    ):
+        # uint64 with a signed dtype promotes to float64, whose 53 bits make
+        # distinct ids above 2**53 compare equal.
+        _checks.fail(
+            where,
+            f"{names[0]} ({a.dtype}) and {names[1]} ({b.dtype}) have no common "
+            "integer dtype that holds both (NumPy would compare them as float64, "
+            "where ids above 2**53 collide); give them one dtype (e.g. both "
+            "int64).",
+            TypeError,
+        )
     if jax.dtypes.canonicalize_dtype(dtype) != dtype:
         # uint32 with a signed dtype promotes to int64, which JAX without
         # x64 would truncate: 2**32 - 1 would equal -1.
