@@ -737,6 +737,26 @@ CASES += [
         "function",
     ),
     case(
+        "learnable_initial_state-carry_init-of-two-arguments",
+        lambda: cells.learnable_initial_state(
+            LSTM, carry_init=lambda key, shape: jnp.zeros(shape)
+        ).init(KEY, IN),
+        TypeError,
+        "^learnable_initial_state",
+        r"carry_init must take \(key, shape, dtype\)",
+        r"\(key, shape\)",
+    ),
+    case(
+        "learnable_initial_state-carry_init-of-another-shape",
+        lambda: cells.learnable_initial_state(
+            LSTM, carry_init=lambda key, shape, dtype: jnp.zeros((5,), dtype)
+        ).init(KEY, IN),
+        ValueError,
+        "^learnable_initial_state",
+        r"carry_init\(key, shape=\(4,\), dtype=float32\)",
+        r"got shape \(5,\)",
+    ),
+    case(
         "learnable_initial_state.apply-plain-params",
         lambda: LEARNED.apply(P_LSTM, LSTM_CARRY, X),
         ValueError,

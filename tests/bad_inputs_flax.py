@@ -70,6 +70,12 @@ class _SlotGRU(nnx.GRUCell):
         return 2
 
 
+class _GivenCarryLinenGRU(nn.GRUCell):
+    """A Linen GRU cell without initialize_carry (the caller gives the carry)."""
+
+    initialize_carry = nn.RNNCellBase.initialize_carry  # type: ignore[assignment]
+
+
 class _GivenCarryGRU(nnx.GRUCell):
     """A GRU cell without initialize_carry (the caller gives the carry)."""
 
@@ -420,6 +426,14 @@ CASES = [
             "batch_shape entry must be an int",
             "Pass 2",
         ],
+    ),
+    Case(
+        "linen.RNN-learned-state-of-a-cell-without-initialize-carry",
+        lambda: slinen.RNN(_GivenCarryLinenGRU(H), learnable_initial_state=True).init(
+            KEY, XS, initial_carry=np.zeros((B, H), np.float32)
+        ),
+        NotImplementedError,
+        [LINEN_RNN, "no initialize_carry", "learns a carry"],
     ),
     # --- seqmask.nnx
     Case(

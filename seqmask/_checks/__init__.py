@@ -55,6 +55,7 @@ from seqmask._checks._values import dtype as dtype
 from seqmask._checks._values import flag as flag
 from seqmask._checks._values import flag_or_int as flag_or_int
 from seqmask._checks._values import function as function
+from seqmask._checks._values import initializer as initializer
 from seqmask._checks._values import instance as instance
 from seqmask._checks._values import integer as integer
 from seqmask._checks._values import non_negative_int as non_negative_int

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import numbers
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -94,6 +95,41 @@ def function(value, name: str, where: str, signature: str = "") -> Callable:
             TypeError,
         )
     return value
+
+
+def initializer(value, name: str, where: str) -> Callable:
+    """An initialiser ``(key, shape, dtype) -> array``, wrapped so that a
+    wrong signature or a result of another shape is a clear error naming
+    ``name`` (not a ``TypeError`` from inside the user's function, nor a
+    shape mismatch reported against what was built from it)."""
+    function(value, name, where, "(key, shape, dtype) -> array")
+    try:
+        signature = inspect.signature(value)
+    except (TypeError, ValueError):  # no signature to read (a builtin)
+        signature = None
+
+    def checked(key, shape, dtype):
+        if signature is not None:
+            try:
+                signature.bind(key, shape, dtype)
+            except TypeError:
+                fail(
+                    where,
+                    f"{name} must take (key, shape, dtype), as the initialisers "
+                    f"of jax.nn.initializers do; its signature is {signature}.",
+                    TypeError,
+                )
+        result = value(key, shape, dtype)
+        if tuple(jnp.shape(result)) != tuple(shape):
+            fail(
+                where,
+                f"{name}(key, shape={tuple(shape)}, dtype={np.dtype(dtype).name}) "
+                f"must return an array of that shape; got shape "
+                f"{tuple(jnp.shape(result))}.",
+            )
+        return result
+
+    return checked
 
 
 def flag_or_int(value, name: str, where: str, *, minimum: int = 1) -> bool | int:

@@ -104,4 +104,4 @@ def as_cell_hint(where: str) -> str:
 
 def check_carry_init(carry_init, where: str) -> Callable[..., Any]:
     """The initialiser of a learned carry: ``(key, shape, dtype) -> array``."""
-    return _checks.function(carry_init, "carry_init", where, "(key, shape, dtype)")
+    return _checks.initializer(carry_init, "carry_init", where)

@@ -40,7 +40,7 @@ def learnable_initial_state(
     _checks.instance(
         cell, Cell, "cell", where, expected="a seqmask.cells.Cell (e.g. lstm(128))"
     )
-    _checks.function(carry_init, "carry_init", where, "(key, shape, dtype) -> array")
+    carry_init = _checks.initializer(carry_init, "carry_init", where)
     name = f"learnable_initial_state({cell.name})"
     owner = f"learnable_initial_state({label(cell)})"
 

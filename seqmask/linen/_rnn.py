@@ -157,6 +157,15 @@ class RNN(nn.Module):
                 f"streams in the cell's steps (split_rngs={dict(self.split_rngs)}).",
             )
         flax_cell = unbound_cell(self.cell, _RNN)
+        if learned and not has_initialize_carry(flax_cell):
+            _checks.fail(
+                _RNN,
+                "learnable_initial_state=True learns a carry of the cell's own "
+                "structure, but the cell has no initialize_carry to say what it "
+                "is: define initialize_carry, or give the carry at the call "
+                "(initial_carry=).",
+                NotImplementedError,
+            )
         base = adapter(flax_cell, feature_shape, _RNN, streams)
         if learned:
             return base, _cells.learnable_initial_state(
