@@ -144,6 +144,29 @@ def test_no_mask_accepts_a_weakly_typed_init_as_lax_scan_does():
     assert got[0].dtype == jnp.float32
 
 
+def test_a_weakly_typed_init_is_promoted_with_a_mask_or_resets_too():
+    """The same weakly typed init and bfloat16 step give the carry
+    jax.lax.scan gives, whether a mask or resets are passed or not (with a
+    mask it was a TypeError, with resets only a float32 carry)."""
+    xs = jnp.ones((3, 2), jnp.bfloat16)
+    weak = jnp.broadcast_to(jnp.asarray(0.0), (2,))
+
+    def step(c, x):
+        return c + x, c + x
+
+    want = jax.lax.scan(step, weak, xs)
+    full = jnp.ones((3, 2), bool)
+    for options in (
+        {},
+        {"mask": full},
+        {"resets": ~full},
+        {"mask": full, "resets": ~full},
+    ):
+        got = masked_scan(step, weak, xs, **options)
+        assert got[0].dtype == jnp.bfloat16, options
+        chex.assert_trees_all_equal(got, want)
+
+
 def test_full_mask_equals_lax_scan():
     init, xs, mask, _, _ = make_inputs(seed=4)
     full = np.ones_like(mask)

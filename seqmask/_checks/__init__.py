@@ -45,6 +45,7 @@ from seqmask._checks._ranges import hyperparameter as hyperparameter
 from seqmask._checks._ranges import in_range as in_range
 from seqmask._checks._ranges import lengths as lengths
 from seqmask._checks._ranges import token_ids as token_ids
+from seqmask._checks._steps import promote_weak_init as promote_weak_init
 from seqmask._checks._steps import scan_step as scan_step
 from seqmask._checks._trees import broadcast_tree_like as broadcast_tree_like
 from seqmask._checks._trees import leading_axes as leading_axes

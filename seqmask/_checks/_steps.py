@@ -37,12 +37,38 @@ def scan_step(
     return new_carry, y
 
 
+def promote_weak_init(f, init, xs):
+    """``init`` with each weakly typed leaf (a Python number) in the dtype
+    the step ``f`` gives that leaf, as :func:`jax.lax.scan` promotes it, so
+    that a masked scan starts from the carry an unmasked one would. ``xs``
+    are time-major; ``f`` is traced once, on their shapes. A step that does
+    not return a pair with a carry like ``init`` leaves it unchanged (its
+    check says what is wrong)."""
+    if not any(_is_weak(leaf) for leaf in jax.tree.leaves(init)):
+        return init
+    x = jax.tree.map(lambda v: jax.ShapeDtypeStruct(np.shape(v)[1:], v.dtype), xs)
+    out = jax.eval_shape(f, init, x)
+    if not (isinstance(out, tuple) and len(out) == 2):
+        return init
+    if jax.tree.structure(out[0]) != jax.tree.structure(init):
+        return init
+    return jax.tree.map(
+        lambda leaf, new: jnp.asarray(leaf, new.dtype) if _is_weak(leaf) else leaf,
+        init,
+        out[0],
+    )
+
+
+def _is_weak(leaf) -> bool:
+    typeof = getattr(jax, "typeof", None)  # older JAX: the tracer's aval
+    aval = typeof(leaf) if typeof is not None else getattr(leaf, "aval", None)
+    return bool(getattr(aval, "weak_type", False))
+
+
 def _promoted(leaf, new_leaf):
     """``leaf``, or its shape in ``new_leaf``'s dtype where ``leaf`` is
     weakly typed."""
-    typeof = getattr(jax, "typeof", None)  # older JAX: the tracer's aval
-    aval = typeof(leaf) if typeof is not None else getattr(leaf, "aval", None)
-    if not getattr(aval, "weak_type", False):
+    if not _is_weak(leaf):
         return leaf
     dtype = jnp.result_type(new_leaf) if hasattr(new_leaf, "dtype") else leaf.dtype
     return jax.ShapeDtypeStruct(np.shape(leaf), dtype)

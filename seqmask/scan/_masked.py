@@ -109,6 +109,10 @@ def masked_scan(
         length = _checks.non_negative_int(length, "length", where)
     time = _time_steps(xs, mask, resets, length)
     mask, resets = _step_flags(init, xs, mask, resets)
+    if mask is not None or resets is not None:
+        # A weakly typed init (a Python number) starts in the dtype the step
+        # computes in, as in jax.lax.scan (the path without mask or resets).
+        init = _checks.promote_weak_init(f, init, xs)
     if reset_to is not None or resets is not None:
         # Checked even without resets, where it is unused: a wrong reset_to
         # is a mistake either way (as in linear_scan).
