@@ -291,6 +291,13 @@ def _truncated(loss_fn, has_aux, where: str):
                 "loss_fn must return a scalar loss first; got shape "
                 f"{tuple(jnp.shape(loss))}.",
             )
+        if not jnp.issubdtype(jnp.result_type(loss), jnp.floating):
+            _checks.fail(
+                where,
+                "loss_fn must return a floating scalar loss first (it is "
+                f"differentiated); got {jnp.result_type(loss)}.",
+                TypeError,
+            )
         return loss, rest
 
     grad_fn = jax.value_and_grad(chunk_loss, has_aux=True)

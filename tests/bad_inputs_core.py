@@ -1662,6 +1662,16 @@ CASES += [
         "scalar loss",
     ),
     case(
+        "truncated_value_and_grad-integer-loss",
+        lambda: truncated_value_and_grad(lambda p, c, x: (jnp.int32(1), c))(
+            1.0, 0.0, np.ones(3, np.float32)
+        ),
+        TypeError,
+        "^truncated_value_and_grad",
+        "floating scalar loss",
+        "int32",
+    ),
+    case(
         "truncated_bptt_step-optimizer",
         lambda: truncated_bptt_step(lambda p, c, x: (p, c), "adam"),
         TypeError,

@@ -202,6 +202,28 @@ def _pack_cases() -> list[Case]:
             ["unpack", r"ys must be \[rows, row_len, ...\]", r"\(1, 4\)"],
         ),
         Case(
+            "unpack-a-list-of-arrays",
+            lambda: unpack([np.zeros((1, 4)), np.ones((1, 4))], PACKING),
+            TypeError,
+            ["unpack", "ys is a list of arrays", "tuple or a dict"],
+        ),
+        Case(
+            "segment-final-carries-a-list-of-arrays",
+            lambda: segment_final_carries(
+                [np.zeros((1, 4)), np.ones((1, 4))], PACKING, initial_carry=(0, 0)
+            ),
+            TypeError,
+            ["segment_final_carries", "carries is a list of arrays"],
+        ),
+        Case(
+            "segment-final-carries-traced-packing",
+            lambda: jax.jit(
+                lambda c, p: segment_final_carries(c, p, initial_carry=0.0)
+            )(np.zeros((1, 4)), PACKING),
+            TypeError,
+            ["segment_final_carries", "packing must be concrete", "Close over it"],
+        ),
+        Case(
             "unpack-not-a-packing",
             lambda: unpack(np.zeros((1, 4)), tuple(PACKING)),
             TypeError,

@@ -286,6 +286,19 @@ def test_packed_rows_equal_separate_runs():
         np.testing.assert_allclose(finals.c[index], want_c, rtol=1e-5, atol=1e-6)
 
 
+def test_a_zero_dimensional_pad_value_is_one_value_for_every_leaf():
+    """np.array(-1), jnp.array(-1) and np.int32(-1) are one value, as -1 is
+    (they were refused as "not a pytree shaped like the items")."""
+    items = [{"a": [1, 2], "b": [1.0, 2.0]}, {"a": [3], "b": [3.0]}]
+    want = pack(items, row_len=3, pad_value=-1, num_rows=2).inputs
+    assert want["a"][1, 1] == -1 and want["b"][1, 2] == -1.0
+    for pad_value in (np.array(-1), jnp.array(-1), np.int32(-1)):
+        got = pack(items, row_len=3, pad_value=pad_value, num_rows=2).inputs
+        for key in ("a", "b"):
+            np.testing.assert_array_equal(got[key], want[key])
+            assert got[key].dtype == want[key].dtype
+
+
 def test_pack_and_readback_errors():
     with pytest.raises(ValueError, match=r"sequences\[1\] has length 5, longer than"):
         pack([[1, 2], [1, 2, 3, 4, 5]], row_len=4)

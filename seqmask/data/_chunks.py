@@ -11,7 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 
 import seqmask._checks as _checks
-from seqmask.data._common import Reader, check_not_one_array, flatten, paths, stream
+from seqmask.data._common import (
+    Reader,
+    check_not_one_array,
+    flatten,
+    no_list_of_arrays,
+    paths,
+    stream,
+)
 
 PyTree = Any
 
@@ -34,22 +41,6 @@ class Chunk(NamedTuple):
     mask: Any
     resets: Any = None
     segment_ids: Any = None
-
-
-def _no_list_of_arrays(xs, leaves, where: str) -> None:
-    """Lists are read as arrays (nested lists of numbers), so a list of arrays
-    would be stacked and cut along its first data axis: ``TypeError``."""
-    for path, leaf in zip(paths(xs), leaves, strict=True):
-        if isinstance(leaf, list) and any(
-            isinstance(e, (np.ndarray, jax.Array)) for e in leaf
-        ):
-            _checks.fail(
-                where,
-                f"xs{path} is a list of arrays, which would be read as one "
-                "stacked array; pass several arrays as a tuple or a dict "
-                "(e.g. (inputs, targets)), or np.stack them first.",
-                TypeError,
-            )
 
 
 def chunks(
@@ -97,7 +88,7 @@ def chunks(
     leaves, treedef = flatten(xs)
     if not leaves:
         _checks.fail(where, "xs has no arrays to cut.")
-    _no_list_of_arrays(xs, leaves, where)
+    no_list_of_arrays(xs, leaves, "xs", where)
     time_axis = _checks.non_negative_int(time_axis, "time_axis", where)
     leaves = [
         leaf

@@ -48,11 +48,36 @@ def flatten(tree) -> tuple[list, Any]:
     return jax.tree.flatten(tree, is_leaf=_is_data)
 
 
+def no_list_of_arrays(tree, leaves, name: str, where: str) -> None:
+    """Lists are read as arrays (nested lists of numbers), so a list of arrays
+    would be stacked and read along its first axis: ``TypeError``."""
+    for path, leaf in zip(paths(tree), leaves, strict=True):
+        if isinstance(leaf, list) and any(
+            isinstance(e, (np.ndarray, jax.Array)) for e in leaf
+        ):
+            _checks.fail(
+                where,
+                f"{name}{path} is a list of arrays, which would be read as one "
+                "stacked array; pass several arrays as a tuple or a dict "
+                "(e.g. (inputs, targets)), or np.stack them first.",
+                TypeError,
+            )
+
+
 def per_leaf(value, treedef, name: str, where: str) -> list:
-    """One ``value`` for every leaf: a single value, or a pytree shaped like
-    the items (e.g. ``{"source": 0, "target": -1}``)."""
+    """One ``value`` for every leaf: a single value (a number, a 0-d array,
+    a dtype), or a pytree shaped like the items (e.g. ``{"source": 0,
+    "target": -1}``)."""
     count = treedef.num_leaves
-    if value is None or isinstance(value, (numbers.Number, str, np.dtype, type)):
+    single = (numbers.Number, str, np.dtype, type)
+    if (
+        value is None
+        or isinstance(value, single)
+        or (
+            isinstance(value, (np.ndarray, np.generic, jax.Array))
+            and np.ndim(value) == 0
+        )
+    ):
         return [value] * count
     try:
         return treedef.flatten_up_to(value)

@@ -14,6 +14,7 @@ from seqmask.data._common import (
     Reader,
     flatten,
     item_lengths,
+    no_list_of_arrays,
     pad_items,
     paths,
     read_all,
@@ -250,8 +251,17 @@ def _packed_leaves(tree, name: str, packing, where: str):
             f"{type(packing).__name__}.",
             TypeError,
         )
+    if _checks.is_traced(jax.tree.leaves(packing)):
+        _checks.fail(
+            where,
+            "packing must be concrete: its indices are read on the host. Close "
+            "over it in the jitted function (or mark it static) instead of "
+            "passing it as a traced argument.",
+            TypeError,
+        )
     layout = tuple(packing.mask.shape)
     leaves, treedef = flatten(tree)
+    no_list_of_arrays(tree, leaves, name, where)
     leaves = [
         leaf if isinstance(leaf, jax.Array) else _checks.host_array(leaf, name, where)
         for leaf in leaves
