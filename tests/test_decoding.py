@@ -629,7 +629,12 @@ def test_a_banned_token_is_never_emitted():
     assert np.any(np.asarray(free.tokens) == 2)
 
 
-def test_repetition_penalty_against_numpy():
+@pytest.mark.parametrize("wide", [False, True], ids=["x32", "x64"])
+def test_repetition_penalty_against_numpy(wide, request):
+    """Also under x64 with strict dtype promotion, where the positions
+    (int64 by default) met the int32 step."""
+    if wide:
+        request.getfixturevalue("x64")
     theta = 1.7
     hook = decoding.repetition_penalty(theta)
     assert hook == decoding.repetition_penalty(theta)  # no recompilation

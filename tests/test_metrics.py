@@ -323,3 +323,15 @@ def test_ids_above_2_to_the_53_never_collide(x64):
     np.testing.assert_array_equal(metrics.edit_distance(same, r), [1])
     np.testing.assert_array_equal(metrics.exact_match(same, r), [False])
     np.testing.assert_allclose(metrics.token_error_rate(same, r), 0.5)
+    # Lengths and masks under x64 with strict promotion (int64 positions
+    # met int32 lengths).
+    lengths = np.array([1])
+    np.testing.assert_array_equal(
+        metrics.exact_match(
+            same, r, hypothesis_lengths=lengths, reference_lengths=lengths
+        ),
+        [False],
+    )
+    np.testing.assert_allclose(
+        metrics.token_accuracy(same, r, lengths=np.array([2])), 0.5
+    )

@@ -68,7 +68,8 @@ class _RepetitionPenalty:
         # Arithmetic, not selects or reshapes: the values keep the layout of
         # a batch split over devices, whatever its axes.
         width = tokens.shape[-1]
-        positions = jnp.arange(width).reshape((1,) * (tokens.ndim - 1) + (width,))
+        positions = jnp.arange(width, dtype=jnp.asarray(step).dtype)  # x64: step's
+        positions = positions.reshape((1,) * (tokens.ndim - 1) + (width,))
         before = (positions < step).astype(tokens.dtype)
         ids = tokens * before
         counts = _sharding.put_along_last_axis(

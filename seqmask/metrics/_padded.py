@@ -102,7 +102,7 @@ def exact_match_padded(h, h_lengths, r, r_lengths) -> jax.Array:
     """Per pair: the sequences are equal."""
     width = min(h.shape[-1], r.shape[-1])
     h, r = h[..., :width], r[..., :width]
-    positions = jnp.arange(width, dtype=r_lengths.dtype)
+    positions = jnp.arange(width, dtype=r_lengths.dtype)  # int32, also under x64
     positions = positions.reshape((1,) * (h.ndim - 1) + (width,))
     differ = (h != r) & (positions < r_lengths[..., None])
     return (h_lengths == r_lengths) & ~jnp.any(differ, axis=-1)
@@ -182,8 +182,8 @@ def _positions(tokens, lengths, mask, lengths_name, mask_name, where):
     if lengths is None:
         return jnp.ones_like(tokens, dtype=jnp.bool_)
     lengths = _lengths(lengths, tokens, lengths_name, where)
-    positions = jnp.arange(width).reshape((1,) * (tokens.ndim - 1) + (width,))
-    return positions < lengths[..., None]
+    positions = jnp.arange(width, dtype=lengths.dtype)  # int32, also under x64
+    return positions.reshape((1,) * (tokens.ndim - 1) + (width,)) < lengths[..., None]
 
 
 def _lengths(lengths, tokens, name, where) -> jax.Array:
