@@ -130,6 +130,25 @@ def test_stacked_learned_state_restores_from_a_checkpoint_without_target():
     chex.assert_trees_all_equal(model.apply(raw, XS), model.apply(variables, XS))
 
 
+def test_stacked_keeps_a_cells_own_parameter_tree():
+    """Only learned carries are stored as named leaves: a cell whose
+    parameters hold a tuple keeps it (as seqmask.linen.RNN keeps it)."""
+
+    def init(key, input_size):
+        k1, k2 = jax.random.split(key)
+        return {"ws": (jax.random.normal(k1, (input_size, H)), jnp.eye(H))}
+
+    def apply(params, h, x):
+        w, u = params["ws"]
+        h = jnp.tanh(x @ w + h @ u)
+        return h, h
+
+    cell = cells.Cell(init, lambda p, b=(): jnp.zeros((*b, H)), apply, name="tuple")
+    variables = slinen.Stacked(cell, 1).init(KEY, XS)
+    stored = variables["params"]["layers_0"]
+    chex.assert_trees_all_equal_structs(stored, init(KEY, XS.shape[-1]))
+
+
 def test_parameter_names_in_linen_variables():
     model = slinen.Stacked(
         cells.lstm(H), 2, bidirectional=True, learnable_initial_state=True

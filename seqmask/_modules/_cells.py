@@ -156,31 +156,49 @@ def leaf_names(tree, single_name: str, where: str) -> list[str]:
 
 
 def named_dicts(tree, where: str):
-    """``tree`` with every node that is not a dict (an
+    """``tree`` (nested dicts of a layer's parameters) with every learned
+    carry (the value of an ``"initial_carry"`` key: an
     :class:`~seqmask.cells.LSTMCarry`, Flax's ``(c, h)``) turned into a dict
-    of its leaves named by :func:`leaf_names`: the form Flax serialisation
-    keeps (it restores such nodes as dicts without a target)."""
-    if isinstance(tree, Mapping):
-        return {key: named_dicts(value, where) for key, value in tree.items()}
-    if jax.tree_util.treedef_is_leaf(jax.tree.structure(tree)):
+    of its leaves named by :func:`leaf_names`, the form Flax serialisation
+    keeps (it restores such nodes as dicts without a target). Everything
+    else, the cells' own parameters included, is kept as it is."""
+    if not isinstance(tree, Mapping):
         return tree
-    names = leaf_names(tree, "h", where)
-    return dict(zip(names, jax.tree.leaves(tree), strict=True))
+    named = {}
+    for key, value in tree.items():
+        if (
+            key == "initial_carry"
+            and not _is_leaf(value)
+            and not isinstance(value, Mapping)
+        ):  # one array (a GRU's carry) stays one array
+            names = leaf_names(value, "h", where)
+            value = dict(zip(names, jax.tree.leaves(value), strict=True))
+        named[key] = named_dicts(value, where) if isinstance(value, Mapping) else value
+    return named
 
 
 def from_named_dicts(named, template, where: str):
     """The inverse of :func:`named_dicts`: ``named`` in the structure of
     ``template`` (arrays or ``jax.ShapeDtypeStruct``)."""
-    if isinstance(template, Mapping):
-        return {
-            key: from_named_dicts(named[key], value, where)
-            for key, value in template.items()
-        }
-    if jax.tree_util.treedef_is_leaf(jax.tree.structure(template)):
+    if not isinstance(template, Mapping):
         return named
-    names = leaf_names(template, "h", where)
-    treedef = jax.tree.structure(template)
-    return jax.tree.unflatten(treedef, [named[name] for name in names])
+    restored = {}
+    for key, value in template.items():
+        if (
+            key == "initial_carry"
+            and not _is_leaf(value)
+            and not isinstance(value, Mapping)
+        ):
+            names = leaf_names(value, "h", where)
+            leaves = [named[key][name] for name in names]
+            restored[key] = jax.tree.unflatten(jax.tree.structure(value), leaves)
+        else:
+            restored[key] = from_named_dicts(named[key], value, where)
+    return restored
+
+
+def _is_leaf(tree) -> bool:
+    return jax.tree_util.treedef_is_leaf(jax.tree.structure(tree))
 
 
 def broadcast_learned(learned, batch_shape, where: str):
