@@ -284,3 +284,25 @@ def test_a_cell_without_initialize_carry_runs_from_the_given_carry():
     np.testing.assert_allclose(pure_ys, expected, atol=1e-5)
     with pytest.raises(NotImplementedError, match="give the RNN an initial_carry"):
         ours(XS)
+
+
+@pytest.mark.filterwarnings("ignore:carry_init is provided in __init__")
+def test_resets_return_to_the_carry_drawn_for_the_call():
+    """With a random carry_init, a call starts from a carry drawn from the
+    module's stream (as flax.nnx.RNN does) and resets return to that carry:
+    a row reset at step k continues as a fresh call on its steps from k."""
+    cell = nnx.GRUCell(
+        IN, H, carry_init=jax.nn.initializers.normal(1.0), rngs=nnx.Rngs(0)
+    )
+
+    def fresh():  # the same stream state for every call
+        return snnx.RNN(cell, rngs=nnx.Rngs(carry=5))
+
+    ys_flax = nnx.RNN(cell, rngs=nnx.Rngs(carry=5))(XS)
+    ys = fresh()(XS)
+    np.testing.assert_allclose(ys, ys_flax, atol=1e-6)
+    resets = np.zeros((B, T), bool)
+    resets[:, 2] = True
+    reset_ys = fresh()(XS, resets=resets)
+    np.testing.assert_allclose(reset_ys[:, :2], ys[:, :2], atol=1e-6)
+    np.testing.assert_allclose(reset_ys[:, 2:], fresh()(XS[:, 2:]), atol=1e-6)

@@ -202,8 +202,13 @@ class RNN(nnx.Module):
         return {"cell": params, "initial_carry": self.initial_carry(())}
 
     def initial_state(self, batch_shape: int | Sequence[int] = ()) -> Carry:
-        """The carry a row starts from (and is reset to) by default: the
-        learned one, or the cell's (drawn with a fixed key for a Flax cell).
+        """The learned carry, or the cell's initial carry (for a Flax cell
+        drawn with a fixed key: zeros with Flax's default ``carry_init``).
+
+        Rows are reset to it when the call is given an ``initial_carry``;
+        otherwise a call of a Flax cell starts from, and resets to, a carry
+        drawn from the module's ``rngs`` as in Flax, which is this one for
+        a deterministic ``carry_init``.
 
         Args:
           batch_shape: the batch axes.
@@ -245,8 +250,10 @@ class RNN(nnx.Module):
             the module's).
           mask, resets, skip_padding: seqmask's additions, as
             :func:`seqmask.rnn`: a boolean ``mask`` of any pattern instead of
-            ``seq_lengths``; ``resets`` send rows back to
-            :meth:`initial_state` where a new sequence starts.
+            ``seq_lengths``; ``resets`` send rows back to the carry the
+            call started from (the learned one, or the one drawn from
+            ``rngs``) where a new sequence starts, unless ``initial_carry``
+            is given: then to :meth:`initial_state`.
 
         Returns:
           ``ys`` ``[*batch, time, out_features]``, zero at padded steps, or
@@ -259,6 +266,7 @@ class RNN(nnx.Module):
         )
         seq = _modules.sequence(inputs, call, options.time_major, _RNN)
         stream = _call_stream(self.rngs, rngs, _RNN)
+        cell = self.pure_cell
         if (
             initial_carry is None
             and self._record is None
@@ -268,10 +276,14 @@ class RNN(nnx.Module):
                 stream = stream.carry.fork()
             flax_cell: Any = self.cell
             if not has_initialize_carry(flax_cell):
-                self.pure_cell.initial_carry(self.pure_params(), ())  # says: give one
-            initial_carry = flax_cell.initialize_carry(seq.step, stream)
+                cell.initial_carry(self.pure_params(), ())  # says: give one
+            drawn = flax_cell.initialize_carry(seq.step, stream)
+            # Rows start from the carry drawn for this call, as in Flax, and
+            # resets return to it.
+            cell = cell._replace(initial_carry=lambda params, batch: drawn)
+            initial_carry = drawn
         return _modules.run_rnn(
-            self.pure_cell,
+            cell,
             self.pure_params(),
             seq,
             call._replace(initial_carry=initial_carry),
