@@ -340,6 +340,14 @@ CASES = [
         [LINEN_RNN, "in_features must be the shape of one step", "tuple of 3", "18"],
     ),
     Case(
+        "linen.RNN-conv-pure-params-of-two-sizes",
+        lambda: slinen.RNN(nn.ConvLSTMCell(H, kernel_size=(3, 3))).init(
+            KEY, (4, 4), method="pure_params"
+        ),
+        ValueError,
+        [LINEN_RNN, "in_features must be a tuple of 3 sizes", r"\(4, 4\)"],
+    ),
+    Case(
         "linen.as_cell-params-of-another-cell",
         lambda: slinen.as_cell(nn.LSTMCell(H)).apply(
             GRU_VARIABLES["params"]["cell"],
@@ -450,7 +458,7 @@ CASES = [
         "nnx.RNN-cell-without-initialize-carry-and-no-carry",
         lambda: snnx.RNN(_GivenCarryGRU(IN, H, rngs=nnx.Rngs(0)))(XS),
         NotImplementedError,
-        ["_GivenCarryGRU", "no initialize_carry", "give the RNN an initial_carry"],
+        ["_GivenCarryGRU", "no initialize_carry", r"give the RNN \(or seqmask.rnn\)"],
     ),
     *(
         Case(

@@ -282,7 +282,9 @@ def test_a_cell_without_initialize_carry_runs_from_the_given_carry():
         resets=resets,
     )
     np.testing.assert_allclose(pure_ys, expected, atol=1e-5)
-    with pytest.raises(NotImplementedError, match="give the RNN an initial_carry"):
+    with pytest.raises(
+        NotImplementedError, match=r"give the RNN \(or seqmask.rnn\) an initial_carry"
+    ):
         ours(XS)
 
 

@@ -56,7 +56,8 @@ def rnn(
         has a learnable initial state). A cell without an initial carry of
         its own (a Flax cell without ``initialize_carry``, whose
         ``initial_carry`` raises ``NotImplementedError``) needs this one,
-        which then stands in for the cell's own, also for ``reset_to``.
+        with every leaf batched (it is not broadcast), and it then stands
+        in for the cell's own, also for ``reset_to``.
       resets: boolean in the layout of ``mask``: where true the row's carry is
         reset to ``reset_to`` before that step (a new sequence starts there).
       reset_to: the carry to reset to; default: the cell's initial carry (the

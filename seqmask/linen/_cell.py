@@ -185,8 +185,8 @@ def flax_carry(cell: nn.Module, key, input_shape):
     except NotImplementedError:
         _checks.fail(
             describe_cell(cell),
-            "the cell has no initialize_carry: give the RNN an initial_carry "
-            "(as flax.linen.RNN needs one too).",
+            "the cell has no initialize_carry: give the RNN (or seqmask.rnn) an "
+            "initial_carry (as flax.linen.RNN needs one too).",
             NotImplementedError,
         )
 

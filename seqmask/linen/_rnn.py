@@ -272,7 +272,15 @@ class RNN(nn.Module):
         """
         axes = self._feature_axes()
         if isinstance(in_features, (tuple, list)):
-            step = tuple(in_features)
+            if len(in_features) != axes:
+                _checks.fail(
+                    _RNN,
+                    f"in_features must be a tuple of {axes} sizes (the cell's "
+                    f"num_feature_axes); got {tuple(in_features)!r}.",
+                )
+            step = tuple(
+                _checks.positive_int(size, "in_features", _RNN) for size in in_features
+            )
         elif axes > 1:
             _checks.fail(
                 _RNN,

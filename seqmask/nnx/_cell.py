@@ -101,8 +101,8 @@ def adapter(cell: nnx.Module, where: str) -> Cell:
         if not own_carry:
             _checks.fail(
                 name,
-                "the cell has no initialize_carry: give the RNN an initial_carry "
-                "(as flax.nnx.RNN needs one too).",
+                "the cell has no initialize_carry: give the RNN (or seqmask.rnn) an "
+                "initial_carry (as flax.nnx.RNN needs one too).",
                 NotImplementedError,
             )
         size = 1 if in_features is None else in_features

@@ -40,7 +40,7 @@ def tokens_and_mask(
     tokens = _checks.integer_array(
         tokens, name, where, hint=f" Pass {name} as integer token ids."
     )
-    tokens = signed_ids(tokens)
+    given, tokens = tokens, signed_ids(tokens)
     _checks.min_rank(tokens, 1, name, where, "[*batch, time]")
     batch_shape, time = tuple(tokens.shape[:-1]), int(tokens.shape[-1])
     if mask is not None and lengths is not None:
@@ -69,7 +69,8 @@ def tokens_and_mask(
     else:
         # Laid out like the tokens (a sharded batch keeps its layout).
         mask = jnp.ones_like(tokens, dtype=jnp.bool_)
-    _checks.token_ids(tokens, vocab_size, name, where, valid=mask)
+    # Checked as given, so that a message quotes the ids the caller passed.
+    _checks.token_ids(given, vocab_size, name, where, valid=mask)
     return tokens, mask
 
 
