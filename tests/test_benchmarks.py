@@ -149,18 +149,25 @@ def test_bench_losses(tmp_path):
         assert close(ratio, seqmask["median_s"] / optax["median_s"])
 
 
+def assert_ratios(rows, baseline: str, kinds, unit: str) -> None:
+    """Every row's ``{kind}_ratio`` is its ``{kind}_{unit}`` time over the
+    baseline row's, and the baseline's own ratios are 1."""
+    base = rows[baseline]
+    for row in rows.values():
+        for kind in kinds:
+            time = row[f"{kind}_{unit}"]
+            assert finite_positive(time)
+            assert close(row[f"{kind}_ratio"], time / base[f"{kind}_{unit}"])
+    assert all(base[f"{kind}_ratio"] == 1.0 for kind in kinds)
+
+
 @pytest.mark.slow
 def test_bench_nnx_overhead(tmp_path):
     run("bench_nnx_overhead.py", tmp_path)
     record = json.loads((tmp_path / "nnx_overhead-quick.json").read_text())
     rows = {r["variant"]: r for r in record["rows"]}
     assert set(rows) == {"pure jax.jit", "nnx.jit", "nnx.split + jax.jit"}
-    base = rows["pure jax.jit"]
-    for row in rows.values():
-        for kind in ("forward", "forward_backward"):
-            assert finite_positive(row[f"{kind}_ms"])
-            assert close(row[f"{kind}_ratio"], row[f"{kind}_ms"] / base[f"{kind}_ms"])
-    assert base["forward_ratio"] == base["forward_backward_ratio"] == 1.0
+    assert_ratios(rows, "pure jax.jit", ("forward", "forward_backward"), "ms")
 
 
 @pytest.mark.slow
@@ -172,12 +179,7 @@ def test_bench_seq2seq_init(tmp_path):
     assert record["parameter_checksum_spread"] <= 1e-5
     rows = {r["variant"]: r for r in record["rows"]}
     assert set(rows) == {"eager", "jax.jit", "jax.jit, opt 0"}
-    base = rows["eager"]
-    for row in rows.values():
-        for call in ("first", "second"):
-            assert finite_positive(row[f"{call}_s"])
-            assert close(row[f"{call}_ratio"], row[f"{call}_s"] / base[f"{call}_s"])
-    assert base["first_ratio"] == base["second_ratio"] == 1.0
+    assert_ratios(rows, "eager", ("first", "second"), "s")
 
 
 @pytest.mark.slow

@@ -23,8 +23,10 @@ this package re-exports them, so every caller writes ``_modules.<name>``.
 from seqmask._modules._arguments import check_carry_init as check_carry_init
 from seqmask._modules._arguments import check_cell_record as check_cell_record
 from seqmask._modules._arguments import check_flax_cell as check_flax_cell
+from seqmask._modules._arguments import check_learnable_carry as check_learnable_carry
 from seqmask._modules._arguments import check_lifted_options as check_lifted_options
 from seqmask._modules._arguments import check_rnn as check_rnn
+from seqmask._modules._arguments import has_initialize_carry as has_initialize_carry
 from seqmask._modules._call import CallOptions as CallOptions
 from seqmask._modules._call import RNNCall as RNNCall
 from seqmask._modules._call import StackedOptions as StackedOptions

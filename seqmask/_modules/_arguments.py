@@ -102,6 +102,26 @@ def as_cell_hint(where: str) -> str:
     return ""
 
 
+def has_initialize_carry(cell, base: type) -> bool:
+    """Whether the Flax cell's class defines its own ``initialize_carry``
+    (``base``: Flax's ``RNNCellBase``, whose method only raises)."""
+    own: Any = getattr(type(cell), "initialize_carry", None)
+    return own is not base.initialize_carry
+
+
+def check_learnable_carry(cell, base: type, where: str) -> None:
+    """A learned initial state needs the cell's own carry structure."""
+    if not has_initialize_carry(cell, base):
+        _checks.fail(
+            where,
+            "learnable_initial_state=True learns a carry of the cell's own "
+            "structure, but the cell has no initialize_carry to say what it "
+            "is: define initialize_carry, or give the carry at the call "
+            "(initial_carry=).",
+            NotImplementedError,
+        )
+
+
 def check_carry_init(carry_init, where: str) -> Callable[..., Any]:
     """The initialiser of a learned carry: ``(key, shape, dtype) -> array``."""
     return _checks.initializer(carry_init, "carry_init", where)

@@ -166,11 +166,7 @@ def named_dicts(tree, where: str):
         return tree
     named = {}
     for key, value in tree.items():
-        if (
-            key == "initial_carry"
-            and not _is_leaf(value)
-            and not isinstance(value, Mapping)
-        ):  # one array (a GRU's carry) stays one array
+        if _is_carry_node(key, value):  # one array (a GRU's) stays one array
             names = leaf_names(value, "h", where)
             value = dict(zip(names, jax.tree.leaves(value), strict=True))
         named[key] = named_dicts(value, where) if isinstance(value, Mapping) else value
@@ -184,11 +180,7 @@ def from_named_dicts(named, template, where: str):
         return named
     restored = {}
     for key, value in template.items():
-        if (
-            key == "initial_carry"
-            and not _is_leaf(value)
-            and not isinstance(value, Mapping)
-        ):
+        if _is_carry_node(key, value):
             names = leaf_names(value, "h", where)
             leaves = [named[key][name] for name in names]
             restored[key] = jax.tree.unflatten(jax.tree.structure(value), leaves)
@@ -197,8 +189,14 @@ def from_named_dicts(named, template, where: str):
     return restored
 
 
-def _is_leaf(tree) -> bool:
-    return jax.tree_util.treedef_is_leaf(jax.tree.structure(tree))
+def _is_carry_node(key, value) -> bool:
+    """A learned carry stored as one node that is neither an array nor a
+    dict (an ``LSTMCarry``, a tuple)."""
+    return (
+        key == "initial_carry"
+        and not jax.tree_util.treedef_is_leaf(jax.tree.structure(value))
+        and not isinstance(value, Mapping)
+    )
 
 
 def broadcast_learned(learned, batch_shape, where: str):

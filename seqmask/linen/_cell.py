@@ -97,7 +97,7 @@ def adapter(
     name = describe_cell(cell)
     carry_shape = tuple(feature_shape) if feature_shape is not None else (1,)
     named = dict(streams or {})
-    own_carry = has_initialize_carry(cell)
+    own_carry = _modules.has_initialize_carry(cell, nn.RNNCellBase)
 
     def step_input(input_size) -> tuple[int, ...]:
         size = _checks.positive_int(input_size, "input_size", f"{name}.init")
@@ -169,12 +169,6 @@ def adapter(
     features = getattr(cell, "features", None)
     functions = init, initial_carry, apply, check_step_params
     return _modules.adapted_cell(name, features, *functions, own_carry=own_carry)
-
-
-def has_initialize_carry(cell: nn.Module) -> bool:
-    """Whether the cell's class defines its own ``initialize_carry``."""
-    own: Any = getattr(type(cell), "initialize_carry", None)
-    return own is not nn.RNNCellBase.initialize_carry
 
 
 def flax_carry(cell: nn.Module, key, input_shape):

@@ -22,7 +22,6 @@ from seqmask.linen._cell import (
     checked_param,
     describe_cell,
     flax_carry,
-    has_initialize_carry,
     unbound_cell,
 )
 from seqmask.linen._state import LearnableInitialState
@@ -157,15 +156,8 @@ class RNN(nn.Module):
                 f"streams in the cell's steps (split_rngs={dict(self.split_rngs)}).",
             )
         flax_cell = unbound_cell(self.cell, _RNN)
-        if learned and not has_initialize_carry(flax_cell):
-            _checks.fail(
-                _RNN,
-                "learnable_initial_state=True learns a carry of the cell's own "
-                "structure, but the cell has no initialize_carry to say what it "
-                "is: define initialize_carry, or give the carry at the call "
-                "(initial_carry=).",
-                NotImplementedError,
-            )
+        if learned:
+            _modules.check_learnable_carry(flax_cell, nn.RNNCellBase, _RNN)
         base = adapter(flax_cell, feature_shape, _RNN, streams)
         if learned:
             return base, _cells.learnable_initial_state(
@@ -350,7 +342,9 @@ class RNN(nn.Module):
         # A Flax cell makes its parameters with Flax's first step: on the
         # first inputs, from its own carry (which the core then checks the
         # given one against) or, for a cell without one, from the given one.
-        own_carry = not flax_cell or has_initialize_carry(self.cell)
+        own_carry = not flax_cell or _modules.has_initialize_carry(
+            self.cell, nn.RNNCellBase
+        )
         time_axis = 0 if options.time_major else len(seq.step) - axes
         first = (
             jnp.take(seq.inputs, 0, axis=time_axis)

@@ -80,7 +80,7 @@ def adapter(cell: nnx.Module, where: str) -> Cell:
     template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), own)
     in_features = in_features_of(cell)
     name = describe_cell(cell)
-    own_carry = has_initialize_carry(cell)
+    own_carry = _modules.has_initialize_carry(cell, nnx.RNNCellBase)
 
     def merged(params) -> Any:  # the cell's own class
         return nnx.merge(graphdef, params, rest)
@@ -124,12 +124,6 @@ def adapter(cell: nnx.Module, where: str) -> Cell:
     hidden = getattr(cell, "hidden_features", None)
     functions = init, initial_carry, apply, check_params
     return _modules.adapted_cell(name, hidden, *functions, own_carry=own_carry)
-
-
-def has_initialize_carry(cell) -> bool:
-    """Whether the cell's class defines its own ``initialize_carry``."""
-    own: Any = getattr(type(cell), "initialize_carry", None)
-    return own is not nnx.RNNCellBase.initialize_carry
 
 
 def check_nnx_cell(cell, where: str) -> None:

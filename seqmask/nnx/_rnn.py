@@ -13,13 +13,7 @@ import seqmask._modules as _modules
 from seqmask import cells as _cells
 from seqmask._modules import Carry, Initializer, Params
 from seqmask.cells import Cell
-from seqmask.nnx._cell import (
-    adapter,
-    as_cell,
-    check_nnx_cell,
-    has_initialize_carry,
-    in_features_of,
-)
+from seqmask.nnx._cell import adapter, as_cell, check_nnx_cell, in_features_of
 from seqmask.nnx._named import _NamedLeaves
 from seqmask.nnx._state import LearnableInitialState, param_key, param_rngs
 
@@ -141,15 +135,8 @@ class RNN(nnx.Module):
             check_nnx_cell(cell, where)
             in_features = _flax_in_features(cell, in_features, where)
             base = adapter(cell, where)  # checks it can run as a pure function
-            if learned and not has_initialize_carry(cell):
-                _checks.fail(
-                    where,
-                    "learnable_initial_state=True learns a carry of the cell's "
-                    "own structure, but the cell has no initialize_carry to say "
-                    "what it is: define initialize_carry, or give the carry at "
-                    "the call (initial_carry=).",
-                    NotImplementedError,
-                )
+            if learned:
+                _modules.check_learnable_carry(cell, nnx.RNNCellBase, where)
             self._record = None
             self.cell = cell
             self.rngs = _carry_stream(rngs, where)
@@ -165,7 +152,9 @@ class RNN(nnx.Module):
             if learned
             else None
         )
-        own_carry = self._record is not None or has_initialize_carry(cell)
+        own_carry = self._record is not None or _modules.has_initialize_carry(
+            cell, nnx.RNNCellBase
+        )
         self.out_features = (
             _cells.output_size(self.pure_cell, self.pure_params(), in_features)
             if own_carry
@@ -275,7 +264,7 @@ class RNN(nnx.Module):
             if isinstance(stream, nnx.Rngs):
                 stream = stream.carry.fork()
             flax_cell: Any = self.cell
-            if not has_initialize_carry(flax_cell):
+            if not _modules.has_initialize_carry(flax_cell, nnx.RNNCellBase):
                 cell.initial_carry(self.pure_params(), ())  # says: give one
             drawn = flax_cell.initialize_carry(seq.step, stream)
             # Rows start from the carry drawn for this call, as in Flax, and
