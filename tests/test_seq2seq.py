@@ -315,6 +315,12 @@ def test_narrow_token_dtypes_give_what_int32_tokens_give():
         np.testing.assert_array_equal(narrow_fed, fed)
         np.testing.assert_allclose(narrow_logits, logits, rtol=1e-6)
         np.testing.assert_allclose(narrow_loss, loss, rtol=1e-6)
+    # 2**32 - 1 is not the pad -1 (a wide id must not be widened into it): it
+    # is an id out of range, at a position the default target mask keeps.
+    wrapped = seq2seq.encoder_decoder(10, 300, embed_size=4, hidden_size=4, pad_id=-1)
+    bad = np.array([[5, 2**32 - 1, 2], [7, 8, 2]], np.uint32)
+    with pytest.raises(ValueError, match=r"targets must lie in \[0, 300\).*4294967295"):
+        wrapped.loss(wrapped.init(jax.random.key(0)), source, bad)
 
 
 def test_teacher_forcing_equals_reference_and_stepping_with_any_source_mask():

@@ -65,13 +65,22 @@ def tokens_and_mask(
             layout=f"[*batch, time] like {name}",
         )
     elif default_pad_id is not None:
-        mask = tokens != jnp.asarray(default_pad_id, tokens.dtype)
+        mask = _not_pad(given, default_pad_id)
     else:
         # Laid out like the tokens (a sharded batch keeps its layout).
         mask = jnp.ones_like(tokens, dtype=jnp.bool_)
     # Checked as given, so that a message quotes the ids the caller passed.
     _checks.token_ids(given, vocab_size, name, where, valid=mask)
     return tokens, mask
+
+
+def _not_pad(tokens: jax.Array, pad_id: int) -> jax.Array:
+    """``tokens != pad_id`` in the tokens' own dtype (widened uint32 ids could
+    meet a negative pad); a pad the dtype cannot hold equals no token."""
+    info = jnp.iinfo(tokens.dtype)
+    if not int(info.min) <= int(pad_id) <= int(info.max):
+        return jnp.ones_like(tokens, dtype=jnp.bool_)
+    return tokens != jnp.asarray(pad_id, tokens.dtype)
 
 
 def inputs_and_mask(inputs, mask, config, where: str):
