@@ -650,6 +650,29 @@ def test_repetition_penalty_against_numpy(wide, request):
     np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
+def test_repetition_penalty_counts_only_ids_of_the_vocabulary():
+    """A pad_id outside the vocabulary (after EOS in a finished row) is no
+    token: it penalises nothing (not the id it would wrap to) and is no
+    out-of-bounds index under checkify."""
+    theta = 2.0
+    hook = decoding.repetition_penalty(theta)
+    rng = np.random.default_rng(7)
+    logits = rng.normal(size=(4, V)).astype(np.float32)
+    tokens = rng.integers(0, V, size=(4, MAX_LEN)).astype(np.int32)
+    tokens[:, 1:] = np.where(rng.random((4, MAX_LEN - 1)) < 0.5, -1, tokens[:, 1:])
+    tokens[0, :3] = [1, -1, V]  # V is out of range too
+    step_ = jnp.int32(3)
+    checked = checkify.checkify(hook, errors=checkify.index_checks)
+    error, got = checked(step_, jnp.asarray(logits), None, jnp.asarray(tokens))
+    assert error.get() is None
+    want = logits.copy()
+    for row in range(4):
+        for token in set(tokens[row, :3].tolist()) & set(range(V)):
+            value = want[row, token]
+            want[row, token] = value / theta if value > 0 else value * theta
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
 def test_greedy_with_repetition_penalty_matches_loop():
     # A model that likes to repeat its previous token.
     rng = np.random.default_rng(6)

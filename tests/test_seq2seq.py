@@ -1015,6 +1015,51 @@ def test_conveniences_decode_with_the_models_own_ids_in_one_program():
     assert again == MODEL and hash(again.step) == hash(MODEL.step)
 
 
+def test_the_pad_stays_out_after_a_hook_that_makes_minus_inf_finite():
+    """A ``logits_fn`` that soft-caps (``c * tanh(l / c)``, finite at
+    ``-inf``) runs before the pad rule: the model's decoders equal
+    seqmask.decoding on a step that caps, then removes the pad, and never
+    emit the pad before EOS, though it is the likeliest token. A Python
+    list is a source, and repetition_penalty keeps its meaning."""
+    params = perturbed(OTHER, seed=8, poison=False)
+    bias = params["output"]["bias"]
+    params["output"]["bias"] = bias.at[OTHER_PAD].set(bias.max() + 3.0)
+    source, source_lengths, _, _ = batch(garbage=True, seed=15)
+    source = np.asarray(source).tolist()
+    bos = jnp.full((3,), BOS, jnp.int32)
+    penalty = decoding.repetition_penalty(1.5)
+
+    def cap(step, logits, state, tokens):
+        return 2.0 * jnp.tanh(penalty(step, logits, state, tokens) / 2.0)
+
+    def reference_hook(step, logits, state, tokens):
+        return cap(step, logits, state, tokens).at[:, OTHER_PAD].set(-jnp.inf)
+
+    key = jax.random.key(5)
+    options = dict(source_lengths=source_lengths, max_length=T_MAX, logits_fn=cap)
+    mine = (
+        OTHER.greedy(params, source, **options),
+        OTHER.beam_search(params, source, beam_width=2, **options),
+        OTHER.sample(params, source, key, **options),
+    )
+    state = OTHER.encode(params, jnp.asarray(source), source_lengths=source_lengths)
+    ids = dict(max_length=T_MAX, eos_id=EOS, pad_id=OTHER_PAD, logits_fn=reference_hook)
+    step = OTHER.step
+    theirs = (
+        decoding.greedy(step, params, state, bos, **ids),
+        decoding.beam_search(step, params, state, bos, beam_width=2, **ids),
+        decoding.sample(step, params, state, bos, key, **ids),
+    )
+    for got, want in zip(jax.tree.leaves(mine), jax.tree.leaves(theirs), strict=True):
+        np.testing.assert_array_equal(got, want)
+    for decoded in mine:
+        tokens = np.asarray(decoded.tokens).reshape(-1, T_MAX)
+        lengths = np.asarray(decoded.lengths).reshape(-1)
+        for row, length in zip(tokens, lengths, strict=True):
+            assert not np.any(row[:length] == OTHER_PAD)
+            assert np.all(row[length:] == OTHER_PAD)
+
+
 def test_nnx_module_takes_the_pure_model_and_equals_it():
     """The NNX module equals the pure functions on its parameters. The model
     is another configuration: GRU encoder, dot attention, no bridge and

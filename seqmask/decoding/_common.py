@@ -195,7 +195,8 @@ def _check_prefix(prefix, prefix_lengths, start, vocab, max_length, where):
         _checks.fail(
             where,
             f"prefix must have shape [*batch, P] with the batch shape "
-            f"{batch_shape} of start_tokens; got {tuple(prefix.shape)}.",
+            f"{batch_shape} of start_tokens (of the source, in a model's "
+            f"decoders); got {tuple(prefix.shape)}.",
         )
     width = prefix.shape[-1]
     if not 1 <= width <= max_length:

@@ -70,12 +70,15 @@ class _RepetitionPenalty:
         width = tokens.shape[-1]
         positions = jnp.arange(width, dtype=jnp.asarray(step).dtype)  # x64: step's
         positions = positions.reshape((1,) * (tokens.ndim - 1) + (width,))
-        before = (positions < step).astype(tokens.dtype)
-        ids = tokens * before
+        # Only ids of the vocabulary count: a pad_id outside it (after EOS
+        # in a finished row) must not be scattered at a wrapped index.
+        vocab = logits.shape[-1]
+        counted = (positions < step) & (tokens >= 0) & (tokens < vocab)
+        counted = counted.astype(tokens.dtype)
         counts = _sharding.put_along_last_axis(
             jnp.zeros_like(logits, jnp.int32),
-            ids,
-            jnp.zeros_like(tokens, jnp.int32) + before.astype(jnp.int32),
+            tokens * counted,
+            jnp.zeros_like(tokens, jnp.int32) + counted.astype(jnp.int32),
             add=True,
         )
         theta = jnp.asarray(self.penalty, logits.dtype)

@@ -10,6 +10,9 @@ works here. Encoding and decoding trace into one program under ``jax.jit``.
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
@@ -41,7 +44,10 @@ def greedy(
     its logit is ``-inf``, so it is never emitted before EOS (the default
     target mask drops it, so the model never learns it as an output, and a
     pad inside an output would cut it short); the same holds for
-    :func:`beam_search` and :func:`sample`.
+    :func:`beam_search` and :func:`sample`. The pad is ruled out after any
+    ``logits_fn`` of the options, so a hook that makes ``-inf`` finite
+    (soft-capping, ``clip``) cannot bring it back, and the ``log_probs``
+    (and beam scores) are renormalised without it.
 
     Args:
       config: the :class:`~seqmask.seq2seq.Config`.
@@ -152,13 +158,23 @@ def sample(
     return _decode(_decoding.sample, config, params, source, masking, key, **options)
 
 
-def _step_without_pad(config: Config, params: Params, state, token):
-    """The model's :func:`~seqmask.seq2seq.step`, with ``pad_id``'s logit at
-    ``-inf`` where ``pad_id`` is a token of the vocabulary."""
-    state, logits = step(config, params, state, token)
-    if 0 <= config.pad_id < logits.shape[-1]:
-        logits = logits.at[..., config.pad_id].set(-jnp.inf)
-    return state, logits
+@dataclasses.dataclass(frozen=True)
+class _WithoutPad:
+    """A ``logits_fn`` that runs the caller's hook (if any), then sets
+    ``pad_id``'s logit to ``-inf``: last, so that no hook (soft-capping,
+    ``clip``) can make the pad a choice again. Equal hooks give equal
+    wrappers, so a jitted decoder is not recompiled."""
+
+    hook: Any
+    pad_id: int
+
+    def __call__(self, t, logits, state, tokens):
+        if self.hook is not None:
+            out = self.hook(t, logits, state, tokens)
+            if getattr(out, "shape", None) != logits.shape:
+                return out  # the decoder's checks name what logits_fn returned
+            logits = out
+        return logits.at[..., self.pad_id].set(-jnp.inf)
 
 
 def _decode(decoder, config: Config, params, source, source_masking, *args, **kw):
@@ -178,11 +194,19 @@ def _decode(decoder, config: Config, params, source, source_masking, *args, **kw
     check_config(config, where)
     check_params(config, params, where)
     state = encode_checked(config, params, source, source_masking, None, where)
-    batch_shape = jnp.shape(source)[:-1]
+    source = jnp.asarray(source)  # checked by encode_checked; a list is fine
+    batch_shape = source.shape[:-1]
     start = jnp.full(batch_shape, config.bos_id, jnp.int32)
     start = _sharding.shard_like_batch(start, source, tuple(range(len(batch_shape))))
+    hook = kw.get("logits_fn")
+    # Where the pad is a token, it is ruled out after the caller's hook; a
+    # hook that is not a function is left for the decoder to report.
+    if 0 <= config.pad_id < config.target_vocab_size and (
+        hook is None or callable(hook)
+    ):
+        kw["logits_fn"] = _WithoutPad(hook, config.pad_id)
     return decoder(
-        Bound(_step_without_pad, config),
+        Bound(step, config),
         params,
         state,
         start,
