@@ -15,7 +15,8 @@ source position at all (``[*batch, 0, M]``); whatever sits in ``memory`` at padd
 positions (NaN, Inf) changes no value and no gradient, because memory is
 selected to zero before anything reads it. The scores are accumulated in
 float32 (or float64) and the softmax runs in it whatever the input dtype, so
-dot products of half-precision vectors do not overflow. The part of the
+dot products of half-precision vectors do not overflow; so are the projected
+keys (``project_memory``) of ``general`` and ``additive``. The part of the
 score that does not depend on the query (``project_memory``, e.g.
 :math:`M W_k` for additive attention) is computed once per source sequence
 and can be passed back in as ``keys``, so a decoder does not recompute it at
@@ -24,6 +25,7 @@ every step.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -72,7 +74,9 @@ def masked_softmax(scores, mask=None) -> jax.Array:
                  {\sum_{s'} m_{s'} \exp(e_{s'} - \max_{s'} e_{s'})},
 
     with the maximum over valid positions only. A row without a valid
-    position gives zeros (not NaN), and its gradient is zero. Scores at
+    position gives zeros (not NaN), and its gradient is zero; so does a row
+    whose valid scores are all ``-inf`` (a valid ``+inf`` gives NaN, as in
+    ``jax.nn.softmax``). Scores at
     padded positions may be anything (NaN, Inf): they are selected away
     before the exponential, so they reach neither the value nor the
     gradient. Computes in float32, or float64 for float64 scores.
@@ -84,7 +88,7 @@ def masked_softmax(scores, mask=None) -> jax.Array:
 
     Returns:
       Weights ``[*batch, source]`` in float32 (float64), summing to 1 over
-      the valid positions of each row with at least one.
+      the valid positions of each row with at least one finite valid score.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -187,7 +191,10 @@ def additive(
     def project_memory(params, memory, mask=None):
         memory = _masked_memory(memory, mask, where)
         _check_params(params, shapes, memory, f"{where}.project_memory", label)
-        return dense(memory, params["memory_kernel"], params["bias"])
+        kernel = params["memory_kernel"]
+        return dense(
+            memory, kernel, params["bias"], acc_dtype=_keys_dtype(memory, kernel)
+        )
 
     def score(params, query, keys):
         _check_query(query, params["query_kernel"].shape[0], keys, where)
@@ -312,7 +319,8 @@ def general(
     def project_memory(params, memory, mask=None):
         memory = _masked_memory(memory, mask, "general")
         _check_params(params, shapes, memory, "general.project_memory", "general()")
-        return dense(memory, jnp.swapaxes(params["kernel"], 0, 1))
+        kernel = jnp.swapaxes(params["kernel"], 0, 1)
+        return dense(memory, kernel, acc_dtype=_keys_dtype(memory, kernel))
 
     def score(params, query, keys):
         _check_query(query, params["kernel"].shape[0], keys, "general")
@@ -382,6 +390,11 @@ def _make_attention(name: str, parts: _Parts) -> Attention:
     )
 
 
+def _keys_dtype(memory, kernel):
+    """Projected keys are float32 at least: half-precision sums overflow."""
+    return wider(wider(memory.dtype, kernel.dtype), jnp.float32)
+
+
 def _check_params(params, shapes, memory, where: str, label: str) -> None:
     """``params`` are those of the attention ``label`` (the query and memory
     sizes read from their own kernels), and ``memory`` has the feature size
@@ -419,11 +432,12 @@ def _check_params(params, shapes, memory, where: str, label: str) -> None:
 
 
 def _param_dtype(params):
-    leaves = jax.tree.leaves(params)
-    dtype = getattr(leaves[0], "dtype", None) if leaves else None
-    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+    """The floating dtype of most leaves: an error names the odd one out."""
+    dtypes = [getattr(leaf, "dtype", None) for leaf in jax.tree.leaves(params)]
+    floating = [d for d in dtypes if d is not None and jnp.issubdtype(d, jnp.floating)]
+    if not floating:
         return jnp.dtype(jnp.float32)
-    return jnp.dtype(dtype)
+    return collections.Counter(floating).most_common(1)[0][0]
 
 
 def _looks_like(params, label: str) -> str:

@@ -106,13 +106,7 @@ def _state_dict(source, where: str) -> tuple[Mapping[str, Any], Any]:
 def _prefix(state: Mapping[str, Any], name: str, prefix, where: str) -> str:
     """The key prefix of the recurrent layer (``""`` or ``"encoder.rnn."``)."""
     if prefix is not None:
-        if not isinstance(prefix, str):
-            _checks.fail(
-                where,
-                f"prefix must be a str; got {_checks.describe(prefix)}.",
-                TypeError,
-            )
-        return prefix if not prefix or prefix.endswith(".") else prefix + "."
+        return _given_prefix(prefix, where)
     found = sorted(
         key[: -len(name)]
         for key in state
@@ -125,6 +119,17 @@ def _prefix(state: Mapping[str, Any], name: str, prefix, where: str) -> str:
             f"prefixes {found}; pass prefix= one of them.",
         )
     return found[0] if found else ""
+
+
+def _given_prefix(prefix, where: str) -> str:
+    """A prefix as given, with the ``"."`` that ends a module path added."""
+    if not isinstance(prefix, str):
+        _checks.fail(
+            where,
+            f"prefix must be a str; got {_checks.describe(prefix)}.",
+            TypeError,
+        )
+    return prefix if not prefix or prefix.endswith(".") else prefix + "."
 
 
 def _check_module(cell: Cell, module, prefix: str, where: str) -> None:
@@ -143,9 +148,10 @@ def _check_module(cell: Cell, module, prefix: str, where: str) -> None:
             if torch_name == "simple_rnn(relu)"
             else ""
         )
+        path = f"{prefix.rstrip('.')} " if prefix else ""
         _checks.fail(
             where,
-            f"wrong cell kind: the PyTorch module {prefix or ''}is "
+            f"wrong cell kind: the PyTorch module {path}is "
             f"{type(layer).__name__}(mode={layer.mode!r}), which is seqmask's "
             f"{torch_name!r}; the cell is {cell.name!r}.{fix}",
         )
@@ -255,6 +261,14 @@ def from_torch(
         _checks.fail(
             where, f"{names['weight_ih']} must be 2-D [G*H, I]; got {w_ih.shape}."
         )
+    biases = [names[k] for k in ("bias_ih", "bias_hh") if names[k] in state]
+    if len(biases) == 1:  # bias=False has neither; one alone is a torn state dict
+        other = ({names["bias_ih"], names["bias_hh"]} - set(biases)).pop()
+        _checks.fail(
+            where,
+            f"state_dict has {biases[0]} but no {other}: PyTorch layers have "
+            "both biases (bias=True) or neither (bias=False).",
+        )
     zeros = np.zeros(w_hh.shape[0], w_hh.dtype)
     b_ih, b_hh = (
         _bias(state, names[key], zeros.shape, where) if names[key] in state else zeros
@@ -322,13 +336,18 @@ def to_torch(
       params: its parameter dict.
       layer: the PyTorch layer index to name the entries for.
       reverse: name them for the backward direction.
-      prefix: prepended to every name (e.g. ``"encoder.rnn."``).
+      prefix: the path of the layer in a parent module, prepended to every
+        name (``"encoder.rnn"`` or ``"encoder.rnn."``: the ``"."`` is added
+        where missing, as in :func:`from_torch`).
       module: optionally the PyTorch module (or parent) the entries are for:
         a module of another kind (e.g. a ReLU ``nn.RNN`` for a tanh cell), or
         entries it does not have or of other shapes, are refused.
 
     Returns:
-      ``{name: np.ndarray}`` with PyTorch's names and layouts.
+      ``{name: np.ndarray}`` with PyTorch's names and layouts, in the
+      parameters' dtype. ``torch.from_numpy`` cannot read bfloat16 arrays
+      (NumPy's ``ml_dtypes.bfloat16``): cast them, e.g.
+      ``torch.from_numpy(v.astype(np.float32)).to(torch.bfloat16)``.
 
     Raises:
       TypeError: an unsupported cell, or ``params`` not a mapping.
@@ -337,6 +356,7 @@ def to_torch(
     where = "to_torch"
     kind = _kind(cell, where)
     suffix = _suffix(layer, reverse, where)
+    prefix = _given_prefix(prefix, where)
     _check_names(cell, params, where)
     recurrent = _to_numpy(params["recurrent_kernel"])
     _check_gates(cell, kind, "params['recurrent_kernel'].T", recurrent.T, where)
@@ -396,6 +416,17 @@ def _check_names(cell: Cell, params, where: str) -> None:
 def _check_against_module(state, module, where: str) -> None:
     target, _ = _state_dict(module, where)
     for name, value in state.items():
+        if (
+            name not in target
+            and "bias" in name
+            and not any("bias" in k for k in target)
+        ):
+            _checks.fail(
+                where,
+                f"the module has no {name!r}: it was built with bias=False, and "
+                "seqmask's cells have biases. Build it with bias=True, or leave "
+                "out the bias entries if they are zero.",
+            )
         if name not in target:
             available = sorted(k for k in target if "weight" in k)
             _checks.fail(

@@ -191,6 +191,16 @@ CASES += [
 ]
 CASES += [
     Case(
+        # The message names the one leaf that differs, not the three others.
+        "attention-additive-one-leaf-of-another-dtype",
+        _apply(
+            ADDITIVE,
+            {**ADDITIVE_PARAMS, "bias": ADDITIVE_PARAMS["bias"].astype(np.float16)},
+        ),
+        TypeError,
+        ("additive.apply", r"params\['bias'\]: got float16, expected float32$"),
+    ),
+    Case(
         "attention-additive-param_dtype-int",
         lambda: attention.additive(4, param_dtype=np.int32),
         TypeError,

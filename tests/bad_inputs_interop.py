@@ -60,6 +60,41 @@ CASES: list[Case] = [
         ["from_torch", "bias_hh_l0 must have shape", r"got \(3,\)"],
     ),
     Case(
+        # One bias alone was a zero for the other, silently.
+        "from_torch-gru-without-bias_hh",
+        lambda: from_torch(
+            gru(H), {k: v for k, v in _state(3).items() if k != "bias_hh_l0"}
+        ),
+        ValueError,
+        ["from_torch", "bias_ih_l0 but no bias_hh_l0", "bias=False"],
+    ),
+    Case(
+        "from_torch-lstm-without-bias_ih",
+        lambda: from_torch(
+            lstm(H), {k: v for k, v in _state(4).items() if k != "bias_ih_l0"}
+        ),
+        ValueError,
+        ["from_torch", "bias_hh_l0 but no bias_ih_l0"],
+    ),
+    Case(
+        "to_torch-prefix-not-a-str",
+        lambda: to_torch(gru(H), GRU_PARAMS, prefix=3),
+        TypeError,
+        ["to_torch", "prefix must be a str", "int 3"],
+    ),
+    Case(
+        "to_torch-module-without-biases",
+        lambda: to_torch(
+            gru(H),
+            GRU_PARAMS,
+            module=_Module(
+                {k: v for k, v in _state(3).items() if "bias" not in k}, "GRU"
+            ),
+        ),
+        ValueError,
+        ["to_torch", "no 'bias_ih_l0'", "bias=False", "bias=True"],
+    ),
+    Case(
         "from_torch-relu-module-to-tanh-cell",
         lambda: from_torch(simple_rnn(H), _Module(_state(1), "RNN_RELU")),
         ValueError,

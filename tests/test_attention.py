@@ -181,6 +181,18 @@ def test_leading_batch_axes_and_precomputed_keys():
     np.testing.assert_allclose(again[1], weights, rtol=1e-6, atol=1e-7)
 
 
+def test_valid_scores_all_minus_inf_are_a_row_without_a_valid_position():
+    """As documented: zeros and a zero gradient, like a fully masked row (a
+    plain softmax gives NaN); a row with one finite valid score is normal."""
+    inf = np.inf
+    scores = np.array([[-inf, -inf, 0.0], [-inf, 2.0, -inf]], np.float32)
+    mask = np.array([[True, True, False], [True, True, True]])
+    probe = np.arange(6, dtype=np.float32).reshape(2, 3)
+    weights, grad = softmax_and_grad(scores, mask, probe)
+    np.testing.assert_array_equal(weights, [[0, 0, 0], [0, 1, 0]])
+    np.testing.assert_array_equal(grad, np.zeros_like(scores))
+
+
 def test_bfloat16_inputs_softmax_in_float32():
     att, params = KINDS["general"], PARAMS["general"]
     query, memory = _inputs("general", seed=5)
@@ -219,6 +231,32 @@ def test_float16_scores_beyond_float16_range_do_not_overflow(kind):
     assert np.isfinite(np.asarray(weights)).all()
     np.testing.assert_allclose(weights, want, rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(np.float32(context), want_context, rtol=2e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["additive", "general"])
+def test_float16_keys_beyond_float16_range_do_not_overflow(kind):
+    """The memory's projection (``project_memory``) of float16 memory and
+    parameters reaches about 1e5 here: computed in float16 the keys were
+    inf, and the weights NaN (for additive, where inf keys met a -inf query
+    projection). The weights equal a float64 loop."""
+    rng = np.random.default_rng(8)
+    memory = (3000.0 * rng.uniform(0.9, 1.1, size=(B, S, M))).astype(np.float16)
+    query = np.full((B, _query_size(kind)), 3000.0, np.float16)
+    if kind == "general":
+        params = {"kernel": jnp.full((Q, M), 6.0, jnp.float16)}
+        query = (query * 1e-7).astype(np.float16)  # scores of order 1
+    else:
+        params = {
+            "query_kernel": jnp.full((Q, A), -8.0, jnp.float16),
+            "memory_kernel": jnp.full((M, A), 4.0, jnp.float16),
+            "bias": jnp.zeros((A,), jnp.float16),
+            "energy": jnp.linspace(-1.0, 1.0, A, dtype=jnp.float16),
+        }
+    context, weights = KINDS[kind].apply(params, query, memory, MASK)
+    _, want = reference(kind, params, query, memory, MASK)
+    assert np.isfinite(np.asarray(weights)).all()
+    assert np.isfinite(np.float32(context)).all()
+    np.testing.assert_allclose(weights, want, rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))

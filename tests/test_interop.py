@@ -661,8 +661,12 @@ def test_parent_module_prefixes():
     )
     with pytest.raises(ValueError, match="wrong cell kind.*'LSTM'.*'gru'"):
         from_torch(gru(H), parent, prefix="decoder.rnn.")
-    written = to_torch(gru(H), params, prefix="decoder.rnn.")
-    assert set(written) == {f"decoder.rnn.{k}" for k in other}
+    # to_torch spells the prefix as from_torch does: the "." is added.
+    for prefix in ("decoder.rnn.", "decoder.rnn"):
+        written = to_torch(gru(H), params, prefix=prefix)
+        assert set(written) == {f"decoder.rnn.{k}" for k in other}
+    with pytest.raises(ValueError, match="module decoder.rnn is FakeModule"):
+        from_torch(gru(H), parent, prefix="decoder.rnn.")
 
 
 def test_wrong_cell_kind_from_gate_counts():
