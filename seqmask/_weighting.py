@@ -2,8 +2,8 @@
 
 A *sequence* is a row of axis 0 (``[B, ...]``) or, with ``segment_ids``
 (integers ``[B, T]``, negative at padding, as
-:attr:`seqmask.data.Packing.segment_ids`), every set of positions that share
-an id: several sequences packed into one row are told apart by their ids.
+:attr:`seqmask.data.Packing.segment_ids`), a run of equal ids within a row:
+several sequences packed into one row are told apart by their ids.
 :func:`sequence_sums` is the one place that groups values by sequence, for
 ``reduction="sequence_mean"`` and :func:`seqmask.weights.normalize_per_sequence`.
 """
@@ -36,14 +36,29 @@ class Sums(NamedTuple):
 
 
 def sequence_slots(segment_ids: jax.Array) -> jax.Array:
-    """A dense slot in ``[0, B*T)`` for every position, equal where the ids are.
+    """A dense slot in ``[0, B*T)`` for every position: one a sequence.
 
-    Ids are compared across the whole batch, so a batch split over devices
-    is gathered for the sort; the slots are laid out like ``segment_ids``.
+    A sequence is a run of equal non-negative ids within a row; a negative id
+    (padding) inside a run does not end it. So ids numbered from 0 in every
+    row (as T5 and MaxText pack) and ids unique over the batch (as
+    :mod:`seqmask.data` packs) both work, and two rows never share a
+    sequence. Padding positions get some slot; their weights are 0.
     """
-    ids = _sharding.replicated(segment_ids).reshape(-1)
-    _, slots = jnp.unique(ids, size=ids.size, fill_value=-1, return_inverse=True)
-    return _sharding.shard_like(slots.reshape(segment_ids.shape), segment_ids)
+    ids = _sharding.replicated(segment_ids)
+    rows, steps = ids.shape
+    valid = ids >= 0
+
+    def fill(a, b):  # forward-fill: the last valid id at or before each step
+        return a[0] | b[0], jnp.where(b[0], b[1], a[1])
+
+    seen, last = jax.lax.associative_scan(fill, (valid, ids), axis=1)
+    seen_before = jnp.pad(seen[:, :-1], ((0, 0), (1, 0)))  # False at step 0
+    before = jnp.pad(last[:, :-1], ((0, 0), (1, 0)))
+    # A valid id that is the row's first, or another than the last before it.
+    starts = valid & (~seen_before | (before != ids))
+    runs = jnp.maximum(jnp.cumsum(starts, axis=1) - 1, 0)
+    slots = jnp.arange(rows)[:, None] * steps + runs
+    return _sharding.shard_like(slots.astype(jnp.int32), segment_ids)
 
 
 def sequence_sums(

@@ -366,7 +366,9 @@ def normalize_per_sequence(
       weights: floating weights of shape ``[B, ...]`` (``[B, T, ...]`` with
         ``segment_ids``).
       segment_ids: optional int ``[B, T]``: the sequence of each step, negative
-        at padding (:attr:`seqmask.data.Packing.segment_ids`).
+        at padding (:attr:`seqmask.data.Packing.segment_ids`). A sequence is
+        a run of one id within a row (padding inside it does not split it),
+        so rows may reuse ids.
 
     Returns:
       Normalised weights of the same shape and dtype.

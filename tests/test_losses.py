@@ -388,6 +388,32 @@ def test_out_of_range_label_of_a_counted_token_is_nan():
     np.testing.assert_array_equal(loss(logits, labels, np.zeros(2)), [0.0, 0.0])
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_out_of_range_label_of_a_counted_token_poisons_the_gradient(smoothing):
+    """The gradient is NaN too (it was finite: a training step moved on as if
+    the token had no label), in the bad token's row only; an out-of-range
+    label at zero weight (a -100 pad) leaves every gradient finite, equal to
+    the loss without that token (NumPy)."""
+    rng = np.random.default_rng(12)
+    logits = rng.normal(size=(1, 3, 4)).astype(np.float32)
+    labels = np.array([[1, 7, -100]], np.int32)
+    w = np.array([[1.0, 1.0, 0.0]], np.float32)
+
+    def loss(logits, w):
+        return losses.softmax_cross_entropy_with_integer_labels(
+            logits, labels, w, reduction="sum", label_smoothing=smoothing
+        )
+
+    grad = np.asarray(jax.jit(jax.grad(loss))(logits, w))
+    assert np.isnan(grad[0, 1]).any() and np.isfinite(grad[0, [0, 2]]).all()
+    grad = np.asarray(jax.jit(jax.grad(loss))(logits, w * [[1.0, 0.0, 0.0]]))
+    x = logits.astype(np.float64)[0, 0]
+    p = np.exp(x) / np.exp(x).sum()
+    want = p - ((1 - smoothing) * np.eye(4)[1] + smoothing / 4)
+    np.testing.assert_allclose(grad[0, 0], want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(grad[0, 1:], 0.0)
+
+
 def test_ce_zero_probability_at_minus_infinity_counts_zero():
     logits = jnp.array([[0.5, -jnp.inf, 1.0]])
     targets = jnp.array([[0.3, 0.0, 0.7]])

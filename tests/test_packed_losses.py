@@ -135,6 +135,37 @@ def test_packed_equals_one_sequence_a_row_for_every_reduction(case):
     assert np.all(np.asarray(packed["none"])[~packing.mask] == 0.0)
 
 
+def per_row_ids(segment_ids):
+    """The same segments numbered from 0 in every row (as T5 and MaxText
+    pack), -1 at padding: ids repeat across rows."""
+    out = np.full_like(segment_ids, -1)
+    for row, ids in enumerate(np.asarray(segment_ids)):
+        valid = ids >= 0
+        _, first = np.unique(ids[valid], return_index=True)
+        order = {ids[valid][i]: rank for rank, i in enumerate(sorted(first))}
+        out[row, valid] = [order[i] for i in ids[valid]]
+    return out
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+def test_ids_numbered_per_row_give_the_same_reductions(case):
+    """A sequence is a run of one id within a row: ids that start from 0 in
+    every row (so that rows share them) give what ids unique over the batch
+    give, and the NumPy reduction over the sequences. Before, rows sharing
+    an id were averaged as one sequence."""
+    items = sequences_for(case, seed=3)
+    pads = pad_values(case)
+    packing = pack(items, ROW_LEN, pad_value=pads)
+    local = per_row_ids(packing.segment_ids)
+    assert len(set(local[local >= 0].tolist())) < len(LENGTHS)  # ids repeat
+    run = all_reductions(case.loss, tuple(sorted(case.options.items())))
+    inputs = (packing.inputs["p"], packing.inputs["t"], packing.inputs["w"])
+    got = run(*inputs, local)
+    for reduction in ("mean", "sequence_mean"):
+        expected = reference(case, items, reduction)
+        np.testing.assert_allclose(got[reduction], expected, rtol=2e-5, atol=1e-6)
+
+
 def test_segment_ids_alone_weigh_padding_zero():
     """Without weights, segment ids make padding absent (NaN there is fine)
     and sequence_mean averages the segments' means."""

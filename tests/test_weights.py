@@ -320,3 +320,38 @@ def test_normalize_per_segment_matches_a_loop(lengths, seed):
         seq_weights.normalize_per_sequence(
             weights.astype(np.float32), segment_ids=packing.segment_ids[:, :3]
         )
+
+
+def test_normalize_per_sequence_segments_are_runs_within_a_row():
+    """A sequence is a run of equal ids in a row: ids repeat across rows (T5
+    numbering), an id may come back later in a row as a new sequence, and a
+    negative id (padding) inside a run does not split it. A Python loop over
+    the rows is the reference."""
+    ids = np.array(
+        [
+            [0, 0, -1, 0, 1, 1, 0, -1],
+            [0, 0, 0, 1, -1, -1, -1, -1],
+            [-1, 5, 5, -1, -1, 5, 2, 2],
+        ],
+        np.int32,
+    )
+    rng = np.random.default_rng(11)
+    w = rng.uniform(0.5, 2.0, size=(3, 8, 2)).astype(np.float32)
+    want = np.zeros_like(w, dtype=np.float64)
+    for row in range(3):
+        runs, last = [], None
+        for t in range(8):
+            if ids[row, t] < 0:
+                continue
+            if ids[row, t] != last:
+                runs.append([])
+            runs[-1].append(t)
+            last = ids[row, t]
+        for steps in runs:
+            want[row, steps] = w[row, steps] / w[row, steps].sum()
+    got = seq_weights.normalize_per_sequence(w, segment_ids=ids)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    jitted = jax.jit(
+        lambda w, ids: seq_weights.normalize_per_sequence(w, segment_ids=ids)
+    )
+    np.testing.assert_allclose(jitted(w, ids), want, rtol=1e-6)

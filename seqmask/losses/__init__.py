@@ -56,8 +56,9 @@ unknown reduction raises a ``ValueError`` listing the valid ones.
 as :attr:`seqmask.data.Packing.segment_ids`) says which sequence each step
 belongs to when several share a row. Steps with a negative id are absent
 (weight 0); ``"sequence_mean"`` takes the weighted mean within each segment
-(all steps with one id) instead of each row; ``"mean"`` divides by the
-number of elements in segments; ``"none"``, ``"sum"`` and
+(a run of one id within a row; padding inside it does not split it, and
+rows may reuse ids, e.g. numbered from 0 in every row) instead of each row;
+``"mean"`` divides by the number of elements in segments; ``"none"``, ``"sum"`` and
 ``"weighted_mean"`` need nothing more. So every reduction over packed rows
 equals the same reduction over the sequences one per row (given their own
 ids, e.g. the row index at valid steps), and ``"mean"`` and

@@ -57,8 +57,9 @@ def softmax_cross_entropy_with_integer_labels(
       labels: integer class ids in ``[0, V)``, shape ``logits.shape[:-1]``, any
         integer dtype. Labels of zero-weight tokens may be anything (a padding
         id such as ``-100`` included). An out-of-range label of a counted
-        token (negative ones included) gives NaN, deliberately: the mistake
-        is loud, and checking every label would cost a pass over them.
+        token (negative ones included) gives NaN, in the loss and in its
+        gradient, deliberately: the mistake is loud, and checking every
+        label would cost a pass over them.
       weights: per-token weights broadcastable to ``labels.shape`` (``[B]``,
         ``[B, T]``, ...); None means all ones, zero means absent.
       reduction: how to reduce (see :mod:`seqmask.losses`).
@@ -115,9 +116,13 @@ def softmax_cross_entropy_with_integer_labels(
         axis=-1,
         mode="promise_in_bounds",
     )[..., 0].astype(dtype)
-    # A bad label of a counted token must be loud (NaN), not wrap around as a
-    # negative index would.
-    label_logit = jnp.where(in_range, label_logit, jnp.asarray(jnp.nan, dtype))
+    # A bad label of a counted token must be loud (NaN, in the value and in
+    # the gradient), not wrap around as a negative index would. A factor,
+    # not a select: a NaN branch would give no gradient, and a NaN product
+    # in an unselected branch would poison absent tokens too (0 * NaN).
+    harmless = in_range if inputs.weights is None else in_range | (inputs.weights == 0)
+    poison = jnp.where(harmless, 1.0, jnp.nan).astype(dtype)
+    label_logit = label_logit * poison
     loss = log_normalizer - label_logit
     if not _is_static_zero(label_smoothing):
         # The smoothed target needs no one-hot: its uniform part only sees
