@@ -191,6 +191,14 @@ CASES = [
         ["greedy", "state", "batch shape"],
     ),
     Case(
+        # start_tokens [*batch, 1]: the message says start_tokens has no
+        # trailing axis (it blamed only the state).
+        "greedy-start-tokens-with-a-trailing-axis",
+        lambda: _greedy(start_tokens=START[..., None]),
+        ValueError,
+        ["greedy", "state", "start_tokens", "one token a row, no trailing axis"],
+    ),
+    Case(
         "greedy-min-length-above-max",
         lambda: _greedy(min_length=5),
         ValueError,

@@ -678,6 +678,13 @@ CASES += [
         ("^decoder_inputs", "mask must have shape", r"\(2, 3\)"),
     ),
     Case(
+        # Accepted before: the mistake surfaced later, as an input out of range.
+        "seq2seq-decoder_inputs-bos-negative",
+        lambda: seq2seq.decoder_inputs(TARGETS, TARGETS != 0, -1),
+        ValueError,
+        ("^decoder_inputs", "bos_id must be a non-negative int", "got -1"),
+    ),
+    Case(
         "seq2seq-decoder_inputs-bos-fractional",
         lambda: seq2seq.decoder_inputs(TARGETS, TARGETS != 0, 1.5),
         TypeError,

@@ -63,7 +63,7 @@ class Layout(NamedTuple):
             size = shape[0] if shape else 1
         else:
             size = input_size
-            owner = f"{self.label} for {input_size} input features"
+            owner = f"{self.label} for {input_size} input features (the last axis)"
         dtype = param_dtype(params)
         expected = {
             key: jax.ShapeDtypeStruct(shape, dtype)

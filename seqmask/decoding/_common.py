@@ -75,7 +75,11 @@ def check_inputs(
     )
     batch_shape = tuple(start.shape)
     _checks.leading_axes(
-        state, batch_shape, "state", where, source="of start_tokens [*batch]"
+        state,
+        batch_shape,
+        "state",
+        where,
+        source="of start_tokens [*batch] (one token a row, no trailing axis)",
     )
     vocab = _check_step_fn(where, step_fn, params, state, start, logits_fn, max_length)
     info = jnp.iinfo(start.dtype)

@@ -66,7 +66,8 @@ def rnn(
       reverse: run from the last valid step to the first; outputs stay at
         their positions.
       time_major: whether time is the leading axis of ``xs``, ``mask`` and
-        ``resets`` (and of the outputs).
+        ``resets`` (and of the outputs). Shapes catch a wrong setting only
+        where the batch and time sizes differ.
       unroll: passed to :func:`jax.lax.scan` (a bool or a positive int).
       remat: trade compute for memory in the backward pass. ``True``
         checkpoints each step (only the carries are kept; gate activations

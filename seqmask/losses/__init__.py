@@ -7,6 +7,9 @@ cross-entropies and the KL divergence (the class axis is reduced), a vector for
 :func:`cosine_distance` (the last axis is reduced), and a feature for the
 sigmoid and regression losses. It then weights and reduces that loss. Axis 0 is
 the batch axis; every axis after it belongs to the sequence (time, features).
+Swap the outputs of a time-major layer first (``jnp.swapaxes(ys, 0, 1)``):
+``"sequence_mean"`` would average over time steps instead of sequences, and
+no shape check can tell when the batch and time sizes are equal.
 Build weights from the *targets* with :mod:`seqmask.weights`, never from the
 source mask of a seq2seq model, whose length differs.
 

@@ -163,7 +163,7 @@ def decoder_inputs(targets, mask, bos_id: int) -> jax.Array:
     mask = _checks.bool_array(
         mask, "mask", where, shape=targets.shape, layout="[*batch, target] of targets"
     )
-    bos_id = _checks.integer(bos_id, "bos_id", where)
+    bos_id = _checks.integer(bos_id, "bos_id", where, minimum=0)
     _checks.representable(
         bos_id, targets.dtype, "bos_id", where, hint=f" targets have {targets.dtype}."
     )

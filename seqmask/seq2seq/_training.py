@@ -148,9 +148,11 @@ def loss(
       >>> params = model.init(jax.random.key(0))
       >>> source, targets = jnp.array([[3, 4, 5], [6, 3, 0]]), jnp.array(
       ...     [[3, 4, 2], [4, 2, 0]])
-      >>> value = model.loss(params, source, targets, label_smoothing=0.1)
+      >>> lengths = jnp.array([3, 2])  # the source has no pad id: give its lengths
+      >>> value = model.loss(params, source, targets, source_lengths=lengths,
+      ...                    label_smoothing=0.1)
       >>> by_hand = losses.softmax_cross_entropy_with_integer_labels(
-      ...     model.apply(params, source, targets), targets,
+      ...     model.apply(params, source, targets, source_lengths=lengths), targets,
       ...     (targets != model.pad_id).astype(jnp.float32), label_smoothing=0.1)
       >>> bool(jnp.allclose(value, by_hand))
       True
