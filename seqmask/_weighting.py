@@ -67,8 +67,8 @@ def sequence_sums(
     """Sums of ``x`` ``[B, ...]`` over each sequence (row, or segment of a row).
 
     With ``segment_ids`` ``[B, T]`` the axes after the first two are summed
-    first; ``slots`` (from :func:`sequence_slots`) spares a second sort when
-    several sums share the ids.
+    first; ``slots`` (from :func:`sequence_slots`) spares computing them again
+    when several sums share the ids.
     """
     if segment_ids is None:
         return Sums(jnp.sum(x, axis=tuple(range(1, x.ndim))), None)
@@ -87,5 +87,8 @@ def at_positions(sums: Sums, rank: int) -> jax.Array:
     """Each position's sequence sum, shaped to broadcast against rank ``rank``."""
     if sums.slots is None:
         return sums.sums.reshape(sums.sums.shape + (1,) * (rank - 1))
-    spread = _sharding.take_rows(sums.sums, sums.slots, fill_value=0)
+    if sums.sums.size == 0:  # no position (B or T is 0): nothing to look up
+        spread = jnp.zeros(sums.slots.shape, sums.sums.dtype)
+    else:
+        spread = _sharding.take_rows(sums.sums, sums.slots, fill_value=0)
     return spread.reshape(spread.shape + (1,) * (rank - 2))

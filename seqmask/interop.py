@@ -416,10 +416,11 @@ def _check_names(cell: Cell, params, where: str) -> None:
 def _check_against_module(state, module, where: str) -> None:
     target, _ = _state_dict(module, where)
     for name, value in state.items():
+        layer = name.rsplit("bias_", 1)[0] if "bias_" in name else None
         if (
             name not in target
-            and "bias" in name
-            and not any("bias" in k for k in target)
+            and layer is not None
+            and not any(k.startswith(f"{layer}bias_") for k in target)
         ):
             _checks.fail(
                 where,

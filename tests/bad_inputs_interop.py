@@ -95,6 +95,24 @@ CASES: list[Case] = [
         ["to_torch", "no 'bias_ih_l0'", "bias=False", "bias=True"],
     ),
     Case(
+        # The layer has no biases though its parent (a Linear head) has one.
+        "to_torch-nested-module-without-biases",
+        lambda: to_torch(
+            gru(H),
+            GRU_PARAMS,
+            prefix="rnn",
+            module=_Module(
+                {
+                    "head.bias": np.zeros(2),
+                    **{f"rnn.{k}": v for k, v in _state(3).items() if "bias" not in k},
+                },
+                "GRU",
+            ),
+        ),
+        ValueError,
+        ["to_torch", "no 'rnn.bias_ih_l0'", "bias=False"],
+    ),
+    Case(
         "from_torch-relu-module-to-tanh-cell",
         lambda: from_torch(simple_rnn(H), _Module(_state(1), "RNN_RELU")),
         ValueError,

@@ -673,6 +673,22 @@ def test_repetition_penalty_counts_only_ids_of_the_vocabulary():
     np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16])
+def test_repetition_penalty_with_narrow_tokens_of_a_full_width_vocabulary(dtype):
+    """Tokens whose dtype holds exactly the vocabulary (uint8 ids of 256
+    tokens) penalise what int32 tokens do: the vocabulary size wrapped to 0
+    in their dtype, and nothing was penalised (int8 raised)."""
+    vocab = int(np.iinfo(dtype).max) + 1
+    hook = decoding.repetition_penalty(2.0)
+    rng = np.random.default_rng(9)
+    logits = rng.normal(size=(2, vocab)).astype(np.float32)
+    tokens = np.array([[1, vocab - 1, 3, 0], [vocab - 1, 2, 5, 7]])
+    want = hook(jnp.int32(3), jnp.asarray(logits), None, jnp.asarray(tokens, jnp.int32))
+    got = hook(jnp.int32(3), jnp.asarray(logits), None, jnp.asarray(tokens, dtype))
+    np.testing.assert_array_equal(got, want)
+    assert np.sum(np.asarray(want) != logits) == 6  # three ids a row penalised
+
+
 def test_greedy_with_repetition_penalty_matches_loop():
     # A model that likes to repeat its previous token.
     rng = np.random.default_rng(6)

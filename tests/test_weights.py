@@ -355,3 +355,13 @@ def test_normalize_per_sequence_segments_are_runs_within_a_row():
         lambda w, ids: seq_weights.normalize_per_sequence(w, segment_ids=ids)
     )
     np.testing.assert_allclose(jitted(w, ids), want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (2, 0), (0, 0)])
+def test_normalize_per_sequence_of_no_position(shape):
+    """An empty batch or time axis with segment_ids gives empty weights (an
+    empty batch raised a broadcasting error)."""
+    w = np.ones((*shape, 2), np.float32)
+    ids = np.zeros(shape, np.int32)
+    got = seq_weights.normalize_per_sequence(w, segment_ids=ids)
+    assert got.shape == w.shape and got.dtype == w.dtype

@@ -9,7 +9,7 @@ import numbers
 import jax.numpy as jnp
 
 import seqmask._checks as _checks
-from seqmask import _sharding
+from seqmask import _numerics, _sharding
 from seqmask.decoding._records import LogitsFn
 
 
@@ -65,6 +65,9 @@ class _RepetitionPenalty:
 
     def __call__(self, step, logits, state, tokens):
         del state
+        # Widened, so that no id wraps against the vocabulary size (uint8 ids
+        # of a 256-token vocabulary).
+        tokens = _numerics.signed_ids(tokens)
         # Arithmetic, not selects or reshapes: the values keep the layout of
         # a batch split over devices, whatever its axes.
         width = tokens.shape[-1]

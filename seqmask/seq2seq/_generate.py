@@ -171,7 +171,9 @@ class _WithoutPad:
     def __call__(self, t, logits, state, tokens):
         if self.hook is not None:
             out = self.hook(t, logits, state, tokens)
-            if getattr(out, "shape", None) != logits.shape:
+            if getattr(out, "shape", None) != logits.shape or not jnp.issubdtype(
+                out.dtype, jnp.floating
+            ):
                 return out  # the decoder's checks name what logits_fn returned
             logits = out
         return logits.at[..., self.pad_id].set(-jnp.inf)
