@@ -292,6 +292,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     args = parser.parse_args(argv)
+    for name in ("steps", "batch_size", "chunk_len", "hidden", "embed", "log_every"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive; got {value}")
     steps = args.steps if args.steps is not None else (60 if args.quick else 600)
     log_every = args.log_every or max(steps // 8, 1)
 

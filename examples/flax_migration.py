@@ -139,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--quick", action="store_true", help="a smoke run: 5 training steps"
     )
     args = parser.parse_args(argv)
+    if args.steps is not None and args.steps <= 0:
+        parser.error(f"--steps must be positive; got {args.steps}")
     steps = args.steps if args.steps is not None else (5 if args.quick else 60)
     linen_migration(steps)
     nnx_migration()

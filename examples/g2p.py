@@ -63,6 +63,7 @@ import concurrent.futures
 import hashlib
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -706,14 +707,60 @@ def _sizes(splits: dict[str, Lexicon]) -> str:
     )
 
 
+def _positive(kind: type) -> Callable[[str], Any]:
+    """An argparse type: a ``kind`` number above 0 (a usage error otherwise)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value > 0 or not math.isfinite(value):
+            raise argparse.ArgumentTypeError(
+                f"expected a positive number, got {text!r}"
+            )
+        return value
+
+    return parse
+
+
+def _override(settings: Settings, item: str, parser) -> Settings:
+    """``settings`` with ``--set NAME=VALUE`` applied (a usage error if bad)."""
+    name, equals, value = item.partition("=")
+    if name not in Settings._fields:
+        parser.error(f"--set: unknown setting {name!r}")
+    default = Settings._field_defaults[name]
+    try:
+        if not equals:
+            raise ValueError("no value")
+        if isinstance(default, tuple):
+            parsed = tuple(int(v) for v in value.split(","))
+        else:
+            parsed = type(default)(value)
+    except ValueError:
+        kind = (
+            "ints separated by commas"
+            if isinstance(default, tuple)
+            else (type(default).__name__)
+        )
+        parser.error(f"--set {name}: expected {name}=<{kind}>, got {item!r}")
+    return settings._replace(**{name: parsed})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Load CMUdict, train within the budget, evaluate, print and save results."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
-        "--minutes", type=float, default=None, help="time budget (default 15)"
+        "--minutes",
+        type=_positive(float),
+        default=None,
+        help="time budget (default 15)",
     )
     parser.add_argument(
-        "--steps", type=int, default=None, help="train a fixed number of steps"
+        "--steps",
+        type=_positive(int),
+        default=None,
+        help="train a fixed number of steps",
     )
     parser.add_argument(
         "--quick", action="store_true", help="a smoke run (under a minute)"
@@ -731,15 +778,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else Settings()
     for item in args.set:
-        name, _, value = item.partition("=")
-        if name not in Settings._fields:
-            parser.error(f"--set: unknown setting {name!r}")
-        default = Settings._field_defaults[name]
-        if isinstance(default, tuple):
-            parsed = tuple(int(v) for v in value.split(","))
-        else:
-            parsed = type(default)(value)
-        settings = settings._replace(**{name: parsed})
+        settings = _override(settings, item, parser)
+    folder = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(folder):  # found out now, not after the training
+        parser.error(f"--output: no folder {folder!r} to write {args.output!r} in")
     minutes, steps = args.minutes, args.steps
     if args.quick and steps is None and minutes is None:
         steps = 60

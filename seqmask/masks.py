@@ -54,13 +54,13 @@ def lengths_to_mask(
     Examples:
       >>> import jax.numpy as jnp
       >>> from seqmask.masks import lengths_to_mask
-      >>> lengths_to_mask(jnp.array([2, 0, 3]), 3).astype(int)
-      Array([[1, 1, 0],
-             [0, 0, 0],
-             [1, 1, 1]], dtype=int32)
-      >>> lengths_to_mask(jnp.array([5, -1]), 3, clip=True).astype(int)
-      Array([[1, 1, 1],
-             [0, 0, 0]], dtype=int32)
+      >>> print(lengths_to_mask(jnp.array([2, 0, 3]), 3).astype(int))
+      [[1 1 0]
+       [0 0 0]
+       [1 1 1]]
+      >>> print(lengths_to_mask(jnp.array([5, -1]), 3, clip=True).astype(int))
+      [[1 1 1]
+       [0 0 0]]
     """
     where = "lengths_to_mask"
     max_length = _checks.non_negative_int(max_length, "max_length", where)
@@ -94,8 +94,8 @@ def mask_to_lengths(mask, *, time_major: bool = False) -> jax.Array:
     Examples:
       >>> import jax.numpy as jnp
       >>> from seqmask.masks import mask_to_lengths
-      >>> mask_to_lengths(jnp.array([[True, True, False], [False, True, True]]))
-      Array([2, 2], dtype=int32)
+      >>> print(mask_to_lengths(jnp.array([[True, True, False], [False, True, True]])))
+      [2 2]
     """
     where = "mask_to_lengths"
     mask = _checks.bool_array(mask, "mask", where)
@@ -134,9 +134,9 @@ def reverse_valid_steps(
       >>> from seqmask.masks import reverse_valid_steps
       >>> xs = jnp.array([[1, 2, 3, 0], [0, 5, 6, 7]])
       >>> mask = xs > 0
-      >>> reverse_valid_steps(xs, mask)
-      Array([[3, 2, 1, 0],
-             [0, 7, 6, 5]], dtype=int32)
+      >>> print(reverse_valid_steps(xs, mask))
+      [[3 2 1 0]
+       [0 7 6 5]]
     """
     where = "reverse_valid_steps"
     xs = _checks.array(xs, "xs", where)
@@ -235,9 +235,9 @@ def resolve_mask(
     Examples:
       >>> import numpy as np
       >>> from seqmask.masks import resolve_mask
-      >>> resolve_mask(np.zeros((2, 3, 5)), lengths=np.array([1, 3])).astype(int)
-      Array([[1, 0, 0],
-             [1, 1, 1]], dtype=int32)
+      >>> print(resolve_mask(np.zeros((2, 3, 5)), lengths=np.array([1, 3])).astype(int))
+      [[1 0 0]
+       [1 1 1]]
     """
     if mask is not None and lengths is not None:
         _checks.fail(name, "give mask or lengths, not both.")

@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime
 import re
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -143,3 +145,31 @@ def test_decode_text_stops_at_the_length():
     assert demo.decode_text([*ids, demo.EOS, 5, 5], 8, task) == "2024-03"
     assert demo.decode_text([*ids, demo.EOS], 4, task) == "2024"
     assert demo.decode_text([*ids], 0, task) == ""
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5])
+def test_make_optimizer_takes_any_positive_step_count(steps):
+    """One step (``seqmask demo --steps 1``) raised optax's error: the
+    warm-up was as long as the run. Every update is finite."""
+    optimizer = demo.make_optimizer(steps)
+    params = {"w": jnp.ones(3)}
+    state = optimizer.init(params)
+    with jax.numpy_dtype_promotion("standard"):  # optax's schedules need it
+        for _ in range(steps):
+            updates, state = optimizer.update({"w": jnp.ones(3)}, state, params)
+            assert np.all(np.isfinite(np.asarray(updates["w"])))
+    with pytest.raises(ValueError, match="make_optimizer: steps must be a positive"):
+        demo.make_optimizer(0)
+
+
+def test_number_words_and_encode_name_a_bad_argument():
+    with pytest.raises(TypeError, match="number_words: n must be an int"):
+        demo.number_words(3.0)
+    task = demo.TASKS["numbers"]
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=r"encode: a source holds symbols .*\['a'\]"):
+        demo.encode([("1a", ("one",))], task, rng)
+    with pytest.raises(ValueError, match="encode: a source of 8 symbols is longer"):
+        demo.encode([("12345678", ("one",))], task, rng)
+    with pytest.raises(ValueError, match=r"encode: a target holds .*\['onze'\]"):
+        demo.encode([("11", ("onze",))], task, rng)

@@ -43,3 +43,25 @@ def test_flax_migration_quick(capsys):
         r"empty row's carry: flax \|h\| = (\S+), seqmask \|h\| = (\S+) ", out
     )
     assert flax_empty > 0.01 and our_empty == 0
+
+
+@pytest.mark.parametrize(
+    "example, arguments",
+    [
+        ("flax_migration.py", ["--steps", "0"]),
+        ("char_lm.py", ["--steps", "-2"]),
+        ("char_lm.py", ["--hidden", "0"]),
+    ],
+)
+def test_example_step_counts_must_be_positive(example, arguments, capsys):
+    """``--steps 0`` failed with an UnboundLocalError, and char_lm.py
+    ``--steps -2`` reported "trained -2 chunks"; both are usage errors now."""
+    path = EXAMPLE.parent / example
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit) as info:
+        module.main(arguments)
+    assert info.value.code == 2
+    assert "must be positive" in capsys.readouterr().err

@@ -217,3 +217,23 @@ def test_quick_run_end_to_end(tmp_path, capsys):
         assert 0.0 <= rates["wer"] <= 1.0 and rates["per"] >= 0.0
         assert f"test {method}" in out
     assert "compiled the training step" in out
+
+
+@pytest.mark.parametrize(
+    "arguments, words",
+    [
+        (["--steps", "-5"], "--steps: expected a positive number, got '-5'"),
+        (["--steps", "0"], "--steps: expected a positive number"),
+        (["--minutes", "nan"], "--minutes: expected a positive number"),
+        (["--set", "hidden_size=abc"], "--set hidden_size: expected hidden_size=<int>"),
+        (["--set", "buckets"], "expected buckets=<ints separated by commas>"),
+        (["--output", "/no/such/folder/x.json"], "--output: no folder"),
+    ],
+)
+def test_bad_arguments_are_usage_errors_before_any_work(arguments, words, capsys):
+    """A negative step count ran forever, 0 divided by zero, a bad --set or
+    output folder raised a traceback (the folder only after the training)."""
+    with pytest.raises(SystemExit) as info:
+        g2p.main(["--quick", "--no-progress", *arguments])
+    assert info.value.code == 2
+    assert words in capsys.readouterr().err

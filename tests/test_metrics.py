@@ -335,3 +335,20 @@ def test_ids_above_2_to_the_53_never_collide(x64):
     np.testing.assert_allclose(
         metrics.token_accuracy(same, r, lengths=np.array([2])), 0.5
     )
+
+
+def test_ragged_sequences_may_be_jax_arrays():
+    """Decoder rows trimmed to their lengths (1-D JAX arrays) are sequences,
+    as 1-D NumPy arrays are (they raised a TypeError); traced ones say to
+    pass padded arrays."""
+    rng = np.random.default_rng(13)
+    hyps = [rng.integers(0, 4, n) for n in (3, 0, 5)]
+    refs = [rng.integers(0, 4, n) for n in (2, 4, 5)]
+    pairs = zip(hyps, refs, strict=True)
+    want = [reference_distance(h.tolist(), r.tolist()) for h, r in pairs]
+    got = metrics.edit_distance(
+        [jnp.asarray(h) for h in hyps], [jnp.asarray(r) for r in refs]
+    )
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(TypeError, match=r"hypotheses\[0\] is traced.*padded arrays"):
+        jax.jit(lambda h: metrics.edit_distance([h], [[1]]))(jnp.asarray([1, 2]))

@@ -76,6 +76,7 @@ def encode(
     source_mask = np.zeros((rows, width_s), bool)
     target_lengths = np.zeros(rows, np.int32)
     for row, (text, target) in enumerate(pairs):
+        _check_pair(text, target, task, source_index, target_index)
         ids = [source_index[c] for c in text]
         offset = int(rng.integers(width_s - len(ids) + 1)) if shift_sources else 0
         source[row, offset : offset + len(ids)] = ids
@@ -86,6 +87,25 @@ def encode(
     return Batch(
         source.astype(np.int32), source_mask, targets.astype(np.int32), target_lengths
     )
+
+
+def _check_pair(text, target, task: Task, source_index, target_index) -> None:
+    """A pair of ``task``: symbols of its vocabularies, within its lengths."""
+    for name, symbols, index, longest in (
+        ("source", text, source_index, task.max_source_len),
+        ("target", target, target_index, task.max_target_len),
+    ):
+        unknown = sorted({str(s) for s in symbols if s not in index})
+        if unknown:
+            raise ValueError(
+                f"encode: a {name} holds symbols outside the {task.name!r} task's "
+                f"vocabulary: {unknown}."
+            )
+        if len(symbols) > longest:
+            raise ValueError(
+                f"encode: a {name} of {len(symbols)} symbols is longer than the "
+                f"{task.name!r} task's {longest}."
+            )
 
 
 def decode_text(tokens, length: int, task: Task) -> str:

@@ -175,8 +175,11 @@ def make_optimizer(steps: int) -> optax.GradientTransformation:
       >>> optimizer = make_optimizer(100)
       >>> state = optimizer.init({"w": jnp.zeros(3)})
     """
+    steps = _checks.integer(steps, "steps", "make_optimizer", minimum=1)
+    # The warm-up stays shorter than the run (optax needs a step to decay).
+    warmup = min(100, steps // 10 + 1, steps - 1)
     schedule = optax.warmup_cosine_decay_schedule(
-        0.0, 5e-3, min(100, steps // 10 + 1), steps, end_value=2e-4
+        0.0, 5e-3, warmup, steps, end_value=2e-4
     )
     return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
 

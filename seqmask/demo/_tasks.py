@@ -16,6 +16,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+import seqmask._checks as _checks
+
 PAD = 0
 """The padding id, in both vocabularies."""
 BOS = 1
@@ -196,6 +198,7 @@ def number_words(n: int) -> tuple[str, ...]:
       >>> " ".join(number_words(472_019))
       'four hundred seventy two thousand nineteen'
     """
+    n = _checks.integer(n, "n", "number_words")
     if not 0 <= n < 10**6:
         raise ValueError(f"number_words: n must be in [0, 10**6); got {n}.")
     if n == 0:

@@ -1,6 +1,6 @@
 """Sequence metrics over ragged Python or NumPy sequences, on the host.
 
-A sequence is a list, a tuple, a 1-D NumPy array or a string (a sequence
+A sequence is a list, a tuple, a 1-D NumPy or JAX array or a string (a sequence
 of characters); its tokens are any hashable values (ids, words, phoneme
 symbols). The dynamic programme is the one of the padded path, a row at a
 time in NumPy.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax
 import numpy as np
 
 import seqmask._checks as _checks
@@ -52,7 +53,7 @@ def ragged_pairs(hypotheses, references, multiple: bool, where: str, valid):
     for index, (hypothesis, reference) in enumerate(
         zip(hypotheses, references, strict=True)
     ):
-        _sequence(hypothesis, f"hypotheses[{index}]", where)
+        hypothesis = _sequence(hypothesis, f"hypotheses[{index}]", where)
         if multiple:
             alternatives = _alternatives(reference, f"references[{index}]", where)
         else:
@@ -79,6 +80,15 @@ def _check_counts(hypotheses, references, kind: str, where: str) -> None:
 
 
 def _sequence(value, name, where):
+    if isinstance(value, jax.Array):  # a decoder's row, trimmed to its length
+        if _checks.is_traced(value):
+            _checks.fail(
+                where,
+                f"{name} is traced: lists of sequences are scored on the host; "
+                "under jax.jit pass padded arrays with lengths or masks.",
+                TypeError,
+            )
+        value = np.asarray(value)
     if not isinstance(value, _SEQUENCE) or (
         isinstance(value, np.ndarray) and value.ndim != 1
     ):
