@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+import seqmask._checks as _checks
 from seqmask.demo._tasks import EOS, SPECIALS, Pair, Task
 
 
@@ -97,14 +98,16 @@ def _check_pair(text, target, task: Task, source_index, target_index) -> None:
     ):
         unknown = sorted({str(s) for s in symbols if s not in index})
         if unknown:
-            raise ValueError(
-                f"encode: a {name} holds symbols outside the {task.name!r} task's "
-                f"vocabulary: {unknown}."
+            _checks.fail(
+                "encode",
+                f"a {name} holds symbols outside the {task.name!r} task's "
+                f"vocabulary: {unknown}.",
             )
         if len(symbols) > longest:
-            raise ValueError(
-                f"encode: a {name} of {len(symbols)} symbols is longer than the "
-                f"{task.name!r} task's {longest}."
+            _checks.fail(
+                "encode",
+                f"a {name} of {len(symbols)} symbols is longer than the "
+                f"{task.name!r} task's {longest}.",
             )
 
 
