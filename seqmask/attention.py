@@ -15,9 +15,8 @@ source position at all (``[*batch, 0, M]``); whatever sits in ``memory`` at padd
 positions (NaN, Inf) changes no value and no gradient, because memory is
 selected to zero before anything reads it. The scores are accumulated in
 float32 (or float64) and the softmax runs in it whatever the input dtype, so
-dot products of half-precision vectors do not overflow; the projected keys
-(``project_memory``) of ``general`` and ``additive`` are float32 for float16
-inputs, for the same reason. The part of the
+dot products of half-precision vectors do not overflow (float16 projected
+keys of ``general`` and ``additive`` are float32 too). The part of the
 score that does not depend on the query (``project_memory``, e.g.
 :math:`M W_k` for additive attention) is computed once per source sequence
 and can be passed back in as ``keys``, so a decoder does not recompute it at
@@ -392,8 +391,7 @@ def _make_attention(name: str, parts: _Parts) -> Attention:
 
 
 def _keys_dtype(memory, kernel):
-    """float16 keys are projected in float32 (their sums overflow at 65,504);
-    bfloat16 has float32's range and keeps its dtype (and memory)."""
+    """float32 for float16 (its sums overflow); bfloat16 has float32's range."""
     dtype = jnp.dtype(wider(memory.dtype, kernel.dtype))
     return jnp.dtype(jnp.float32) if dtype == jnp.float16 else dtype
 
