@@ -5,6 +5,7 @@ code runs. (``mkdocs build --strict`` itself runs in ``.ci/run``.)"""
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 import textwrap
 import types
@@ -67,6 +68,105 @@ def test_every_exported_name_has_one_documented_home(module):
                 getattr(importlib.import_module(home_module), home.rsplit(".")[-1])
                 is member
             )
+
+
+def argument_names(doc: str) -> set[str]:
+    """The names the ``Args:`` section of ``doc`` describes: an entry is
+    ``name: text`` or ``a, b, c: text``, its names maybe on several lines."""
+    lines = doc.splitlines()
+    heads = [i for i, line in enumerate(lines) if line.strip() == "Args:"]
+    names: set[str] = set()
+    for head in heads:
+        outer = len(lines[head]) - len(lines[head].lstrip())
+        entry, pending = None, ""
+        for line in lines[head + 1 :]:
+            if not line.strip():
+                continue
+            indent = len(line) - len(line.lstrip())
+            if indent <= outer:
+                break
+            entry = indent if entry is None else entry
+            if indent == entry:
+                pending = ""
+            elif not pending:
+                continue  # the text of an entry
+            pending += " " + line.strip()
+            if ":" in line:
+                names.update(n.strip(" *`") for n in pending.split(":")[0].split(","))
+                pending = ""
+    return names - {""}
+
+
+def undocumented_arguments(function) -> tuple[set[str], set[str]]:
+    """``(parameters the Args section misses, names it has that are no
+    parameters)``; both empty when ``function`` has no Args section."""
+    doc = inspect.getdoc(function) or ""
+    if inspect.isclass(function) and "__init__" in vars(function):
+        function = function.__init__  # Flax NNX modules hide it behind a metaclass
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):  # a builtin without a signature
+        return set(), set()
+    if not argument_names(doc):
+        return set(), set()
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    parameters = {
+        p.name
+        for p in signature.parameters.values()
+        if p.name not in ("self", "cls") and p.kind not in variadic
+    }
+    named = argument_names(doc)
+    return parameters - named, named - parameters - {
+        p.name for p in signature.parameters.values() if p.kind in variadic
+    }
+
+
+def public_callables():
+    """Every documented function and class, and the public methods
+    (``__call__`` included) of the classes."""
+    for home in sorted(set(public_api.homes().values())):
+        module, _, name = home.rpartition(".")
+        try:
+            value = getattr(importlib.import_module(module), name)
+        except ModuleNotFoundError:  # a submodule's own path
+            continue
+        if not callable(value) or isinstance(value, types.ModuleType):
+            continue
+        yield home, value
+        if inspect.isclass(value):
+            for attribute, member in vars(value).items():
+                public = not attribute.startswith("_") or attribute == "__call__"
+                if public and inspect.isfunction(member):
+                    yield f"{home}.{attribute}", member
+
+
+def test_every_parameter_is_documented():
+    offences = []
+    for path, function in public_callables():
+        missing, unknown = undocumented_arguments(function)
+        if missing:
+            offences.append(f"{path}: Args misses {sorted(missing)}")
+        if unknown:
+            offences.append(f"{path}: Args names {sorted(unknown)}, no parameters")
+    assert len(dict(public_callables())) > 100  # the walk finds the API
+    assert offences == []
+
+
+def test_the_argument_check_finds_offences():
+    def f(a, b, *, c=None, **kwargs):
+        """Text.
+
+        Args:
+          a, b: first two; a long
+            description.
+          d: gone.
+
+        Returns:
+          Nothing.
+        """
+
+    assert argument_names(inspect.getdoc(f) or "") == {"a", "b", "d"}
+    assert undocumented_arguments(f) == ({"c"}, {"d"})
 
 
 def test_completeness_check_finds_a_missing_name(tmp_path):

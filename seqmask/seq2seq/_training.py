@@ -66,9 +66,9 @@ def apply(
       source: integer ``[*batch, source]``.
       targets: integer ``[*batch, target]``.
       source_mask, source_lengths: as :func:`~seqmask.seq2seq.encode`.
-      target_mask: boolean ``[*batch, target]`` (any pattern); alternative to
-        ``target_lengths`` (``[*batch]`` in ``[0, target]``). Default:
-        ``targets != pad_id``.
+      target_mask, target_lengths: the valid targets, a boolean mask
+        ``[*batch, target]`` (any pattern) or integer lengths ``[*batch]`` in
+        ``[0, target]``; at most one of them. Default: ``targets != pad_id``.
       dropout_key: a PRNG key for dropout; None (the default) drops nothing.
       sampling_probability: the probability ``p`` in ``[0, 1]`` of feeding
         the model's own prediction instead of the previous target, drawn
