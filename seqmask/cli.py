@@ -110,8 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
       argv: the arguments (default: ``sys.argv[1:]``).
 
     Returns:
-      The exit status: 0 after a run, 2 without a command. A bad option
-      exits with status 2 and a usage message (``SystemExit``).
+      The exit status: 0 after a run, 2 without a command, 130 (the shell's
+      code for Ctrl-C) when the run is interrupted, after one line on
+      standard error instead of a traceback. A bad option exits with status
+      2 and a usage message (``SystemExit``).
 
     Examples:
       >>> from seqmask.cli import main
@@ -136,7 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except (TypeError, ValueError) as error:
         demo_parser.error(_as_option(str(error)))
-    demo.run(config)
+    try:
+        demo.run(config)
+    except KeyboardInterrupt:
+        print("seqmask demo: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

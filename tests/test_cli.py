@@ -106,6 +106,15 @@ def test_options_reach_the_job(configs, argv, expected):
     assert config.quick == ("--quick" in argv)
 
 
+def test_ctrl_c_ends_the_run_with_one_line_and_status_130(monkeypatch, capsys):
+    def interrupted(config):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "run", interrupted)
+    assert cli.main(["demo", "--quick"]) == 130
+    assert capsys.readouterr().err == "seqmask demo: interrupted\n"
+
+
 @pytest.mark.slow
 def test_demo_runs_in_process(capsys):
     """A quick run: the phases in order, progress on stderr, the report."""
