@@ -75,5 +75,10 @@ jax.config.update(
 @pytest.fixture
 def x64():
     """Run a test body with 64-bit types enabled."""
-    with jax.enable_x64(True):
+    # jax.enable_x64 is JAX 0.8's name; the oldest supported JAX has only
+    # the experimental one.
+    enable = getattr(jax, "enable_x64", None)
+    if enable is None:
+        from jax.experimental import enable_x64 as enable
+    with enable(True):
         yield

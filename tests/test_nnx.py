@@ -302,10 +302,13 @@ def test_stacked_equals_pure_core_and_dropout_follows_nnx_rngs():
     chex.assert_trees_all_close(evaluated, want, rtol=0, atol=1e-6)
     assert not np.allclose(first[1], evaluated[1])
     model.train()
-    # nnx.view and a per-call override switch dropout off the same way.
-    chex.assert_trees_all_equal(
-        run(nnx.view(model, deterministic=True), ref_params, None), (evaluated, want)
-    )
+    # nnx.view (Flax 0.12.5 on) and a per-call override switch dropout off
+    # the same way.
+    if hasattr(nnx, "view"):
+        chex.assert_trees_all_equal(
+            run(nnx.view(model, deterministic=True), ref_params, None),
+            (evaluated, want),
+        )
     chex.assert_trees_all_equal(
         run(model, ref_params, None, deterministic=True), (evaluated, want)
     )
