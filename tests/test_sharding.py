@@ -62,6 +62,42 @@ def _batch_data(rng: np.random.Generator):
     return xs, mask, labels
 
 
+def _plain_scan_gradient(mesh, mode: str) -> str | None:
+    """The error (None if none) of the gradient of a plain ``jax.lax.scan``
+    whose carry is split over the batch, in one mode of using ``mesh``: no
+    seqmask involved. JAX 0.12.0 raises ``ShardingTypeError`` there with
+    explicit axes and no ``jax.set_mesh``."""
+    import contextlib
+
+    import jax
+    import jax.numpy as jnp
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    def loss(kernel, xs, h):
+        def step(h, x):
+            h = jnp.tanh(h @ kernel + x)
+            return h, h
+
+        return jnp.sum(jax.lax.scan(step, h, xs)[1])
+
+    by_batch = NamedSharding(mesh, P(None, "data"))
+    xs = jax.device_put(np.ones((TIME, BATCH, HIDDEN), np.float32), by_batch)
+    h = jax.device_put(
+        np.zeros((BATCH, HIDDEN), np.float32), NamedSharding(mesh, P("data"))
+    )
+    kernel = jax.device_put(np.eye(HIDDEN, dtype=np.float32), NamedSharding(mesh, P()))
+    context = (
+        jax.set_mesh(mesh) if mode.endswith("set_mesh") else contextlib.nullcontext()
+    )
+    try:
+        with context:
+            jax.jit(jax.grad(loss))(kernel, xs, h)
+    except Exception as error:  # reported as text
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
 def _worker(out: pathlib.Path, modes: list[str]) -> None:
     import contextlib
     import time
@@ -80,7 +116,13 @@ def _worker(out: pathlib.Path, modes: list[str]) -> None:
     assert jax.device_count() == NUM_DEVICES, jax.devices()
 
     arrays: dict[str, np.ndarray] = {}
-    meta: dict = {"seconds": {}, "errors": {}, "skipped": {}, "layout": {}}
+    meta: dict = {
+        "seconds": {},
+        "errors": {},
+        "skipped": {},
+        "layout": {},
+        "plain_jax": {},
+    }
 
     def save(prefix, tree):
         for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
@@ -231,6 +273,7 @@ def _worker(out: pathlib.Path, modes: list[str]) -> None:
             except Exception:  # reported by the tests of this part
                 meta["errors"][f"{mode}/{part}"] = traceback.format_exc(limit=-8)
             meta["seconds"][f"{mode}/{part}"] = time.perf_counter() - start
+        meta["plain_jax"][mode] = _plain_scan_gradient(mesh, mode)
 
     np.savez(out / "arrays.npz", **arrays)
     (out / "meta.json").write_text(json.dumps(meta))
@@ -366,8 +409,14 @@ def run(request, sharded_runs):
 
 def _check_ran(runs, mode, part):
     error = runs["errors"].get(f"{mode}/{part}")
-    if error is not None:
-        pytest.fail(f"the {part} part of the {mode} run raised:\n{error}")
+    if error is None:
+        return
+    upstream = runs["plain_jax"].get(mode)
+    if upstream is not None and upstream.split(":")[0] in error:
+        # JAX itself cannot run this mode (JAX 0.12.0 with explicit axes and
+        # no jax.set_mesh): the same error from a plain jax.lax.scan.
+        pytest.xfail(f"plain JAX fails in the {mode} mode too: {upstream[:300]}")
+    pytest.fail(f"the {part} part of the {mode} run raised:\n{error}")
 
 
 def _pairs(arrays, mode, part):
