@@ -33,7 +33,13 @@ RELEASE_FILES = ["pyproject.toml", "README.md", "LICENSE", "seqmask"]
 
 
 def _version(distribution: str) -> tuple[int, ...]:
-    release = re.match(r"[\d.]+", importlib.metadata.version(distribution))
+    """The release numbers of an installed distribution; ``()`` when it is
+    not installed (a Python 3.12+ virtual environment has no setuptools)."""
+    try:
+        version = importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return ()
+    release = re.match(r"[\d.]+", version)
     return tuple(int(part) for part in release.group().strip(".").split("."))
 
 
@@ -50,7 +56,8 @@ def build_wheel(tmp_path: Path) -> Path:
             shutil.copy(path, source / name)
     command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", "dist", "."]
     # Without build isolation when this environment's setuptools is recent
-    # enough (no download); otherwise pip fetches setuptools from its index.
+    # enough (no download); otherwise (older, or none) pip fetches setuptools
+    # from its index.
     if _version("setuptools") >= (77,):
         command.append("--no-build-isolation")
     result = subprocess.run(command, cwd=source, capture_output=True, text=True)
