@@ -107,18 +107,13 @@ def undocumented_arguments(function) -> tuple[set[str], set[str]]:
         signature = inspect.signature(function)
     except (TypeError, ValueError):  # a builtin without a signature
         return set(), set()
-    if not argument_names(doc):
+    named = argument_names(doc)
+    if not named:
         return set(), set()
     variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-    parameters = {
-        p.name
-        for p in signature.parameters.values()
-        if p.name not in ("self", "cls") and p.kind not in variadic
-    }
-    named = argument_names(doc)
-    return parameters - named, named - parameters - {
-        p.name for p in signature.parameters.values() if p.kind in variadic
-    }
+    parameters = {p.name for p in signature.parameters.values()} - {"self", "cls"}
+    optional = {p.name for p in signature.parameters.values() if p.kind in variadic}
+    return parameters - optional - named, named - parameters
 
 
 def public_callables():
@@ -126,10 +121,7 @@ def public_callables():
     (``__call__`` included) of the classes."""
     for home in sorted(set(public_api.homes().values())):
         module, _, name = home.rpartition(".")
-        try:
-            value = getattr(importlib.import_module(module), name)
-        except ModuleNotFoundError:  # a submodule's own path
-            continue
+        value = getattr(importlib.import_module(module), name)
         if not callable(value) or isinstance(value, types.ModuleType):
             continue
         yield home, value

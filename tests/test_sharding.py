@@ -62,13 +62,20 @@ def _batch_data(rng: np.random.Generator):
     return xs, mask, labels
 
 
-def _plain_scan_gradient(mesh, mode: str) -> str | None:
-    """The error (None if none) of the gradient of a plain ``jax.lax.scan``
-    whose carry is split over the batch, in one mode of using ``mesh``: no
-    seqmask involved. JAX 0.12.0 raises ``ShardingTypeError`` there with
-    explicit axes and no ``jax.set_mesh``."""
+def _mesh_context(mesh, mode: str):
+    """``jax.set_mesh(mesh)`` for the ``set_mesh`` modes, else nothing."""
     import contextlib
 
+    import jax
+
+    return jax.set_mesh(mesh) if mode.endswith("set_mesh") else contextlib.nullcontext()
+
+
+def _plain_scan_gradient(mesh) -> str | None:
+    """The error (None if none) of the gradient of a plain ``jax.lax.scan``
+    whose carry is split over the batch, on ``mesh`` in the caller's mesh
+    context: no seqmask involved. JAX 0.12.0 raises ``ShardingTypeError``
+    there with explicit axes and no ``jax.set_mesh``."""
     import jax
     import jax.numpy as jnp
     from jax.sharding import NamedSharding
@@ -87,19 +94,14 @@ def _plain_scan_gradient(mesh, mode: str) -> str | None:
         np.zeros((BATCH, HIDDEN), np.float32), NamedSharding(mesh, P("data"))
     )
     kernel = jax.device_put(np.eye(HIDDEN, dtype=np.float32), NamedSharding(mesh, P()))
-    context = (
-        jax.set_mesh(mesh) if mode.endswith("set_mesh") else contextlib.nullcontext()
-    )
     try:
-        with context:
-            jax.jit(jax.grad(loss))(kernel, xs, h)
+        jax.jit(jax.grad(loss))(kernel, xs, h)
     except Exception as error:  # reported as text
         return f"{type(error).__name__}: {error}"
     return None
 
 
 def _worker(out: pathlib.Path, modes: list[str]) -> None:
-    import contextlib
     import time
     import traceback
 
@@ -262,18 +264,14 @@ def _worker(out: pathlib.Path, modes: list[str]) -> None:
         replicated = NamedSharding(mesh, P())
         for part, run_part in (("train", run_train), ("chunks", run_chunks)):
             start = time.perf_counter()
-            context = (
-                jax.set_mesh(mesh)
-                if mode.endswith("set_mesh")
-                else contextlib.nullcontext()
-            )
             try:
-                with context:
+                with _mesh_context(mesh, mode):
                     run_part(mode, by_batch, replicated)
             except Exception:  # reported by the tests of this part
                 meta["errors"][f"{mode}/{part}"] = traceback.format_exc(limit=-8)
             meta["seconds"][f"{mode}/{part}"] = time.perf_counter() - start
-        meta["plain_jax"][mode] = _plain_scan_gradient(mesh, mode)
+        with _mesh_context(mesh, mode):
+            meta["plain_jax"][mode] = _plain_scan_gradient(mesh)
 
     np.savez(out / "arrays.npz", **arrays)
     (out / "meta.json").write_text(json.dumps(meta))
