@@ -35,9 +35,8 @@ def rnn(
     At padded steps the carry passes through unchanged and the output is
     zero (see :func:`seqmask.masked_scan`), so the final carry of each row is
     its carry after its last valid step, for any mask (a reset flagged on a
-    later, padded step still applies: resets act at padded steps too). A
-    cell that declares a linear recurrence
-    (:class:`~seqmask.cells.LinearRecurrence`, e.g.
+    later, padded step still applies: resets act at padded steps too). A cell
+    with a linear recurrence (:class:`~seqmask.cells.LinearRecurrence`, e.g.
     :func:`~seqmask.cells.min_gru`) runs as one :func:`seqmask.linear_scan`
     with the same semantics (``unroll``, ``remat`` and ``hoist`` do not
     apply to it).
