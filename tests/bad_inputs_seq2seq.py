@@ -9,6 +9,8 @@ them (ids at padded positions are never read, so they are never reported).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,11 +20,17 @@ from seqmask import seq2seq
 
 VS, VT = 7, 6
 MODEL = seq2seq.encoder_decoder(VS, VT, embed_size=3, hidden_size=4)
-PARAMS = MODEL.init(jax.random.key(0))
 SOURCE = np.array([[3, 4, 5], [6, 3, 0]], np.int32)
 SOURCE_LENGTHS = np.array([3, 2], np.int32)
 TARGETS = np.array([[3, 4, 2], [4, 2, 0]], np.int32)
 TARGET_LENGTHS = np.array([3, 2], np.int32)
+
+
+# Parameters and states are made when a case first needs them, not when the
+# tables are collected (every test worker collects every table).
+@functools.cache
+def params():
+    return MODEL.init(jax.random.key(0))
 
 
 def build(**options):
@@ -37,42 +45,42 @@ def loss(**options):
     options.setdefault("source_lengths", SOURCE_LENGTHS)
     source = options.pop("source", SOURCE)
     targets = options.pop("targets", TARGETS)
-    return lambda: MODEL.loss(PARAMS, source, targets, **options)
+    return lambda: MODEL.loss(params(), source, targets, **options)
 
 
 def encode(**options):
     source = options.pop("source", SOURCE)
-    return lambda: MODEL.encode(PARAMS, source, **options)
+    return lambda: MODEL.encode(params(), source, **options)
 
 
 def _traced_encode_lengths(lengths):
-    return MODEL.encode(PARAMS, SOURCE, source_lengths=lengths).carry
+    return MODEL.encode(params(), SOURCE, source_lengths=lengths).carry
 
 
 def _traced_source(source):
-    return MODEL.encode(PARAMS, source, source_lengths=SOURCE_LENGTHS).carry
+    return MODEL.encode(params(), source, source_lengths=SOURCE_LENGTHS).carry
 
 
 def _traced_target_lengths(lengths):
-    return MODEL.loss(PARAMS, SOURCE, TARGETS, target_lengths=lengths)
+    return MODEL.loss(params(), SOURCE, TARGETS, target_lengths=lengths)
 
 
 def _traced_targets(targets):
-    return MODEL.loss(PARAMS, SOURCE, targets, target_lengths=TARGET_LENGTHS)
+    return MODEL.loss(params(), SOURCE, targets, target_lengths=TARGET_LENGTHS)
 
 
 def _traced_step_token(token):
-    state = MODEL.encode(PARAMS, SOURCE)
-    return MODEL.step(PARAMS, state, token)[1]
+    state = MODEL.encode(params(), SOURCE)
+    return MODEL.step(params(), state, token)[1]
 
 
 def _traced_greedy_source(source):
-    return MODEL.greedy(PARAMS, source, max_length=3).tokens
+    return MODEL.greedy(params(), source, max_length=3).tokens
 
 
 def _traced_sampling_probability(probability):
     return MODEL.loss(
-        PARAMS,
+        params(),
         SOURCE,
         TARGETS,
         sampling_probability=probability,
@@ -81,7 +89,7 @@ def _traced_sampling_probability(probability):
 
 
 def _traced_label_smoothing(smoothing):
-    return MODEL.loss(PARAMS, SOURCE, TARGETS, label_smoothing=smoothing)
+    return MODEL.loss(params(), SOURCE, TARGETS, label_smoothing=smoothing)
 
 
 BAD_SOURCE = np.array([[3, 4, 7], [6, 3, 0]], np.int32)  # 7 = VS, at a valid spot
@@ -364,7 +372,7 @@ CASES: list[Case] = [
             bidirectional=False,
             attention=None,
             bridge=lambda carry: carry.h,
-        ).encode(PARAMS_NO_BRIDGE, SOURCE),
+        ).encode(params_no_bridge(), SOURCE),
         ValueError,
         ("encode", "bridge", "structure", "decoder's carry"),
     ),
@@ -442,7 +450,7 @@ CASES: list[Case] = [
     Case(
         "seq2seq-apply-dropout-key-shape",
         lambda: MODEL.apply(
-            PARAMS, SOURCE, TARGETS, dropout_key=jnp.zeros((3,), jnp.uint32)
+            params(), SOURCE, TARGETS, dropout_key=jnp.zeros((3,), jnp.uint32)
         ),
         TypeError,
         ("apply", "dropout_key", "PRNG key"),
@@ -452,8 +460,8 @@ CASES: list[Case] = [
         "seq2seq-teacher-forcing-inputs-float",
         lambda: seq2seq.teacher_forcing(
             MODEL.config,
-            PARAMS,
-            MODEL.encode(PARAMS, SOURCE),
+            params(),
+            MODEL.encode(params(), SOURCE),
             TARGETS * 1.0,
             TARGETS != 0,
         ),
@@ -464,8 +472,8 @@ CASES: list[Case] = [
         "seq2seq-teacher-forcing-mask-shape",
         lambda: seq2seq.teacher_forcing(
             MODEL.config,
-            PARAMS,
-            MODEL.encode(PARAMS, SOURCE),
+            params(),
+            MODEL.encode(params(), SOURCE),
             TARGETS,
             np.ones((2, 2), bool),
         ),
@@ -476,8 +484,8 @@ CASES: list[Case] = [
         "seq2seq-own-predictions-sample-without-key",
         lambda: seq2seq.own_predictions(
             MODEL.config,
-            PARAMS,
-            MODEL.encode(PARAMS, SOURCE),
+            params(),
+            MODEL.encode(params(), SOURCE),
             TARGETS,
             TARGETS != 0,
             sampling_probability=1.0,
@@ -489,39 +497,41 @@ CASES: list[Case] = [
     # step and the decoding conveniences
     Case(
         "seq2seq-step-token-out-of-vocab",
-        lambda: MODEL.step(PARAMS, MODEL.encode(PARAMS, SOURCE), np.array([1, VT])),
+        lambda: MODEL.step(params(), MODEL.encode(params(), SOURCE), np.array([1, VT])),
         ValueError,
         ("step", "token", r"\[0, 6\)"),
         traced=(_traced_step_token, (np.array([1, VT], np.int32),)),
     ),
     Case(
         "seq2seq-step-token-float",
-        lambda: MODEL.step(PARAMS, MODEL.encode(PARAMS, SOURCE), np.ones(2)),
+        lambda: MODEL.step(params(), MODEL.encode(params(), SOURCE), np.ones(2)),
         TypeError,
         ("step", "token", "integer"),
     ),
     Case(
         "seq2seq-greedy-eos-given",
-        lambda: MODEL.greedy(PARAMS, SOURCE, max_length=3, eos_id=2),
+        lambda: MODEL.greedy(params(), SOURCE, max_length=3, eos_id=2),
         TypeError,
         ("greedy", "eos_id", "model", "own"),
     ),
     Case(
         "seq2seq-beam-bos-given",
-        lambda: MODEL.beam_search(PARAMS, SOURCE, beam_width=2, max_length=3, bos_id=1),
+        lambda: MODEL.beam_search(
+            params(), SOURCE, beam_width=2, max_length=3, bos_id=1
+        ),
         TypeError,
         ("^beam_search", "bos_id cannot be given here", "own"),
     ),
     Case(
         "seq2seq-greedy-source-id",
-        lambda: MODEL.greedy(PARAMS, BAD_SOURCE, max_length=3),
+        lambda: MODEL.greedy(params(), BAD_SOURCE, max_length=3),
         ValueError,
         ("^greedy", "source", r"\[0, 7\)"),
         traced=(_traced_greedy_source, (BAD_SOURCE,)),
     ),
 ]
 
-PARAMS_NO_BRIDGE = seq2seq.encoder_decoder(
+NO_BRIDGE = seq2seq.encoder_decoder(
     VS,
     VT,
     embed_size=3,
@@ -529,13 +539,29 @@ PARAMS_NO_BRIDGE = seq2seq.encoder_decoder(
     bidirectional=False,
     attention=None,
     bridge="none",
-).init(jax.random.key(0))
+)
+
+
+@functools.cache
+def params_no_bridge():
+    return NO_BRIDGE.init(jax.random.key(0))
+
 
 # Configs, keys, parameters and states of another model, named as the user
 # holds them (params['encoder'], state.carry), not as the layers see them.
 OTHER = seq2seq.encoder_decoder(VS, VT, embed_size=3, hidden_size=5)
-OTHER_PARAMS = OTHER.init(jax.random.key(1))
-STATE = MODEL.encode(PARAMS, SOURCE)
+
+
+@functools.cache
+def other_params():
+    return OTHER.init(jax.random.key(1))
+
+
+@functools.cache
+def encoded_state():
+    return MODEL.encode(params(), SOURCE)
+
+
 INPUTS = seq2seq.decoder_inputs(TARGETS, TARGETS != 0, MODEL.bos_id)
 CASES += [
     Case(
@@ -546,7 +572,7 @@ CASES += [
     ),
     Case(
         "seq2seq-init-args-swapped",
-        lambda: seq2seq.init(PARAMS, jax.random.key(0)),
+        lambda: seq2seq.init(params(), jax.random.key(0)),
         TypeError,
         ("^init", "config must be a seqmask.seq2seq.Config", "got dict"),
     ),
@@ -558,7 +584,7 @@ CASES += [
     ),
     Case(
         "seq2seq-loss-model-for-config",
-        lambda: seq2seq.loss(MODEL, PARAMS, SOURCE, TARGETS),
+        lambda: seq2seq.loss(MODEL, params(), SOURCE, TARGETS),
         TypeError,
         ("^loss", "config must be", "model.config", "got EncoderDecoder"),
     ),
@@ -581,66 +607,70 @@ CASES += [
     ),
     Case(
         "seq2seq-apply-params-other-sizes",
-        lambda: MODEL.apply(OTHER_PARAMS, SOURCE, TARGETS),
+        lambda: MODEL.apply(other_params(), SOURCE, TARGETS),
         ValueError,
         ("^apply", "do not fit", r"params\['encoder'\]\['forward'\]"),
     ),
     Case(
         "seq2seq-apply-params-missing-output",
         lambda: MODEL.apply(
-            {k: v for k, v in PARAMS.items() if k != "output"}, SOURCE, TARGETS
+            {k: v for k, v in params().items() if k != "output"}, SOURCE, TARGETS
         ),
         ValueError,
         ("^apply", r"missing params\['output'\]\['bias'\]"),
     ),
     Case(
         "seq2seq-apply-params-source-swapped",
-        lambda: MODEL.apply(SOURCE, PARAMS, TARGETS),
+        lambda: MODEL.apply(SOURCE, params(), TARGETS),
         TypeError,
         ("^apply", "params must be the parameters", "a dict"),
     ),
     Case(
         "seq2seq-encode-params-other-sizes",
-        lambda: MODEL.encode(OTHER_PARAMS, SOURCE),
+        lambda: MODEL.encode(other_params(), SOURCE),
         ValueError,
         ("^encode", "do not fit"),
     ),
     Case(
         "seq2seq-greedy-params-other-sizes",
-        lambda: MODEL.greedy(OTHER_PARAMS, SOURCE, max_length=3),
+        lambda: MODEL.greedy(other_params(), SOURCE, max_length=3),
         ValueError,
         ("^greedy", "do not fit"),
     ),
     Case(
         "seq2seq-apply-targets-one-row",
-        lambda: MODEL.apply(PARAMS, SOURCE, TARGETS[0]),
+        lambda: MODEL.apply(params(), SOURCE, TARGETS[0]),
         ValueError,
         ("^apply", r"targets must be \[\*batch, time\]", r"\[2, time\]", r"\(3,\)"),
     ),
     Case(
         "seq2seq-step-token-batch",
-        lambda: MODEL.step(PARAMS, STATE, jnp.array([1, 1, 1])),
+        lambda: MODEL.step(params(), encoded_state(), jnp.array([1, 1, 1])),
         ValueError,
         ("^step", r"token must have the batch shape \(2,\) of state", r"\(3,\)"),
     ),
     Case(
         "seq2seq-step-state-other-model",
         lambda: MODEL.step(
-            PARAMS, OTHER.encode(OTHER_PARAMS, SOURCE), jnp.array([1, 1])
+            params(), OTHER.encode(other_params(), SOURCE), jnp.array([1, 1])
         ),
         ValueError,
         ("^step", "state does not match", r"state\.carry\.h", "float32\\[2, 5\\]"),
     ),
     Case(
         "seq2seq-step-state-none",
-        lambda: MODEL.step(PARAMS, None, jnp.array([1, 1])),
+        lambda: MODEL.step(params(), None, jnp.array([1, 1])),
         TypeError,
         ("^step", "state must be a seqmask.seq2seq.DecoderState"),
     ),
     Case(
         "seq2seq-teacher_forcing-state-batch",
         lambda: seq2seq.teacher_forcing(
-            MODEL.config, PARAMS, MODEL.encode(PARAMS, SOURCE[:1]), INPUTS, TARGETS != 0
+            MODEL.config,
+            params(),
+            MODEL.encode(params(), SOURCE[:1]),
+            INPUTS,
+            TARGETS != 0,
         ),
         ValueError,
         ("^teacher_forcing", "state does not match", r"batch shape \(2,\) of inputs"),
@@ -649,8 +679,8 @@ CASES += [
         "seq2seq-own_predictions-state-batch",
         lambda: seq2seq.own_predictions(
             MODEL.config,
-            PARAMS,
-            MODEL.encode(PARAMS, SOURCE[:1]),
+            params(),
+            MODEL.encode(params(), SOURCE[:1]),
             INPUTS,
             TARGETS != 0,
             sampling_probability=1.0,

@@ -60,13 +60,23 @@ def perturbed(model, seed=0, poison=True):
     return jax.tree.map(lambda leaf: jnp.asarray(leaf, jnp.float32), params)
 
 
-PARAMS = perturbed(MODEL)
-# For decoding: a generated token is fed back, so no embedding row may be NaN.
-FINITE_PARAMS = {
-    **PARAMS,
-    "source_embedding": jnp.nan_to_num(PARAMS["source_embedding"]),
-    "target_embedding": jnp.nan_to_num(PARAMS["target_embedding"]),
-}
+# Made when a test first needs them, not when the module is collected (every
+# test worker collects every module).
+@functools.cache
+def model_params():
+    return perturbed(MODEL)
+
+
+@functools.cache
+def finite_params():
+    """For decoding: a generated token is fed back, so no embedding row may
+    be NaN."""
+    params = model_params()
+    return {
+        **params,
+        "source_embedding": jnp.nan_to_num(params["source_embedding"]),
+        "target_embedding": jnp.nan_to_num(params["target_embedding"]),
+    }
 
 
 def batch(garbage: bool, seed: int = 0, examples=EXAMPLES):
@@ -255,9 +265,9 @@ def test_loss_matches_numpy_reference_and_ignores_padding():
     """Garbage, out-of-range ids and NaN embeddings at padded source and target
     positions change neither the loss nor any gradient; the loss is the mean
     cross-entropy over valid target tokens only."""
-    clean_loss, clean_grads = loss_and_grad(PARAMS, *batch(garbage=False))
-    loss, grads = loss_and_grad(PARAMS, *batch(garbage=True))
-    np.testing.assert_allclose(loss, reference_loss(PARAMS), rtol=2e-5)
+    clean_loss, clean_grads = loss_and_grad(model_params(), *batch(garbage=False))
+    loss, grads = loss_and_grad(model_params(), *batch(garbage=True))
+    np.testing.assert_allclose(loss, reference_loss(model_params()), rtol=2e-5)
     assert loss == clean_loss
     for got, want in zip(
         jax.tree.leaves(grads), jax.tree.leaves(clean_grads), strict=True
@@ -272,7 +282,7 @@ def test_a_wide_id_out_of_range_at_a_valid_position_is_nan_under_jit(x64):
     """Under plain ``jit`` (no checkify) an out-of-range id that is read
     gives NaN logits, loudly. 64-bit ids past 2**32 were cut to 32 bits by
     the embedding gather (2**32 + 3 read row 3): the logits looked fine."""
-    apply = jax.jit(lambda source, target: MODEL.apply(PARAMS, source, target))
+    apply = jax.jit(lambda source, target: MODEL.apply(model_params(), source, target))
     target = np.array([[BOS, 3, 4]], np.int64)
     for dtype in (np.int64, np.uint64):
         good = apply(np.array([[3, 4]], dtype), target.astype(dtype))
@@ -329,27 +339,33 @@ def test_teacher_forcing_equals_reference_and_stepping_with_any_source_mask():
     nothing."""
     source, source_lengths, targets, target_lengths = batch(garbage=True, seed=1)
     mask = np.arange(S_MAX) < source_lengths[:, None]
-    logits = np.asarray(teacher_forced(PARAMS, source, mask, targets, target_lengths))
+    logits = np.asarray(
+        teacher_forced(model_params(), source, mask, targets, target_lengths)
+    )
     shifted_source, shifted_mask = source.copy(), np.zeros_like(mask)
     for row, (src, _) in enumerate(EXAMPLES):
         offset = S_MAX - len(src)
         shifted_source[row] = np.roll(source[row], offset)
         shifted_mask[row, offset:] = True
     shifted = teacher_forced(
-        PARAMS, shifted_source, shifted_mask, targets, target_lengths
+        model_params(), shifted_source, shifted_mask, targets, target_lengths
     )
-    state = fast_jit(MODEL.encode)(PARAMS, source, source_mask=jnp.asarray(mask))
+    state = fast_jit(MODEL.encode)(
+        model_params(), source, source_mask=jnp.asarray(mask)
+    )
     step = fast_jit(MODEL.step)
     token = jnp.full((len(EXAMPLES),), BOS, jnp.int32)
     for t in range(T_MAX):
-        state, step_logits = step(PARAMS, state, token)
+        state, step_logits = step(model_params(), state, token)
         for row, (_, tgt) in enumerate(EXAMPLES):
             if t < len(tgt):
                 np.testing.assert_allclose(
                     logits[row, t], step_logits[row], rtol=1e-5, atol=1e-6
                 )
         token = jnp.asarray(np.where(t + 1 < target_lengths, targets[:, t], EOS))
-    assert_rows_match(logits, EXAMPLES, functools.partial(reference_logits, PARAMS))
+    assert_rows_match(
+        logits, EXAMPLES, functools.partial(reference_logits, model_params())
+    )
     for row, (_, tgt) in enumerate(EXAMPLES):
         np.testing.assert_allclose(
             shifted[row, : len(tgt)], logits[row, : len(tgt)], rtol=1e-6, atol=1e-6
@@ -363,14 +379,14 @@ def test_an_empty_source_is_a_row_with_no_valid_source_position():
     whose mask is all false."""
     _, _, targets, target_lengths = batch(False)
     empty = np.zeros((len(EXAMPLES), 0), np.int32)
-    logits = MODEL.apply(FINITE_PARAMS, empty, targets, target_lengths=target_lengths)
+    logits = MODEL.apply(finite_params(), empty, targets, target_lengths=target_lengths)
     examples = [([], tgt) for _, tgt in EXAMPLES]
     assert_rows_match(
-        logits, examples, lambda src, tgt: reference_logits(FINITE_PARAMS, src, tgt)
+        logits, examples, lambda src, tgt: reference_logits(finite_params(), src, tgt)
     )
     unread = np.full((len(EXAMPLES), 3), 4, np.int32)
     masked = MODEL.apply(
-        FINITE_PARAMS,
+        finite_params(),
         unread,
         targets,
         source_mask=np.zeros(unread.shape, bool),
@@ -390,13 +406,15 @@ def test_any_cell_record_works_through_its_three_functions():
     )
     source, source_lengths, targets, target_lengths = batch(garbage=True)
     loss = fast_jit(model.loss)(
-        PARAMS,
+        model_params(),
         source,
         targets,
         source_lengths=source_lengths,
         target_lengths=target_lengths,
     )
-    want, _ = loss_and_grad(PARAMS, source, source_lengths, targets, target_lengths)
+    want, _ = loss_and_grad(
+        model_params(), source, source_lengths, targets, target_lengths
+    )
     np.testing.assert_allclose(loss, want, rtol=1e-6)
 
 
@@ -552,7 +570,7 @@ def test_loss_options_equal_seqmask_losses_on_apply_logits():
     weights = rng.uniform(0.5, 2.0, size=mask.shape).astype(np.float32)
     weights[:, 0] = [1.0, 3.0, 0.5]
     weights[~mask] = np.nan
-    finite = FINITE_PARAMS
+    finite = finite_params()
     logits, results = losses_and_logits(
         finite, source, source_lengths, targets, mask, weights
     )
@@ -608,7 +626,7 @@ def test_loss_reductions_do_not_depend_on_the_batch_layout():
     weights = rng.uniform(0.5, 2.0, size=targets.shape).astype(np.float32)
     mask = np.arange(T_MAX) < target_lengths[:, None]
     results = layout_losses(
-        FINITE_PARAMS, source, source_lengths, targets, target_lengths, weights
+        finite_params(), source, source_lengths, targets, target_lengths, weights
     )
     w = np.where(mask, weights, 0.0)
     per_row = (np.asarray(results.pop("per_token")) * w).sum(1) / w.sum(1)
@@ -633,7 +651,7 @@ def test_any_target_mask_reads_the_valid_targets_in_order():
     positions, exactly the logits and the loss of right-padded ones."""
     source, source_lengths, targets, target_lengths = batch(garbage=True, seed=7)
     right_mask = np.arange(T_MAX) < target_lengths[:, None]
-    right = any_target_mask(PARAMS, source, source_lengths, targets, right_mask)
+    right = any_target_mask(model_params(), source, source_lengths, targets, right_mask)
     rng = np.random.default_rng(8)
     for pattern in ("left", "holes"):
         moved = rng.choice([POISON_TARGET, 999, -7], size=targets.shape)
@@ -646,7 +664,7 @@ def test_any_target_mask_reads_the_valid_targets_in_order():
             mask[row, positions] = True
             moved[row, positions] = targets[row, :length]
         logits, loss = any_target_mask(
-            PARAMS, source, source_lengths, moved.astype(np.int32), mask
+            model_params(), source, source_lengths, moved.astype(np.int32), mask
         )
         np.testing.assert_allclose(loss, right[1], rtol=1e-6)
         np.testing.assert_allclose(
@@ -668,7 +686,7 @@ def test_decoding_the_model_is_padding_invariant():
     source offset, or the other rows of the batch."""
     source, source_lengths, _, _ = batch(garbage=True, seed=2)
     mask = np.arange(S_MAX) < source_lengths[:, None]
-    greedy, beam = greedy_and_beam(FINITE_PARAMS, source, mask)
+    greedy, beam = greedy_and_beam(finite_params(), source, mask)
     np.testing.assert_array_equal(beam.tokens[:, 0], greedy.tokens)
     order = np.array([2, 0, 1])
     other, _, _, _ = batch(garbage=True, seed=3)
@@ -677,7 +695,7 @@ def test_decoding_the_model_is_padding_invariant():
         length = source_lengths[index]
         moved_source[row, S_MAX - length :] = source[index, :length]
         moved_mask[row, S_MAX - length :] = True
-    moved, _ = greedy_and_beam(FINITE_PARAMS, moved_source, moved_mask)
+    moved, _ = greedy_and_beam(finite_params(), moved_source, moved_mask)
     np.testing.assert_array_equal(moved.tokens, greedy.tokens[order])
     np.testing.assert_array_equal(moved.lengths, greedy.lengths[order])
 
