@@ -9,12 +9,11 @@ them (ids at padded positions are never read, so they are never reported).
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 from bad_inputs_common import Case
+from helpers import made_once
 
 from seqmask import seq2seq
 
@@ -28,7 +27,7 @@ TARGET_LENGTHS = np.array([3, 2], np.int32)
 
 # Parameters and states are made when a case first needs them, not when the
 # tables are collected (every test worker collects every table).
-@functools.cache
+@made_once
 def params():
     return MODEL.init(jax.random.key(0))
 
@@ -542,7 +541,7 @@ NO_BRIDGE = seq2seq.encoder_decoder(
 )
 
 
-@functools.cache
+@made_once
 def params_no_bridge():
     return NO_BRIDGE.init(jax.random.key(0))
 
@@ -552,12 +551,12 @@ def params_no_bridge():
 OTHER = seq2seq.encoder_decoder(VS, VT, embed_size=3, hidden_size=5)
 
 
-@functools.cache
+@made_once
 def other_params():
     return OTHER.init(jax.random.key(1))
 
 
-@functools.cache
+@made_once
 def encoded_state():
     return MODEL.encode(params(), SOURCE)
 

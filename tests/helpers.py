@@ -9,6 +9,7 @@ shares no code with seqmask or with this module.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -30,6 +31,20 @@ IRREGULAR_MASK = np.array(
         [False, False, False, False, False],
     ]
 )
+
+
+def made_once(make):
+    """``make()``, computed on the first call and kept: test data too costly
+    to build when a module is collected (every test worker collects every
+    module). It runs eagerly even when the first call comes from inside a
+    ``jit`` trace, so what is kept is concrete arrays, never a tracer."""
+
+    @functools.cache
+    def once():
+        with jax.ensure_compile_time_eval():
+            return make()
+
+    return once
 
 
 def mask_patterns(rng, batch_steps=(6, 7)):

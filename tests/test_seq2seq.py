@@ -23,7 +23,7 @@ import numpy as np
 import numpy_reference as ref
 import pytest
 from flax import nnx
-from helpers import mask_patterns
+from helpers import made_once, mask_patterns
 
 from seqmask import cells, decoding, losses, seq2seq
 from seqmask.nnx import Seq2Seq
@@ -62,12 +62,12 @@ def perturbed(model, seed=0, poison=True):
 
 # Made when a test first needs them, not when the module is collected (every
 # test worker collects every module).
-@functools.cache
+@made_once
 def model_params():
     return perturbed(MODEL)
 
 
-@functools.cache
+@made_once
 def finite_params():
     """For decoding: a generated token is fed back, so no embedding row may
     be NaN."""
