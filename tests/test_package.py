@@ -39,6 +39,33 @@ def test_version_agrees_with_pyproject():
     assert seqmask.__version__ == pyproject()["project"]["version"]
 
 
+def test_oldest_pins_are_the_lower_bounds_of_the_dependencies():
+    """``.ci/oldest`` installs ``.ci/oldest.txt``: one pin for each runtime
+    dependency, at the version its lower bound in ``pyproject.toml`` names,
+    so the bounds that are declared are the ones that are tested."""
+    bounds = {}
+    for requirement in pyproject()["project"]["dependencies"]:
+        name, lower = re.fullmatch(r"([\w-]+)>=([\d.]+)(,.*)?", requirement).groups()[
+            :2
+        ]
+        bounds[name] = lower
+    pins = dict(
+        re.fullmatch(r"([\w-]+)==([\d.]+)", line).groups()
+        for line in (ROOT / ".ci" / "oldest.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+
+    def release(version):
+        parts = [int(part) for part in version.split(".")]
+        while parts and parts[-1] == 0:
+            parts.pop()
+        return parts
+
+    assert set(pins) == set(bounds)
+    for name, lower in bounds.items():
+        assert release(pins[name]) == release(lower), name
+
+
 def test_license_is_the_apache_license_that_pyproject_names():
     text = (ROOT / "LICENSE").read_text()
     assert pyproject()["project"]["license"] == "Apache-2.0"
